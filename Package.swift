@@ -1,0 +1,52 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Hot numeric loops are compiled for the Haswell level (AVX2, FMA; every x86-64 server CPU since 2013) when building on x86-64, because
+/// Swift's SIMD types otherwise lower fused multiply-adds to a libm call per lane.
+/// Set `RNNLM_PORTABLE=1` in the environment when building for older x86-64 CPUs.
+let portable = Context.environment["RNNLM_PORTABLE"] == "1"
+#if arch(x86_64)
+let cpuFlags: [SwiftSetting] = portable ? [] : [.unsafeFlags(["-target-cpu", "haswell"])]
+#else
+let cpuFlags: [SwiftSetting] = []
+#endif
+
+let package = Package(
+    name: "rnnlm",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "rnnlm", targets: ["rnnlm"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(
+            name: "CZeroMQ",
+            providers: [.apt(["libzmq3-dev"])]),
+        // Numbers only: tensors, cells, forward/backward, loss, optimizers, clipping, sampling. No I/O.
+        .target(name: "RNNCore", dependencies: ["CBLAS"], swiftSettings: cpuFlags),
+        // Text: tokenizers, vocabulary, corpora and datasets, truncated-BPTT batching.
+        .target(name: "RNNText"),
+        // safetensors checkpoints (atomic writes, strict reads).
+        .target(name: "RNNCheckpoint", dependencies: ["RNNCore"]),
+        // The only code that touches libzmq.
+        .target(name: "RNNTransport", dependencies: ["CZeroMQ"]),
+        // The single-process reference trainer, evaluation and generation.
+        .target(name: "RNNTrain", dependencies: ["RNNCore", "RNNText", "RNNCheckpoint"], swiftSettings: cpuFlags),
+        .executableTarget(
+            name: "rnnlm",
+            dependencies: [
+                "RNNTrain", "RNNTransport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .testTarget(name: "RNNCoreTests", dependencies: ["RNNCore"], resources: [.copy("Fixtures")],
+                    swiftSettings: cpuFlags),
+        .testTarget(name: "RNNTextTests", dependencies: ["RNNText"]),
+        .testTarget(name: "RNNTrainTests", dependencies: ["RNNTrain", "RNNCheckpoint", "RNNTransport"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,59 @@
+/// A fixed-size, contiguous, zero-initialised Float32 buffer that owns its memory.
+/// Parameters, gradients, optimizer state and workspaces are all `FloatBuffer`s, so kernels get raw
+/// pointers with no copy-on-write checks inside their loops.
+public final class FloatBuffer {
+    public let count: Int
+    public let pointer: UnsafeMutablePointer<Float>
+
+    public init(count: Int) {
+        precondition(count >= 0, "FloatBuffer needs a non-negative count, got \(count)")
+        self.count = count
+        pointer = .allocate(capacity: max(count, 1))
+        pointer.initialize(repeating: 0, count: max(count, 1))
+    }
+
+    public convenience init(_ values: [Float]) {
+        self.init(count: values.count)
+        values.withUnsafeBufferPointer { pointer.update(from: $0.baseAddress!, count: values.count) }
+    }
+
+    deinit { pointer.deallocate() }
+
+    public subscript(i: Int) -> Float {
+        get { pointer[i] }
+        set { pointer[i] = newValue }
+    }
+
+    public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: pointer, count: count) }
+
+    public func zero() { pointer.update(repeating: 0, count: count) }
+
+    public func copy(from other: FloatBuffer) {
+        precondition(other.count == count, "copy between buffers of \(other.count) and \(count) floats")
+        pointer.update(from: other.pointer, count: count)
+    }
+
+    public func copy(from values: UnsafeBufferPointer<Float>) {
+        precondition(values.count == count, "copy of \(values.count) floats into a buffer of \(count)")
+        if count > 0 { pointer.update(from: values.baseAddress!, count: count) }
+    }
+
+    public var array: [Float] { Array(buffer) }
+
+    /// Sum of squares accumulated in Double (deterministic order).
+    public func sumOfSquares() -> Double {
+        var s = 0.0
+        for i in 0..<count { let v = Double(pointer[i]); s += v * v }
+        return s
+    }
+
+    public func scale(by factor: Float) {
+        for i in 0..<count { pointer[i] *= factor }
+    }
+
+    /// True when every element is finite.
+    public func allFinite() -> Bool {
+        for i in 0..<count where !pointer[i].isFinite { return false }
+        return true
+    }
+}

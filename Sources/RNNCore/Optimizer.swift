@@ -1,0 +1,80 @@
+/// Which update rule, with its hyperparameters (PyTorch's semantics and defaults).
+public enum OptimizerKind: Equatable, Sendable, Codable {
+    /// `torch.optim.SGD`: `g += wd·θ; buf = μ·buf + g (buf = g at the first step); θ -= lr·buf`.
+    case sgd(momentum: Float, weightDecay: Float)
+    /// `torch.optim.Adam` with bias correction; L2 weight decay added to the gradient.
+    case adam(beta1: Float, beta2: Float, eps: Float, weightDecay: Float)
+
+    public var name: String {
+        switch self { case .sgd: return "sgd"; case .adam: return "adam" }
+    }
+}
+
+/// An optimizer over one flat parameter buffer. Its state (momentum or Adam moments) is a set of flat
+/// buffers in the parameters' layout, so checkpoints store it tensor by tensor.
+public final class Optimizer {
+    public let kind: OptimizerKind
+    public let count: Int
+    /// Number of updates applied so far.
+    public var step: Int = 0
+    /// SGD momentum buffer, or Adam's first and second moments.
+    public let slots: [FloatBuffer]
+    public var slotNames: [String] {
+        switch kind {
+        case .sgd(let m, _): return m == 0 ? [] : ["momentum_buffer"]
+        case .adam: return ["exp_avg", "exp_avg_sq"]
+        }
+    }
+
+    public init(_ kind: OptimizerKind, parameterCount: Int) {
+        self.kind = kind
+        count = parameterCount
+        switch kind {
+        case .sgd(let momentum, _): slots = momentum == 0 ? [] : [FloatBuffer(count: parameterCount)]
+        case .adam: slots = [FloatBuffer(count: parameterCount), FloatBuffer(count: parameterCount)]
+        }
+    }
+
+    /// Applies one update with learning rate `lr` to `params` from `grads` (both in the same layout).
+    public func update(params: FloatBuffer, grads: FloatBuffer, lr: Float) {
+        precondition(params.count == count && grads.count == count,
+                     "optimizer built for \(count) parameters got \(params.count) parameters and \(grads.count) gradients")
+        let p = params.pointer, g = grads.pointer
+        step += 1
+        switch kind {
+        case .sgd(let momentum, let wd):
+            if momentum == 0 {
+                for i in 0..<count { p[i] -= lr * (g[i] + wd * p[i]) }
+            } else {
+                let buf = slots[0].pointer
+                let first = step == 1
+                for i in 0..<count {
+                    let d = g[i] + wd * p[i]
+                    buf[i] = first ? d : momentum * buf[i] + d
+                    p[i] -= lr * buf[i]
+                }
+            }
+        case .adam(let b1, let b2, let eps, let wd):
+            let m = slots[0].pointer, v = slots[1].pointer
+            let bc1 = 1 - pow(Double(b1), Double(step)), bc2 = 1 - pow(Double(b2), Double(step))
+            let stepSize = Float(Double(lr) / bc1), bc2Sqrt = Float(bc2.squareRoot())
+            for i in 0..<count {
+                let d = g[i] + wd * p[i]
+                m[i] = b1 * m[i] + (1 - b1) * d
+                v[i] = b2 * v[i] + (1 - b2) * d * d
+                p[i] -= stepSize * m[i] / (v[i].squareRoot() / bc2Sqrt + eps)
+            }
+        }
+    }
+}
+
+@inline(__always) private func pow(_ x: Double, _ n: Double) -> Double {
+    // Integer powers only (step counts); exact repeated squaring keeps the core free of libm here.
+    var result = 1.0, base = x, e = Int(n)
+    while e > 0 {
+        if e & 1 == 1 { result *= base }
+        base *= base
+        e >>= 1
+    }
+    return result
+}

@@ -1,0 +1,55 @@
+/// One named tensor inside a flat buffer: its PyTorch name, shape, and element offset.
+public struct TensorView: Sendable, Equatable, Codable {
+    public let name: String
+    public let shape: [Int]
+    public let offset: Int
+    public var count: Int { shape.reduce(1, *) }
+}
+
+/// Where every parameter tensor lives in the single flat parameter buffer (and, identically, in the gradient
+/// buffer and each optimizer-state buffer). The order and names are PyTorch's `state_dict()` order for
+/// word_language_model's `RNNModel`, so a checkpoint's tensors load into PyTorch by name.
+public struct ParameterLayout: Sendable, Equatable {
+    public let tensors: [TensorView]
+    public let count: Int
+
+    public init(shapes: [(String, [Int])]) {
+        var views: [TensorView] = []
+        var offset = 0
+        for (name, shape) in shapes {
+            let v = TensorView(name: name, shape: shape, offset: offset)
+            views.append(v)
+            offset += v.count
+        }
+        tensors = views
+        count = offset
+    }
+
+    /// The layout of a language model:
+    /// `encoder.weight [V,E]` (absent for one-hot input), then for each layer k
+    /// `rnn.weight_ih_l{k} [G*H, in]`, `rnn.weight_hh_l{k} [G*H, H]`, `rnn.bias_ih_l{k} [G*H]`,
+    /// `rnn.bias_hh_l{k} [G*H]`, then `decoder.weight [V,H]`, `decoder.bias [V]`.
+    public init(model c: ModelConfig) {
+        var shapes: [(String, [Int])] = []
+        let gh = c.cell.gates * c.hiddenSize
+        if c.embedSize > 0 { shapes.append(("encoder.weight", [c.vocabSize, c.embedSize])) }
+        for k in 0..<c.layers {
+            let inSize = k == 0 ? c.inputSize : c.hiddenSize
+            shapes.append(("rnn.weight_ih_l\(k)", [gh, inSize]))
+            shapes.append(("rnn.weight_hh_l\(k)", [gh, c.hiddenSize]))
+            shapes.append(("rnn.bias_ih_l\(k)", [gh]))
+            shapes.append(("rnn.bias_hh_l\(k)", [gh]))
+        }
+        shapes.append(("decoder.weight", [c.vocabSize, c.hiddenSize]))
+        shapes.append(("decoder.bias", [c.vocabSize]))
+        self.init(shapes: shapes)
+    }
+
+    public func view(_ name: String) -> TensorView? { tensors.first { $0.name == name } }
+
+    /// The view named `name`; a missing name is a programming error.
+    public subscript(name: String) -> TensorView {
+        guard let v = view(name) else { preconditionFailure("no parameter tensor named \(name)") }
+        return v
+    }
+}

@@ -1,0 +1,88 @@
+import RNNCore
+import Testing
+
+@Suite("Optimizers, clipping, schedules")
+struct OptimizerTests {
+    @Test func sgdPlainStep() {
+        let p = FloatBuffer([1, -2, 3]), g = FloatBuffer([0.5, 0.25, -1])
+        Optimizer(.sgd(momentum: 0, weightDecay: 0), parameterCount: 3).update(params: p, grads: g, lr: 0.1)
+        #expect(p.array == [0.95, -2.025, 3.1])
+    }
+
+    @Test func sgdMomentumAndWeightDecayTwoSteps() {
+        // Hand computation, PyTorch semantics: d = g + wd·p; buf = d (step 1), μ·buf + d after; p -= lr·buf.
+        let p = FloatBuffer([1.0]), g = FloatBuffer([0.5])
+        let opt = Optimizer(.sgd(momentum: 0.9, weightDecay: 0.1), parameterCount: 1)
+        opt.update(params: p, grads: g, lr: 0.1)
+        // d = 0.5 + 0.1 = 0.6; buf = 0.6; p = 1 - 0.06 = 0.94
+        #expect(abs(p[0] - 0.94) < 1e-7)
+        opt.update(params: p, grads: g, lr: 0.1)
+        // d = 0.5 + 0.094 = 0.594; buf = 0.54 + 0.594 = 1.134; p = 0.94 - 0.1134 = 0.8266
+        #expect(abs(p[0] - 0.8266) < 1e-6)
+        #expect(abs(opt.slots[0][0] - 1.134) < 1e-6)
+    }
+
+    @Test func adamTwoSteps() {
+        let p = FloatBuffer([1.0, -1.0]), opt = Optimizer(.adam(beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0), parameterCount: 2)
+        opt.update(params: p, grads: FloatBuffer([0.5, -2]), lr: 0.01)
+        // First Adam step moves each parameter by lr·sign(g) (up to eps).
+        #expect(abs(p[0] - 0.99) < 1e-6 && abs(p[1] + 0.99) < 1e-6)
+        opt.update(params: p, grads: FloatBuffer([0.1, -2]), lr: 0.01)
+        // m = 0.9·0.05 + 0.01 = 0.055 → m̂ = 0.055/0.19; v = 0.999·0.00025 + 0.001·0.01 = 0.00025975 → v̂ = v/0.001999
+        let mHat = 0.055 / 0.19, vHat = 0.00025975 / (1 - 0.999 * 0.999)
+        let expected = 0.99 - 0.01 * mHat / (vHat.squareRoot() + 1e-8)
+        #expect(abs(Double(p[0]) - expected) < 1e-6, "Adam step 2 gave \(p[0]), hand value \(expected)")
+        #expect(abs(p[1] + 0.98) < 1e-6)
+    }
+
+    @Test func clippingScalesToMaxNormAndReportsNormBefore() {
+        let g = FloatBuffer([3, 4])
+        let norm = clipGlobalNorm(g, maxNorm: 1)
+        #expect(norm == 5)
+        #expect(abs(g[0] - 0.6) < 1e-7 && abs(g[1] - 0.8) < 1e-7)
+        let small = FloatBuffer([0.3, 0.4])
+        #expect(abs(clipGlobalNorm(small, maxNorm: 1) - 0.5) < 1e-7)
+        #expect(small.array == [0.3, 0.4])
+    }
+
+    @Test func stepSchedule() {
+        var s = LearningRateSchedule(.step(start: 2, every: 2, factor: 0.5), lr: 1)
+        let lrs = (1...6).map { s.endEpoch($0, validationLoss: nil) }
+        #expect(lrs == [1, 0.5, 0.5, 0.25, 0.25, 0.125])
+    }
+
+    @Test func plateauSchedule() {
+        var s = LearningRateSchedule(.plateau(factor: 0.1, patience: 1, minLR: 0.001), lr: 1)
+        #expect(s.endEpoch(1, validationLoss: 2.0) == 1)  // best
+        #expect(s.endEpoch(2, validationLoss: 1.5) == 1)  // improved
+        #expect(s.endEpoch(3, validationLoss: 1.6) == 1)  // 1 bad epoch, patience 1
+        #expect(abs(s.endEpoch(4, validationLoss: 1.6) - 0.1) < 1e-7)  // 2 bad → decay
+        #expect(abs(s.endEpoch(5, validationLoss: 1.4) - 0.1) < 1e-7)
+        var floor = LearningRateSchedule(.plateau(factor: 0.1, patience: 0, minLR: 0.05), lr: 0.1)
+        floor.endEpoch(1, validationLoss: 1)
+        #expect(floor.endEpoch(2, validationLoss: 1) == 0.05)
+    }
+
+    @Test func randomGeneratorIsReproducibleAndUnbiasedEnough() {
+        var a = RandomGenerator(seed: 123), b = RandomGenerator(seed: 123)
+        #expect((0..<100).map { _ in a.next() } == (0..<100).map { _ in b.next() })
+        var r = RandomGenerator(seed: 1)
+        var counts = [Int](repeating: 0, count: 10)
+        for _ in 0..<100_000 { counts[r.int(below: 10)] += 1 }
+        #expect(counts.allSatisfy { abs($0 - 10_000) < 500 }, "int(below:) counts \(counts)")
+        let mean = (0..<100_000).map { _ in r.normal() }.reduce(0, +) / 100_000
+        #expect(abs(mean) < 0.02)
+    }
+
+    @Test func fastMathKernelsAreAccurate() {
+        for x in stride(from: Float(-20), through: 20, by: 0.37) {
+            #expect(abs(expf32(x) - Float(exp(Double(x)))) <= 3e-7 * Float(exp(Double(x))), "exp(\(x))")
+            #expect(abs(tanhf32(x) - Float(tanh(Double(x)))) < 2e-7, "tanh(\(x))")
+            #expect(abs(sigmoidf32(x) - Float(1 / (1 + exp(-Double(x))))) < 2e-7, "sigmoid(\(x))")
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

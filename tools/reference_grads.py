@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""Independent float64 reference for rnnlm's numeric core.
+
+For a fixed tiny model of each cell type (RNN-tanh, RNN-relu, GRU, LSTM; with and without an embedding;
+1 and 2 layers) it computes the summed cross-entropy loss over a [T, B] minibatch, the gradient of every
+parameter tensor and of the initial state, and the final state, with PyTorch's parameterisation
+(gate order GRU r,z,n; LSTM i,f,g,o; two bias vectors). The gradients come from a hand-written BPTT
+checked here against float64 central differences before anything is written.
+
+Regenerate the fixture (from the repository root):
+    python3 tools/reference_grads.py > Tests/RNNCoreTests/Fixtures/reference_grads.json
+"""
+import json
+import sys
+
+import numpy as np
+
+GATES = {"rnn": 1, "rnn-relu": 1, "gru": 3, "lstm": 4}
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def make_case(cell, layers, embed, seed, V=6, H=5, T=4, B=3):
+    rng = np.random.default_rng(seed)
+    G = GATES[cell]
+    params = {}
+    if embed:
+        params["encoder.weight"] = rng.uniform(-0.5, 0.5, (V, embed))
+    for k in range(layers):
+        inp = (embed or V) if k == 0 else H
+        params[f"rnn.weight_ih_l{k}"] = rng.uniform(-0.6, 0.6, (G * H, inp))
+        params[f"rnn.weight_hh_l{k}"] = rng.uniform(-0.6, 0.6, (G * H, H))
+        params[f"rnn.bias_ih_l{k}"] = rng.uniform(-0.3, 0.3, (G * H,))
+        params[f"rnn.bias_hh_l{k}"] = rng.uniform(-0.3, 0.3, (G * H,))
+    params["decoder.weight"] = rng.uniform(-0.5, 0.5, (V, H))
+    params["decoder.bias"] = rng.uniform(-0.2, 0.2, (V,))
+    inputs = rng.integers(0, V, (T, B))
+    targets = rng.integers(0, V, (T, B))
+    h0 = rng.uniform(-0.5, 0.5, (layers, B, H))
+    c0 = rng.uniform(-0.5, 0.5, (layers, B, H)) if cell == "lstm" else None
+    return dict(cell=cell, layers=layers, embed=embed, V=V, H=H, T=T, B=B, params=params,
+                inputs=inputs, targets=targets, h0=h0, c0=c0)
+
+
+def layer_input0(case, params):
+    V, embed = case["V"], case["embed"]
+    if embed:
+        return params["encoder.weight"][case["inputs"]]  # [T, B, E]
+    return np.eye(V)[case["inputs"]]  # one-hot [T, B, V]
+
+
+def step(cell, x, h, c, wih, whh, bih, bhh):
+    """One time step for one layer; returns (h', c', cache)."""
+    H = h.shape[-1]
+    gx = x @ wih.T + bih
+    gh = h @ whh.T + bhh
+    if cell in ("rnn", "rnn-relu"):
+        pre = gx + gh
+        hn = np.tanh(pre) if cell == "rnn" else np.maximum(pre, 0)
+        return hn, None, (pre,)
+    if cell == "gru":
+        r = sigmoid(gx[:, :H] + gh[:, :H])
+        z = sigmoid(gx[:, H:2 * H] + gh[:, H:2 * H])
+        n = np.tanh(gx[:, 2 * H:] + r * gh[:, 2 * H:])
+        return (1 - z) * n + z * h, None, (r, z, n, gh[:, 2 * H:])
+    i = sigmoid(gx[:, :H] + gh[:, :H])
+    f = sigmoid(gx[:, H:2 * H] + gh[:, H:2 * H])
+    g = np.tanh(gx[:, 2 * H:3 * H] + gh[:, 2 * H:3 * H])
+    o = sigmoid(gx[:, 3 * H:] + gh[:, 3 * H:])
+    cn = f * c + i * g
+    return o * np.tanh(cn), cn, (i, f, g, o, cn)
+
+
+def forward(case, params, h0, c0):
+    cell, L, T = case["cell"], case["layers"], case["T"]
+    xs = list(layer_input0(case, params))
+    caches, hs_all, cs_all = [], [], []
+    hT, cT = [], []
+    for k in range(L):
+        h = h0[k]
+        c = c0[k] if c0 is not None else None
+        hs, cs, cache = [h], [c], []
+        for t in range(T):
+            h, c, cc = step(cell, xs[t], h, c, params[f"rnn.weight_ih_l{k}"], params[f"rnn.weight_hh_l{k}"],
+                            params[f"rnn.bias_ih_l{k}"], params[f"rnn.bias_hh_l{k}"])
+            hs.append(h)
+            cs.append(c)
+            cache.append(cc)
+        caches.append((xs, hs, cs, cache))
+        hT.append(h)
+        cT.append(c)
+        xs = hs[1:]
+    logits = np.stack(xs) @ params["decoder.weight"].T + params["decoder.bias"]  # [T, B, V]
+    m = logits.max(-1, keepdims=True)
+    lse = (m + np.log(np.exp(logits - m).sum(-1, keepdims=True)))[..., 0]
+    tgt = case["targets"]
+    picked = np.take_along_axis(logits, tgt[..., None], -1)[..., 0]
+    loss = float((lse - picked).sum())
+    return loss, logits, lse, caches, np.stack(hT), (np.stack(cT) if c0 is not None else None)
+
+
+def backward(case, params, h0, c0):
+    cell, L, T, B, H, V = case["cell"], case["layers"], case["T"], case["B"], case["H"], case["V"]
+    loss, logits, lse, caches, hT, cT = forward(case, params, h0, c0)
+    grads = {k: np.zeros_like(v) for k, v in params.items()}
+    dlogits = np.exp(logits - lse[..., None])
+    tgt = case["targets"]
+    for t in range(T):
+        for b in range(B):
+            dlogits[t, b, tgt[t, b]] -= 1
+    top = np.stack(caches[-1][1][1:])  # [T, B, H]
+    grads["decoder.weight"] += np.einsum("tbv,tbh->vh", dlogits, top)
+    grads["decoder.bias"] += dlogits.sum((0, 1))
+    dout = list(dlogits @ params["decoder.weight"])  # per step [B, H]
+    dh0 = np.zeros((L, B, H))
+    dc0 = np.zeros((L, B, H)) if c0 is not None else None
+    for k in reversed(range(L)):
+        xs, hs, cs, cache = caches[k]
+        wih, whh = params[f"rnn.weight_ih_l{k}"], params[f"rnn.weight_hh_l{k}"]
+        dh = np.zeros((B, H))
+        dc = np.zeros((B, H))
+        dxs = [None] * T
+        for t in reversed(range(T)):
+            dh = dh + dout[t]
+            hp = hs[t]
+            if cell in ("rnn", "rnn-relu"):
+                (pre,) = cache[t]
+                dpre = dh * (1 - np.tanh(pre) ** 2) if cell == "rnn" else dh * (pre > 0)
+                dgx, dgh, direct = dpre, dpre, 0
+            elif cell == "gru":
+                r, z, n, hn = cache[t]
+                dn = dh * (1 - z) * (1 - n ** 2)
+                dz = dh * (hp - n) * z * (1 - z)
+                dr = dn * hn * r * (1 - r)
+                dgx = np.concatenate([dr, dz, dn], 1)
+                dgh = np.concatenate([dr, dz, dn * r], 1)
+                direct = dh * z
+            else:
+                i, f, g, o, cn = cache[t]
+                tc = np.tanh(cn)
+                dc = dc + dh * o * (1 - tc ** 2)
+                dgx = np.concatenate([dc * g * i * (1 - i), dc * cs[t] * f * (1 - f), dc * i * (1 - g ** 2),
+                                      dh * tc * o * (1 - o)], 1)
+                dgh = dgx
+                dc = dc * f
+                direct = 0
+            grads[f"rnn.weight_ih_l{k}"] += dgx.T @ xs[t]
+            grads[f"rnn.weight_hh_l{k}"] += dgh.T @ hp
+            grads[f"rnn.bias_ih_l{k}"] += dgx.sum(0)
+            grads[f"rnn.bias_hh_l{k}"] += dgh.sum(0)
+            dxs[t] = dgx @ wih
+            dh = dgh @ whh + direct
+        dh0[k] = dh
+        if dc0 is not None:
+            dc0[k] = dc
+        dout = dxs
+    if case["embed"]:
+        for t in range(T):
+            for b in range(B):
+                grads["encoder.weight"][case["inputs"][t, b]] += dout[t][b]
+    return loss, grads, dh0, dc0, hT, cT
+
+
+def finite_difference_check(case):
+    params, h0, c0 = case["params"], case["h0"], case["c0"]
+    loss, grads, dh0, dc0, _, _ = backward(case, params, h0, c0)
+    eps = 1e-6
+    worst = 0.0
+    targets = [(params[k], grads[k]) for k in params] + [(h0, dh0)] + ([(c0, dc0)] if c0 is not None else [])
+    for arr, g in targets:
+        num = np.zeros_like(arr)
+        it = np.nditer(arr, flags=["multi_index"])
+        for _ in it:
+            idx = it.multi_index
+            old = arr[idx]
+            arr[idx] = old + eps
+            lp = forward(case, params, h0, c0)[0]
+            arr[idx] = old - eps
+            lm = forward(case, params, h0, c0)[0]
+            arr[idx] = old
+            num[idx] = (lp - lm) / (2 * eps)
+        worst = max(worst, np.abs(num - g).max() / max(np.abs(g).max(), 1e-12))
+    if worst > 1e-6:
+        sys.exit(f"reference BPTT disagrees with finite differences for {case['cell']}: {worst:.3g}")
+    return worst
+
+
+def main():
+    cases = []
+    seed = 1
+    for cell in ("rnn", "rnn-relu", "gru", "lstm"):
+        for layers, embed in ((1, 0), (2, 3)):
+            case = make_case(cell, layers, embed, seed)
+            seed += 1
+            fd = finite_difference_check(case)
+            loss, grads, dh0, dc0, hT, cT = backward(case, case["params"], case["h0"], case["c0"])
+            flat = lambda a: [float(v) for v in np.asarray(a).reshape(-1)]
+            cases.append({
+                "cell": case["cell"], "layers": layers, "embed": embed, "vocab": case["V"], "hidden": case["H"],
+                "steps": case["T"], "batch": case["B"],
+                "inputs": [int(v) for v in case["inputs"].reshape(-1)],
+                "targets": [int(v) for v in case["targets"].reshape(-1)],
+                "params": {k: flat(v) for k, v in case["params"].items()},
+                "h0": flat(case["h0"]), "c0": flat(case["c0"]) if case["c0"] is not None else [],
+                "loss": loss,
+                "grads": {k: flat(v) for k, v in grads.items()},
+                "dh0": flat(dh0), "dc0": flat(dc0) if dc0 is not None else [],
+                "hT": flat(hT), "cT": flat(cT) if cT is not None else [],
+                "fd_check_max_rel": fd,
+            })
+    json.dump({"generator": "tools/reference_grads.py", "numpy": np.__version__, "cases": cases}, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
