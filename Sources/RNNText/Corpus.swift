@@ -1,0 +1,109 @@
+import Foundation
+
+/// A problem with input text, worded for the user: what is wrong and what to do.
+public struct CorpusError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ message: String) { description = message }
+}
+
+/// Reads a UTF-8 text file, refusing what cannot be a corpus (missing, empty, binary, not UTF-8).
+public func readCorpus(_ path: String) throws(CorpusError) -> String {
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+        throw CorpusError("corpus \(path): no such file (check the path given to --corpus)")
+    }
+    guard !isDir.boolValue else { throw CorpusError("corpus \(path) is a directory; give the path of a text file") }
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw CorpusError("corpus \(path) cannot be read (permissions?)")
+    }
+    guard !data.isEmpty else { throw CorpusError("corpus \(path) is empty; give a UTF-8 text file with at least a few thousand characters") }
+    if data.prefix(65_536).contains(0) {
+        throw CorpusError("corpus \(path) looks binary (it contains NUL bytes); give a UTF-8 text file")
+    }
+    guard let text = String(data: data, encoding: .utf8) else {
+        throw CorpusError("corpus \(path) is not valid UTF-8; convert it first (e.g. iconv -f latin1 -t utf-8)")
+    }
+    return text
+}
+
+/// A corpus rnnlm knows by name, with where to download it and its SHA-1 (as D2L's `DATA_HUB`).
+public struct NamedDataset: Sendable {
+    public let name: String
+    public let fileName: String
+    public let url: String
+    public let sha1: String
+    public let defaultTokenizer: TokenizerKind
+
+    public static let all: [NamedDataset] = [
+        NamedDataset(name: "timemachine", fileName: "timemachine.txt",
+                     url: "http://d2l-data.s3-accelerate.amazonaws.com/timemachine.txt",
+                     sha1: "090b5e7e70c295757f55df93cb0a180b9691891a", defaultTokenizer: .char),
+        NamedDataset(name: "tinyshakespeare", fileName: "tinyshakespeare.txt",
+                     url: "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+                     sha1: "04486597058d11dcc2c556b1d0433891eb639d2e", defaultTokenizer: .charRaw),
+    ]
+
+    public static func named(_ name: String) throws(CorpusError) -> NamedDataset {
+        guard let d = all.first(where: { $0.name == name }) else {
+            throw CorpusError("unknown dataset '\(name)'; known: \(all.map(\.name).joined(separator: ", ")) (or use --corpus PATH)")
+        }
+        return d
+    }
+
+    /// The environment variable naming a folder searched first for dataset files.
+    public static let dataDirVariable = "RNNLM_DATA_DIR"
+
+    /// The default download cache: `$XDG_CACHE_HOME/rnnlm` or `~/.cache/rnnlm`.
+    public static var cacheDirectory: String {
+        let env = ProcessInfo.processInfo.environment
+        if let x = env["XDG_CACHE_HOME"], !x.isEmpty { return x + "/rnnlm" }
+        return (env["HOME"] ?? NSTemporaryDirectory()) + "/.cache/rnnlm"
+    }
+
+    /// Finds the file (in `dataDir`, then `$RNNLM_DATA_DIR`, then the cache), downloading it into the cache
+    /// when it is nowhere; verifies its SHA-1 either way. Returns the path of the verified file.
+    public func locate(dataDir: String?, download: Bool = true) throws(CorpusError) -> String {
+        let env = ProcessInfo.processInfo.environment[Self.dataDirVariable]
+        let folders = [dataDir, env, Self.cacheDirectory].compactMap { $0 }.filter { !$0.isEmpty }
+        for folder in folders {
+            let path = folder + "/" + fileName
+            if FileManager.default.fileExists(atPath: path) {
+                try verify(path)
+                return path
+            }
+        }
+        let cachePath = Self.cacheDirectory + "/" + fileName
+        let hint = "put \(fileName) in a folder and pass --data-dir FOLDER (or set \(Self.dataDirVariable)), or download it from \(url) to \(cachePath)"
+        guard download else { throw CorpusError("dataset \(name): \(fileName) not found in \(folders.joined(separator: ", ")); \(hint)") }
+        do {
+            try FileManager.default.createDirectory(atPath: Self.cacheDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw CorpusError("dataset \(name): cannot create the cache folder \(Self.cacheDirectory): \(error.localizedDescription)")
+        }
+        let tmp = cachePath + ".part"
+        let curl = Process()
+        curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        curl.arguments = ["curl", "-fsSL", "--max-time", "120", "-o", tmp, url]
+        curl.standardError = FileHandle.nullDevice
+        do { try curl.run(); curl.waitUntilExit() } catch {
+            throw CorpusError("dataset \(name): \(fileName) is not in \(folders.joined(separator: ", ")) and curl could not run to download it; \(hint)")
+        }
+        guard curl.terminationStatus == 0 else {
+            try? FileManager.default.removeItem(atPath: tmp)
+            throw CorpusError("dataset \(name): \(fileName) is not in \(folders.joined(separator: ", ")) and downloading \(url) failed (offline?); \(hint)")
+        }
+        try verify(tmp)
+        do { _ = try FileManager.default.replaceItemAt(URL(fileURLWithPath: cachePath), withItemAt: URL(fileURLWithPath: tmp)) } catch {
+            throw CorpusError("dataset \(name): cannot move the download into \(cachePath): \(error.localizedDescription)")
+        }
+        return cachePath
+    }
+
+    func verify(_ path: String) throws(CorpusError) {
+        guard let data = FileManager.default.contents(atPath: path) else { throw CorpusError("dataset \(name): cannot read \(path)") }
+        let got = sha1Hex([UInt8](data))
+        guard got == sha1 else {
+            throw CorpusError("dataset \(name): \(path) has SHA-1 \(got), expected \(sha1); the file is corrupt or a different version — delete it and fetch \(url) again")
+        }
+    }
+}

@@ -1,0 +1,158 @@
+import Foundation
+
+/// How text becomes tokens. Stored in checkpoints, so evaluation and generation tokenize as training did.
+public enum TokenizerKind: String, Codable, CaseIterable, Sendable {
+    /// D2L's `read_time_machine` + char tokens: every run of non-letters becomes one space, lines are
+    /// stripped and lowercased, and their characters are concatenated (no separator between lines).
+    case char
+    /// Every Unicode scalar kept as it is, newlines included.
+    case charRaw = "char-raw"
+    /// Whitespace-separated words (lowercased with `lowercase`).
+    case word
+    /// Pre-tokenized text (e.g. Penn Treebank): words split on spaces, `<eos>` at each line end.
+    case lines
+    /// Byte-pair encoding learned from the training text (`merges` merges); words end with `</w>`.
+    case bpe
+}
+
+public struct Tokenizer: Codable, Equatable, Sendable {
+    public let kind: TokenizerKind
+    public var lowercase: Bool
+    /// BPE merges, in the order they were learned.
+    public var merges: [[String]]
+
+    public static let endOfSentence = "<eos>"
+    public static let endOfWord = "</w>"
+
+    public init(kind: TokenizerKind, lowercase: Bool = false, merges: [[String]] = []) {
+        self.kind = kind; self.lowercase = lowercase; self.merges = merges
+    }
+
+    /// Learns `mergeCount` BPE merges from `text` (most frequent adjacent pair first; ties by the pair's
+    /// first occurrence among the sorted word list, so learning is deterministic).
+    public static func learnBPE(from text: String, merges mergeCount: Int, lowercase: Bool) -> Tokenizer {
+        var wordCounts: [String: Int] = [:]
+        for w in splitWords(text, lowercase: lowercase) { wordCounts[w, default: 0] += 1 }
+        var words: [([String], Int)] = wordCounts.keys.sorted().map { w in
+            (w.unicodeScalars.map { String($0) } + [endOfWord], wordCounts[w]!)
+        }
+        var merges: [[String]] = []
+        for _ in 0..<mergeCount {
+            var pairCounts: [String: Int] = [:]
+            var pairOrder: [String: Int] = [:]
+            var pairs: [String: (String, String)] = [:]
+            for (symbols, n) in words where symbols.count > 1 {
+                for i in 0..<(symbols.count - 1) {
+                    let key = symbols[i] + "\u{0}" + symbols[i + 1]
+                    if pairCounts[key] == nil { pairOrder[key] = pairOrder.count; pairs[key] = (symbols[i], symbols[i + 1]) }
+                    pairCounts[key, default: 0] += n
+                }
+            }
+            guard let best = pairCounts.max(by: { a, b in
+                a.value != b.value ? a.value < b.value : pairOrder[a.key]! > pairOrder[b.key]!
+            }), best.value >= 2 else { break }
+            let (l, r) = pairs[best.key]!
+            merges.append([l, r])
+            words = words.map { (applyMerge($0.0, l, r), $0.1) }
+        }
+        return Tokenizer(kind: .bpe, lowercase: lowercase, merges: merges)
+    }
+
+    static func applyMerge(_ symbols: [String], _ l: String, _ r: String) -> [String] {
+        var out: [String] = []
+        out.reserveCapacity(symbols.count)
+        var i = 0
+        while i < symbols.count {
+            if i + 1 < symbols.count && symbols[i] == l && symbols[i + 1] == r {
+                out.append(l + r); i += 2
+            } else {
+                out.append(symbols[i]); i += 1
+            }
+        }
+        return out
+    }
+
+    static func splitWords(_ text: String, lowercase: Bool) -> [String] {
+        let t = lowercase ? text.lowercased() : text
+        return t.split(whereSeparator: { $0.isWhitespace }).map(String.init)
+    }
+
+    /// D2L's line cleaning: `re.sub('[^A-Za-z]+', ' ', line).strip().lower()`.
+    static func d2lClean(_ line: Substring) -> String {
+        var out = ""
+        var pendingSpace = false
+        for u in line.unicodeScalars {
+            let isLetter = (u >= "A" && u <= "Z") || (u >= "a" && u <= "z")
+            if isLetter {
+                if pendingSpace && !out.isEmpty { out.append(" ") }
+                pendingSpace = false
+                out.unicodeScalars.append(u.properties.lowercaseMapping.unicodeScalars.first!)
+            } else {
+                pendingSpace = true
+            }
+        }
+        return out
+    }
+
+    /// The token strings of `text`.
+    public func tokenize(_ text: String) -> [String] {
+        switch kind {
+        case .char:
+            var out: [String] = []
+            for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+                for u in Self.d2lClean(line).unicodeScalars { out.append(String(u)) }
+            }
+            return out
+        case .charRaw:
+            return text.unicodeScalars.map { String($0) }
+        case .word:
+            return Self.splitWords(text, lowercase: lowercase)
+        case .lines:
+            // As PyTorch's word_language_model: for each line, `line.split() + ['<eos>']`.
+            var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            if text.hasSuffix("\n") { lines.removeLast() }
+            var out: [String] = []
+            for line in lines {
+                out += Self.splitWords(String(line), lowercase: lowercase)
+                out.append(Self.endOfSentence)
+            }
+            return out
+        case .bpe:
+            var ranks: [String: Int] = [:]
+            for (i, m) in merges.enumerated() { ranks[m[0] + "\u{0}" + m[1]] = i }
+            var cache: [String: [String]] = [:]
+            var out: [String] = []
+            for w in Self.splitWords(text, lowercase: lowercase) {
+                if let c = cache[w] { out += c; continue }
+                var symbols = w.unicodeScalars.map { String($0) } + [Self.endOfWord]
+                // Apply merges by rank, lowest first, as they were learned.
+                while symbols.count > 1 {
+                    var best: (rank: Int, at: Int)?
+                    for i in 0..<(symbols.count - 1) {
+                        if let r = ranks[symbols[i] + "\u{0}" + symbols[i + 1]], best == nil || r < best!.rank { best = (r, i) }
+                    }
+                    guard let b = best else { break }
+                    symbols = Self.applyMerge(symbols, merges[b.rank][0], merges[b.rank][1])
+                }
+                cache[w] = symbols
+                out += symbols
+            }
+            return out
+        }
+    }
+
+    /// Text from tokens (inverse of `tokenize` up to whitespace).
+    public func detokenize(_ tokens: [String]) -> String {
+        switch kind {
+        case .char, .charRaw:
+            return tokens.joined()
+        case .word:
+            return tokens.joined(separator: " ")
+        case .lines:
+            return tokens.map { $0 == Self.endOfSentence ? "\n" : $0 }.joined(separator: " ")
+                .replacingOccurrences(of: " \n ", with: "\n").replacingOccurrences(of: " \n", with: "\n")
+        case .bpe:
+            return tokens.joined().replacingOccurrences(of: Self.endOfWord, with: " ")
+        }
+    }
+}

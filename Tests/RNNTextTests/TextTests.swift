@@ -1,0 +1,135 @@
+import Foundation
+import RNNText
+import Testing
+
+struct SeededOrder: RNGLike {
+    var state: UInt64
+    mutating func int(below n: Int) -> Int { state = state &* 6364136223846793005 &+ 1442695040888963407; return Int(state >> 33) % n }
+    mutating func shuffle<T>(_ a: inout [T]) { for i in stride(from: a.count - 1, to: 0, by: -1) { a.swapAt(i, int(below: i + 1)) } }
+}
+
+@Suite("D2L partitioning examples (sequence 0..34, batch 2, steps 5)")
+struct PartitionTests {
+    let seq = (0..<35).map(Int32.init)
+
+    @Test func sequentialOffsetZero() {
+        let e = EpochBatches.sequential(seq, batch: 2, steps: 5, offset: 0)
+        #expect(e.count == 3)
+        #expect(e[0].stream(0) == [0, 1, 2, 3, 4] && e[0].stream(1) == [17, 18, 19, 20, 21])
+        #expect(e[0].targetStream(0) == [1, 2, 3, 4, 5] && e[0].targetStream(1) == [18, 19, 20, 21, 22])
+        #expect(e[1].stream(0) == [5, 6, 7, 8, 9] && e[1].stream(1) == [22, 23, 24, 25, 26])
+        #expect(e[2].stream(0) == [10, 11, 12, 13, 14] && e[2].stream(1) == [27, 28, 29, 30, 31])
+    }
+
+    @Test func sequentialOffsetTwoContinuesEachStream() {
+        let e = EpochBatches.sequential(seq, batch: 2, steps: 5, offset: 2)
+        // (35 − 2 − 1) // 2 · 2 = 32 tokens: streams 2..17 and 18..33, 16 // 5 = 3 minibatches.
+        #expect(e.count == 3)
+        #expect(e[0].stream(0) == [2, 3, 4, 5, 6] && e[0].stream(1) == [18, 19, 20, 21, 22])
+        #expect(e[2].stream(1) == [28, 29, 30, 31, 32] && e[2].targetStream(1) == [29, 30, 31, 32, 33])
+    }
+
+    @Test func randomPartitionFollowsOrder() {
+        // Offset 1: corpus[1:], (35 − 1 − 1) // 5 = 6 subsequences starting at 1, 6, …, 26; 3 minibatches.
+        let e = EpochBatches.random(seq, batch: 2, steps: 5, offset: 1, order: [3, 0, 5, 1, 4, 2])
+        #expect(e.count == 3)
+        #expect(e[0].stream(0) == [16, 17, 18, 19, 20] && e[0].stream(1) == [1, 2, 3, 4, 5])
+        #expect(e[0].targetStream(0) == [17, 18, 19, 20, 21])
+        #expect(e[1].stream(0) == [26, 27, 28, 29, 30] && e[1].stream(1) == [6, 7, 8, 9, 10])
+        #expect(e[2].stream(0) == [21, 22, 23, 24, 25] && e[2].stream(1) == [11, 12, 13, 14, 15])
+    }
+
+    @Test func drawnOffsetsStayInD2LRanges() {
+        var rng = SeededOrder(state: 9)
+        for _ in 0..<200 {
+            let s = EpochBatches.draw(.sequential, corpus: seq, batch: 2, steps: 5, rng: &rng)
+            #expect((0...5).contains(s.offset))
+            let r = EpochBatches.draw(.random, corpus: seq, batch: 2, steps: 5, rng: &rng)
+            #expect((0..<5).contains(r.offset))
+        }
+    }
+
+    @Test func timeMajorLayoutAndColumnSelection() {
+        let e = EpochBatches.sequential(seq, batch: 2, steps: 5, offset: 0)
+        #expect(Array(e[0].inputs.prefix(4)) == [0, 17, 1, 18])
+        let right = e[1].selecting(columns: [1])
+        #expect(right.batch == 1 && right.inputs == [22, 23, 24, 25, 26])
+    }
+}
+
+@Suite("Tokenizers and vocabulary")
+struct TokenizerTests {
+    @Test func d2lCharTokensOfTheTimeMachine() throws {
+        let path = try NamedDataset.named("timemachine").locate(dataDir: sharedDataDirectory(), download: false)
+        let text = try readCorpus(path)
+        let tokens = Tokenizer(kind: .char).tokenize(text)
+        let vocab = Vocabulary(counting: tokens)
+        // D2L 8.2: len(corpus), len(vocab) == (170580, 28).
+        #expect(tokens.count == 170_580)
+        #expect(vocab.count == 28)
+        #expect(Array(vocab.tokens.prefix(5)) == ["<unk>", " ", "e", "t", "a"])
+        #expect(tokens.prefix(20).joined() == "the time machine by ")
+    }
+
+    @Test func vocabularyTiesAndMinFreq() {
+        let v = Vocabulary(counting: ["b", "a", "c", "a", "b", "d"], minFreq: 2, reserved: ["<pad>"])
+        #expect(v.tokens == ["<unk>", "<pad>", "b", "a"])
+        #expect(v.id("zzz") == 0 && v.id("a") == 3)
+    }
+
+    @Test func linesAddEndOfSentence() {
+        let t = Tokenizer(kind: .lines)
+        #expect(t.tokenize(" the cat \n\nsat\n") == ["the", "cat", "<eos>", "<eos>", "sat", "<eos>"])
+    }
+
+    @Test func charRawKeepsEverything() {
+        #expect(Tokenizer(kind: .charRaw).tokenize("Añ\n!") == ["A", "ñ", "\n", "!"])
+    }
+
+    @Test func wordLowercase() {
+        #expect(Tokenizer(kind: .word, lowercase: true).tokenize("The  Cat\tsat") == ["the", "cat", "sat"])
+    }
+
+    @Test func bpeLearnsFrequentPairsAndRoundTrips() {
+        let text = "low lower lowest low low newer newest new"
+        let bpe = Tokenizer.learnBPE(from: text, merges: 10, lowercase: false)
+        #expect(bpe.merges.first == ["l", "o"] || bpe.merges.first == ["o", "w"] || bpe.merges.first == ["e", "w"])
+        let toks = bpe.tokenize(text)
+        #expect(toks.count < text.replacingOccurrences(of: " ", with: "").count)
+        #expect(bpe.detokenize(toks).trimmingCharacters(in: .whitespaces) == text)
+        // Deterministic: learning twice gives the same merges.
+        #expect(Tokenizer.learnBPE(from: text, merges: 10, lowercase: false) == bpe)
+    }
+
+    @Test func sha1MatchesKnownVectors() {
+        #expect(sha1Hex(Array("abc".utf8)) == "a9993e364706816aba3e25717850c26c9cd0d89d")
+        #expect(sha1Hex([]) == "da39a3ee5e6b4b0d3255bfef95601890afd80709")
+    }
+}
+
+@Suite("Corpus errors")
+struct CorpusErrorTests {
+    func write(_ data: Data) -> String {
+        let p = NSTemporaryDirectory() + "rnnlm-corpus-\(UUID().uuidString)"
+        _ = FileManager.default.createFile(atPath: p, contents: data)
+        return p
+    }
+
+    @Test func emptyBinaryMissingAndBadUTF8() {
+        #expect(throws: CorpusError.self) { try readCorpus(write(Data())) }
+        let bin = #expect(throws: CorpusError.self) { try readCorpus(write(Data([0x7F, 0x45, 0x4C, 0x46, 0, 1]))) }
+        #expect(bin?.description.contains("binary") == true)
+        let missing = #expect(throws: CorpusError.self) { try readCorpus("/nonexistent/corpus.txt") }
+        #expect(missing?.description.contains("--corpus") == true)
+        #expect(throws: CorpusError.self) { try readCorpus(write(Data([0x41, 0xFF, 0xFE, 0x41]))) }
+    }
+
+    @Test func checksumMismatchNamesTheFix() throws {
+        let dir = NSTemporaryDirectory() + "rnnlm-data-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try "not the time machine".write(toFile: dir + "/timemachine.txt", atomically: true, encoding: .utf8)
+        let e = #expect(throws: CorpusError.self) { try NamedDataset.named("timemachine").locate(dataDir: dir, download: false) }
+        #expect(e?.description.contains("SHA-1") == true)
+        #expect(throws: CorpusError.self) { try NamedDataset.named("wikitext") }
+    }
+}
