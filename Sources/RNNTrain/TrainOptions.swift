@@ -1,0 +1,105 @@
+import RNNCore
+import RNNText
+
+/// Every setting of a training run. Stored in each checkpoint, so a resumed run continues the same way.
+public struct TrainOptions: Codable, Equatable, Sendable {
+    // Data
+    public var corpus: String?
+    public var dataset: String?
+    public var validCorpus: String?
+    public var testCorpus: String?
+    public var validFraction: Double = 0
+    public var tokenizer: TokenizerKind = .char
+    public var lowercase: Bool = false
+    public var bpeMerges: Int = 2000
+    public var minFreq: Int = 1
+    public var maxTokens: Int?
+    // Model
+    public var model: CellKind = .gru
+    public var layers: Int = 1
+    public var hidden: Int = 256
+    public var embed: Int = 0
+    public var dropout: Float = 0
+    /// `pytorch` (default) or `normal` (D2L's N(0, initStd²) weights, zero biases).
+    public var initScheme: String = "pytorch"
+    public var initStd: Float = 0.01
+    // Batching
+    public var batchSize: Int = 32
+    public var numSteps: Int = 35
+    public var partition: Partition = .sequential
+    // Optimisation
+    public var epochs: Int = 500
+    public var optimizer: String = "sgd"
+    public var lr: Float = 1
+    public var momentum: Float = 0
+    public var weightDecay: Float = 0
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.999
+    public var adamEps: Float = 1e-8
+    public var clip: Double = 1
+    public var lrSchedule: String = "constant"
+    public var lrDecay: Float = 0.5
+    public var lrStepStart: Int = 1
+    public var lrStepEvery: Int = 1
+    public var lrPatience: Int = 0
+    public var lrMin: Float = 0
+    public var seed: UInt64 = 0
+    // Checkpoints
+    public var checkpointDir: String?
+    /// Also save every N optimizer steps (0: only at the end of each epoch).
+    public var checkpointEvery: Int = 0
+    /// How many step checkpoints to keep (the newest ones).
+    public var keepCheckpoints: Int = 3
+
+    public init() {}
+
+    public var modelConfig: ModelConfig {
+        ModelConfig(vocabSize: 0, embedSize: embed, hiddenSize: hidden, layers: layers, cell: model, dropout: dropout)
+    }
+
+    public func optimizerKind() throws(ConfigError) -> OptimizerKind {
+        switch optimizer {
+        case "sgd": return .sgd(momentum: momentum, weightDecay: weightDecay)
+        case "adam": return .adam(beta1: beta1, beta2: beta2, eps: adamEps, weightDecay: weightDecay)
+        default: throw ConfigError("unknown --optimizer '\(optimizer)'; use sgd or adam")
+        }
+    }
+
+    public func scheduleKind() throws(ConfigError) -> ScheduleKind {
+        switch lrSchedule {
+        case "constant": return .constant
+        case "step": return .step(start: lrStepStart, every: lrStepEvery, factor: lrDecay)
+        case "plateau": return .plateau(factor: lrDecay, patience: lrPatience, minLR: lrMin)
+        default: throw ConfigError("unknown --lr-schedule '\(lrSchedule)'; use constant, step or plateau")
+        }
+    }
+
+    public func initialization() throws(ConfigError) -> InitScheme {
+        switch initScheme {
+        case "pytorch": return .pytorch
+        case "normal": return .normal(std: initStd)
+        default: throw ConfigError("unknown --init '\(initScheme)'; use pytorch or normal")
+        }
+    }
+
+    /// Rejects settings that cannot train, naming the flag and the fix.
+    public func validate() throws(ConfigError) {
+        if corpus == nil && dataset == nil { throw ConfigError("no training text: pass --corpus PATH or --dataset NAME (timemachine, tinyshakespeare)") }
+        if corpus != nil && dataset != nil { throw ConfigError("pass either --corpus or --dataset, not both") }
+        if batchSize < 1 { throw ConfigError("--batch-size must be at least 1, got \(batchSize)") }
+        if numSteps < 1 { throw ConfigError("--num-steps must be at least 1, got \(numSteps)") }
+        if epochs < 0 { throw ConfigError("--epochs must be 0 or more, got \(epochs)") }
+        if !(lr > 0) || !lr.isFinite { throw ConfigError("--lr must be a positive number, got \(lr)") }
+        if !(clip >= 0) { throw ConfigError("--clip must be 0 (off) or positive, got \(clip)") }
+        if !(validFraction >= 0 && validFraction < 1) { throw ConfigError("--valid-fraction must be in [0, 1), got \(validFraction)") }
+        if let m = maxTokens, m < 2 { throw ConfigError("--max-tokens must be at least 2, got \(m)") }
+        if minFreq < 1 { throw ConfigError("--min-freq must be at least 1, got \(minFreq)") }
+        if bpeMerges < 0 { throw ConfigError("--bpe-merges must be 0 or more, got \(bpeMerges)") }
+        if checkpointEvery < 0 { throw ConfigError("--checkpoint-every must be 0 or more, got \(checkpointEvery)") }
+        if keepCheckpoints < 1 { throw ConfigError("--keep-checkpoints must be at least 1, got \(keepCheckpoints)") }
+        var m = modelConfig
+        m.vocabSize = 2
+        try m.validate()
+        _ = try optimizerKind(); _ = try scheduleKind(); _ = try initialization()
+    }
+}

@@ -1,0 +1,167 @@
+import ArgumentParser
+import Foundation
+import RNNCheckpoint
+import RNNCore
+import RNNText
+import RNNTrain
+import RNNTransport
+
+@main
+struct RNNLM: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rnnlm",
+        abstract: "Train recurrent language models (RNN, GRU, LSTM) on text, evaluate them, and generate text.",
+        discussion: """
+            Quick start (D2L's character model on H. G. Wells' The Time Machine):
+              rnnlm train --dataset timemachine --model gru --epochs 50 --checkpoint-dir runs/gru
+              rnnlm generate --checkpoint runs/gru --prefix "time traveller" --tokens 100
+            """,
+        version: "rnnlm 0.1.0 (libzmq \(ZeroMQ.version))",
+        subcommands: [Train.self, Eval.self, Generate.self])
+}
+
+/// Prints a user-facing error on one line and exits 1 (no stack trace, no usage dump).
+func runReportingErrors(_ body: () throws -> Void) throws {
+    do { try body() } catch let e as ExitCode { throw e } catch let e as CleanExit { throw e } catch {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+/// Set by SIGINT/SIGTERM; the trainer checkpoints and stops at the next step boundary.
+nonisolated(unsafe) var stopSignal: sig_atomic_t = 0
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a language model in this process (the reference trainer).",
+        discussion: "Prints one line per epoch with training (and validation) perplexity and tokens/s, and saves step-N.safetensors checkpoints into --checkpoint-dir.")
+
+    @OptionGroup var flags: TrainFlags
+
+    @Flag(help: "Continue from the newest checkpoint in --checkpoint-dir (starts a new run if there is none).")
+    var resume = false
+
+    func run() throws {
+        try runReportingErrors {
+            setBLASThreads(flags.threads ?? 1)
+            let dataDir = flags.dataDir
+            var trainer: Trainer
+            if resume, let dir = flags.checkpointDir, let latest = latestCheckpoint(in: dir) {
+                let ck = try Checkpoint<TrainingRecord>.read(from: latest)
+                var stored = ck.extra.options
+                try flags.checkCompatible(with: stored)
+                if let e = flags.epochs { stored.epochs = e }
+                flags.applyRunSettings(to: &stored)
+                let data = try TextData.load(stored, dataDir: dataDir,
+                                             existing: (ck.extra.tokenizer, ck.extra.vocabulary, ck.extra.fingerprint))
+                var resumed = ck
+                resumed.extra.options = stored
+                trainer = try Trainer(resuming: resumed, data: data)
+                print("resuming \(latest): epoch \(ck.extra.epoch), step \(ck.extra.step)")
+            } else {
+                var o = TrainOptions()
+                try flags.apply(to: &o)
+                try o.validate()
+                if resume { print("no checkpoint in \(o.checkpointDir ?? "(no --checkpoint-dir)"); starting a new run") }
+                let data = try TextData.load(o, dataDir: dataDir)
+                trainer = try Trainer(options: o, data: data)
+            }
+            let o = trainer.options
+            let perEpoch = trainer.epochBatches(0).count
+            print("training \(o.model.rawValue): \(o.layers) layer(s), hidden \(o.hidden), \(o.embed == 0 ? "one-hot input" : "embedding \(o.embed)"), \(grouped(trainer.model.parameterCount)) parameters")
+            print("data: \(grouped(trainer.data.train.count)) training tokens\(trainer.data.valid.isEmpty ? "" : ", \(grouped(trainer.data.valid.count)) validation"), vocabulary \(trainer.data.vocabulary.count) (\(trainer.data.tokenizer.kind.rawValue)), \(perEpoch) minibatches/epoch of \(o.batchSize)×\(o.numSteps)")
+            signal(SIGINT) { _ in stopSignal = 1 }
+            signal(SIGTERM) { _ in stopSignal = 1 }
+            let started = Date()
+            try trainer.run(shouldStop: { stopSignal != 0 })
+            if stopSignal != 0 {
+                if let path = try trainer.saveCheckpoint() { print("interrupted: saved \(path); continue with --resume") }
+                throw ExitCode(130)
+            }
+            let wall = Date().timeIntervalSince(started)
+            if let last = trainer.record.history.last {
+                print("done: \(trainer.record.epoch) epochs, \(trainer.record.step) steps in \(String(format: "%.1f", wall))s; final perplexity \(String(format: "%.3f", last.trainPerplexity))\(last.validPerplexity.map { String(format: ", val %.3f", $0) } ?? "")")
+            }
+            if let test = trainer.evaluate(trainer.data.test) { print(String(format: "test perplexity %.3f", test.perplexity)) }
+            if let dir = o.checkpointDir, let latest = latestCheckpoint(in: dir) { print("checkpoint: \(latest)") }
+        }
+    }
+}
+
+private func grouped(_ n: Int) -> String {
+    let f = NumberFormatter()
+    f.numberStyle = .decimal
+    f.groupingSeparator = ","
+    return f.string(from: NSNumber(value: n)) ?? String(n)
+}
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Perplexity of a text under a trained model.")
+
+    @Option(help: "Checkpoint file, or a checkpoint folder (its newest checkpoint).")
+    var checkpoint: String
+    @Option(help: "Text file to evaluate.")
+    var corpus: String?
+    @Option(help: "Named dataset to evaluate (timemachine, tinyshakespeare).")
+    var dataset: String?
+    @Option(help: "Folder searched first for named datasets (also $RNNLM_DATA_DIR).")
+    var dataDir: String?
+    @Option(help: "Parallel streams (default: the training batch size).")
+    var batchSize: Int?
+    @Option(help: "Steps per minibatch (default: the training num-steps).")
+    var numSteps: Int?
+
+    func run() throws {
+        try runReportingErrors {
+            setBLASThreads(1)
+            let m = try TrainedModel(checkpointPath: TrainedModel.resolve(checkpoint))
+            let path: String
+            if let c = corpus { path = c } else if let d = dataset { path = try NamedDataset.named(d).locate(dataDir: dataDir) } else {
+                throw ValidationError("pass --corpus PATH or --dataset NAME")
+            }
+            let tokens = m.vocabulary.ids(m.tokenizer.tokenize(try readCorpus(path)))
+            guard let loss = evaluateLoss(model: m.model, tokens: tokens, batch: batchSize ?? m.record.options.batchSize,
+                                          steps: numSteps ?? m.record.options.numSteps) else {
+                throw CorpusError("\(path) has fewer than 2 tokens; nothing to evaluate")
+            }
+            let unknown = tokens.filter { $0 == 0 }.count
+            print(String(format: "perplexity %.3f  loss %.4f  (%d tokens predicted, %d unknown)", loss.perplexity, loss.mean, loss.count, unknown))
+        }
+    }
+}
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Continue a prefix with a trained model: greedy (default), sampling, or beam search.")
+
+    @Option(help: "Checkpoint file, or a checkpoint folder (its newest checkpoint).")
+    var checkpoint: String
+    @Option(help: "Text to start from (tokenized as in training).")
+    var prefix: String = "time traveller"
+    @Option(help: "How many tokens to generate.")
+    var tokens: Int = 100
+    @Option(help: "Sample with this temperature instead of taking the most likely token (0 = greedy).")
+    var temperature: Float = 0
+    @Option(help: "With --temperature: sample only among the k most likely tokens (0 = all).")
+    var topK: Int = 0
+    @Option(help: "Beam search with this many beams (overrides sampling).")
+    var beam: Int?
+    @Option(help: "Beam search length penalty α: candidates are ranked by log P / L^α (D2L uses 0.75).")
+    var lengthPenalty: Double = 0.75
+    @Option(help: "Seed for sampling.")
+    var seed: UInt64 = 0
+
+    func run() throws {
+        try runReportingErrors {
+            guard tokens >= 0 else { throw ValidationError("--tokens must be 0 or more") }
+            guard topK >= 0 else { throw ValidationError("--top-k must be 0 or more") }
+            setBLASThreads(1)
+            let m = try TrainedModel(checkpointPath: TrainedModel.resolve(checkpoint))
+            let decoding: Decoding
+            if let b = beam { decoding = .beam(width: b, lengthPenalty: lengthPenalty) }
+            else if temperature > 0 { decoding = .sample(temperature: temperature, topK: topK, seed: seed) }
+            else { decoding = .greedy }
+            print(try m.generate(prefix: prefix, count: tokens, decoding: decoding))
+        }
+    }
+}

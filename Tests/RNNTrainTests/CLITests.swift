@@ -1,0 +1,73 @@
+import Foundation
+import Testing
+
+@Suite("rnnlm command line", .serialized)
+struct CLITests {
+    var data: [String] { ["--data-dir", sharedDataDirectory()] }
+
+    @Test func trainEvalGenerateAndResume() throws {
+        let bin = try rnnlmBinary()
+        let dir = temporaryDirectory() + "/run"
+        let common = ["--dataset", "timemachine", "--max-tokens", "5000", "--hidden", "32", "--batch-size", "8",
+                      "--num-steps", "10", "--seed", "3", "--checkpoint-dir", dir] + data
+        let first = try run(bin, ["train", "--epochs", "2"] + common)
+        #expect(first.status == 0, "train failed: \(first.stderr)")
+        let epochLines = first.stdout.split(separator: "\n").filter { $0.hasPrefix("epoch ") }
+        #expect(epochLines.count == 2)
+        #expect(epochLines.allSatisfy { $0.contains("perplexity") && $0.contains("tokens/s") }, "\(first.stdout)")
+
+        // --resume continues at epoch 3 with the stored settings.
+        let second = try run(bin, ["train", "--resume", "--epochs", "3", "--checkpoint-dir", dir] + data)
+        #expect(second.status == 0, "resume failed: \(second.stderr)")
+        #expect(second.stdout.contains("resuming"))
+        #expect(second.stdout.contains("epoch 3 "))
+        #expect(!second.stdout.contains("epoch 1 "))
+
+        // A contradicting flag on --resume is refused, naming it.
+        let clash = try run(bin, ["train", "--resume", "--hidden", "64", "--checkpoint-dir", dir] + data)
+        #expect(clash.status == 1)
+        #expect(clash.stderr.contains("hidden"), "\(clash.stderr)")
+
+        let gen = try run(bin, ["generate", "--checkpoint", dir, "--prefix", "time traveller", "--tokens", "20"])
+        #expect(gen.status == 0, "\(gen.stderr)")
+        #expect(gen.stdout.hasPrefix("time traveller"))
+        #expect(gen.stdout.trimmingCharacters(in: .newlines).count == 34)
+
+        let beam = try run(bin, ["generate", "--checkpoint", dir, "--prefix", "the", "--tokens", "10", "--beam", "3"])
+        #expect(beam.status == 0 && beam.stdout.hasPrefix("the"), "\(beam.stderr)")
+
+        let corpus = sharedDataDirectory() + "/timemachine.txt"
+        let ev = try run(bin, ["eval", "--checkpoint", dir, "--corpus", corpus])
+        #expect(ev.status == 0, "\(ev.stderr)")
+        let ppl = Double(ev.stdout.split(separator: " ")[1]) ?? .nan
+        #expect(ppl > 1 && ppl < 28, "eval printed \(ev.stdout)")
+    }
+
+    @Test func badInputGetsOneClearLine() throws {
+        let bin = try rnnlmBinary()
+        let cases: [([String], String)] = [
+            (["train", "--dataset", "timemachine", "--model", "transformer"] + data, "unknown --model 'transformer'"),
+            (["train", "--dataset", "timemachine", "--batch-size", "0"] + data, "--batch-size must be at least 1"),
+            (["train"] + data, "--corpus PATH or --dataset NAME"),
+            (["train", "--corpus", "/nonexistent.txt"], "no such file"),
+            (["train", "--dataset", "wikitext"] + data, "unknown dataset 'wikitext'"),
+            (["generate", "--checkpoint", "/nonexistent.safetensors"], "no such file"),
+            (["train", "--dataset", "timemachine", "--dropout", "1.5"] + data, "--dropout must be in [0, 1)"),
+        ]
+        for (args, message) in cases {
+            let r = try run(bin, args)
+            #expect(r.status != 0, "\(args) should fail")
+            #expect(r.stderr.contains(message), "\(args): stderr was \(r.stderr)")
+            #expect(!r.stderr.contains("Fatal error") && r.stderr.split(separator: "\n").count <= 3, "\(args): \(r.stderr)")
+        }
+    }
+
+    @Test func offlineDatasetSaysWhereToPutTheFile() throws {
+        let bin = try rnnlmBinary()
+        let empty = temporaryDirectory()
+        let r = try run(bin, ["train", "--dataset", "tinyshakespeare", "--data-dir", empty],
+                        environment: ["RNNLM_DATA_DIR": "", "XDG_CACHE_HOME": empty, "PATH": "/nonexistent"])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("--data-dir") && r.stderr.contains("tinyshakespeare.txt"), "\(r.stderr)")
+    }
+}
