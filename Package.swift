@@ -16,6 +16,8 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "rnnlm", targets: ["rnnlm"]),
+        .library(name: "RNNCore", targets: ["RNNCore"]),
+        .library(name: "RNNTrain", targets: ["RNNTrain"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

@@ -1,0 +1,14 @@
+// swift-tools-version:6.1
+// Benchmarks, kept out of the main package so CI's build and test stay lean. Run through bench/run.sh.
+import PackageDescription
+
+let package = Package(
+    name: "rnnlm-bench",
+    dependencies: [.package(name: "rnnlm", path: "..")],
+    targets: [
+        .executableTarget(
+            name: "rnnlm-bench",
+            dependencies: [.product(name: "RNNCore", package: "rnnlm"), .product(name: "RNNTrain", package: "rnnlm")]),
+    ],
+    swiftLanguageModes: [.v6]
+)
