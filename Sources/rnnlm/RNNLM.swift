@@ -70,6 +70,7 @@ struct Train: ParsableCommand {
             let perEpoch = trainer.epochBatches(0).count
             print("training \(o.model.rawValue): \(o.layers) layer(s), hidden \(o.hidden), \(o.embed == 0 ? "one-hot input" : "embedding \(o.embed)"), \(grouped(trainer.model.parameterCount)) parameters")
             print("data: \(grouped(trainer.data.train.count)) training tokens\(trainer.data.valid.isEmpty ? "" : ", \(grouped(trainer.data.valid.count)) validation"), vocabulary \(trainer.data.vocabulary.count) (\(trainer.data.tokenizer.kind.rawValue)), \(perEpoch) minibatches/epoch of \(o.batchSize)×\(o.numSteps)")
+            if o.checkpointDir == nil { print("note: no --checkpoint-dir given; nothing will be saved") }
             signal(SIGINT) { _ in stopSignal = 1 }
             signal(SIGTERM) { _ in stopSignal = 1 }
             let started = Date()
