@@ -35,6 +35,8 @@ let package = Package(
         .target(name: "RNNText"),
         // safetensors checkpoints (atomic writes, strict reads).
         .target(name: "RNNCheckpoint", dependencies: ["RNNCore"]),
+        // Wire messages and their strict validation; no sockets.
+        .target(name: "RNNProtocol"),
         // The only code that touches libzmq.
         .target(name: "RNNTransport", dependencies: ["CZeroMQ"]),
         // The single-process reference trainer, evaluation and generation.
@@ -48,6 +50,7 @@ let package = Package(
         .testTarget(name: "RNNCoreTests", dependencies: ["RNNCore"], resources: [.copy("Fixtures")],
                     swiftSettings: cpuFlags),
         .testTarget(name: "RNNTextTests", dependencies: ["RNNText"]),
+        .testTarget(name: "RNNProtocolTests", dependencies: ["RNNProtocol"]),
         .testTarget(name: "RNNTrainTests", dependencies: ["RNNTrain", "RNNCheckpoint", "RNNTransport"]),
     ],
     swiftLanguageModes: [.v6]

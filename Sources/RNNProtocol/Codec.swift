@@ -1,0 +1,128 @@
+import Foundation
+
+/// Encodes messages into frames and decodes frames with strict validation.
+public enum Codec {
+    /// The frames of `message`: header+meta, then the payload when there is one.
+    public static func encode(_ message: Message) -> [[UInt8]] {
+        var runID: UInt64 = 0, step: UInt64 = 0, aux: UInt64 = 0
+        var meta: [UInt8] = []
+        var payload: [UInt8]? = nil
+        switch message {
+        case .hello(let h):
+            meta = Array((try? JSONEncoder().encode(h)) ?? Data())
+        case .welcome(let r, let config, let tokens):
+            runID = r; meta = config; payload = bytes(of: tokens)
+        case .weights(let r, let s, let epoch, let batch, let reset, let params):
+            runID = r; step = s
+            aux = UInt64(epoch) << 32 | UInt64(batch)
+            meta = [reset ? 1 : 0]
+            payload = bytes(of: params)
+        case .gradient(let r, let s, let lossSum, let tokens, let g):
+            runID = r; step = s; aux = UInt64(tokens)
+            meta = withUnsafeBytes(of: lossSum.bitPattern.littleEndian) { Array($0) }
+            payload = bytes(of: g)
+        case .stop(let r, let reason):
+            runID = r; meta = Array(reason.utf8)
+        case .heartbeat(let r):
+            runID = r
+        }
+        var head = [UInt8]()
+        head.reserveCapacity(Header.size + meta.count)
+        append(&head, Header.magic)
+        append(&head, Header.version)
+        head.append(message.type.rawValue)
+        head.append(0)
+        append(&head, runID)
+        append(&head, step)
+        append(&head, UInt32(meta.count))
+        append(&head, UInt32(payload?.count ?? 0))
+        append(&head, aux)
+        head += meta
+        return payload.map { [head, $0] } ?? [head]
+    }
+
+    /// Header fields only (for logging a rejected message's type and step).
+    public static func header(_ frame: [UInt8]) throws(ProtocolError) -> Header {
+        guard frame.count >= Header.size else { throw .shortHeader(frame.count) }
+        let magic: UInt32 = read(frame, 0), version: UInt16 = read(frame, 4)
+        guard magic == Header.magic else { throw .badMagic(magic) }
+        guard version == Header.version else { throw .badVersion(version) }
+        guard let type = MessageType(rawValue: frame[6]) else { throw .unknownType(frame[6]) }
+        guard frame[7] == 0 else { throw .reservedNonZero(frame[7]) }
+        return Header(type: type, runID: read(frame, 8), step: read(frame, 16), metaLength: read(frame, 24),
+                      payloadLength: read(frame, 28), aux: read(frame, 32))
+    }
+
+    /// Decodes and validates. `runID` (when given) must match; `parameterCount` (when given) must match the
+    /// length of weights and gradients; `vocabularySize` bounds welcome tokens.
+    public static func decode(_ frames: [[UInt8]], runID expectedRun: UInt64? = nil, parameterCount: Int? = nil,
+                              vocabularySize: Int? = nil) throws(ProtocolError) -> Message {
+        guard frames.count == 1 || frames.count == 2 else { throw .frameCount(frames.count) }
+        let h = try header(frames[0])
+        let meta = Array(frames[0][Header.size...])
+        guard Int(h.metaLength) == meta.count else { throw .metaLength(declared: h.metaLength, actual: meta.count) }
+        let payload = frames.count == 2 ? frames[1] : nil
+        guard Int(h.payloadLength) == (payload?.count ?? 0) else {
+            throw .payloadLength(declared: h.payloadLength, actual: payload?.count ?? 0)
+        }
+        if let p = payload, p.count % 4 != 0 { throw .payloadNotAligned(p.count) }
+        if let e = expectedRun, h.type != .hello, h.runID != e { throw .wrongRun(expected: e, got: h.runID) }
+        let hasPayload = [.welcome, .weights, .gradient].contains(h.type)
+        if hasPayload && payload == nil { throw .missingPayload(h.type) }
+        if !hasPayload && payload != nil { throw .unexpectedPayload(h.type) }
+        switch h.type {
+        case .hello:
+            guard let hello = try? JSONDecoder().decode(WorkerHello.self, from: Data(meta)) else { throw .badMeta("hello is not a WorkerHello JSON object") }
+            guard hello.protocolVersion == Header.version else { throw .badVersion(hello.protocolVersion) }
+            return .hello(hello)
+        case .welcome:
+            let tokens: [Int32] = values(payload!)
+            if let v = vocabularySize, let bad = tokens.first(where: { $0 < 0 || Int($0) >= v }) { throw .tokenOutOfRange(bad) }
+            return .welcome(runID: h.runID, config: meta, tokens: tokens)
+        case .weights:
+            guard meta.count == 1, meta[0] <= 1 else { throw .badMeta("weights metadata must be one byte 0 or 1") }
+            let params: [Float] = values(payload!)
+            if let n = parameterCount, params.count != n { throw .parameterCount(expected: n, got: params.count) }
+            if !params.allSatisfy(\.isFinite) { throw .nonFinite("weights") }
+            return .weights(runID: h.runID, step: h.step, epoch: UInt32(h.aux >> 32), batch: UInt32(truncatingIfNeeded: h.aux),
+                            resetState: meta[0] == 1, parameters: params)
+        case .gradient:
+            guard meta.count == 8 else { throw .badMeta("gradient metadata must be the 8-byte loss sum") }
+            let loss = Double(bitPattern: read(meta, 0) as UInt64)
+            guard loss.isFinite else { throw .nonFinite("loss sum") }
+            guard h.aux > 0, h.aux <= UInt64(UInt32.max) else { throw .badMeta("token count \(h.aux) must be positive") }
+            let g: [Float] = values(payload!)
+            if let n = parameterCount, g.count != n { throw .parameterCount(expected: n, got: g.count) }
+            if !g.allSatisfy(\.isFinite) { throw .nonFinite("gradient") }
+            return .gradient(runID: h.runID, step: h.step, lossSum: loss, tokens: UInt32(h.aux), gradient: g)
+        case .stop:
+            guard let reason = String(validating: meta, as: UTF8.self) else { throw .badMeta("stop reason is not UTF-8") }
+            return .stop(runID: h.runID, reason: reason)
+        case .heartbeat:
+            guard meta.isEmpty else { throw .badMeta("heartbeat has no metadata") }
+            return .heartbeat(runID: h.runID)
+        }
+    }
+
+    static func append<T: FixedWidthInteger>(_ out: inout [UInt8], _ v: T) {
+        withUnsafeBytes(of: v.littleEndian) { out += $0 }
+    }
+
+    static func read<T: FixedWidthInteger>(_ b: [UInt8], _ at: Int) -> T {
+        b.withUnsafeBytes { T(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: T.self)) }
+    }
+
+    static func bytes<T>(of values: [T]) -> [UInt8] {
+        values.withUnsafeBytes { Array($0) }  // little-endian hosts only (x86-64, arm64)
+    }
+
+    static func values<T>(_ bytes: [UInt8]) -> [T] {
+        let n = bytes.count / MemoryLayout<T>.size
+        return [T](unsafeUninitializedCapacity: n) { buf, count in
+            bytes.withUnsafeBytes { raw in
+                UnsafeMutableRawBufferPointer(buf).copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[0..<(n * MemoryLayout<T>.size)]))
+            }
+            count = n
+        }
+    }
+}

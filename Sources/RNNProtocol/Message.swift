@@ -1,0 +1,101 @@
+// Wire format, version 1. Every message is a ZeroMQ multipart message of one or two frames:
+//   frame 1: a 40-byte header, then `metaLength` bytes of metadata
+//   frame 2: `payloadLength` bytes of raw little-endian data (Float32 weights/gradients, Int32 tokens), optional
+// Header (little-endian): magic "RNLM" u32 | version u16 | type u8 | reserved u8 (0) | runID u64 | step u64 |
+//   metaLength u32 | payloadLength u32 | aux u64 (type-specific: epoch/batch for weights, token count for
+//   gradients).
+// Receivers validate every field and reject the message with a specific `ProtocolError`.
+
+public enum MessageType: UInt8, Sendable, CaseIterable {
+    case hello = 1, welcome = 2, weights = 3, gradient = 4, stop = 5, heartbeat = 6
+}
+
+public struct Header: Equatable, Sendable {
+    public static let size = 40
+    public static let magic: UInt32 = 0x4D4C_4E52  // "RNLM" as little-endian bytes
+    public static let version: UInt16 = 1
+
+    public var type: MessageType
+    public var runID: UInt64
+    public var step: UInt64
+    public var metaLength: UInt32
+    public var payloadLength: UInt32
+    public var aux: UInt64
+}
+
+/// A decoded message.
+public enum Message: Equatable, Sendable {
+    /// Worker → coordinator: asks to join. `meta` is JSON (`WorkerHello`).
+    case hello(WorkerHello)
+    /// Coordinator → worker: the run's configuration (JSON) and the training tokens (Int32 payload).
+    case welcome(runID: UInt64, config: [UInt8], tokens: [Int32])
+    /// Coordinator → worker: parameters for step `step`; compute minibatch `batch` of epoch `epoch`.
+    case weights(runID: UInt64, step: UInt64, epoch: UInt32, batch: UInt32, resetState: Bool, parameters: [Float])
+    /// Worker → coordinator: Σ-loss gradient for step `step`, with the loss sum and token count.
+    case gradient(runID: UInt64, step: UInt64, lossSum: Double, tokens: UInt32, gradient: [Float])
+    /// Coordinator → worker: training is over (or the worker is dismissed); `reason` is UTF-8.
+    case stop(runID: UInt64, reason: String)
+    case heartbeat(runID: UInt64)
+
+    public var type: MessageType {
+        switch self {
+        case .hello: return .hello
+        case .welcome: return .welcome
+        case .weights: return .weights
+        case .gradient: return .gradient
+        case .stop: return .stop
+        case .heartbeat: return .heartbeat
+        }
+    }
+}
+
+public struct WorkerHello: Codable, Equatable, Sendable {
+    public var name: String
+    public var host: String
+    public var pid: Int32
+    public var protocolVersion: UInt16
+    public init(name: String, host: String, pid: Int32, protocolVersion: UInt16 = Header.version) {
+        self.name = name; self.host = host; self.pid = pid; self.protocolVersion = protocolVersion
+    }
+}
+
+/// Why a message was rejected. Each case names the field.
+public enum ProtocolError: Error, Equatable, CustomStringConvertible, Sendable {
+    case frameCount(Int)
+    case shortHeader(Int)
+    case badMagic(UInt32)
+    case badVersion(UInt16)
+    case unknownType(UInt8)
+    case reservedNonZero(UInt8)
+    case metaLength(declared: UInt32, actual: Int)
+    case payloadLength(declared: UInt32, actual: Int)
+    case payloadNotAligned(Int)
+    case wrongRun(expected: UInt64, got: UInt64)
+    case unexpectedPayload(MessageType)
+    case missingPayload(MessageType)
+    case badMeta(String)
+    case parameterCount(expected: Int, got: Int)
+    case nonFinite(String)
+    case tokenOutOfRange(Int32)
+
+    public var description: String {
+        switch self {
+        case .frameCount(let n): return "expected 1 or 2 frames, got \(n)"
+        case .shortHeader(let n): return "header frame has \(n) bytes, needs at least \(Header.size)"
+        case .badMagic(let m): return "bad magic 0x\(String(m, radix: 16)) (not an rnnlm peer?)"
+        case .badVersion(let v): return "protocol version \(v), this rnnlm speaks \(Header.version) (mixed rnnlm versions?)"
+        case .unknownType(let t): return "unknown message type \(t)"
+        case .reservedNonZero(let r): return "reserved header byte is \(r), must be 0"
+        case .metaLength(let d, let a): return "header declares \(d) metadata bytes, frame has \(a)"
+        case .payloadLength(let d, let a): return "header declares \(d) payload bytes, frame has \(a)"
+        case .payloadNotAligned(let n): return "payload of \(n) bytes is not a whole number of 4-byte values"
+        case .wrongRun(let e, let g): return "run id \(String(g, radix: 16)) is not this run's \(String(e, radix: 16)) (a worker from another run?)"
+        case .unexpectedPayload(let t): return "\(t) message carries a payload it must not have"
+        case .missingPayload(let t): return "\(t) message lacks its payload"
+        case .badMeta(let why): return "metadata: \(why)"
+        case .parameterCount(let e, let g): return "carries \(g) values, the model has \(e) parameters"
+        case .nonFinite(let what): return "\(what) contains NaN or Inf"
+        case .tokenOutOfRange(let t): return "token id \(t) is out of range"
+        }
+    }
+}
