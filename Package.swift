@@ -29,6 +29,8 @@ let package = Package(
         .systemLibrary(
             name: "CZeroMQ",
             providers: [.apt(["libzmq3-dev"])]),
+        // Small C wrappers for Linux calls Swift cannot make directly (variadic prctl).
+        .target(name: "CLinux"),
         // Numbers only: tensors, cells, forward/backward, loss, optimizers, clipping, sampling. No I/O.
         .target(name: "RNNCore", dependencies: ["CBLAS"], swiftSettings: cpuFlags),
         // Text: tokenizers, vocabulary, corpora and datasets, truncated-BPTT batching.
@@ -41,16 +43,19 @@ let package = Package(
         .target(name: "RNNTransport", dependencies: ["CZeroMQ"]),
         // The single-process reference trainer, evaluation and generation.
         .target(name: "RNNTrain", dependencies: ["RNNCore", "RNNText", "RNNCheckpoint"], swiftSettings: cpuFlags),
+        // Coordinator (a GradientSource for the reference trainer) and worker loop over the transport.
+        .target(name: "RNNDistributed", dependencies: ["RNNTrain", "RNNProtocol", "RNNTransport"]),
         .executableTarget(
             name: "rnnlm",
             dependencies: [
-                "RNNTrain", "RNNTransport",
+                "RNNTrain", "RNNTransport", "RNNDistributed", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "RNNCoreTests", dependencies: ["RNNCore"], resources: [.copy("Fixtures")],
                     swiftSettings: cpuFlags),
         .testTarget(name: "RNNTextTests", dependencies: ["RNNText"]),
         .testTarget(name: "RNNProtocolTests", dependencies: ["RNNProtocol"]),
+        .testTarget(name: "RNNDistributedTests", dependencies: ["RNNDistributed", "RNNCheckpoint", "RNNTrain"]),
         .testTarget(name: "RNNTrainTests", dependencies: ["RNNTrain", "RNNCheckpoint", "RNNTransport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -110,3 +110,5 @@ public struct Checkpoint<Extra: Codable & Equatable>: Equatable {
                           optimizerStep: record.optimizerStep, optimizerSlots: slots, state: state, extra: record.extra)
     }
 }
+
+extension Checkpoint: Sendable where Extra: Sendable {}

@@ -12,15 +12,17 @@ public enum Codec {
             meta = Array((try? JSONEncoder().encode(h)) ?? Data())
         case .welcome(let r, let config, let tokens):
             runID = r; meta = config; payload = bytes(of: tokens)
-        case .weights(let r, let s, let epoch, let batch, let reset, let params):
+        case .weights(let r, let s, let epoch, let batch, let reset, let params, let state):
             runID = r; step = s
             aux = UInt64(epoch) << 32 | UInt64(batch)
             meta = [reset ? 1 : 0]
-            payload = bytes(of: params)
-        case .gradient(let r, let s, let lossSum, let tokens, let g):
+            append(&meta, UInt32(state.count))
+            payload = bytes(of: params + state)
+        case .gradient(let r, let s, let lossSum, let tokens, let g, let state):
             runID = r; step = s; aux = UInt64(tokens)
             meta = withUnsafeBytes(of: lossSum.bitPattern.littleEndian) { Array($0) }
-            payload = bytes(of: g)
+            append(&meta, UInt32(state.count))
+            payload = bytes(of: g + state)
         case .stop(let r, let reason):
             runID = r; meta = Array(reason.utf8)
         case .heartbeat(let r):
@@ -39,6 +41,16 @@ public enum Codec {
         append(&head, aux)
         head += meta
         return payload.map { [head, $0] } ?? [head]
+    }
+
+    /// The first frame of a weights message whose payload (sent separately, e.g. as one shared ZeroMQ message
+    /// for every worker) is `parameterCount` Float32 values and no state.
+    public static func weightsHead(runID: UInt64, step: UInt64, epoch: UInt32, batch: UInt32, resetState: Bool,
+                                   parameterCount: Int) -> [UInt8] {
+        var head = encode(.weights(runID: runID, step: step, epoch: epoch, batch: batch, resetState: resetState,
+                                   parameters: [], state: []))[0]
+        withUnsafeBytes(of: UInt32(parameterCount * 4).littleEndian) { for i in 0..<4 { head[28 + i] = $0[i] } }
+        return head
     }
 
     /// Header fields only (for logging a rejected message's type and step).
@@ -80,21 +92,24 @@ public enum Codec {
             if let v = vocabularySize, let bad = tokens.first(where: { $0 < 0 || Int($0) >= v }) { throw .tokenOutOfRange(bad) }
             return .welcome(runID: h.runID, config: meta, tokens: tokens)
         case .weights:
-            guard meta.count == 1, meta[0] <= 1 else { throw .badMeta("weights metadata must be one byte 0 or 1") }
-            let params: [Float] = values(payload!)
+            guard meta.count == 5, meta[0] <= 1 else { throw .badMeta("weights metadata must be a reset byte (0 or 1) and a state count") }
+            let all: [Float] = values(payload!)
+            let (params, state) = try split(all, stateCount: read(meta, 1))
             if let n = parameterCount, params.count != n { throw .parameterCount(expected: n, got: params.count) }
-            if !params.allSatisfy(\.isFinite) { throw .nonFinite("weights") }
+            if !all.allSatisfy(\.isFinite) { throw .nonFinite("weights") }
             return .weights(runID: h.runID, step: h.step, epoch: UInt32(h.aux >> 32), batch: UInt32(truncatingIfNeeded: h.aux),
-                            resetState: meta[0] == 1, parameters: params)
+                            resetState: meta[0] == 1, parameters: params, state: state)
         case .gradient:
-            guard meta.count == 8 else { throw .badMeta("gradient metadata must be the 8-byte loss sum") }
+            guard meta.count == 12 else { throw .badMeta("gradient metadata must be the 8-byte loss sum and a state count") }
             let loss = Double(bitPattern: read(meta, 0) as UInt64)
             guard loss.isFinite else { throw .nonFinite("loss sum") }
             guard h.aux > 0, h.aux <= UInt64(UInt32.max) else { throw .badMeta("token count \(h.aux) must be positive") }
-            let g: [Float] = values(payload!)
+            let all: [Float] = values(payload!)
+            let (g, state) = try split(all, stateCount: read(meta, 8))
             if let n = parameterCount, g.count != n { throw .parameterCount(expected: n, got: g.count) }
             if !g.allSatisfy(\.isFinite) { throw .nonFinite("gradient") }
-            return .gradient(runID: h.runID, step: h.step, lossSum: loss, tokens: UInt32(h.aux), gradient: g)
+            if !state.allSatisfy(\.isFinite) { throw .nonFinite("hidden state") }
+            return .gradient(runID: h.runID, step: h.step, lossSum: loss, tokens: UInt32(h.aux), gradient: g, state: state)
         case .stop:
             guard let reason = String(validating: meta, as: UTF8.self) else { throw .badMeta("stop reason is not UTF-8") }
             return .stop(runID: h.runID, reason: reason)
@@ -102,6 +117,12 @@ public enum Codec {
             guard meta.isEmpty else { throw .badMeta("heartbeat has no metadata") }
             return .heartbeat(runID: h.runID)
         }
+    }
+
+    static func split(_ all: [Float], stateCount: UInt32) throws(ProtocolError) -> ([Float], [Float]) {
+        guard Int(stateCount) <= all.count else { throw .stateCount(declared: stateCount, payload: all.count) }
+        let cut = all.count - Int(stateCount)
+        return (Array(all[..<cut]), Array(all[cut...]))
     }
 
     static func append<T: FixedWidthInteger>(_ out: inout [UInt8], _ v: T) {

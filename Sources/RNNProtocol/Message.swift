@@ -30,9 +30,13 @@ public enum Message: Equatable, Sendable {
     /// Coordinator → worker: the run's configuration (JSON) and the training tokens (Int32 payload).
     case welcome(runID: UInt64, config: [UInt8], tokens: [Int32])
     /// Coordinator → worker: parameters for step `step`; compute minibatch `batch` of epoch `epoch`.
-    case weights(runID: UInt64, step: UInt64, epoch: UInt32, batch: UInt32, resetState: Bool, parameters: [Float])
-    /// Worker → coordinator: Σ-loss gradient for step `step`, with the loss sum and token count.
-    case gradient(runID: UInt64, step: UInt64, lossSum: Double, tokens: UInt32, gradient: [Float])
+    /// `resetState` zeroes the worker's streams first; a non-empty `state` (its columns, `[L, b, H]` h then c)
+    /// replaces them (after a resume or a reassignment).
+    case weights(runID: UInt64, step: UInt64, epoch: UInt32, batch: UInt32, resetState: Bool, parameters: [Float],
+                 state: [Float])
+    /// Worker → coordinator: Σ-loss gradient for step `step`, the loss sum and token count, and the final
+    /// hidden state of the worker's streams (so the coordinator can checkpoint and reassign them).
+    case gradient(runID: UInt64, step: UInt64, lossSum: Double, tokens: UInt32, gradient: [Float], state: [Float])
     /// Coordinator → worker: training is over (or the worker is dismissed); `reason` is UTF-8.
     case stop(runID: UInt64, reason: String)
     case heartbeat(runID: UInt64)
@@ -75,6 +79,7 @@ public enum ProtocolError: Error, Equatable, CustomStringConvertible, Sendable {
     case missingPayload(MessageType)
     case badMeta(String)
     case parameterCount(expected: Int, got: Int)
+    case stateCount(declared: UInt32, payload: Int)
     case nonFinite(String)
     case tokenOutOfRange(Int32)
 
@@ -94,6 +99,7 @@ public enum ProtocolError: Error, Equatable, CustomStringConvertible, Sendable {
         case .missingPayload(let t): return "\(t) message lacks its payload"
         case .badMeta(let why): return "metadata: \(why)"
         case .parameterCount(let e, let g): return "carries \(g) values, the model has \(e) parameters"
+        case .stateCount(let d, let p): return "declares \(d) state values, more than its \(p)-value payload"
         case .nonFinite(let what): return "\(what) contains NaN or Inf"
         case .tokenOutOfRange(let t): return "token id \(t) is out of range"
         }

@@ -53,6 +53,34 @@ public struct TrainingRecord: Codable, Equatable, Sendable {
     public var history: [EpochReport]
 }
 
+/// Where the gradient of a minibatch is computed: in this process, or by the workers of a distributed run.
+public protocol GradientSource: AnyObject {
+    /// Leaves `∂(Σ token losses)/∂θ` of `batch` at `model`'s current parameters in `model.gradients`
+    /// (overwriting it), advances `state` (all B streams) to the streams' final state, and returns the loss sum.
+    /// `reset` says `state` was just zeroed (a new epoch, or random partitioning).
+    func gradient(model: LanguageModel, epoch: Int, index: Int, batch: Minibatch, reset: Bool, step: Int,
+                  state: inout RecurrentState) throws -> LossSum
+}
+
+/// The reference: forward and backward over the whole minibatch in this process.
+public final class LocalGradient: GradientSource {
+    /// Dropout masks come from this generator (saved in checkpoints).
+    public var dropout: RandomGenerator?
+    public init(dropout: RandomGenerator?) { self.dropout = dropout }
+
+    public func gradient(model: LanguageModel, epoch: Int, index: Int, batch: Minibatch, reset: Bool, step: Int,
+                         state: inout RecurrentState) throws -> LossSum {
+        model.gradients.zero()
+        if var rng = dropout {
+            defer { dropout = rng }
+            return model.forwardBackward(inputs: batch.inputs, targets: batch.targets, steps: batch.steps,
+                                         batch: batch.batch, state: &state, dropout: &rng)
+        }
+        return model.forwardBackward(inputs: batch.inputs, targets: batch.targets, steps: batch.steps,
+                                     batch: batch.batch, state: &state)
+    }
+}
+
 public struct TrainingError: Error, CustomStringConvertible {
     public let description: String
     public init(_ d: String) { description = d }
@@ -70,6 +98,9 @@ public final class Trainer {
     public private(set) var record: TrainingRecord
     public private(set) var state: RecurrentState
     private let log: (String) -> Void
+    /// Computes each minibatch's gradient; `LocalGradient` unless a distributed run installs its own.
+    public var source: GradientSource
+    private let local: LocalGradient
 
     /// A fresh run: parameters initialised from `--seed`.
     public init(options: TrainOptions, data: TextData, log: @escaping (String) -> Void = { print($0) }) throws {
@@ -89,6 +120,8 @@ public final class Trainer {
             dropoutRNG: RandomGenerator(seed: options.seed, stream: 2),
             schedule: LearningRateSchedule(try options.scheduleKind(), lr: options.lr), history: [])
         state = .zeros(config, batch: options.batchSize)
+        local = LocalGradient(dropout: options.dropout > 0 ? record.dropoutRNG : nil)
+        source = local
     }
 
     /// Continues the run saved in `checkpoint` (with `epochs` possibly raised by the caller).
@@ -116,6 +149,8 @@ public final class Trainer {
         guard state.batch == rec.options.batchSize else {
             throw TrainingError("the checkpoint's carried state has \(state.batch) streams, its options say --batch-size \(rec.options.batchSize)")
         }
+        local = LocalGradient(dropout: rec.options.dropout > 0 ? rec.dropoutRNG : nil)
+        source = local
     }
 
     /// The minibatches of epoch `epoch` (0-based): offset (and order) drawn from the run seed and the epoch
@@ -126,20 +161,13 @@ public final class Trainer {
                                  steps: options.numSteps, rng: &rng)
     }
 
-    /// One optimizer step on `batch`, from the carried `state`. Returns the loss sum and the gradient norm.
+    /// One optimizer step on minibatch `index` of `epoch`, from the carried `state`: gradient of the summed
+    /// loss from `source`, scaled by 1/(tokens), global-norm clip, optimizer update. Returns loss sum and norm.
     @discardableResult
-    public func step(_ batch: Minibatch) throws -> (loss: LossSum, norm: Double) {
-        model.gradients.zero()
-        let loss: LossSum
-        if options.dropout > 0 {
-            var rng = record.dropoutRNG
-            loss = model.forwardBackward(inputs: batch.inputs, targets: batch.targets, steps: batch.steps,
-                                         batch: batch.batch, state: &state, dropout: &rng)
-            record.dropoutRNG = rng
-        } else {
-            loss = model.forwardBackward(inputs: batch.inputs, targets: batch.targets, steps: batch.steps,
-                                         batch: batch.batch, state: &state)
-        }
+    public func step(epoch: Int, index: Int, batch: Minibatch, reset: Bool) throws -> (loss: LossSum, norm: Double) {
+        let loss = try source.gradient(model: model, epoch: epoch, index: index, batch: batch, reset: reset,
+                                       step: record.step + 1, state: &state)
+        if let rng = local.dropout { record.dropoutRNG = rng }
         model.gradients.scale(by: 1 / Float(loss.count))
         let norm = clipGlobalNorm(model.gradients, maxNorm: options.clip)
         guard loss.sum.isFinite, norm.isFinite else {
@@ -175,8 +203,10 @@ public final class Trainer {
                     return reports
                 }
                 if shouldStop() { return reports }
-                if options.partition == .random || record.batchInEpoch == 0 { state.reset() }
-                let (loss, _) = try step(batches[record.batchInEpoch])
+                let reset = options.partition == .random || record.batchInEpoch == 0
+                if reset { state.reset() }
+                let (loss, _) = try step(epoch: record.epoch, index: record.batchInEpoch, batch: batches[record.batchInEpoch],
+                                         reset: reset)
                 record.batchInEpoch += 1
                 record.epochLoss += loss.sum
                 record.epochTokens += loss.count

@@ -1,7 +1,9 @@
 import ArgumentParser
+import CLinux
 import Foundation
 import RNNCheckpoint
 import RNNCore
+import RNNDistributed
 import RNNText
 import RNNTrain
 import RNNTransport
@@ -17,7 +19,7 @@ struct RNNLM: ParsableCommand {
               rnnlm generate --checkpoint runs/gru --prefix "time traveller" --tokens 100
             """,
         version: "rnnlm 0.1.0 (libzmq \(ZeroMQ.version))",
-        subcommands: [Train.self, Eval.self, Generate.self])
+        subcommands: [Train.self, Coordinator.self, Worker.self, Eval.self, Generate.self])
 }
 
 /// Prints a user-facing error on one line and exits 1 (no stack trace, no usage dump).
@@ -41,52 +43,196 @@ struct Train: ParsableCommand {
     @Flag(help: "Continue from the newest checkpoint in --checkpoint-dir (starts a new run if there is none).")
     var resume = false
 
+    @Option(help: "Train with this many local worker processes under a ZeroMQ parameter server in this process (0: the single-process reference trainer). Default 0.")
+    var workers: Int = 0
+
     func run() throws {
         try runReportingErrors {
-            setBLASThreads(flags.threads ?? 1)
-            let dataDir = flags.dataDir
-            var trainer: Trainer
-            if resume, let dir = flags.checkpointDir, let latest = latestCheckpoint(in: dir) {
-                let ck = try Checkpoint<TrainingRecord>.read(from: latest)
-                var stored = ck.extra.options
-                try flags.checkCompatible(with: stored)
-                if let e = flags.epochs { stored.epochs = e }
-                flags.applyRunSettings(to: &stored)
-                let data = try TextData.load(stored, dataDir: dataDir,
-                                             existing: (ck.extra.tokenizer, ck.extra.vocabulary, ck.extra.fingerprint))
-                var resumed = ck
-                resumed.extra.options = stored
-                trainer = try Trainer(resuming: resumed, data: data)
-                print("resuming \(latest): epoch \(ck.extra.epoch), step \(ck.extra.step)")
-            } else {
-                var o = TrainOptions()
-                try flags.apply(to: &o)
-                try o.validate()
-                if resume { print("no checkpoint in \(o.checkpointDir ?? "(no --checkpoint-dir)"); starting a new run") }
-                let data = try TextData.load(o, dataDir: dataDir)
-                trainer = try Trainer(options: o, data: data)
-            }
-            let o = trainer.options
-            let perEpoch = trainer.epochBatches(0).count
-            print("training \(o.model.rawValue): \(o.layers) layer(s), hidden \(o.hidden), \(o.embed == 0 ? "one-hot input" : "embedding \(o.embed)"), \(grouped(trainer.model.parameterCount)) parameters")
-            print("data: \(grouped(trainer.data.train.count)) training tokens\(trainer.data.valid.isEmpty ? "" : ", \(grouped(trainer.data.valid.count)) validation"), vocabulary \(trainer.data.vocabulary.count) (\(trainer.data.tokenizer.kind.rawValue)), \(perEpoch) minibatches/epoch of \(o.batchSize)×\(o.numSteps)")
-            if o.checkpointDir == nil { print("note: no --checkpoint-dir given; nothing will be saved") }
-            signal(SIGINT) { _ in stopSignal = 1 }
-            signal(SIGTERM) { _ in stopSignal = 1 }
-            let started = Date()
-            try trainer.run(shouldStop: { stopSignal != 0 })
-            if stopSignal != 0 {
-                if let path = try trainer.saveCheckpoint() { print("interrupted: saved \(path); continue with --resume") }
-                throw ExitCode(130)
-            }
-            let wall = Date().timeIntervalSince(started)
-            if let last = trainer.record.history.last {
-                print("done: \(trainer.record.epoch) epochs, \(trainer.record.step) steps in \(String(format: "%.1f", wall))s; final perplexity \(String(format: "%.3f", last.trainPerplexity))\(last.validPerplexity.map { String(format: ", val %.3f", $0) } ?? "")")
-            }
-            if let test = trainer.evaluate(trainer.data.test) { print(String(format: "test perplexity %.3f", test.perplexity)) }
-            if let dir = o.checkpointDir, let latest = latestCheckpoint(in: dir) { print("checkpoint: \(latest)") }
+            guard workers >= 0 else { throw ValidationError("--workers must be 0 or more") }
+            if workers == 0 { try train(flags: flags, resume: resume, distributed: nil); return }
+            let dir = NSTemporaryDirectory() + "rnnlm-\(getpid())"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let endpoint = "ipc://\(dir)/coordinator"
+            let children = LocalWorkers()
+            defer { children.stop() }
+            try train(flags: flags, resume: resume, distributed: DistributedSetup(
+                bind: endpoint, expectWorkers: workers, joinTimeout: 60, stepTimeout: 600,
+                afterBind: { try children.start(count: workers, endpoint: endpoint, threads: flags.threads ?? 1) }))
         }
     }
+}
+
+/// How the coordinator runs: where it listens and how many workers it waits for.
+struct DistributedSetup {
+    var bind: String
+    var expectWorkers: Int
+    var joinTimeout: TimeInterval
+    var stepTimeout: TimeInterval
+    var afterBind: () throws -> Void = {}
+}
+
+/// Worker processes started by `rnnlm train --workers N`; they die with this process (PR_SET_PDEATHSIG).
+final class LocalWorkers {
+    private var processes: [Process] = []
+
+    func start(count: Int, endpoint: String, threads: Int) throws {
+        let me = URL(fileURLWithPath: CommandLine.arguments[0]).path
+        let exe = FileManager.default.isExecutableFile(atPath: me) ? me : "/proc/self/exe"
+        for i in 0..<count {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: exe == "/proc/self/exe" ? (try FileManager.default.destinationOfSymbolicLink(atPath: exe)) : exe)
+            p.arguments = ["worker", "--connect", endpoint, "--threads", String(threads), "--name", "local-\(i)", "--quiet"]
+            var env = ProcessInfo.processInfo.environment
+            env["RNNLM_DIE_WITH_PARENT"] = "1"
+            p.environment = env
+            try p.run()
+            processes.append(p)
+        }
+    }
+
+    func stop() {
+        for p in processes where p.isRunning { p.terminate() }
+        let deadline = Date().addingTimeInterval(5)
+        while processes.contains(where: \.isRunning) && Date() < deadline { usleep(20_000) }
+        for p in processes where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        processes.removeAll()
+    }
+}
+
+struct Coordinator: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the parameter server: wait for workers, then train with their gradients.",
+        discussion: "Takes every `rnnlm train` flag. Start workers with `rnnlm worker --connect ENDPOINT`.")
+
+    @Option(help: "ZeroMQ endpoint to listen on, e.g. tcp://127.0.0.1:5555 or ipc:///tmp/rnnlm.sock.")
+    var bind: String = "tcp://127.0.0.1:5555"
+    @Option(help: "Number of workers to wait for before training starts.")
+    var expectWorkers: Int
+    @Option(help: "Seconds to wait for the workers to join.")
+    var joinTimeout: Double = 120
+    @Option(help: "Seconds to wait for every worker's gradient in one step before giving up.")
+    var stepTimeout: Double = 600
+    @Flag(help: "Allow listening on a non-loopback address without authentication (CURVE is not implemented yet).")
+    var insecure = false
+    @OptionGroup var flags: TrainFlags
+    @Flag(help: "Continue from the newest checkpoint in --checkpoint-dir.")
+    var resume = false
+
+    func run() throws {
+        try runReportingErrors {
+            if bind.hasPrefix("tcp://") && !isLoopback(bind) && !insecure {
+                throw ValidationError("refusing to listen on \(bind) without authentication: bind to tcp://127.0.0.1:PORT (and tunnel), or pass --insecure on a trusted network")
+            }
+            if insecure { FileHandle.standardError.write(Data("warning: --insecure: any peer that can reach \(bind) can join this run\n".utf8)) }
+            try train(flags: flags, resume: resume, distributed: DistributedSetup(
+                bind: bind, expectWorkers: expectWorkers, joinTimeout: joinTimeout, stepTimeout: stepTimeout))
+        }
+    }
+
+    func isLoopback(_ endpoint: String) -> Bool {
+        let host = endpoint.dropFirst("tcp://".count).split(separator: ":").first.map(String.init) ?? ""
+        return host.hasPrefix("127.") || host == "localhost" || host == "[::1]"
+    }
+}
+
+struct Worker: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Join a coordinator and compute gradients until told to stop.")
+
+    @Option(help: "The coordinator's endpoint, e.g. tcp://HOST:5555.")
+    var connect: String
+    @Option(help: "BLAS threads for this worker.")
+    var threads: Int = 1
+    @Option(help: "Name shown in the coordinator's log (default: host:pid).")
+    var name: String?
+    @Option(help: "Seconds to wait for the coordinator to answer the join request.")
+    var joinTimeout: Double = 120
+    @Option(help: "Seconds of silence from the coordinator after which the worker gives up.")
+    var timeout: Double = 900
+    @Flag(help: "Print only errors.")
+    var quiet = false
+
+    func run() throws {
+        try runReportingErrors {
+            if ProcessInfo.processInfo.environment["RNNLM_DIE_WITH_PARENT"] == "1" {
+                _ = rnnlm_die_with_parent()
+                if getppid() == 1 { throw ExitCode(1) }  // the parent died before we could ask
+            }
+            setBLASThreads(threads)
+            signal(SIGINT) { _ in stopSignal = 1 }
+            signal(SIGTERM) { _ in stopSignal = 1 }
+            let reason = try runWorker(endpoint: connect, name: name ?? "\(ProcessInfo.processInfo.hostName):\(getpid())",
+                                       joinTimeout: joinTimeout, timeout: timeout, shouldStop: { stopSignal != 0 },
+                                       log: { if !quiet { print($0) } },
+                                       warn: { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) })
+            if !quiet { print("worker done: \(reason)") }
+            if stopSignal != 0 { throw ExitCode(130) }
+        }
+    }
+}
+
+/// The training run shared by `train` and `coordinator`: with `distributed`, gradients come from workers.
+func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) throws {
+    setBLASThreads(flags.threads ?? 1)
+    let dataDir = flags.dataDir
+    var trainer: Trainer
+    if resume, let dir = flags.checkpointDir, let latest = latestCheckpoint(in: dir) {
+        let ck = try Checkpoint<TrainingRecord>.read(from: latest)
+        var stored = ck.extra.options
+        try flags.checkCompatible(with: stored)
+        if let e = flags.epochs { stored.epochs = e }
+        flags.applyRunSettings(to: &stored)
+        let data = try TextData.load(stored, dataDir: dataDir,
+                                     existing: (ck.extra.tokenizer, ck.extra.vocabulary, ck.extra.fingerprint))
+        var resumed = ck
+        resumed.extra.options = stored
+        trainer = try Trainer(resuming: resumed, data: data)
+        print("resuming \(latest): epoch \(ck.extra.epoch), step \(ck.extra.step)")
+    } else {
+        var o = TrainOptions()
+        try flags.apply(to: &o)
+        try o.validate()
+        if resume { print("no checkpoint in \(o.checkpointDir ?? "(no --checkpoint-dir)"); starting a new run") }
+        let data = try TextData.load(o, dataDir: dataDir)
+        trainer = try Trainer(options: o, data: data)
+    }
+    let o = trainer.options
+    let perEpoch = trainer.epochBatches(0).count
+    print("training \(o.model.rawValue): \(o.layers) layer(s), hidden \(o.hidden), \(o.embed == 0 ? "one-hot input" : "embedding \(o.embed)"), \(grouped(trainer.model.parameterCount)) parameters")
+    print("data: \(grouped(trainer.data.train.count)) training tokens\(trainer.data.valid.isEmpty ? "" : ", \(grouped(trainer.data.valid.count)) validation"), vocabulary \(trainer.data.vocabulary.count) (\(trainer.data.tokenizer.kind.rawValue)), \(perEpoch) minibatches/epoch of \(o.batchSize)×\(o.numSteps)")
+    if o.checkpointDir == nil { print("note: no --checkpoint-dir given; nothing will be saved") }
+    signal(SIGINT) { _ in stopSignal = 1 }
+    signal(SIGTERM) { _ in stopSignal = 1 }
+    var coordinator: RNNDistributed.Coordinator?
+    let context = ZMQContext()
+    if let d = distributed {
+        let socket = try ZMQSocket(context, kind: .router, maxMessageBytes: Int64(trainer.model.parameterCount * 8 + 1 << 20))
+        try socket.bind(d.bind)
+        print("coordinator listening on \(socket.lastEndpoint)")
+        try d.afterBind()
+        var seedRNG = SystemRandomNumberGenerator()
+        let c = RNNDistributed.Coordinator(socket: socket, runID: seedRNG.next(), parameterCount: trainer.model.parameterCount,
+                                           stepTimeout: d.stepTimeout, log: { print($0) })
+        c.shouldStop = { stopSignal != 0 }
+        do { try c.admitWorkers(count: d.expectWorkers, timeout: d.joinTimeout, trainer: trainer) } catch let e as DistributedError where e == .interrupted {
+            throw ExitCode(130)
+        }
+        trainer.source = c
+        coordinator = c
+    }
+    defer { coordinator?.stopAll(reason: "training finished") }
+    let started = Date()
+    do { try trainer.run(shouldStop: { stopSignal != 0 }) } catch let e as DistributedError where e == .interrupted {}
+    if stopSignal != 0 {
+        if let path = try trainer.saveCheckpoint() { print("interrupted: saved \(path); continue with --resume") }
+        throw ExitCode(130)
+    }
+    let wall = Date().timeIntervalSince(started)
+    if let last = trainer.record.history.last {
+        print("done: \(trainer.record.epoch) epochs, \(trainer.record.step) steps in \(String(format: "%.1f", wall))s; final perplexity \(String(format: "%.3f", last.trainPerplexity))\(last.validPerplexity.map { String(format: ", val %.3f", $0) } ?? "")")
+    }
+    if let test = trainer.evaluate(trainer.data.test) { print(String(format: "test perplexity %.3f", test.perplexity)) }
+    if let dir = o.checkpointDir, let latest = latestCheckpoint(in: dir) { print("checkpoint: \(latest)") }
 }
 
 private func grouped(_ n: Int) -> String {

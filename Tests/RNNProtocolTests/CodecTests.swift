@@ -4,8 +4,9 @@ import Testing
 let samples: [Message] = [
     .hello(WorkerHello(name: "w1", host: "h2", pid: 42)),
     .welcome(runID: 7, config: Array("{\"a\":1}".utf8), tokens: [0, 3, 2, 1]),
-    .weights(runID: 7, step: 12, epoch: 3, batch: 5, resetState: true, parameters: [1, -2, 0.5]),
-    .gradient(runID: 7, step: 12, lossSum: 31.25, tokens: 560, gradient: [0.1, 0.2, -0.3]),
+    .weights(runID: 7, step: 12, epoch: 3, batch: 5, resetState: true, parameters: [1, -2, 0.5], state: []),
+    .weights(runID: 7, step: 13, epoch: 3, batch: 6, resetState: false, parameters: [1, -2, 0.5], state: [0.25, 0.5]),
+    .gradient(runID: 7, step: 12, lossSum: 31.25, tokens: 560, gradient: [0.1, 0.2, -0.3], state: [0.5, -0.5, 0]),
     .stop(runID: 7, reason: "training finished"),
     .heartbeat(runID: 7),
 ]
@@ -28,7 +29,7 @@ struct CodecTests {
     }
 
     @Test func everyMalformedFieldIsRejectedWithItsReason() {
-        let w = samples[2], g = samples[3]
+        let w = samples[2], g = samples[4]
         expectRejection([], .frameCount(0))
         expectRejection(Codec.encode(w) + [[0, 0, 0, 0]], .frameCount(3))
         expectRejection([Array(Codec.encode(w)[0].prefix(20))], .shortHeader(20))
@@ -36,23 +37,25 @@ struct CodecTests {
         expectRejection(patched(w, at: 4, [2, 0]), .badVersion(2))
         expectRejection(patched(w, at: 6, [99]), .unknownType(99))
         expectRejection(patched(w, at: 7, [1]), .reservedNonZero(1))
-        expectRejection(patched(w, at: 24, [9]), .metaLength(declared: 9, actual: 1))
+        expectRejection(patched(w, at: 24, [9]), .metaLength(declared: 9, actual: 5))
         expectRejection(patched(w, at: 28, [16]), .payloadLength(declared: 16, actual: 12))
         var unaligned = Codec.encode(w); unaligned[1].removeLast(); unaligned[0][28] = 11
         expectRejection(unaligned, .payloadNotAligned(11))
         expectRejection(Codec.encode(w), .wrongRun(expected: 8, got: 7), runID: 8)
         expectRejection([Codec.encode(w)[0]].map { var h = $0; h[28] = 0; return h }, .missingPayload(.weights))
-        var hb = Codec.encode(samples[5]); hb.append([0, 0, 0, 0]); hb[0][28] = 4
+        var hb = Codec.encode(samples[6]); hb.append([0, 0, 0, 0]); hb[0][28] = 4
         expectRejection(hb, .unexpectedPayload(.heartbeat))
         expectRejection(Codec.encode(w), .parameterCount(expected: 4, got: 3), parameterCount: 4)
-        expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: 1, tokens: 5, gradient: [1, .nan, 2])), .nonFinite("gradient"))
-        expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: .infinity, tokens: 5, gradient: [1, 1, 2])), .nonFinite("loss sum"))
-        expectRejection(Codec.encode(.weights(runID: 7, step: 1, epoch: 0, batch: 0, resetState: false, parameters: [1, .infinity, 2])), .nonFinite("weights"))
-        expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: 1, tokens: 0, gradient: [1, 1, 2])), .badMeta("token count 0 must be positive"))
+        expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: 1, tokens: 5, gradient: [1, .nan, 2], state: [])), .nonFinite("gradient"))
+        expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: .infinity, tokens: 5, gradient: [1, 1, 2], state: [])), .nonFinite("loss sum"))
+        expectRejection(Codec.encode(.weights(runID: 7, step: 1, epoch: 0, batch: 0, resetState: false, parameters: [1, .infinity, 2], state: [])), .nonFinite("weights"))
+        expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: 1, tokens: 0, gradient: [1, 1, 2], state: [])), .badMeta("token count 0 must be positive"))
         expectRejection(Codec.encode(.welcome(runID: 7, config: [], tokens: [0, 9])), .tokenOutOfRange(9))
-        expectRejection(patched(g, at: 40, []).map { $0 }.enumerated().map { $0.offset == 0 ? Array($0.element.prefix(44)) + [0] : $0.element }
-                            .map { var f = $0; if f.count == 45 { f[24] = 5 }; return f },
-                        .badMeta("gradient metadata must be the 8-byte loss sum"))
+        var shortMeta = Codec.encode(g); shortMeta[0] = Array(shortMeta[0].prefix(45)); shortMeta[0][24] = 5
+        expectRejection(shortMeta, .badMeta("gradient metadata must be the 8-byte loss sum and a state count"))
+        var bigState = Codec.encode(g); bigState[0][48] = 200
+        expectRejection(bigState, .stateCount(declared: 200, payload: 6))
+        expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: 1, tokens: 5, gradient: [1, 1, 2], state: [.nan])), .nonFinite("hidden state"))
         var badHello = Codec.encode(samples[0]); badHello[0] = Array(badHello[0].prefix(40)) + Array("{}".utf8); badHello[0][24] = 2
         expectRejection(badHello, .badMeta("hello is not a WorkerHello JSON object"))
     }

@@ -1,0 +1,42 @@
+import RNNCore
+import RNNText
+import RNNTrain
+
+/// What the coordinator tells a worker when it joins (sent as JSON in the welcome message, with the tokens).
+public struct WorkerAssignment: Codable, Equatable, Sendable {
+    public var model: ModelConfig
+    public var seed: UInt64
+    public var numSteps: Int
+    /// Global batch size B (all workers' streams together).
+    public var batchSize: Int
+    public var partition: Partition
+    public var workerIndex: Int
+    public var workers: Int
+    /// The stream columns (0..<B) this worker owns, in order.
+    public var columns: [Int]
+}
+
+/// Splits B stream columns into `workers` contiguous blocks as evenly as possible (the first `B % W` blocks
+/// get one more). Every worker needs at least one column.
+public func assignColumns(batch: Int, workers: Int) -> [[Int]] {
+    precondition(workers >= 1 && workers <= batch, "cannot split \(batch) streams over \(workers) workers")
+    var out: [[Int]] = []
+    var start = 0
+    for w in 0..<workers {
+        let n = batch / workers + (w < batch % workers ? 1 : 0)
+        out.append(Array(start..<(start + n)))
+        start += n
+    }
+    return out
+}
+
+/// A worker's streams as a flat vector: h `[L, b, H]`, then c for LSTM (the wire layout of state).
+public func flatten(_ s: RecurrentState) -> [Float] { s.h + s.c }
+
+public func unflatten(_ v: [Float], like template: RecurrentState) -> RecurrentState? {
+    guard v.count == template.h.count + template.c.count else { return nil }
+    var s = template
+    s.h = Array(v[0..<template.h.count])
+    s.c = Array(v[template.h.count...])
+    return s
+}

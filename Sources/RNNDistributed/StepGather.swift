@@ -1,0 +1,60 @@
+import RNNCore
+
+/// Collects the gradients of one synchronous step from the workers expected to answer, then sums them in
+/// worker order (fixed, so results do not depend on arrival order). Pure: no sockets, no clock.
+public struct StepGather {
+    public struct Contribution {
+        public var lossSum: Double
+        public var tokens: Int
+        public var gradient: [Float]
+        public var state: [Float]
+        public init(lossSum: Double, tokens: Int, gradient: [Float], state: [Float]) {
+            self.lossSum = lossSum; self.tokens = tokens; self.gradient = gradient; self.state = state
+        }
+    }
+
+    public enum Verdict: Equatable {
+        case accepted
+        case duplicate
+        case staleStep(UInt64)
+        case unexpectedWorker
+        case wrongStateSize(expected: Int, got: Int)
+    }
+
+    public let step: UInt64
+    /// Worker indices that must answer, with the state size each must report.
+    public let expected: [Int: Int]
+    public private(set) var received: [Int: Contribution] = [:]
+
+    public init(step: UInt64, expected: [Int: Int]) {
+        self.step = step
+        self.expected = expected
+    }
+
+    public var isComplete: Bool { received.count == expected.count }
+    public var missing: [Int] { expected.keys.filter { received[$0] == nil }.sorted() }
+
+    public mutating func accept(worker: Int, step: UInt64, _ c: Contribution) -> Verdict {
+        guard step == self.step else { return .staleStep(step) }
+        guard let stateSize = expected[worker] else { return .unexpectedWorker }
+        guard received[worker] == nil else { return .duplicate }
+        guard c.state.count == stateSize else { return .wrongStateSize(expected: stateSize, got: c.state.count) }
+        received[worker] = c
+        return .accepted
+    }
+
+    /// Σ of the gradients into `out` (overwritten), in ascending worker order; the total loss and tokens.
+    public func sum(into out: FloatBuffer) -> LossSum {
+        out.zero()
+        var total = LossSum()
+        for w in received.keys.sorted() {
+            let c = received[w]!
+            precondition(c.gradient.count == out.count, "worker \(w) gradient has \(c.gradient.count) values, expected \(out.count)")
+            c.gradient.withUnsafeBufferPointer { g in
+                for i in 0..<out.count { out.pointer[i] += g[i] }
+            }
+            total += LossSum(sum: c.lossSum, count: c.tokens)
+        }
+        return total
+    }
+}

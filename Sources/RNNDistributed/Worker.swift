@@ -1,0 +1,100 @@
+import Foundation
+import RNNCore
+import RNNProtocol
+import RNNText
+import RNNTrain
+import RNNTransport
+
+/// A worker process: joins the coordinator at `endpoint`, then for every weights message computes the
+/// Σ-loss gradient of its stream columns' minibatch, carrying their hidden state, and sends it back.
+/// Returns when told to stop; throws when the coordinator is silent for `timeout` seconds.
+public func runWorker(endpoint: String, name: String, joinTimeout: TimeInterval, timeout: TimeInterval,
+                      shouldStop: () -> Bool = { false }, log: (String) -> Void,
+                      warn: (String) -> Void) throws -> String {
+    let context = ZMQContext()
+    let socket = try ZMQSocket(context, kind: .dealer)
+    try socket.connect(endpoint)
+    let host = ProcessInfo.processInfo.hostName
+    try socket.send(Codec.encode(.hello(WorkerHello(name: name, host: host, pid: getpid()))))
+    // Welcome: configuration and tokens.
+    var deadline = Date().addingTimeInterval(joinTimeout)
+    var assignment: WorkerAssignment?
+    var tokens: [Int32] = []
+    var runID: UInt64 = 0
+    while assignment == nil {
+        if shouldStop() { return "interrupted" }
+        guard deadline.timeIntervalSinceNow > 0 else {
+            throw DistributedError("no answer from the coordinator at \(endpoint) within \(Int(joinTimeout))s; is it running and reachable?")
+        }
+        guard let frames = try socket.receive(timeoutMs: 500) else { continue }
+        let m = try Codec.decode(frames)
+        switch m {
+        case .welcome(let r, let config, let t):
+            do { assignment = try JSONDecoder().decode(WorkerAssignment.self, from: Data(config)) } catch {
+                throw DistributedError("the coordinator's configuration cannot be decoded (\(error)); are both the same rnnlm version?")
+            }
+            tokens = t
+            runID = r
+        case .stop(_, let reason):
+            throw DistributedError("the coordinator turned this worker away: \(reason)")
+        default:
+            continue
+        }
+    }
+    let a = assignment!
+    if let bad = tokens.first(where: { $0 < 0 || Int($0) >= a.model.vocabSize }) {
+        throw DistributedError("the coordinator sent token id \(bad), outside the vocabulary of \(a.model.vocabSize)")
+    }
+    guard !a.columns.isEmpty, a.columns.allSatisfy({ $0 >= 0 && $0 < a.batchSize }) else {
+        throw DistributedError("the coordinator assigned invalid stream columns \(a.columns)")
+    }
+    let model = try LanguageModel(config: a.model)
+    var state = RecurrentState.zeros(a.model, batch: a.columns.count)
+    log("worker \(a.workerIndex) of \(a.workers): streams \(a.columns.first!)…\(a.columns.last!), \(model.parameterCount) parameters, \(tokens.count) tokens")
+    var cachedEpoch = -1
+    var batches: EpochBatches?
+    deadline = Date().addingTimeInterval(timeout)
+    while true {
+        if shouldStop() { return "interrupted" }
+        guard let frames = try socket.receive(timeoutMs: 500) else {
+            if deadline.timeIntervalSinceNow < 0 {
+                throw DistributedError("no message from the coordinator for \(Int(timeout))s; giving up (it may have died)")
+            }
+            continue
+        }
+        deadline = Date().addingTimeInterval(timeout)
+        let m: Message
+        do { m = try Codec.decode(frames, runID: runID, parameterCount: model.parameterCount) } catch {
+            warn("ignored a bad message from the coordinator: \(error)")
+            continue
+        }
+        switch m {
+        case .weights(_, let step, let epoch, let index, let reset, let params, let st):
+            params.withUnsafeBufferPointer { model.parameters.copy(from: $0) }
+            if reset { state.reset() }
+            if !st.isEmpty {
+                guard let s = unflatten(st, like: state) else {
+                    throw DistributedError("step \(step): the coordinator sent \(st.count) state values, this worker's streams need \(state.h.count + state.c.count)")
+                }
+                state = s
+            }
+            if Int(epoch) != cachedEpoch {
+                var rng = RandomGenerator(seed: a.seed, stream: 1, index: UInt64(epoch))
+                batches = EpochBatches.draw(a.partition, corpus: tokens, batch: a.batchSize, steps: a.numSteps, rng: &rng)
+                cachedEpoch = Int(epoch)
+            }
+            guard let b = batches, Int(index) < b.count else {
+                throw DistributedError("step \(step): minibatch \(index) of epoch \(epoch) does not exist here; coordinator and worker disagree about the data")
+            }
+            let mb = b[Int(index)].selecting(columns: a.columns)
+            model.gradients.zero()
+            let loss = model.forwardBackward(inputs: mb.inputs, targets: mb.targets, steps: mb.steps, batch: mb.batch, state: &state)
+            try socket.send(Codec.encode(.gradient(runID: runID, step: step, lossSum: loss.sum, tokens: UInt32(loss.count),
+                                                   gradient: model.gradients.array, state: flatten(state))))
+        case .stop(_, let reason):
+            return reason
+        default:
+            continue
+        }
+    }
+}

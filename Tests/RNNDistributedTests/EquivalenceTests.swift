@@ -1,0 +1,52 @@
+import Foundation
+import RNNCheckpoint
+import RNNCore
+import RNNTrain
+import Testing
+
+/// The spine of the distributed suite: `rnnlm train --workers W` (a ZeroMQ parameter server in the
+/// parent, W worker processes) against the single-process reference trainer on the same seed and data.
+@Suite("Distributed ≡ single-process", .serialized)
+struct EquivalenceTests {
+    static let common = ["--dataset", "timemachine", "--max-tokens", "6000", "--hidden", "48", "--batch-size", "8",
+                         "--num-steps", "12", "--epochs", "3", "--seed", "21", "--valid-fraction", "0.1", "--model", "lstm",
+                         "--layers", "2", "--embed", "16"]
+
+    static func train(workers: Int) throws -> (Checkpoint<TrainingRecord>, String) {
+        let dir = NSTemporaryDirectory() + "rnnlm-eq-\(UUID().uuidString)"
+        let r = try run(try rnnlmBinary(), ["train", "--workers", String(workers), "--checkpoint-dir", dir,
+                                            "--data-dir", sharedDataDirectory()] + common, timeout: 180)
+        #expect(r.status == 0, "--workers \(workers) failed: \(r.stderr)")
+        let latest = try #require(latestCheckpoint(in: dir))
+        return (try Checkpoint<TrainingRecord>.read(from: latest), r.stdout)
+    }
+
+    static let reference: Result<Checkpoint<TrainingRecord>, Error> = Result { try train(workers: 0).0 }
+
+    func maxRelativeDifference(_ a: [Float], _ b: [Float]) -> Double {
+        var diff = 0.0, scale = 0.0
+        for i in a.indices { diff = max(diff, abs(Double(a[i]) - Double(b[i]))); scale = max(scale, abs(Double(b[i]))) }
+        return diff / scale
+    }
+
+    @Test(arguments: [1, 2, 4])
+    func sameParametersAndValidationPerplexity(workers: Int) throws {
+        let ref = try Self.reference.get()
+        let (dist, out) = try Self.train(workers: workers)
+        #expect(out.contains("worker \(workers - 1) joined"))
+        #expect(dist.extra.step == ref.extra.step && dist.extra.step > 100)
+        let d = maxRelativeDifference(dist.parameters, ref.parameters)
+        let refVal = ref.extra.history.compactMap(\.validPerplexity), distVal = dist.extra.history.compactMap(\.validPerplexity)
+        print("equivalence W=\(workers): max relative parameter difference \(d) after \(dist.extra.step) steps; val ppl \(distVal) vs \(refVal)")
+        if workers == 1 {
+            #expect(dist.parameters.map(\.bitPattern) == ref.parameters.map(\.bitPattern), "W=1 must be bit-identical (max rel diff \(d))")
+            #expect(distVal == refVal)
+        } else {
+            #expect(d <= 1e-5, "W=\(workers): max relative parameter difference \(d)")
+            for (a, b) in zip(distVal, refVal) { #expect(abs(a - b) / b <= 1e-5) }
+        }
+        // The carried hidden state the coordinator checkpoints matches too.
+        let sd = maxRelativeDifference(dist.state!.h, ref.state!.h)
+        #expect(sd <= (workers == 1 ? 0 : 1e-4), "hidden state differs by \(sd)")
+    }
+}
