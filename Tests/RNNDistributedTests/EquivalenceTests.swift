@@ -49,4 +49,40 @@ struct EquivalenceTests {
         let sd = maxRelativeDifference(dist.state!.h, ref.state!.h)
         #expect(sd <= (workers == 1 ? 0 : 1e-4), "hidden state differs by \(sd)")
     }
+
+    @Test("cluster/local.sh: coordinator and workers as separate commands over TCP match the reference")
+    func localScriptMatchesReference() throws {
+        let ref = try Self.reference.get()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let dir = NSTemporaryDirectory() + "rnnlm-local-\(UUID().uuidString)"
+        let port = String(20_000 + Int.random(in: 0..<20_000))
+        let r = try run("/bin/bash", [root.appendingPathComponent("cluster/local.sh").path, "2", "--checkpoint-dir", dir,
+                                      "--data-dir", sharedDataDirectory()] + Self.common,
+                        environment: ["PORT": port, "RNNLM": try rnnlmBinary()], timeout: 180)
+        #expect(r.status == 0, "local.sh failed: \(r.stdout)\n\(r.stderr)")
+        let ck = try Checkpoint<TrainingRecord>.read(from: try #require(latestCheckpoint(in: dir)))
+        #expect(ck.extra.step == ref.extra.step)
+        #expect(maxRelativeDifference(ck.parameters, ref.parameters) <= 1e-5)
+    }
+
+    @Test func nonLoopbackBindWithoutAuthenticationIsRefused() throws {
+        let r = try run(try rnnlmBinary(), ["coordinator", "--bind", "tcp://0.0.0.0:5599", "--expect-workers", "1",
+                                            "--dataset", "timemachine", "--data-dir", sharedDataDirectory()], timeout: 30)
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("refusing to listen on tcp://0.0.0.0:5599"), "\(r.stderr)")
+    }
+
+    @Test func coordinatorGivesUpWhenWorkersDoNotJoin() throws {
+        let r = try run(try rnnlmBinary(), ["coordinator", "--bind", "ipc://" + NSTemporaryDirectory() + "rnnlm-nobody-\(UUID().uuidString)",
+                                            "--expect-workers", "2", "--join-timeout", "1"] + Self.common
+                                            + ["--data-dir", sharedDataDirectory()], timeout: 30)
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("only 0 of 2 workers joined"), "\(r.stderr)")
+    }
+
+    @Test func workerGivesUpWhenNoCoordinatorAnswers() throws {
+        let r = try run(try rnnlmBinary(), ["worker", "--connect", "tcp://127.0.0.1:9", "--join-timeout", "1"], timeout: 30)
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("no answer from the coordinator"), "\(r.stderr)")
+    }
 }
