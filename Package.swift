@@ -55,8 +55,7 @@ let package = Package(
                     swiftSettings: cpuFlags),
         .testTarget(name: "RNNTextTests", dependencies: ["RNNText"]),
         .testTarget(name: "RNNProtocolTests", dependencies: ["RNNProtocol"]),
-        .testTarget(name: "RNNDistributedTests", dependencies: ["RNNDistributed", "RNNCheckpoint", "RNNTrain"]),
-        .testTarget(name: "RNNTrainTests", dependencies: ["RNNTrain", "RNNCheckpoint", "RNNTransport"]),
+        .testTarget(name: "RNNTrainTests", dependencies: ["RNNTrain", "RNNCheckpoint", "RNNTransport", "RNNDistributed"]),
     ],
     swiftLanguageModes: [.v6]
 )
