@@ -38,8 +38,13 @@ public final class Coordinator: GradientSource {
     private var needsState: Set<Int> = []
     public private(set) var rejected: [String: Int] = [:]
     public private(set) var staleDiscarded = 0
-    /// Seconds spent waiting for and summing gradients vs. total, for the parameter-server share of a step.
-    public private(set) var exchangeSeconds = 0.0
+    /// Where the coordinator's step time goes (seconds, summed over steps): sending weights, waiting for the
+    /// gradients, summing them; and the slowest worker's own compute time per step, as the workers report it.
+    public private(set) var broadcastSeconds = 0.0
+    public private(set) var waitSeconds = 0.0
+    public private(set) var reduceSeconds = 0.0
+    public private(set) var workerComputeSeconds = 0.0
+    public private(set) var steps = 0
 
     public init(socket: ZMQSocket, runID: UInt64, parameterCount: Int, stepTimeout: TimeInterval,
                 log: @escaping (String) -> Void) {
@@ -96,7 +101,7 @@ public final class Coordinator: GradientSource {
 
     public func gradient(model: LanguageModel, epoch: Int, index: Int, batch: Minibatch, reset: Bool, step: Int,
                          state: inout RecurrentState) throws -> LossSum {
-        let started = Date()
+        let t0 = DispatchTime.now().uptimeNanoseconds
         let params = UnsafeBufferPointer(start: model.parameters.pointer, count: model.parameterCount)
         let plain = Codec.weightsHead(runID: runID, step: UInt64(step), epoch: UInt32(epoch), batch: UInt32(index),
                                       resetState: reset, parameterCount: model.parameterCount)
@@ -114,8 +119,10 @@ public final class Coordinator: GradientSource {
         if !broadcastTo.isEmpty {
             try socket.broadcast(head: plain, payload: UnsafeRawBufferPointer(params), to: broadcastTo)
         }
+        let t1 = DispatchTime.now().uptimeNanoseconds
         let template = RecurrentState.zeros(model.config, batch: 1)
         let perStream = template.h.count + template.c.count
+        var maxCompute: UInt64 = 0
         var gather = StepGather(step: UInt64(step), expected: Dictionary(uniqueKeysWithValues: peers.map { ($0.index, $0.columns.count * perStream) }))
         let deadline = Date().addingTimeInterval(stepTimeout)
         while !gather.isComplete {
@@ -140,9 +147,9 @@ public final class Coordinator: GradientSource {
                 continue
             }
             switch message {
-            case .gradient(_, let s, let loss, let tokens, let g, let st):
+            case .gradient(_, let s, let loss, let tokens, let g, let st, let nanos):
                 switch gather.accept(worker: peer.index, step: s, .init(lossSum: loss, tokens: Int(tokens), gradient: g, state: st)) {
-                case .accepted: break
+                case .accepted: maxCompute = max(maxCompute, nanos)
                 case .staleStep(let old): staleDiscarded += 1; log("discarded a gradient for step \(old) from \(peer.label) (now at step \(step))")
                 case let v: reject("gradient \(v)", from: peer.label)
                 }
@@ -150,13 +157,31 @@ public final class Coordinator: GradientSource {
             default: reject("unexpected \(message.type) during a step", from: peer.label)
             }
         }
+        let t2 = DispatchTime.now().uptimeNanoseconds
         let loss = gather.sum(into: model.gradients)
         for p in peers {
             let part = unflatten(gather.received[p.index]!.state, like: RecurrentState.zeros(model.config, batch: p.columns.count))!
             state.assign(columns: p.columns, from: part)
         }
-        exchangeSeconds += Date().timeIntervalSince(started)
+        let t3 = DispatchTime.now().uptimeNanoseconds
+        broadcastSeconds += Double(t1 - t0) / 1e9
+        waitSeconds += Double(t2 - t1) / 1e9
+        reduceSeconds += Double(t3 - t2) / 1e9
+        workerComputeSeconds += Double(maxCompute) / 1e9
+        steps += 1
         return loss
+    }
+
+    /// One line: the parameter server's share of step time, i.e. the step time the slowest worker's compute
+    /// does not account for (sending, transfer, summing, clipping and the optimizer), given the trainer's
+    /// total step and update seconds.
+    public func timingSummary(stepSeconds: Double, updateSeconds: Double) -> String {
+        guard steps > 0, stepSeconds > 0 else { return "parameter server: no steps" }
+        let ms = { (x: Double) in String(format: "%.2f ms", 1000 * x / Double(self.steps)) }
+        let share = max(0, stepSeconds - workerComputeSeconds) / stepSeconds
+        return String(format: "parameter server: %.1f%% of step time", 100 * share)
+            + " (per step \(ms(stepSeconds)): slowest worker computes \(ms(workerComputeSeconds)); broadcast \(ms(broadcastSeconds)),"
+            + " waiting \(ms(waitSeconds)), summing \(ms(reduceSeconds)), clip+update \(ms(updateSeconds)))"
     }
 
     /// Tells every worker the run is over.

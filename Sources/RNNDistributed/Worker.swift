@@ -86,11 +86,13 @@ public func runWorker(endpoint: String, name: String, joinTimeout: TimeInterval,
             guard let b = batches, Int(index) < b.count else {
                 throw DistributedError("step \(step): minibatch \(index) of epoch \(epoch) does not exist here; coordinator and worker disagree about the data")
             }
+            let t0 = DispatchTime.now().uptimeNanoseconds
             let mb = b[Int(index)].selecting(columns: a.columns)
             model.gradients.zero()
             let loss = model.forwardBackward(inputs: mb.inputs, targets: mb.targets, steps: mb.steps, batch: mb.batch, state: &state)
             try socket.send(Codec.encode(.gradient(runID: runID, step: step, lossSum: loss.sum, tokens: UInt32(loss.count),
-                                                   gradient: model.gradients.array, state: flatten(state))))
+                                                   gradient: model.gradients.array, state: flatten(state),
+                                                   computeNanos: DispatchTime.now().uptimeNanoseconds - t0)))
         case .stop(_, let reason):
             return reason
         default:

@@ -18,10 +18,11 @@ public enum Codec {
             meta = [reset ? 1 : 0]
             append(&meta, UInt32(state.count))
             payload = bytes(of: params + state)
-        case .gradient(let r, let s, let lossSum, let tokens, let g, let state):
+        case .gradient(let r, let s, let lossSum, let tokens, let g, let state, let nanos):
             runID = r; step = s; aux = UInt64(tokens)
             meta = withUnsafeBytes(of: lossSum.bitPattern.littleEndian) { Array($0) }
             append(&meta, UInt32(state.count))
+            append(&meta, nanos)
             payload = bytes(of: g + state)
         case .stop(let r, let reason):
             runID = r; meta = Array(reason.utf8)
@@ -100,7 +101,7 @@ public enum Codec {
             return .weights(runID: h.runID, step: h.step, epoch: UInt32(h.aux >> 32), batch: UInt32(truncatingIfNeeded: h.aux),
                             resetState: meta[0] == 1, parameters: params, state: state)
         case .gradient:
-            guard meta.count == 12 else { throw .badMeta("gradient metadata must be the 8-byte loss sum and a state count") }
+            guard meta.count == 20 else { throw .badMeta("gradient metadata must be the loss sum, a state count and the compute time") }
             let loss = Double(bitPattern: read(meta, 0) as UInt64)
             guard loss.isFinite else { throw .nonFinite("loss sum") }
             guard h.aux > 0, h.aux <= UInt64(UInt32.max) else { throw .badMeta("token count \(h.aux) must be positive") }
@@ -109,7 +110,8 @@ public enum Codec {
             if let n = parameterCount, g.count != n { throw .parameterCount(expected: n, got: g.count) }
             if !g.allSatisfy(\.isFinite) { throw .nonFinite("gradient") }
             if !state.allSatisfy(\.isFinite) { throw .nonFinite("hidden state") }
-            return .gradient(runID: h.runID, step: h.step, lossSum: loss, tokens: UInt32(h.aux), gradient: g, state: state)
+            return .gradient(runID: h.runID, step: h.step, lossSum: loss, tokens: UInt32(h.aux), gradient: g, state: state,
+                             computeNanos: read(meta, 12))
         case .stop:
             guard let reason = String(validating: meta, as: UTF8.self) else { throw .badMeta("stop reason is not UTF-8") }
             return .stop(runID: h.runID, reason: reason)

@@ -34,9 +34,11 @@ public enum Message: Equatable, Sendable {
     /// replaces them (after a resume or a reassignment).
     case weights(runID: UInt64, step: UInt64, epoch: UInt32, batch: UInt32, resetState: Bool, parameters: [Float],
                  state: [Float])
-    /// Worker → coordinator: Σ-loss gradient for step `step`, the loss sum and token count, and the final
-    /// hidden state of the worker's streams (so the coordinator can checkpoint and reassign them).
-    case gradient(runID: UInt64, step: UInt64, lossSum: Double, tokens: UInt32, gradient: [Float], state: [Float])
+    /// Worker → coordinator: Σ-loss gradient for step `step`, the loss sum and token count, the final
+    /// hidden state of the worker's streams (so the coordinator can checkpoint and reassign them), and how long
+    /// the worker computed (for the parameter server's share of step time).
+    case gradient(runID: UInt64, step: UInt64, lossSum: Double, tokens: UInt32, gradient: [Float], state: [Float],
+                  computeNanos: UInt64)
     /// Coordinator → worker: training is over (or the worker is dismissed); `reason` is UTF-8.
     case stop(runID: UInt64, reason: String)
     case heartbeat(runID: UInt64)

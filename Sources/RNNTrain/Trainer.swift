@@ -98,6 +98,9 @@ public final class Trainer {
     public private(set) var record: TrainingRecord
     public private(set) var state: RecurrentState
     private let log: (String) -> Void
+    /// Wall seconds spent in `step` (gradient + update) and in the clip-and-update part alone, summed.
+    public private(set) var stepSeconds = 0.0
+    public private(set) var updateSeconds = 0.0
     /// Computes each minibatch's gradient; `LocalGradient` unless a distributed run installs its own.
     public var source: GradientSource
     private let local: LocalGradient
@@ -165,9 +168,16 @@ public final class Trainer {
     /// loss from `source`, scaled by 1/(tokens), global-norm clip, optimizer update. Returns loss sum and norm.
     @discardableResult
     public func step(epoch: Int, index: Int, batch: Minibatch, reset: Bool) throws -> (loss: LossSum, norm: Double) {
+        let t0 = DispatchTime.now().uptimeNanoseconds
         let loss = try source.gradient(model: model, epoch: epoch, index: index, batch: batch, reset: reset,
                                        step: record.step + 1, state: &state)
         if let rng = local.dropout { record.dropoutRNG = rng }
+        let t1 = DispatchTime.now().uptimeNanoseconds
+        defer {
+            let t2 = DispatchTime.now().uptimeNanoseconds
+            stepSeconds += Double(t2 - t0) / 1e9
+            updateSeconds += Double(t2 - t1) / 1e9
+        }
         model.gradients.scale(by: 1 / Float(loss.count))
         let norm = clipGlobalNorm(model.gradients, maxNorm: options.clip)
         guard loss.sum.isFinite, norm.isFinite else {

@@ -231,6 +231,7 @@ func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) thro
     if let last = trainer.record.history.last {
         print("done: \(trainer.record.epoch) epochs, \(trainer.record.step) steps in \(String(format: "%.1f", wall))s; final perplexity \(String(format: "%.3f", last.trainPerplexity))\(last.validPerplexity.map { String(format: ", val %.3f", $0) } ?? "")")
     }
+    if let c = coordinator { print(c.timingSummary(stepSeconds: trainer.stepSeconds, updateSeconds: trainer.updateSeconds)) }
     if let test = trainer.evaluate(trainer.data.test) { print(String(format: "test perplexity %.3f", test.perplexity)) }
     if let dir = o.checkpointDir, let latest = latestCheckpoint(in: dir) { print("checkpoint: \(latest)") }
 }

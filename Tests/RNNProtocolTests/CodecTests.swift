@@ -6,7 +6,7 @@ let samples: [Message] = [
     .welcome(runID: 7, config: Array("{\"a\":1}".utf8), tokens: [0, 3, 2, 1]),
     .weights(runID: 7, step: 12, epoch: 3, batch: 5, resetState: true, parameters: [1, -2, 0.5], state: []),
     .weights(runID: 7, step: 13, epoch: 3, batch: 6, resetState: false, parameters: [1, -2, 0.5], state: [0.25, 0.5]),
-    .gradient(runID: 7, step: 12, lossSum: 31.25, tokens: 560, gradient: [0.1, 0.2, -0.3], state: [0.5, -0.5, 0]),
+    .gradient(runID: 7, step: 12, lossSum: 31.25, tokens: 560, gradient: [0.1, 0.2, -0.3], state: [0.5, -0.5, 0], computeNanos: 123_456),
     .stop(runID: 7, reason: "training finished"),
     .heartbeat(runID: 7),
 ]
@@ -46,16 +46,16 @@ struct CodecTests {
         var hb = Codec.encode(samples[6]); hb.append([0, 0, 0, 0]); hb[0][28] = 4
         expectRejection(hb, .unexpectedPayload(.heartbeat))
         expectRejection(Codec.encode(w), .parameterCount(expected: 4, got: 3), parameterCount: 4)
-        expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: 1, tokens: 5, gradient: [1, .nan, 2], state: [])), .nonFinite("gradient"))
-        expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: .infinity, tokens: 5, gradient: [1, 1, 2], state: [])), .nonFinite("loss sum"))
+        expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: 1, tokens: 5, gradient: [1, .nan, 2], state: [], computeNanos: 0)), .nonFinite("gradient"))
+        expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: .infinity, tokens: 5, gradient: [1, 1, 2], state: [], computeNanos: 0)), .nonFinite("loss sum"))
         expectRejection(Codec.encode(.weights(runID: 7, step: 1, epoch: 0, batch: 0, resetState: false, parameters: [1, .infinity, 2], state: [])), .nonFinite("weights"))
-        expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: 1, tokens: 0, gradient: [1, 1, 2], state: [])), .badMeta("token count 0 must be positive"))
+        expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: 1, tokens: 0, gradient: [1, 1, 2], state: [], computeNanos: 0)), .badMeta("token count 0 must be positive"))
         expectRejection(Codec.encode(.welcome(runID: 7, config: [], tokens: [0, 9])), .tokenOutOfRange(9))
         var shortMeta = Codec.encode(g); shortMeta[0] = Array(shortMeta[0].prefix(45)); shortMeta[0][24] = 5
-        expectRejection(shortMeta, .badMeta("gradient metadata must be the 8-byte loss sum and a state count"))
+        expectRejection(shortMeta, .badMeta("gradient metadata must be the loss sum, a state count and the compute time"))
         var bigState = Codec.encode(g); bigState[0][48] = 200
         expectRejection(bigState, .stateCount(declared: 200, payload: 6))
-        expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: 1, tokens: 5, gradient: [1, 1, 2], state: [.nan])), .nonFinite("hidden state"))
+        expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: 1, tokens: 5, gradient: [1, 1, 2], state: [.nan], computeNanos: 0)), .nonFinite("hidden state"))
         var badHello = Codec.encode(samples[0]); badHello[0] = Array(badHello[0].prefix(40)) + Array("{}".utf8); badHello[0][24] = 2
         expectRejection(badHello, .badMeta("hello is not a WorkerHello JSON object"))
     }
