@@ -36,8 +36,8 @@ public final class Coordinator: GradientSource {
     public var shouldStop: () -> Bool = { false }
     /// Workers whose carried state may differ from the coordinator's copy (just joined or resumed).
     private var needsState: Set<Int> = []
-    public private(set) var rejected: [String: Int] = [:]
-    public private(set) var staleDiscarded = 0
+    public internal(set) var rejected: [String: Int] = [:]
+    public internal(set) var staleDiscarded = 0
     /// Where the coordinator's step time goes (seconds, summed over steps): sending weights, waiting for the
     /// gradients, summing them; and the slowest worker's own compute time per step, as the workers report it.
     public private(set) var broadcastSeconds = 0.0

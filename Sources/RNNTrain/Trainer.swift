@@ -178,6 +178,13 @@ public final class Trainer {
             stepSeconds += Double(t2 - t0) / 1e9
             updateSeconds += Double(t2 - t1) / 1e9
         }
+        return (loss, try applyGradient(loss))
+    }
+
+    /// The update half of a step, on the Σ-loss gradient already in `model.gradients`: scale by 1/tokens,
+    /// clip the global norm, apply the optimizer at the schedule's rate. Returns the norm before clipping.
+    @discardableResult
+    public func applyGradient(_ loss: LossSum) throws -> Double {
         model.gradients.scale(by: 1 / Float(loss.count))
         let norm = clipGlobalNorm(model.gradients, maxNorm: options.clip)
         guard loss.sum.isFinite, norm.isFinite else {
@@ -185,7 +192,28 @@ public final class Trainer {
         }
         optimizer.update(params: model.parameters, grads: model.gradients, lr: record.schedule.lr)
         record.step += 1
-        return (loss, norm)
+        return norm
+    }
+
+    /// Replaces the carried state of `columns` (an asynchronous run updates streams worker by worker).
+    public func setState(columns: [Int], from part: RecurrentState) { state.assign(columns: columns, from: part) }
+
+    /// Closes epoch `record.epoch`: validation, report line, schedule, history, checkpoint.
+    @discardableResult
+    public func endEpoch(trainLoss: LossSum, tokensTrained: Int, seconds: Double) throws -> EpochReport {
+        let valid = evaluate(data.valid)
+        let report = EpochReport(
+            epoch: record.epoch + 1, trainPerplexity: trainLoss.perplexity, validPerplexity: valid?.perplexity,
+            tokensPerSecond: Double(tokensTrained) / max(seconds, 1e-9), lr: record.schedule.lr, seconds: seconds)
+        record.schedule.endEpoch(report.epoch, validationLoss: valid?.mean ?? trainLoss.mean)
+        record.history.append(report)
+        record.epoch += 1
+        record.batchInEpoch = 0
+        record.epochLoss = 0
+        record.epochTokens = 0
+        log(report.line)
+        try saveCheckpoint()
+        return report
     }
 
     /// Perplexity data of `tokens` under the current parameters: sequential streams from a zero state,
@@ -225,20 +253,8 @@ public final class Trainer {
                 if options.checkpointEvery > 0 && record.step % options.checkpointEvery == 0 { try saveCheckpoint() }
             }
             let seconds = Date().timeIntervalSince(start)
-            let valid = evaluate(data.valid)
-            let report = EpochReport(
-                epoch: record.epoch + 1, trainPerplexity: exp(record.epochLoss / Double(record.epochTokens)),
-                validPerplexity: valid?.perplexity, tokensPerSecond: Double(tokensHere) / max(seconds, 1e-9),
-                lr: record.schedule.lr, seconds: seconds)
-            record.schedule.endEpoch(report.epoch, validationLoss: valid?.mean ?? record.epochLoss / Double(record.epochTokens))
-            record.history.append(report)
-            record.epoch += 1
-            record.batchInEpoch = 0
-            record.epochLoss = 0
-            record.epochTokens = 0
-            reports.append(report)
-            log(report.line)
-            try saveCheckpoint()
+            reports.append(try endEpoch(trainLoss: LossSum(sum: record.epochLoss, count: record.epochTokens),
+                                        tokensTrained: tokensHere, seconds: seconds))
         }
         return reports
     }

@@ -45,6 +45,7 @@ struct Train: ParsableCommand {
 
     @Option(help: "Train with this many local worker processes under a ZeroMQ parameter server in this process (0: the single-process reference trainer). Default 0.")
     var workers: Int = 0
+    @OptionGroup var distributedFlags: DistributedFlags
 
     func run() throws {
         try runReportingErrors {
@@ -58,6 +59,7 @@ struct Train: ParsableCommand {
             defer { children.stop() }
             try train(flags: flags, resume: resume, distributed: DistributedSetup(
                 bind: endpoint, expectWorkers: workers, joinTimeout: 60, stepTimeout: 600,
+                mode: distributedFlags.mode, maxStaleness: distributedFlags.maxStaleness,
                 afterBind: { try children.start(count: workers, endpoint: endpoint, threads: flags.threads ?? 1) }))
         }
     }
@@ -69,6 +71,8 @@ struct DistributedSetup {
     var expectWorkers: Int
     var joinTimeout: TimeInterval
     var stepTimeout: TimeInterval
+    var mode: DistributedFlags.Mode = .sync
+    var maxStaleness: Int?
     var afterBind: () throws -> Void = {}
 }
 
@@ -115,6 +119,7 @@ struct Coordinator: ParsableCommand {
     var stepTimeout: Double = 600
     @Flag(help: "Allow listening on a non-loopback address without authentication (CURVE is not implemented yet).")
     var insecure = false
+    @OptionGroup var distributedFlags: DistributedFlags
     @OptionGroup var flags: TrainFlags
     @Flag(help: "Continue from the newest checkpoint in --checkpoint-dir.")
     var resume = false
@@ -126,7 +131,8 @@ struct Coordinator: ParsableCommand {
             }
             if insecure { FileHandle.standardError.write(Data("warning: --insecure: any peer that can reach \(bind) can join this run\n".utf8)) }
             try train(flags: flags, resume: resume, distributed: DistributedSetup(
-                bind: bind, expectWorkers: expectWorkers, joinTimeout: joinTimeout, stepTimeout: stepTimeout))
+                bind: bind, expectWorkers: expectWorkers, joinTimeout: joinTimeout, stepTimeout: stepTimeout,
+                mode: distributedFlags.mode, maxStaleness: distributedFlags.maxStaleness))
         }
     }
 
@@ -134,6 +140,16 @@ struct Coordinator: ParsableCommand {
         let host = endpoint.dropFirst("tcp://".count).split(separator: ":").first.map(String.init) ?? ""
         return host.hasPrefix("127.") || host == "localhost" || host == "[::1]"
     }
+}
+
+/// Synchronous or asynchronous parameter server.
+struct DistributedFlags: ParsableArguments {
+    enum Mode: String, ExpressibleByArgument, CaseIterable { case sync, async }
+
+    @Option(help: "sync: every step waits for all workers and equals single-process training; async: each gradient is applied on arrival (faster with uneven workers, not reproducible). Default sync.")
+    var mode: Mode = .sync
+    @Option(help: "async: discard a gradient computed on weights more than this many updates old. Default: the number of workers.")
+    var maxStaleness: Int?
 }
 
 struct Worker: ParsableCommand {
@@ -222,7 +238,19 @@ func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) thro
     }
     defer { coordinator?.stopAll(reason: "training finished") }
     let started = Date()
-    do { try trainer.run(shouldStop: { stopSignal != 0 }) } catch let e as DistributedError where e == .interrupted {}
+    var gate: StalenessGate?
+    do {
+        if let d = distributed, d.mode == .async, let c = coordinator {
+            let s = d.maxStaleness ?? d.expectWorkers
+            guard s >= 0 else { throw ValidationError("--max-staleness must be 0 or more") }
+            gate = try c.runAsync(trainer: trainer, maxStaleness: s)
+        } else {
+            try trainer.run(shouldStop: { stopSignal != 0 })
+        }
+    } catch let e as DistributedError where e == .interrupted {}
+    if let g = gate {
+        print("async: applied \(g.applied) gradients (largest staleness \(g.maxAppliedStaleness), bound --max-staleness \(g.maxStaleness)), discarded \(g.discarded) stale")
+    }
     if stopSignal != 0 {
         if let path = try trainer.saveCheckpoint() { print("interrupted: saved \(path); continue with --resume") }
         throw ExitCode(130)
@@ -231,7 +259,7 @@ func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) thro
     if let last = trainer.record.history.last {
         print("done: \(trainer.record.epoch) epochs, \(trainer.record.step) steps in \(String(format: "%.1f", wall))s; final perplexity \(String(format: "%.3f", last.trainPerplexity))\(last.validPerplexity.map { String(format: ", val %.3f", $0) } ?? "")")
     }
-    if let c = coordinator { print(c.timingSummary(stepSeconds: trainer.stepSeconds, updateSeconds: trainer.updateSeconds)) }
+    if let c = coordinator, c.steps > 0 { print(c.timingSummary(stepSeconds: trainer.stepSeconds, updateSeconds: trainer.updateSeconds)) }
     if let test = trainer.evaluate(trainer.data.test) { print(String(format: "test perplexity %.3f", test.perplexity)) }
     if let dir = o.checkpointDir, let latest = latestCheckpoint(in: dir) { print("checkpoint: \(latest)") }
 }

@@ -1,0 +1,76 @@
+import Foundation
+import RNNCheckpoint
+import RNNDistributed
+import RNNTrain
+import Testing
+
+@Suite("Staleness gate (async rule without sockets)")
+struct StalenessGateTests {
+    @Test func appliesWithinTheBoundAndDiscardsBeyond() {
+        var g = StalenessGate(maxStaleness: 1)
+        #expect(g.admit(computedAt: 0) == .apply(staleness: 0))  // version 1
+        #expect(g.admit(computedAt: 0) == .apply(staleness: 1))  // version 2
+        #expect(g.admit(computedAt: 0) == .discard(staleness: 2))
+        #expect(g.admit(computedAt: 3) == .fromTheFuture)
+        #expect(g.admit(computedAt: 2) == .apply(staleness: 0))
+        #expect(g.version == 3 && g.applied == 3 && g.discarded == 1 && g.maxAppliedStaleness == 1)
+    }
+
+    @Test func randomArrivalsNeverExceedTheBound() {
+        var g = StalenessGate(maxStaleness: 3)
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<10_000 {
+            let v = g.version - UInt64.random(in: 0...min(g.version, 6), using: &rng)
+            switch g.admit(computedAt: v) {
+            case .apply(let s): #expect(s <= 3)
+            case .discard(let s): #expect(s > 3)
+            case .fromTheFuture: Issue.record("version \(v) ≤ \(g.version) reported as future")
+            }
+        }
+        #expect(g.maxAppliedStaleness <= 3)
+    }
+}
+
+@Suite("Asynchronous training (multi-process)", .serialized)
+struct AsyncTrainingTests {
+    let common = ["--dataset", "timemachine", "--max-tokens", "6000", "--hidden", "32", "--batch-size", "8",
+                  "--num-steps", "10", "--seed", "5", "--valid-fraction", "0.1"]
+
+    func summary(_ out: String) -> (applied: Int, largest: Int, bound: Int, discarded: Int)? {
+        guard let line = out.split(separator: "\n").first(where: { $0.hasPrefix("async: applied") }) else { return nil }
+        let n = line.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
+        return n.count == 4 ? (n[0], n[1], n[2], n[3]) : nil
+    }
+
+    @Test("the staleness bound holds: S = 0 with 2 workers discards stale gradients and applies none older")
+    func boundHolds() throws {
+        let r = try run(try rnnlmBinary(), ["train", "--workers", "2", "--mode", "async", "--max-staleness", "0", "--epochs", "3",
+                                            "--data-dir", sharedDataDirectory()] + common, timeout: 180)
+        #expect(r.status == 0, "\(r.stderr)")
+        let s = try #require(summary(r.stdout), "no async summary in \(r.stdout)")
+        #expect(s.largest == 0 && s.bound == 0)
+        #expect(s.discarded > 0, "two workers at S=0 must collide at least once")
+        #expect(r.stdout.contains("discarded a gradient from worker"))
+        // Every worker answers every minibatch of every epoch once (applied or discarded). The epoch's random
+        // offset can change the minibatch count by one, so the printed count of epoch 1 bounds it.
+        let perEpoch = try #require(r.stdout.split(separator: "\n").first { $0.contains("minibatches/epoch") }
+            .flatMap { line in line.split(separator: " ").firstIndex { $0.hasPrefix("minibatches/epoch") }.map { Int(line.split(separator: " ")[$0 - 1])! } })
+        #expect((3 * 2 * (perEpoch - 1)...(3 * 2 * perEpoch)).contains(s.applied + s.discarded),
+                "\(s.applied) applied + \(s.discarded) discarded for \(perEpoch) minibatches/epoch")
+    }
+
+    @Test("async training converges on the time machine")
+    func converges() throws {
+        let dir = NSTemporaryDirectory() + "rnnlm-async-\(UUID().uuidString)"
+        let r = try run(try rnnlmBinary(), ["train", "--workers", "2", "--mode", "async", "--max-staleness", "2", "--epochs", "12",
+                                            "--checkpoint-dir", dir, "--data-dir", sharedDataDirectory()] + common, timeout: 300)
+        #expect(r.status == 0, "\(r.stderr)")
+        let s = try #require(summary(r.stdout))
+        #expect(s.largest <= 2)
+        let ck = try Checkpoint<TrainingRecord>.read(from: try #require(latestCheckpoint(in: dir)))
+        let last = try #require(ck.extra.history.last)
+        #expect(ck.extra.history.count == 12)
+        #expect(last.trainPerplexity < 9.5, "async train perplexity \(last.trainPerplexity)")
+        #expect(try #require(last.validPerplexity) < 11, "async validation perplexity \(last.validPerplexity!)")
+    }
+}
