@@ -37,8 +37,8 @@ let package = Package(
         .target(name: "RNNText"),
         // safetensors checkpoints (atomic writes, strict reads).
         .target(name: "RNNCheckpoint", dependencies: ["RNNCore"]),
-        // Wire messages and their strict validation; no sockets.
-        .target(name: "RNNProtocol"),
+        // Wire messages, their strict validation, and the coordinator's state machine; no sockets, no clock.
+        .target(name: "RNNProtocol", dependencies: ["RNNCore"]),
         // The only code that touches libzmq.
         .target(name: "RNNTransport", dependencies: ["CZeroMQ"]),
         // The single-process reference trainer, evaluation and generation.
@@ -48,14 +48,14 @@ let package = Package(
         .executableTarget(
             name: "rnnlm",
             dependencies: [
-                "RNNTrain", "RNNTransport", "RNNDistributed", "CLinux",
+                "RNNTrain", "RNNTransport", "RNNDistributed", "RNNProtocol", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "RNNCoreTests", dependencies: ["RNNCore"], resources: [.copy("Fixtures")],
                     swiftSettings: cpuFlags),
         .testTarget(name: "RNNTextTests", dependencies: ["RNNText"]),
-        .testTarget(name: "RNNProtocolTests", dependencies: ["RNNProtocol"]),
-        .testTarget(name: "RNNTrainTests", dependencies: ["RNNTrain", "RNNCheckpoint", "RNNTransport", "RNNDistributed"]),
+        .testTarget(name: "RNNProtocolTests", dependencies: ["RNNProtocol", "RNNCore"]),
+        .testTarget(name: "RNNTrainTests", dependencies: ["RNNTrain", "RNNCheckpoint", "RNNTransport", "RNNDistributed", "RNNProtocol"]),
     ],
     swiftLanguageModes: [.v6]
 )

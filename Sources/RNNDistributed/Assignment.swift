@@ -1,4 +1,5 @@
 import RNNCore
+import RNNProtocol
 import RNNText
 import RNNTrain
 
@@ -14,20 +15,6 @@ public struct WorkerAssignment: Codable, Equatable, Sendable {
     public var workers: Int
     /// The stream columns (0..<B) this worker owns, in order.
     public var columns: [Int]
-}
-
-/// Splits B stream columns into `workers` contiguous blocks as evenly as possible (the first `B % W` blocks
-/// get one more). Every worker needs at least one column.
-public func assignColumns(batch: Int, workers: Int) -> [[Int]] {
-    precondition(workers >= 1 && workers <= batch, "cannot split \(batch) streams over \(workers) workers")
-    var out: [[Int]] = []
-    var start = 0
-    for w in 0..<workers {
-        let n = batch / workers + (w < batch % workers ? 1 : 0)
-        out.append(Array(start..<(start + n)))
-        start += n
-    }
-    return out
 }
 
 /// A worker's streams as a flat vector: h `[L, b, H]`, then c for LSTM (the wire layout of state).

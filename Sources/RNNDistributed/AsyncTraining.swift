@@ -28,12 +28,12 @@ extension Coordinator {
         var reported = trainer.record.epoch
         var finished = Set<Int>()
 
-        func send(_ p: WorkerPeer, _ c: Cursor, withState: Bool) throws {
+        func send(_ p: AdmittedWorker, _ c: Cursor, withState: Bool) throws {
             let params = Array(UnsafeBufferPointer(start: trainer.model.parameters.pointer, count: trainer.model.parameterCount))
             let reset = c.index == 0 || random
             let state = withState && !reset ? flatten(trainer.state.selecting(columns: p.columns)) : []
             try socket.send(Codec.encode(.weights(runID: runID, step: gate.version, epoch: UInt32(c.epoch), batch: UInt32(c.index),
-                                                  resetState: reset, parameters: params, state: state)), to: p.identity)
+                                                  resetState: reset, parameters: params, state: state)), to: p.peer)
         }
 
         let startEpoch = trainer.record.epoch
@@ -54,7 +54,7 @@ extension Coordinator {
                 }
                 continue
             }
-            guard let peer = peers.first(where: { $0.identity == frames[0] }) else {
+            guard let peer = peers.first(where: { $0.peer == frames[0] }) else {
                 reject("message from an unknown peer", from: "unknown peer")
                 continue
             }
@@ -108,7 +108,7 @@ extension Coordinator {
             }
             if c.epoch >= epochs {
                 finished.insert(peer.index)
-                try? socket.send(Codec.encode(.stop(runID: runID, reason: "training finished")), to: peer.identity)
+                try? socket.send(Codec.encode(.stop(runID: runID, reason: "training finished")), to: peer.peer)
             } else {
                 c.sentVersion = gate.version
                 cursors[peer.index] = c

@@ -5,15 +5,6 @@ import RNNText
 import RNNTrain
 import RNNTransport
 
-/// A worker that joined the run.
-public struct WorkerPeer {
-    public let identity: [UInt8]
-    public let hello: WorkerHello
-    public let index: Int
-    public var columns: [Int]
-    public var label: String { "worker \(index) (\(hello.name) on \(hello.host), pid \(hello.pid))" }
-}
-
 public struct DistributedError: Error, CustomStringConvertible, Equatable {
     public let description: String
     public init(_ d: String) { description = d }
@@ -21,19 +12,23 @@ public struct DistributedError: Error, CustomStringConvertible, Equatable {
     public static let interrupted = DistributedError("interrupted")
 }
 
-/// The coordinator's side of synchronous data-parallel training, as a `GradientSource` for the reference
-/// `Trainer`: for each step it sends the current parameters to every worker (one shared copy), waits for
-/// every worker's Σ-loss gradient of its stream columns, and sums them in worker order. The trainer then
-/// divides by the total token count, clips centrally and applies the optimizer, exactly as in one process.
+/// The coordinator's side of data-parallel training, as a `GradientSource` for the reference `Trainer`.
+/// The decisions (admission, step gathering, timeouts, rejections) are `CoordinatorMachine`'s; this class
+/// only moves bytes: it feeds the machine what the socket receives and the time, and carries out its actions.
+/// Per step: the current parameters go to every worker as one shared buffer; every worker's Σ-loss gradient
+/// of its stream columns comes back and is summed in worker order; the trainer then divides by the total
+/// token count, clips centrally and applies the optimizer, exactly as in one process.
 public final class Coordinator: GradientSource {
     public let socket: ZMQSocket
     public let runID: UInt64
-    public private(set) var peers: [WorkerPeer] = []
+    public private(set) var peers: [AdmittedWorker] = []
     let parameterCount: Int
+    let joinTimeout: TimeInterval
     let stepTimeout: TimeInterval
     let log: (String) -> Void
     /// Checked while waiting; when it returns true the current wait ends with `DistributedError.interrupted`.
     public var shouldStop: () -> Bool = { false }
+    private var machine: CoordinatorMachine?
     /// Workers whose carried state may differ from the coordinator's copy (just joined or resumed).
     private var needsState: Set<Int> = []
     public internal(set) var rejected: [String: Int] = [:]
@@ -46,55 +41,73 @@ public final class Coordinator: GradientSource {
     public private(set) var workerComputeSeconds = 0.0
     public private(set) var steps = 0
 
-    public init(socket: ZMQSocket, runID: UInt64, parameterCount: Int, stepTimeout: TimeInterval,
+    public init(socket: ZMQSocket, runID: UInt64, parameterCount: Int, joinTimeout: TimeInterval, stepTimeout: TimeInterval,
                 log: @escaping (String) -> Void) {
         self.socket = socket
         self.runID = runID
         self.parameterCount = parameterCount
+        self.joinTimeout = joinTimeout
         self.stepTimeout = stepTimeout
         self.log = log
     }
+
+    static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
     func reject(_ why: String, from: String) {
         rejected[why, default: 0] += 1
         log("rejected a message from \(from): \(why)")
     }
 
-    /// Waits until `count` workers have said hello (or `timeout` passes), assigns them stream columns and
-    /// sends each its configuration and the training tokens.
-    public func admitWorkers(count: Int, timeout: TimeInterval, trainer: Trainer) throws {
+    /// Receives for up to a second and hands the machine what came (or the time).
+    private func pump() throws -> [CoordinatorMachine.Action] {
+        if shouldStop() { throw DistributedError.interrupted }
+        if let frames = try socket.receive(timeoutMs: 1000), frames.count >= 2 {
+            return machine!.handle(.received(peer: frames[0], frames: Array(frames.dropFirst()), now: Self.now()))
+        }
+        return machine!.handle(.tick(now: Self.now()))
+    }
+
+    /// Carries out the actions that need no trainer data; returns the rest.
+    private func performCommon(_ actions: [CoordinatorMachine.Action]) throws -> [CoordinatorMachine.Action] {
+        var rest: [CoordinatorMachine.Action] = []
+        for a in actions {
+            switch a {
+            case .log(let line): log(line)
+            case .send(let peer, let m): try? socket.send(Codec.encode(m), to: peer)
+            case .failed(let why): throw DistributedError(why)
+            default: rest.append(a)
+            }
+        }
+        return rest
+    }
+
+    /// Waits until `count` workers have said hello (or the join timeout passes), assigns them stream columns
+    /// and sends each its configuration and the training tokens.
+    public func admitWorkers(count: Int, trainer: Trainer) throws {
         let o = trainer.options
         guard count >= 1, count <= o.batchSize else {
             throw DistributedError("--expect-workers \(count) must be between 1 and --batch-size \(o.batchSize) (each worker owns at least one stream)")
         }
-        let deadline = Date().addingTimeInterval(timeout)
-        var hellos: [([UInt8], WorkerHello)] = []
-        log("waiting for \(count) worker(s) (up to \(Int(timeout))s)")
-        while hellos.count < count {
-            if shouldStop() { throw DistributedError.interrupted }
-            let left = deadline.timeIntervalSinceNow
-            guard left > 0 else {
-                throw DistributedError("only \(hellos.count) of \(count) workers joined within \(Int(timeout))s; start them with `rnnlm worker --connect ENDPOINT`, or lower --expect-workers / raise --join-timeout")
+        let template = RecurrentState.zeros(trainer.model.config, batch: 1)
+        machine = CoordinatorMachine(runID: runID, expectedWorkers: count, batchSize: o.batchSize, parameterCount: parameterCount,
+                                     stateValuesPerStream: template.h.count + template.c.count, joinTimeout: joinTimeout,
+                                     stepTimeout: stepTimeout, now: Self.now())
+        log("waiting for \(count) worker(s) (up to \(Int(joinTimeout))s)")
+        while peers.isEmpty {
+            for a in try performCommon(try pump()) {
+                switch a {
+                case .welcome(let w):
+                    let assignment = WorkerAssignment(model: trainer.model.config, seed: o.seed, numSteps: o.numSteps,
+                                                      batchSize: o.batchSize, partition: o.partition, workerIndex: w.index,
+                                                      workers: count, columns: w.columns)
+                    let json = Array(try JSONEncoder().encode(assignment))
+                    try socket.send(Codec.encode(.welcome(runID: runID, config: json, tokens: trainer.data.train)), to: w.peer)
+                case .admitted(let ws):
+                    peers = ws
+                default:
+                    break
+                }
             }
-            guard let frames = try socket.receive(timeoutMs: Int(min(left, 1) * 1000)), frames.count >= 2 else { continue }
-            let id = frames[0]
-            do {
-                let m = try Codec.decode(Array(frames.dropFirst()), runID: runID)
-                guard case .hello(let h) = m else { reject("unexpected \(m.type) before the run started", from: "peer"); continue }
-                if hellos.contains(where: { $0.0 == id }) { continue }
-                hellos.append((id, h))
-                log("worker \(hellos.count - 1) joined: \(h.name) on \(h.host), pid \(h.pid)")
-            } catch {
-                reject(String(describing: error), from: "a joining peer")
-            }
-        }
-        let blocks = assignColumns(batch: o.batchSize, workers: count)
-        peers = hellos.enumerated().map { i, p in WorkerPeer(identity: p.0, hello: p.1, index: i, columns: blocks[i]) }
-        for p in peers {
-            let a = WorkerAssignment(model: trainer.model.config, seed: o.seed, numSteps: o.numSteps, batchSize: o.batchSize,
-                                     partition: o.partition, workerIndex: p.index, workers: count, columns: p.columns)
-            let json = Array(try JSONEncoder().encode(a))
-            try socket.send(Codec.encode(.welcome(runID: runID, config: json, tokens: trainer.data.train)), to: p.identity)
         }
         needsState = Set(peers.map(\.index))
     }
@@ -102,62 +115,33 @@ public final class Coordinator: GradientSource {
     public func gradient(model: LanguageModel, epoch: Int, index: Int, batch: Minibatch, reset: Bool, step: Int,
                          state: inout RecurrentState) throws -> LossSum {
         let t0 = DispatchTime.now().uptimeNanoseconds
-        let params = UnsafeBufferPointer(start: model.parameters.pointer, count: model.parameterCount)
-        let plain = Codec.weightsHead(runID: runID, step: UInt64(step), epoch: UInt32(epoch), batch: UInt32(index),
-                                      resetState: reset, parameterCount: model.parameterCount)
-        var broadcastTo: [[UInt8]] = []
-        for p in peers {
-            if !reset && needsState.contains(p.index) {
-                let part = flatten(state.selecting(columns: p.columns))
-                try socket.send(Codec.encode(.weights(runID: runID, step: UInt64(step), epoch: UInt32(epoch), batch: UInt32(index),
-                                                      resetState: false, parameters: Array(params), state: part)), to: p.identity)
-            } else {
-                broadcastTo.append(p.identity)
-            }
-        }
+        var pending = try performCommon(machine!.handle(.startStep(step: UInt64(step), epoch: UInt32(epoch), index: UInt32(index),
+                                                                   reset: reset, sendState: needsState, now: Self.now())))
         needsState.removeAll()
-        if !broadcastTo.isEmpty {
-            try socket.broadcast(head: plain, payload: UnsafeRawBufferPointer(params), to: broadcastTo)
-        }
-        let t1 = DispatchTime.now().uptimeNanoseconds
-        let template = RecurrentState.zeros(model.config, batch: 1)
-        let perStream = template.h.count + template.c.count
-        var maxCompute: UInt64 = 0
-        var gather = StepGather(step: UInt64(step), expected: Dictionary(uniqueKeysWithValues: peers.map { ($0.index, $0.columns.count * perStream) }))
-        let deadline = Date().addingTimeInterval(stepTimeout)
-        while !gather.isComplete {
-            if shouldStop() { throw DistributedError.interrupted }
-            let left = deadline.timeIntervalSinceNow
-            guard left > 0 else {
-                let who = gather.missing.map { peers[$0].label + " (streams \($0 < peers.count ? peers[$0].columns.description : "?"))" }
-                throw DistributedError("step \(step): no gradient from \(who.joined(separator: ", ")) within \(Int(stepTimeout))s; is the worker alive?")
-            }
-            guard let frames = try socket.receive(timeoutMs: Int(min(left, 1) * 1000)), frames.count >= 2 else { continue }
-            guard let peer = peers.first(where: { $0.identity == frames[0] }) else {
-                // A worker arriving after the start: tell it so (joining mid-run comes with elastic training).
-                if let m = try? Codec.decode(Array(frames.dropFirst()), runID: runID), case .hello = m {
-                    try? socket.send(Codec.encode(.stop(runID: runID, reason: "this run has already started with \(peers.count) workers")), to: frames[0])
+        let params = UnsafeBufferPointer(start: model.parameters.pointer, count: model.parameterCount)
+        var t1 = t0
+        var slowest: UInt64?
+        while slowest == nil {
+            for a in pending {
+                switch a {
+                case .broadcastWeights(let s, let e, let i, let r, let to):
+                    let head = Codec.weightsHead(runID: runID, step: s, epoch: e, batch: i, resetState: r, parameterCount: model.parameterCount)
+                    try socket.broadcast(head: head, payload: UnsafeRawBufferPointer(params), to: to.map(\.peer))
+                case .sendWeightsWithState(let s, let e, let i, let w):
+                    let part = flatten(state.selecting(columns: w.columns))
+                    try socket.send(Codec.encode(.weights(runID: runID, step: s, epoch: e, batch: i, resetState: false,
+                                                          parameters: Array(params), state: part)), to: w.peer)
+                case .stepComplete(_, let nanos):
+                    slowest = nanos
+                default:
+                    break
                 }
-                reject("message from an unknown peer", from: "unknown peer")
-                continue
             }
-            let message: Message
-            do { message = try Codec.decode(Array(frames.dropFirst()), runID: runID, parameterCount: parameterCount) } catch {
-                reject(String(describing: error), from: peer.label)
-                continue
-            }
-            switch message {
-            case .gradient(_, let s, let loss, let tokens, let g, let st, let nanos):
-                switch gather.accept(worker: peer.index, step: s, .init(lossSum: loss, tokens: Int(tokens), gradient: g, state: st)) {
-                case .accepted: maxCompute = max(maxCompute, nanos)
-                case .staleStep(let old): staleDiscarded += 1; log("discarded a gradient for step \(old) from \(peer.label) (now at step \(step))")
-                case let v: reject("gradient \(v)", from: peer.label)
-                }
-            case .heartbeat: break
-            default: reject("unexpected \(message.type) during a step", from: peer.label)
-            }
+            if t1 == t0 { t1 = DispatchTime.now().uptimeNanoseconds }
+            if slowest == nil { pending = try performCommon(try pump()) }
         }
         let t2 = DispatchTime.now().uptimeNanoseconds
+        let gather = machine!.gather!
         let loss = gather.sum(into: model.gradients)
         for p in peers {
             let part = unflatten(gather.received[p.index]!.state, like: RecurrentState.zeros(model.config, batch: p.columns.count))!
@@ -167,7 +151,7 @@ public final class Coordinator: GradientSource {
         broadcastSeconds += Double(t1 - t0) / 1e9
         waitSeconds += Double(t2 - t1) / 1e9
         reduceSeconds += Double(t3 - t2) / 1e9
-        workerComputeSeconds += Double(maxCompute) / 1e9
+        workerComputeSeconds += Double(slowest!) / 1e9
         steps += 1
         return loss
     }
@@ -186,6 +170,6 @@ public final class Coordinator: GradientSource {
 
     /// Tells every worker the run is over.
     public func stopAll(reason: String) {
-        for p in peers { try? socket.send(Codec.encode(.stop(runID: runID, reason: reason)), to: p.identity) }
+        for p in peers { try? socket.send(Codec.encode(.stop(runID: runID, reason: reason)), to: p.peer) }
     }
 }

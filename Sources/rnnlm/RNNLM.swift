@@ -4,6 +4,7 @@ import Foundation
 import RNNCheckpoint
 import RNNCore
 import RNNDistributed
+import RNNProtocol
 import RNNText
 import RNNTrain
 import RNNTransport
@@ -228,9 +229,9 @@ func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) thro
         try d.afterBind()
         var seedRNG = SystemRandomNumberGenerator()
         let c = RNNDistributed.Coordinator(socket: socket, runID: seedRNG.next(), parameterCount: trainer.model.parameterCount,
-                                           stepTimeout: d.stepTimeout, log: { print($0) })
+                                           joinTimeout: d.joinTimeout, stepTimeout: d.stepTimeout, log: { print($0) })
         c.shouldStop = { stopSignal != 0 }
-        do { try c.admitWorkers(count: d.expectWorkers, timeout: d.joinTimeout, trainer: trainer) } catch let e as DistributedError where e == .interrupted {
+        do { try c.admitWorkers(count: d.expectWorkers, trainer: trainer) } catch let e as DistributedError where e == .interrupted {
             throw ExitCode(130)
         }
         trainer.source = c

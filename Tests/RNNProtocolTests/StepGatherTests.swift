@@ -1,5 +1,5 @@
 import RNNCore
-import RNNDistributed
+import RNNProtocol
 import Testing
 
 @Suite("Step gather (coordinator logic without sockets)")
