@@ -15,6 +15,8 @@ public struct WorkerAssignment: Codable, Equatable, Sendable {
     public var workers: Int
     /// The stream columns (0..<B) this worker owns, in order.
     public var columns: [Int]
+    /// The run's vocabulary (token strings by id), so a worker can name tokens in its messages and check ids.
+    public var vocabulary: [String]
 }
 
 /// A worker's streams as a flat vector: h `[L, b, H]`, then c for LSTM (the wire layout of state).

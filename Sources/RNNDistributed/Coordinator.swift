@@ -99,7 +99,8 @@ public final class Coordinator: GradientSource {
                 case .welcome(let w):
                     let assignment = WorkerAssignment(model: trainer.model.config, seed: o.seed, numSteps: o.numSteps,
                                                       batchSize: o.batchSize, partition: o.partition, workerIndex: w.index,
-                                                      workers: count, columns: w.columns)
+                                                      workers: count, columns: w.columns,
+                                                      vocabulary: trainer.data.vocabulary.tokens)
                     let json = Array(try JSONEncoder().encode(assignment))
                     try socket.send(Codec.encode(.welcome(runID: runID, config: json, tokens: trainer.data.train)), to: w.peer)
                 case .admitted(let ws):

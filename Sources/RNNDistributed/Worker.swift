@@ -45,12 +45,15 @@ public func runWorker(endpoint: String, name: String, joinTimeout: TimeInterval,
     if let bad = tokens.first(where: { $0 < 0 || Int($0) >= a.model.vocabSize }) {
         throw DistributedError("the coordinator sent token id \(bad), outside the vocabulary of \(a.model.vocabSize)")
     }
+    guard a.vocabulary.count == a.model.vocabSize else {
+        throw DistributedError("the coordinator sent a vocabulary of \(a.vocabulary.count) tokens for a model of \(a.model.vocabSize)")
+    }
     guard !a.columns.isEmpty, a.columns.allSatisfy({ $0 >= 0 && $0 < a.batchSize }) else {
         throw DistributedError("the coordinator assigned invalid stream columns \(a.columns)")
     }
     let model = try LanguageModel(config: a.model)
     var state = RecurrentState.zeros(a.model, batch: a.columns.count)
-    log("worker \(a.workerIndex) of \(a.workers): streams \(a.columns.first!)…\(a.columns.last!), \(model.parameterCount) parameters, \(tokens.count) tokens")
+    log("worker \(a.workerIndex) of \(a.workers): streams \(a.columns.first!)…\(a.columns.last!), \(model.parameterCount) parameters, \(tokens.count) tokens, vocabulary \(a.vocabulary.count)")
     var cachedEpoch = -1
     var batches: EpochBatches?
     deadline = Date().addingTimeInterval(timeout)

@@ -34,6 +34,13 @@ func runReportingErrors(_ body: () throws -> Void) throws {
 /// Set by SIGINT/SIGTERM; the trainer checkpoints and stops at the next step boundary.
 nonisolated(unsafe) var stopSignal: sig_atomic_t = 0
 
+/// Routes SIGINT and SIGTERM to `stopSignal`, unblocking them first (a spawner may have left them blocked).
+func installStopHandlers() {
+    signal(SIGINT) { _ in stopSignal = 1 }
+    signal(SIGTERM) { _ in stopSignal = 1 }
+    rnnlm_unblock_stop_signals()
+}
+
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a language model in this process (the reference trainer).",
@@ -176,8 +183,7 @@ struct Worker: ParsableCommand {
                 if getppid() == 1 { throw ExitCode(1) }  // the parent died before we could ask
             }
             setBLASThreads(threads)
-            signal(SIGINT) { _ in stopSignal = 1 }
-            signal(SIGTERM) { _ in stopSignal = 1 }
+            installStopHandlers()
             let reason = try runWorker(endpoint: connect, name: name ?? "\(ProcessInfo.processInfo.hostName):\(getpid())",
                                        joinTimeout: joinTimeout, timeout: timeout, shouldStop: { stopSignal != 0 },
                                        log: { if !quiet { print($0) } },
@@ -218,8 +224,7 @@ func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) thro
     print("training \(o.model.rawValue): \(o.layers) layer(s), hidden \(o.hidden), \(o.embed == 0 ? "one-hot input" : "embedding \(o.embed)"), \(grouped(trainer.model.parameterCount)) parameters")
     print("data: \(grouped(trainer.data.train.count)) training tokens\(trainer.data.valid.isEmpty ? "" : ", \(grouped(trainer.data.valid.count)) validation"), vocabulary \(trainer.data.vocabulary.count) (\(trainer.data.tokenizer.kind.rawValue)), \(perEpoch) minibatches/epoch of \(o.batchSize)×\(o.numSteps)")
     if o.checkpointDir == nil { print("note: no --checkpoint-dir given; nothing will be saved") }
-    signal(SIGINT) { _ in stopSignal = 1 }
-    signal(SIGTERM) { _ in stopSignal = 1 }
+    installStopHandlers()
     var coordinator: RNNDistributed.Coordinator?
     let context = ZMQContext()
     if let d = distributed {

@@ -4,3 +4,8 @@
 /// Returns 0 on success. A C wrapper because prctl is variadic and Swift cannot call it.
 int rnnlm_die_with_parent(void);
 #endif
+
+/// Unblocks SIGINT and SIGTERM in this thread's signal mask. A process inherits its spawner's mask, and
+/// some launchers (test runners, supervisors) spawn with them blocked, which would make Ctrl-C and
+/// SIGTERM pend forever instead of reaching rnnlm's handlers.
+void rnnlm_unblock_stop_signals(void);
