@@ -83,7 +83,10 @@ extension Coordinator {
             case .apply:
                 g.withUnsafeBufferPointer { trainer.model.gradients.copy(from: $0) }
                 let loss = LossSum(sum: lossSum, count: Int(tokens))
-                try trainer.applyGradient(loss)
+                let lr = trainer.record.schedule.lr
+                let norm = try trainer.applyGradient(loss)
+                trainer.onStep?(StepInfo(step: trainer.record.step, epoch: c.epoch, index: c.index, batchesPerEpoch: count(c.epoch) * peers.count,
+                                         loss: loss, gradientNorm: norm, clipped: trainer.options.clip > 0 && norm > trainer.options.clip, lr: lr))
                 epochLoss[c.epoch, default: LossSum()] += loss
             case .discard(let staleness):
                 staleDiscarded += 1

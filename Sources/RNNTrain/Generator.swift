@@ -23,6 +23,11 @@ public struct TrainedModel {
         record = ck.extra
     }
 
+    /// A model in memory (e.g. at the end of training).
+    public init(model: LanguageModel, tokenizer: Tokenizer, vocabulary: Vocabulary, record: TrainingRecord) {
+        self.model = model; self.tokenizer = tokenizer; self.vocabulary = vocabulary; self.record = record
+    }
+
     /// Accepts a checkpoint file or a checkpoint folder (its newest checkpoint).
     public static func resolve(_ path: String) throws -> String {
         var isDir: ObjCBool = false

@@ -103,3 +103,26 @@ public struct TrainOptions: Codable, Equatable, Sendable {
         _ = try optimizerKind(); _ = try scheduleKind(); _ = try initialization()
     }
 }
+
+extension TrainOptions {
+    /// The settings as `key = value` lines under their command-line names: a file `--config` reads back.
+    public func tomlLines() -> [String] {
+        func q(_ s: String) -> String {
+            "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        }
+        var lines: [String] = []
+        func add(_ k: String, _ v: String?) { if let v { lines.append("\(k) = \(v)") } }
+        add("corpus", corpus.map(q)); add("dataset", dataset.map(q)); add("valid", validCorpus.map(q)); add("test", testCorpus.map(q))
+        add("valid-fraction", "\(validFraction)"); add("tokenizer", q(tokenizer.rawValue)); add("lowercase", "\(lowercase)")
+        add("bpe-merges", "\(bpeMerges)"); add("min-freq", "\(minFreq)"); add("max-tokens", maxTokens.map { "\($0)" })
+        add("model", q(model.rawValue)); add("layers", "\(layers)"); add("hidden", "\(hidden)"); add("embed", "\(embed)")
+        add("dropout", "\(dropout)"); add("init-scheme", q(initScheme)); add("init-std", "\(initStd)")
+        add("batch-size", "\(batchSize)"); add("num-steps", "\(numSteps)"); add("partition", q(partition.rawValue))
+        add("epochs", "\(epochs)"); add("optimizer", q(optimizer)); add("lr", "\(lr)"); add("momentum", "\(momentum)")
+        add("weight-decay", "\(weightDecay)"); add("beta1", "\(beta1)"); add("beta2", "\(beta2)"); add("adam-eps", "\(adamEps)")
+        add("clip", "\(clip)"); add("lr-schedule", q(lrSchedule)); add("lr-decay", "\(lrDecay)"); add("lr-step-start", "\(lrStepStart)")
+        add("lr-step-every", "\(lrStepEvery)"); add("lr-patience", "\(lrPatience)"); add("lr-min", "\(lrMin)"); add("seed", "\(seed)")
+        add("checkpoint-dir", checkpointDir.map(q)); add("checkpoint-every", "\(checkpointEvery)"); add("keep-checkpoints", "\(keepCheckpoints)")
+        return lines
+    }
+}

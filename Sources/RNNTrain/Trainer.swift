@@ -33,6 +33,24 @@ func grouped(_ n: Int) -> String {
     return n < 0 ? "-" + out : out
 }
 
+/// What happened in one optimizer step, for progress displays and metrics.
+public struct StepInfo: Sendable {
+    public var step: Int
+    /// 0-based epoch the step belongs to, and the minibatch index within it.
+    public var epoch: Int
+    public var index: Int
+    public var batchesPerEpoch: Int
+    public var loss: LossSum
+    public var gradientNorm: Double
+    public var clipped: Bool
+    public var lr: Float
+
+    public init(step: Int, epoch: Int, index: Int, batchesPerEpoch: Int, loss: LossSum, gradientNorm: Double, clipped: Bool, lr: Float) {
+        self.step = step; self.epoch = epoch; self.index = index; self.batchesPerEpoch = batchesPerEpoch
+        self.loss = loss; self.gradientNorm = gradientNorm; self.clipped = clipped; self.lr = lr
+    }
+}
+
 /// Everything besides tensors that a checkpoint must hold to continue a run exactly.
 public struct TrainingRecord: Codable, Equatable, Sendable {
     public var options: TrainOptions
@@ -97,10 +115,15 @@ public final class Trainer {
     public let optimizer: Optimizer
     public private(set) var record: TrainingRecord
     public private(set) var state: RecurrentState
-    private let log: (String) -> Void
+    /// Where epoch lines and messages go (a progress display replaces it).
+    public var log: (String) -> Void
     /// Wall seconds spent in `step` (gradient + update) and in the clip-and-update part alone, summed.
     public private(set) var stepSeconds = 0.0
     public private(set) var updateSeconds = 0.0
+    /// Called after every optimizer step (progress line, metrics).
+    public var onStep: ((StepInfo) -> Void)?
+    /// Called with each finished epoch's report (after its line is logged).
+    public var onEpoch: ((EpochReport) -> Void)?
     /// Computes each minibatch's gradient; `LocalGradient` unless a distributed run installs its own.
     public var source: GradientSource
     private let local: LocalGradient
@@ -212,6 +235,7 @@ public final class Trainer {
         record.epochLoss = 0
         record.epochTokens = 0
         log(report.line)
+        onEpoch?(report)
         try saveCheckpoint()
         return report
     }
@@ -243,8 +267,11 @@ public final class Trainer {
                 if shouldStop() { return reports }
                 let reset = options.partition == .random || record.batchInEpoch == 0
                 if reset { state.reset() }
-                let (loss, _) = try step(epoch: record.epoch, index: record.batchInEpoch, batch: batches[record.batchInEpoch],
-                                         reset: reset)
+                let lr = record.schedule.lr
+                let (loss, norm) = try step(epoch: record.epoch, index: record.batchInEpoch, batch: batches[record.batchInEpoch],
+                                            reset: reset)
+                onStep?(StepInfo(step: record.step, epoch: record.epoch, index: record.batchInEpoch, batchesPerEpoch: batches.count,
+                                 loss: loss, gradientNorm: norm, clipped: options.clip > 0 && norm > options.clip, lr: lr))
                 record.batchInEpoch += 1
                 record.epochLoss += loss.sum
                 record.epochTokens += loss.count

@@ -20,7 +20,18 @@ struct RNNLM: ParsableCommand {
               rnnlm generate --checkpoint runs/gru --prefix "time traveller" --tokens 100
             """,
         version: "rnnlm 0.1.0 (libzmq \(ZeroMQ.version))",
-        subcommands: [Train.self, Coordinator.self, Worker.self, Eval.self, Generate.self])
+        subcommands: [Train.self, Coordinator.self, Worker.self, Eval.self, Generate.self, Plot.self])
+
+    /// Expands `--config FILE` into flags, then parses as usual.
+    static func main() {
+        let args = Array(CommandLine.arguments.dropFirst())
+        do {
+            main(try ConfigFile.expand(args))
+        } catch {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            Foundation.exit(1)
+        }
+    }
 }
 
 /// Prints a user-facing error on one line and exits 1 (no stack trace, no usage dump).
@@ -195,8 +206,21 @@ struct Worker: ParsableCommand {
 }
 
 /// The training run shared by `train` and `coordinator`: with `distributed`, gradients come from workers.
+/// Where a run's messages go: through the progress display when there is one, and only at `level` ≥ info.
+final class RunOutput {
+    let level: LogLevel
+    var reporter: ProgressReporter?
+    init(level: LogLevel) { self.level = level }
+    func say(_ line: String) {
+        guard level >= .info else { return }
+        // One unbuffered path for every line, so lines and the status display never interleave out of order.
+        if let r = reporter { r.line(line) } else { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+    }
+}
+
 func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) throws {
     setBLASThreads(flags.threads ?? 1)
+    let out = RunOutput(level: try flags.level())
     let dataDir = flags.dataDir
     var trainer: Trainer
     if resume, let dir = flags.checkpointDir, let latest = latestCheckpoint(in: dir) {
@@ -209,32 +233,44 @@ func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) thro
                                      existing: (ck.extra.tokenizer, ck.extra.vocabulary, ck.extra.fingerprint))
         var resumed = ck
         resumed.extra.options = stored
-        trainer = try Trainer(resuming: resumed, data: data)
-        print("resuming \(latest): epoch \(ck.extra.epoch), step \(ck.extra.step)")
+        trainer = try Trainer(resuming: resumed, data: data, log: out.say)
+        out.say("resuming \(latest): epoch \(ck.extra.epoch), step \(ck.extra.step)")
     } else {
         var o = TrainOptions()
         try flags.apply(to: &o)
         try o.validate()
-        if resume { print("no checkpoint in \(o.checkpointDir ?? "(no --checkpoint-dir)"); starting a new run") }
+        if resume { out.say("no checkpoint in \(o.checkpointDir ?? "(no --checkpoint-dir)"); starting a new run") }
         let data = try TextData.load(o, dataDir: dataDir)
-        trainer = try Trainer(options: o, data: data)
+        trainer = try Trainer(options: o, data: data, log: out.say)
     }
     let o = trainer.options
     let perEpoch = trainer.epochBatches(0).count
-    print("training \(o.model.rawValue): \(o.layers) layer(s), hidden \(o.hidden), \(o.embed == 0 ? "one-hot input" : "embedding \(o.embed)"), \(grouped(trainer.model.parameterCount)) parameters")
-    print("data: \(grouped(trainer.data.train.count)) training tokens\(trainer.data.valid.isEmpty ? "" : ", \(grouped(trainer.data.valid.count)) validation"), vocabulary \(trainer.data.vocabulary.count) (\(trainer.data.tokenizer.kind.rawValue)), \(perEpoch) minibatches/epoch of \(o.batchSize)×\(o.numSteps)")
-    if o.checkpointDir == nil { print("note: no --checkpoint-dir given; nothing will be saved") }
+    out.say("training \(o.model.rawValue): \(o.layers) layer(s), hidden \(o.hidden), \(o.embed == 0 ? "one-hot input" : "embedding \(o.embed)"), \(grouped(trainer.model.parameterCount)) parameters")
+    out.say("data: \(grouped(trainer.data.train.count)) training tokens\(trainer.data.valid.isEmpty ? "" : ", \(grouped(trainer.data.valid.count)) validation"), vocabulary \(trainer.data.vocabulary.count) (\(trainer.data.tokenizer.kind.rawValue)), \(perEpoch) minibatches/epoch of \(o.batchSize)×\(o.numSteps)")
+    // The resolved configuration: printed (what differs from the defaults) and saved beside the checkpoints.
+    let defaults = Set(TrainOptions().tomlLines())
+    let changed = o.tomlLines().filter { !defaults.contains($0) }
+    var configPath: String?
+    if let dir = o.checkpointDir {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        configPath = dir + "/run.toml"
+        let text = "# rnnlm train settings, resolved (flags over --config over defaults). Reuse: rnnlm train --config \(configPath!)\n"
+            + o.tomlLines().joined(separator: "\n") + "\n"
+        try text.write(toFile: configPath!, atomically: true, encoding: .utf8)
+    }
+    out.say("config: \(changed.joined(separator: ", "))\(configPath.map { " (all settings: \($0))" } ?? "")")
+    if o.checkpointDir == nil { out.say("note: no --checkpoint-dir given; nothing will be saved") }
     installStopHandlers()
     var coordinator: RNNDistributed.Coordinator?
     let context = ZMQContext()
     if let d = distributed {
         let socket = try ZMQSocket(context, kind: .router, maxMessageBytes: Int64(trainer.model.parameterCount * 8 + 1 << 20))
         try socket.bind(d.bind)
-        print("coordinator listening on \(socket.lastEndpoint)")
+        out.say("coordinator listening on \(socket.lastEndpoint)")
         try d.afterBind()
         var seedRNG = SystemRandomNumberGenerator()
         let c = RNNDistributed.Coordinator(socket: socket, runID: seedRNG.next(), parameterCount: trainer.model.parameterCount,
-                                           joinTimeout: d.joinTimeout, stepTimeout: d.stepTimeout, log: { print($0) })
+                                           joinTimeout: d.joinTimeout, stepTimeout: d.stepTimeout, log: out.say)
         c.shouldStop = { stopSignal != 0 }
         do { try c.admitWorkers(count: d.expectWorkers, trainer: trainer) } catch let e as DistributedError where e == .interrupted {
             throw ExitCode(130)
@@ -243,9 +279,27 @@ func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) thro
         coordinator = c
     }
     defer { coordinator?.stopAll(reason: "training finished") }
+    // Live progress and the metrics file.
+    let every = flags.logEvery ?? 50
+    guard every >= 1 else { throw ValidationError("--log-every must be at least 1") }
+    let remainingEpochs = max(0, o.epochs - trainer.record.epoch)
+    let reporter = ProgressReporter(isTerminal: ProgressReporter.stdoutIsTerminal, level: out.level, every: every,
+                                    totalSteps: trainer.record.step - trainer.record.batchInEpoch + remainingEpochs * perEpoch, epochs: o.epochs)
+    let expected = distributed?.expectWorkers
+    reporter.workers = { coordinator.map { ($0.peers.count, expected ?? $0.peers.count) } }
+    out.reporter = reporter
+    let metricsPath = flags.metrics ?? o.checkpointDir.map { $0 + "/metrics.jsonl" }
+    let metrics = try metricsPath.map { try MetricsWriter(path: $0, every: every) }
+    metrics?.workers = { coordinator?.peers.count }
+    trainer.onStep = { info in
+        reporter.step(info)
+        metrics?.step(info)
+    }
+    trainer.onEpoch = { [unowned trainer] report in metrics?.epoch(report, step: trainer.record.step) }
     let started = Date()
     var gate: StalenessGate?
     do {
+        defer { reporter.finish() }
         if let d = distributed, d.mode == .async, let c = coordinator {
             let s = d.maxStaleness ?? d.expectWorkers
             guard s >= 0 else { throw ValidationError("--max-staleness must be 0 or more") }
@@ -254,20 +308,34 @@ func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) thro
             try trainer.run(shouldStop: { stopSignal != 0 })
         }
     } catch let e as DistributedError where e == .interrupted {}
+    out.reporter = nil
     if let g = gate {
-        print("async: applied \(g.applied) gradients (largest staleness \(g.maxAppliedStaleness), bound --max-staleness \(g.maxStaleness)), discarded \(g.discarded) stale")
+        out.say("async: applied \(g.applied) gradients (largest staleness \(g.maxAppliedStaleness), bound --max-staleness \(g.maxStaleness)), discarded \(g.discarded) stale")
     }
     if stopSignal != 0 {
-        if let path = try trainer.saveCheckpoint() { print("interrupted: saved \(path); continue with --resume") }
+        if let path = try trainer.saveCheckpoint() { FileHandle.standardError.write(Data("interrupted: saved \(path); continue with --resume\n".utf8)) }
         throw ExitCode(130)
     }
     let wall = Date().timeIntervalSince(started)
     if let last = trainer.record.history.last {
-        print("done: \(trainer.record.epoch) epochs, \(trainer.record.step) steps in \(String(format: "%.1f", wall))s; final perplexity \(String(format: "%.3f", last.trainPerplexity))\(last.validPerplexity.map { String(format: ", val %.3f", $0) } ?? "")")
+        out.say("done: \(trainer.record.epoch) epochs, \(trainer.record.step) steps in \(duration(wall)); final perplexity \(String(format: "%.3f", last.trainPerplexity))\(last.validPerplexity.map { String(format: ", val %.3f", $0) } ?? "")")
     }
-    if let c = coordinator, c.steps > 0 { print(c.timingSummary(stepSeconds: trainer.stepSeconds, updateSeconds: trainer.updateSeconds)) }
-    if let test = trainer.evaluate(trainer.data.test) { print(String(format: "test perplexity %.3f", test.perplexity)) }
-    if let dir = o.checkpointDir, let latest = latestCheckpoint(in: dir) { print("checkpoint: \(latest)") }
+    if let c = coordinator, c.steps > 0 { out.say(c.timingSummary(stepSeconds: trainer.stepSeconds, updateSeconds: trainer.updateSeconds)) }
+    if let test = trainer.evaluate(trainer.data.test) { out.say(String(format: "test perplexity %.3f", test.perplexity)) }
+    if let dir = o.checkpointDir, let latest = latestCheckpoint(in: dir) { out.say("checkpoint: \(latest)") }
+    if let m = metricsPath, let dir = o.checkpointDir {
+        let points = try readEpochPoints(m)
+        if !points.isEmpty {
+            let svg = dir + "/curve.svg"
+            try perplexitySVG(points, logScale: false, title: "\(o.model.rawValue) on \(o.dataset ?? (o.corpus as NSString?)?.lastPathComponent ?? "text")")
+                .write(toFile: svg, atomically: true, encoding: .utf8)
+            out.say("metrics: \(m); plot: \(svg)")
+        }
+    }
+    if let prefix = flags.sample {
+        let m = TrainedModel(model: trainer.model, tokenizer: trainer.data.tokenizer, vocabulary: trainer.data.vocabulary, record: trainer.record)
+        out.say("sample: " + (try m.generate(prefix: prefix, count: 100, decoding: .greedy)))
+    }
 }
 
 private func grouped(_ n: Int) -> String {
@@ -344,6 +412,29 @@ struct Generate: ParsableCommand {
             else if temperature > 0 { decoding = .sample(temperature: temperature, topK: topK, seed: seed) }
             else { decoding = .greedy }
             print(try m.generate(prefix: prefix, count: tokens, decoding: decoding))
+        }
+    }
+}
+
+struct Plot: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Draw training and validation perplexity against epoch from a metrics file, as SVG.")
+
+    @Argument(help: "A metrics.jsonl written by rnnlm train.")
+    var metrics: String
+    @Option(name: .shortAndLong, help: "Output SVG file.")
+    var output: String = "curve.svg"
+    @Flag(help: "Perplexity on a logarithmic axis.")
+    var logScale = false
+    @Option(help: "Chart title.")
+    var title: String = "perplexity"
+
+    func run() throws {
+        try runReportingErrors {
+            let points = try readEpochPoints(metrics)
+            guard !points.isEmpty else { throw TrainingError("\(metrics) has no epoch records yet (they are written at the end of each epoch)") }
+            try perplexitySVG(points, logScale: logScale, title: title).write(toFile: output, atomically: true, encoding: .utf8)
+            print("wrote \(output): \(points.count) epochs")
         }
     }
 }

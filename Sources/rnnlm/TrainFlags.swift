@@ -31,6 +31,9 @@ struct TrainFlags: ParsableArguments {
     @Option(help: "Learning rate. Default 1 (D2L's, for sgd).") var lr: Float?
     @Option(help: "SGD momentum. Default 0.") var momentum: Float?
     @Option(help: "L2 weight decay. Default 0.") var weightDecay: Float?
+    @Option(help: "Adam β1. Default 0.9.") var beta1: Float?
+    @Option(help: "Adam β2. Default 0.999.") var beta2: Float?
+    @Option(help: "Adam ε. Default 1e-8.") var adamEps: Float?
     @Option(help: "Clip the global gradient norm to this value; 0 disables. Default 1.") var clip: Double?
     @Option(help: "Learning-rate schedule: constant, step or plateau. Default constant.") var lrSchedule: String?
     @Option(help: "Factor the learning rate is multiplied by at each decay. Default 0.5.") var lrDecay: Float?
@@ -43,8 +46,22 @@ struct TrainFlags: ParsableArguments {
     @Option(help: "Also checkpoint every N steps (0: epoch ends only). Default 0.") var checkpointEvery: Int?
     @Option(help: "Keep the newest N checkpoints. Default 3.") var keepCheckpoints: Int?
     @Option(help: "BLAS threads for this process. Default 1.") var threads: Int?
+    @Option(help: "Read settings from a TOML (key = value) or JSON file whose keys are these flags' names; flags given on the command line win.") var config: String?
+    @Flag(help: "Print only warnings and errors.") var quiet = false
+    @Option(help: "error, warning, info (default: epoch lines and a live status line on a terminal), or debug (also a line per --log-every interval on a terminal).") var logLevel: String?
+    @Option(help: "Steps per logging interval: a metrics record, and a plain progress line when output is not a terminal. Default 50.") var logEvery: Int?
+    @Option(help: "Metrics file (JSON lines). Default: metrics.jsonl in --checkpoint-dir.") var metrics: String?
+    @Option(help: "After training, print a greedy continuation of this text (e.g. \"time traveller\").") var sample: String?
 
     static let defaultEpochs = 50
+
+    /// The effective log level (`--quiet` wins).
+    func level() throws -> LogLevel {
+        if quiet { return .warning }
+        guard let l = logLevel else { return .info }
+        guard let v = LogLevel(rawValue: l) else { throw ConfigError("unknown --log-level '\(l)'; use error, warning, info or debug") }
+        return v
+    }
 
     func apply(to o: inout TrainOptions) throws {
         o.epochs = Self.defaultEpochs
@@ -85,6 +102,9 @@ struct TrainFlags: ParsableArguments {
         if let v = lr { o.lr = v }
         if let v = momentum { o.momentum = v }
         if let v = weightDecay { o.weightDecay = v }
+        if let v = beta1 { o.beta1 = v }
+        if let v = beta2 { o.beta2 = v }
+        if let v = adamEps { o.adamEps = v }
         if let v = clip { o.clip = v }
         if let v = lrSchedule { o.lrSchedule = v }
         if let v = lrDecay { o.lrDecay = v }

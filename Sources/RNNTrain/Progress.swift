@@ -1,0 +1,177 @@
+import Foundation
+
+/// How much a run prints.
+public enum LogLevel: String, CaseIterable, Sendable, Comparable {
+    case error, warning, info, debug
+    public static func < (a: LogLevel, b: LogLevel) -> Bool { allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)! }
+}
+
+/// Aggregates steps over an interval: mean loss, tokens/s, gradient norm, clip rate.
+struct IntervalStats {
+    var loss = LossSumLite()
+    var steps = 0
+    var clipped = 0
+    var normSum = 0.0
+    var start = Date()
+
+    mutating func add(_ s: StepInfo) {
+        loss.sum += s.loss.sum
+        loss.count += s.loss.count
+        steps += 1
+        if s.clipped { clipped += 1 }
+        normSum += s.gradientNorm
+    }
+}
+
+struct LossSumLite { var sum = 0.0; var count = 0 }
+
+/// The live view of a run. On a terminal: one status line redrawn in place (at most 5 times a second) with
+/// epoch, step/total, tokens/s, loss and perplexity, learning rate, gradient norm and clip rate, workers
+/// alive and ETA; epoch lines scroll above it. Otherwise: a plain line every `every` steps.
+public final class ProgressReporter {
+    public let isTerminal: Bool
+    public let level: LogLevel
+    public let every: Int
+    public let totalSteps: Int
+    public let epochs: Int
+    /// Workers alive / expected, when training is distributed.
+    public var workers: () -> (alive: Int, expected: Int)? = { nil }
+    private var stats = IntervalStats()
+    private var redrawStats = IntervalStats()
+    private var lastRedraw = Date.distantPast
+    private let runStart = Date()
+    private var firstStep: Int?
+    private var statusVisible = false
+    private let write: (String) -> Void
+
+    public init(isTerminal: Bool, level: LogLevel, every: Int, totalSteps: Int, epochs: Int,
+                write: @escaping (String) -> Void = { FileHandle.standardOutput.write(Data($0.utf8)) }) {
+        self.isTerminal = isTerminal; self.level = level; self.every = max(1, every)
+        self.totalSteps = totalSteps; self.epochs = epochs; self.write = write
+    }
+
+    /// Whether standard output is a terminal.
+    public static var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
+
+    public func step(_ s: StepInfo) {
+        if firstStep == nil { firstStep = s.step - 1 }
+        stats.add(s)
+        redrawStats.add(s)
+        guard level >= .info else { return }
+        if isTerminal {
+            if Date().timeIntervalSince(lastRedraw) >= 0.2 {
+                write("\r" + statusLine(s, redrawStats) + "\u{1B}[K")
+                statusVisible = true
+                lastRedraw = Date()
+                redrawStats = IntervalStats()
+            }
+            if level >= .debug && s.step % every == 0 { line(statusLine(s, stats)); stats = IntervalStats() }
+        } else if s.step % every == 0 {
+            line(statusLine(s, stats))
+            stats = IntervalStats()
+        }
+    }
+
+    /// Prints a permanent line (an epoch summary, a message) above the status line.
+    public func line(_ text: String) {
+        if statusVisible { write("\r\u{1B}[K"); statusVisible = false }
+        write(text + "\n")
+    }
+
+    /// Removes the status line (end of run).
+    public func finish() {
+        if statusVisible { write("\r\u{1B}[K"); statusVisible = false }
+    }
+
+    func statusLine(_ s: StepInfo, _ i: IntervalStats) -> String {
+        let seconds = max(Date().timeIntervalSince(i.start), 1e-9)
+        let mean = i.loss.count > 0 ? i.loss.sum / Double(i.loss.count) : .nan
+        var parts = [
+            "epoch \(s.epoch + 1)/\(epochs)",
+            "step \(s.step)/\(totalSteps)",
+            "\(grouped(Int((Double(i.loss.count) / seconds).rounded()))) tok/s",
+            String(format: "loss %.3f", mean),
+            String(format: "ppl %.2f", exp(mean)),
+            "lr \(s.lr)",
+            String(format: "|g| %.2f", i.normSum / Double(max(i.steps, 1))),
+            String(format: "clip %.0f%%", 100 * Double(i.clipped) / Double(max(i.steps, 1))),
+        ]
+        if let w = workers() { parts.append("workers \(w.alive)/\(w.expected)") }
+        let done = s.step - (firstStep ?? 0)
+        if done > 0 && totalSteps > s.step {
+            let perStep = Date().timeIntervalSince(runStart) / Double(done)
+            parts.append("ETA " + duration(perStep * Double(totalSteps - s.step)))
+        }
+        return parts.joined(separator: "  ")
+    }
+}
+
+/// `93` → `1m33s`.
+public func duration(_ seconds: Double) -> String {
+    let s = Int(seconds.rounded())
+    if s >= 3600 { return "\(s / 3600)h\(String(format: "%02d", (s % 3600) / 60))m" }
+    if s >= 60 { return "\(s / 60)m\(String(format: "%02d", s % 60))s" }
+    return "\(s)s"
+}
+
+/// Appends one JSON object per line to a metrics file as training goes (each line is one `write(2)`, so a
+/// crash keeps everything written before it). A step record every `every` steps, an epoch record per epoch.
+public final class MetricsWriter {
+    public let path: String
+    public let every: Int
+    private let handle: FileHandle
+    private let start = Date()
+    private var stats = IntervalStats()
+    public var workers: () -> Int? = { nil }
+
+    public init(path: String, every: Int) throws {
+        self.path = path
+        self.every = max(1, every)
+        if !FileManager.default.fileExists(atPath: path) {
+            guard FileManager.default.createFile(atPath: path, contents: nil) else {
+                throw TrainingError("cannot create the metrics file \(path)")
+            }
+        }
+        guard let h = FileHandle(forWritingAtPath: path) else { throw TrainingError("cannot open the metrics file \(path)") }
+        h.seekToEndOfFile()
+        handle = h
+    }
+
+    deinit { try? handle.close() }
+
+    func emit(_ fields: [(String, Any?)]) {
+        var parts: [String] = []
+        for (k, v) in fields {
+            let value: String
+            switch v {
+            case nil: value = "null"
+            case let d as Double: value = d.isFinite ? String(format: "%.6g", d) : "null"
+            case let f as Float: value = f.isFinite ? "\(f)" : "null"
+            case let i as Int: value = String(i)
+            case let s as String: value = "\"\(s)\""
+            default: value = "\(v!)"
+            }
+            parts.append("\"\(k)\":\(value)")
+        }
+        handle.write(Data(("{" + parts.joined(separator: ",") + "}\n").utf8))
+    }
+
+    public func step(_ s: StepInfo) {
+        stats.add(s)
+        guard s.step % every == 0 else { return }
+        let seconds = max(Date().timeIntervalSince(stats.start), 1e-9)
+        let mean = stats.loss.sum / Double(max(stats.loss.count, 1))
+        emit([("kind", "step"), ("step", s.step), ("epoch", s.epoch + 1), ("time", Date().timeIntervalSince(start)),
+              ("loss", mean), ("perplexity", exp(mean)), ("val_perplexity", nil),
+              ("tokens_per_s", Double(stats.loss.count) / seconds), ("lr", s.lr),
+              ("grad_norm", stats.normSum / Double(max(stats.steps, 1))),
+              ("clipped", Double(stats.clipped) / Double(max(stats.steps, 1))), ("workers", workers())])
+        stats = IntervalStats()
+    }
+
+    public func epoch(_ r: EpochReport, step: Int) {
+        emit([("kind", "epoch"), ("step", step), ("epoch", r.epoch), ("time", Date().timeIntervalSince(start)),
+              ("loss", log(r.trainPerplexity)), ("perplexity", r.trainPerplexity), ("val_perplexity", r.validPerplexity),
+              ("tokens_per_s", r.tokensPerSecond), ("lr", r.lr), ("grad_norm", nil), ("clipped", nil), ("workers", workers())])
+    }
+}
