@@ -8,11 +8,14 @@ import RNNTransport
 /// A worker process: joins the coordinator at `endpoint`, then for every weights message computes the
 /// Σ-loss gradient of its stream columns' minibatch, carrying their hidden state, and sends it back.
 /// Returns when told to stop; throws when the coordinator is silent for `timeout` seconds.
-public func runWorker(endpoint: String, name: String, joinTimeout: TimeInterval, timeout: TimeInterval,
+public func runWorker(endpoint: String, name: String, curve: (serverKey: String, keys: CurveKeyPair)? = nil,
+                      joinTimeout: TimeInterval, timeout: TimeInterval,
                       shouldStop: () -> Bool = { false }, log: (String) -> Void,
                       warn: (String) -> Void) throws -> String {
     let context = ZMQContext()
     let socket = try ZMQSocket(context, kind: .dealer)
+    if let c = curve { try socket.makeCurveClient(serverKey: c.serverKey, keys: c.keys) }
+    let monitor = try socket.monitorHandshakes()
     try socket.connect(endpoint)
     let host = ProcessInfo.processInfo.hostName
     try socket.send(Codec.encode(.hello(WorkerHello(name: name, host: host, pid: getpid()))))
@@ -23,8 +26,11 @@ public func runWorker(endpoint: String, name: String, joinTimeout: TimeInterval,
     var runID: UInt64 = 0
     while assignment == nil {
         if shouldStop() { return "interrupted" }
+        if let failure = monitor.handshakeFailure() {
+            throw DistributedError("cannot join the coordinator at \(endpoint): \(failure)")
+        }
         guard deadline.timeIntervalSinceNow > 0 else {
-            throw DistributedError("no answer from the coordinator at \(endpoint) within \(Int(joinTimeout))s; is it running and reachable?")
+            throw DistributedError("no answer from the coordinator at \(endpoint) within \(Int(joinTimeout))s; is it running and reachable\(curve == nil ? " (and does it require CURVE keys?)" : ", and is --curve-server-key its public key?")")
         }
         guard let frames = try socket.receive(timeoutMs: 500) else { continue }
         let m = try Codec.decode(frames)

@@ -29,6 +29,7 @@ public final class ZMQSocket {
     let handle: UnsafeMutableRawPointer
     public let kind: Kind
     private let context: ZMQContext  // keeps the context alive while the socket lives
+    var contextRef: ZMQContext { context }
 
     public init(_ context: ZMQContext, kind: Kind, maxMessageBytes: Int64? = nil) throws {
         guard let s = zmq_socket(context.handle, kind == .router ? ZMQ_ROUTER : ZMQ_DEALER) else {

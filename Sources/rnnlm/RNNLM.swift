@@ -20,7 +20,7 @@ struct RNNLM: ParsableCommand {
               rnnlm generate --checkpoint runs/gru --prefix "time traveller" --tokens 100
             """,
         version: "rnnlm 0.1.0 (libzmq \(ZeroMQ.version))",
-        subcommands: [Train.self, Coordinator.self, Worker.self, Eval.self, Generate.self, Plot.self])
+        subcommands: [Train.self, Coordinator.self, Worker.self, Keygen.self, Eval.self, Generate.self, Plot.self])
 
     /// Expands `--config FILE` into flags, then parses as usual.
     static func main() {
@@ -92,6 +92,8 @@ struct DistributedSetup {
     var stepTimeout: TimeInterval
     var mode: DistributedFlags.Mode = .sync
     var maxStaleness: Int?
+    /// CURVE server keys and the authorised worker keys (public key → name), for non-loopback coordinators.
+    var curve: (keys: CurveKeyPair, authorized: [String: String])?
     var afterBind: () throws -> Void = {}
 }
 
@@ -136,7 +138,11 @@ struct Coordinator: ParsableCommand {
     var joinTimeout: Double = 120
     @Option(help: "Seconds to wait for every worker's gradient in one step before giving up.")
     var stepTimeout: Double = 600
-    @Flag(help: "Allow listening on a non-loopback address without authentication (CURVE is not implemented yet).")
+    @Option(help: "The coordinator's CURVE key pair (a .secret file from `rnnlm keygen`): encrypts the connection and, with --authorized-keys, admits only known workers.")
+    var curveSecret: String?
+    @Option(help: "Folder of workers' .public key files; only these workers may join (required with --curve-secret).")
+    var authorizedKeys: String?
+    @Flag(help: "Allow listening on a non-loopback address without CURVE authentication (trusted, isolated networks only).")
     var insecure = false
     @OptionGroup var distributedFlags: DistributedFlags
     @OptionGroup var flags: TrainFlags
@@ -145,13 +151,20 @@ struct Coordinator: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            if bind.hasPrefix("tcp://") && !isLoopback(bind) && !insecure {
-                throw ValidationError("refusing to listen on \(bind) without authentication: bind to tcp://127.0.0.1:PORT (and tunnel), or pass --insecure on a trusted network")
+            var curve: (keys: CurveKeyPair, authorized: [String: String])?
+            switch (curveSecret, authorizedKeys) {
+            case (let s?, let a?): curve = (try CurveKeyPair.read(secretFile: s), try CurveKeyPair.authorizedKeys(in: a))
+            case (nil, nil): curve = nil
+            case (_?, nil): throw ValidationError("--curve-secret needs --authorized-keys FOLDER (the workers' .public files); without it any key would be admitted")
+            case (nil, _?): throw ValidationError("--authorized-keys needs --curve-secret (the coordinator's own key pair from `rnnlm keygen`)")
             }
-            if insecure { FileHandle.standardError.write(Data("warning: --insecure: any peer that can reach \(bind) can join this run\n".utf8)) }
+            if bind.hasPrefix("tcp://") && !isLoopback(bind) && curve == nil && !insecure {
+                throw ValidationError("refusing to listen on \(bind) without authentication: create keys with `rnnlm keygen` and pass --curve-secret and --authorized-keys, bind to tcp://127.0.0.1:PORT, or pass --insecure on a trusted network")
+            }
+            if insecure && curve == nil { FileHandle.standardError.write(Data("warning: --insecure: any peer that can reach \(bind) can join this run\n".utf8)) }
             try train(flags: flags, resume: resume, distributed: DistributedSetup(
                 bind: bind, expectWorkers: expectWorkers, joinTimeout: joinTimeout, stepTimeout: stepTimeout,
-                mode: distributedFlags.mode, maxStaleness: distributedFlags.maxStaleness))
+                mode: distributedFlags.mode, maxStaleness: distributedFlags.maxStaleness, curve: curve))
         }
     }
 
@@ -184,18 +197,29 @@ struct Worker: ParsableCommand {
     var joinTimeout: Double = 120
     @Option(help: "Seconds of silence from the coordinator after which the worker gives up.")
     var timeout: Double = 900
+    @Option(help: "The coordinator's CURVE public key (its .public file, or the 40-character key) when it requires keys.")
+    var curveServerKey: String?
+    @Option(help: "This worker's CURVE key pair (a .secret file from `rnnlm keygen`); its .public file must be in the coordinator's --authorized-keys.")
+    var curveKey: String?
     @Flag(help: "Print only errors.")
     var quiet = false
 
     func run() throws {
         try runReportingErrors {
+            var curve: (serverKey: String, keys: CurveKeyPair)?
+            switch (curveServerKey, curveKey) {
+            case (let s?, let k?): curve = (try CurveKeyPair.publicKey(fileOrKey: s), try CurveKeyPair.read(secretFile: k))
+            case (nil, nil): curve = nil
+            case (_?, nil): throw ValidationError("--curve-server-key needs --curve-key (this worker's key pair from `rnnlm keygen`, authorised on the coordinator)")
+            case (nil, _?): throw ValidationError("--curve-key needs --curve-server-key (the coordinator's .public file)")
+            }
             if ProcessInfo.processInfo.environment["RNNLM_DIE_WITH_PARENT"] == "1" {
                 _ = rnnlm_die_with_parent()
                 if getppid() == 1 { throw ExitCode(1) }  // the parent died before we could ask
             }
             setBLASThreads(threads)
             installStopHandlers()
-            let reason = try runWorker(endpoint: connect, name: name ?? "\(ProcessInfo.processInfo.hostName):\(getpid())",
+            let reason = try runWorker(endpoint: connect, name: name ?? "\(ProcessInfo.processInfo.hostName):\(getpid())", curve: curve,
                                        joinTimeout: joinTimeout, timeout: timeout, shouldStop: { stopSignal != 0 },
                                        log: { if !quiet { print($0) } },
                                        warn: { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) })
@@ -263,8 +287,20 @@ func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) thro
     installStopHandlers()
     var coordinator: RNNDistributed.Coordinator?
     let context = ZMQContext()
+    var zap: ZAPAuthenticator?
+    defer { zap?.stop() }
     if let d = distributed {
         let socket = try ZMQSocket(context, kind: .router, maxMessageBytes: Int64(trainer.model.parameterCount * 8 + 1 << 20))
+        if let c = d.curve {
+            // The authentication handler must be listening before the socket accepts anyone.
+            let handler = ZAPAuthenticator(context: context, authorizedKeys: c.authorized, log: { line in
+                FileHandle.standardOutput.write(Data((line + "\n").utf8))
+            })
+            try handler.start()
+            zap = handler
+            try socket.makeCurveServer(c.keys)
+            out.say("CURVE: encrypted, \(c.authorized.count) authorised worker key(s); coordinator public key \(c.keys.publicKey)")
+        }
         try socket.bind(d.bind)
         out.say("coordinator listening on \(socket.lastEndpoint)")
         try d.afterBind()
@@ -435,6 +471,37 @@ struct Plot: ParsableCommand {
             guard !points.isEmpty else { throw TrainingError("\(metrics) has no epoch records yet (they are written at the end of each epoch)") }
             try perplexitySVG(points, logScale: logScale, title: title).write(toFile: output, atomically: true, encoding: .utf8)
             print("wrote \(output): \(points.count) epochs")
+        }
+    }
+}
+
+struct Keygen: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create a CURVE key pair for a coordinator or a worker.",
+        discussion: """
+            rnnlm keygen --name coordinator --out keys      # keys/coordinator.secret, keys/coordinator.public
+            rnnlm keygen --name worker1 --out keys          # one per worker host
+            Coordinator: --curve-secret keys/coordinator.secret --authorized-keys FOLDER_WITH_WORKER_PUBLIC_FILES
+            Worker:      --curve-key keys/worker1.secret --curve-server-key keys/coordinator.public
+            """)
+
+    @Option(help: "Name of the key pair (file names NAME.secret and NAME.public).")
+    var name: String = "coordinator"
+    @Option(help: "Folder to write the files into.")
+    var out: String = "keys"
+    @Flag(help: "Overwrite existing files of that name.")
+    var force = false
+
+    func run() throws {
+        try runReportingErrors {
+            let secret = out + "/" + name + ".secret"
+            if FileManager.default.fileExists(atPath: secret) && !force {
+                throw ValidationError("\(secret) exists; pass --force to replace it (workers and coordinators using it must then be updated)")
+            }
+            let keys = try CurveKeyPair.generate()
+            let paths = try keys.write(to: out, name: name)
+            print("wrote \(paths.secret) (private, mode 600) and \(paths.public)")
+            print("public key: \(keys.publicKey)")
         }
     }
 }

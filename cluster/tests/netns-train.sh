@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Trains across simulated hosts: network namespaces h1..h3 (../shared/lab/netns-up.sh) on one bridge, the
 # coordinator on h1 listening on its own address, one worker on each of h2 and h3 connecting to "h1" by name,
-# real TCP between them. Used by the test suite; needs root.
+# real TCP between them, authenticated and encrypted with CURVE keys made for the run. Used by the test
+# suite; needs root.
 #
 #   cluster/tests/netns-train.sh LAB_DIR WORK_DIR RNNLM [training flags...]
 #
@@ -22,15 +23,19 @@ cleanup() {
 trap cleanup EXIT
 bash "$lab/netns-up.sh" "$work" 3 >/dev/null
 
-# Plain TCP across namespaces is allowed only with --insecure until CURVE authentication exists; the
-# namespaces reach nothing but each other.
-bash "$lab/netns-exec.sh" "$work" h1 "$rnnlm" coordinator --bind "tcp://$LAB_NETNS_SUBNET.11:$port" --insecure \
+# CURVE keys: one for the coordinator, one per worker host; only h2's and h3's public keys are authorised.
+keys="$work/keys"
+mkdir -p "$keys/authorized"
+for name in coordinator h2 h3; do "$rnnlm" keygen --name "$name" --out "$keys" >/dev/null; done
+cp "$keys/h2.public" "$keys/h3.public" "$keys/authorized/"
+bash "$lab/netns-exec.sh" "$work" h1 "$rnnlm" coordinator --bind "tcp://$LAB_NETNS_SUBNET.11:$port" \
+    --curve-secret "$keys/coordinator.secret" --authorized-keys "$keys/authorized" \
     --expect-workers 2 --join-timeout 60 --step-timeout 60 "$@" > "$work/h1.log" 2>&1 &
 coordinator=$!
 pids+=("$coordinator")
 for h in h2 h3; do
     bash "$lab/netns-exec.sh" "$work" "$h" "$rnnlm" worker --connect "tcp://h1:$port" --name "$h" --join-timeout 60 \
-        --timeout 60 > "$work/$h.log" 2>&1 &
+        --timeout 60 --curve-server-key "$keys/coordinator.public" --curve-key "$keys/$h.secret" > "$work/$h.log" 2>&1 &
     pids+=("$!")
 done
 status=0
