@@ -40,6 +40,8 @@ public final class Coordinator: GradientSource {
     public private(set) var reduceSeconds = 0.0
     public private(set) var workerComputeSeconds = 0.0
     public private(set) var steps = 0
+    /// How often the workers a step waits for are probed for liveness.
+    public var probeInterval = 0.25
 
     public init(socket: ZMQSocket, runID: UInt64, parameterCount: Int, joinTimeout: TimeInterval, stepTimeout: TimeInterval,
                 log: @escaping (String) -> Void) {
@@ -59,26 +61,48 @@ public final class Coordinator: GradientSource {
     }
 
     /// Receives for up to a second and hands the machine what came (or the time).
-    private func pump() throws -> [CoordinatorMachine.Action] {
+    private func pump(timeoutMs: Int = 1000) throws -> [CoordinatorMachine.Action] {
         if shouldStop() { throw DistributedError.interrupted }
-        if let frames = try socket.receive(timeoutMs: 1000), frames.count >= 2 {
+        if let frames = try socket.receive(timeoutMs: timeoutMs), frames.count >= 2 {
             return machine!.handle(.received(peer: frames[0], frames: Array(frames.dropFirst()), now: Self.now()))
         }
         return machine!.handle(.tick(now: Self.now()))
     }
 
-    /// Carries out the actions that need no trainer data; returns the rest.
+    /// Carries out the actions that need no trainer data (feeding back any peer found gone); returns the rest.
     private func performCommon(_ actions: [CoordinatorMachine.Action]) throws -> [CoordinatorMachine.Action] {
         var rest: [CoordinatorMachine.Action] = []
-        for a in actions {
+        var queue = actions[...]
+        while let a = queue.popFirst() {
             switch a {
             case .log(let line): log(line)
             case .send(let peer, let m): try? socket.send(Codec.encode(m), to: peer)
             case .failed(let why): throw DistributedError(why)
+            case .reassign(let w):
+                if let i = peers.firstIndex(where: { $0.index == w.index }) { peers[i].columns = w.columns }
+                do {
+                    try socket.send(Codec.encode(.columns(runID: runID, step: 0, columns: w.columns.map { Int32($0) })), to: w.peer)
+                } catch let e as TransportError where e.unreachable {
+                    queue.append(contentsOf: machine!.handle(.peerUnreachable(peer: w.peer, now: Self.now())))
+                }
             default: rest.append(a)
             }
         }
         return rest
+    }
+
+    /// Sends a heartbeat to every worker the current step still waits for; one that is gone is reported to
+    /// the machine (a SIGKILLed worker is noticed within one probe interval).
+    private func probeMissing() throws -> [CoordinatorMachine.Action] {
+        guard let g = machine?.gather else { return [] }
+        var actions: [CoordinatorMachine.Action] = []
+        for i in g.missing {
+            guard let w = machine!.workers.first(where: { $0.index == i }) else { continue }
+            do { try socket.send(Codec.encode(.heartbeat(runID: runID)), to: w.peer) } catch let e as TransportError where e.unreachable {
+                actions += machine!.handle(.peerUnreachable(peer: w.peer, now: Self.now()))
+            }
+        }
+        return try performCommon(actions)
     }
 
     /// Waits until `count` workers have said hello (or the join timeout passes), assigns them stream columns
@@ -116,22 +140,28 @@ public final class Coordinator: GradientSource {
     public func gradient(model: LanguageModel, epoch: Int, index: Int, batch: Minibatch, reset: Bool, step: Int,
                          state: inout RecurrentState) throws -> LossSum {
         let t0 = DispatchTime.now().uptimeNanoseconds
+        // The columns each worker computes this step (reassignments during the step apply from the next one).
+        let stepColumns = Dictionary(uniqueKeysWithValues: machine!.workers.map { ($0.index, $0.columns) })
         var pending = try performCommon(machine!.handle(.startStep(step: UInt64(step), epoch: UInt32(epoch), index: UInt32(index),
                                                                    reset: reset, sendState: needsState, now: Self.now())))
         needsState.removeAll()
         let params = UnsafeBufferPointer(start: model.parameters.pointer, count: model.parameterCount)
         var t1 = t0
         var slowest: UInt64?
+        var lastProbe = Self.now()
         while slowest == nil {
+            var gone: [[UInt8]] = []
             for a in pending {
                 switch a {
                 case .broadcastWeights(let s, let e, let i, let r, let to):
                     let head = Codec.weightsHead(runID: runID, step: s, epoch: e, batch: i, resetState: r, parameterCount: model.parameterCount)
-                    try socket.broadcast(head: head, payload: UnsafeRawBufferPointer(params), to: to.map(\.peer))
+                    gone += try socket.broadcast(head: head, payload: UnsafeRawBufferPointer(params), to: to.map(\.peer))
                 case .sendWeightsWithState(let s, let e, let i, let w):
                     let part = flatten(state.selecting(columns: w.columns))
-                    try socket.send(Codec.encode(.weights(runID: runID, step: s, epoch: e, batch: i, resetState: false,
-                                                          parameters: Array(params), state: part)), to: w.peer)
+                    do {
+                        try socket.send(Codec.encode(.weights(runID: runID, step: s, epoch: e, batch: i, resetState: false,
+                                                              parameters: Array(params), state: part)), to: w.peer)
+                    } catch let e as TransportError where e.unreachable { gone.append(w.peer) }
                 case .stepComplete(_, let nanos):
                     slowest = nanos
                 default:
@@ -139,14 +169,27 @@ public final class Coordinator: GradientSource {
                 }
             }
             if t1 == t0 { t1 = DispatchTime.now().uptimeNanoseconds }
-            if slowest == nil { pending = try performCommon(try pump()) }
+            if slowest != nil { break }
+            pending = []
+            for peer in gone { pending += try performCommon(machine!.handle(.peerUnreachable(peer: peer, now: Self.now()))) }
+            if !pending.isEmpty { continue }
+            if Self.now() - lastProbe >= probeInterval {
+                lastProbe = Self.now()
+                pending = try probeMissing()
+                if !pending.isEmpty { continue }
+            }
+            pending = try performCommon(try pump(timeoutMs: Int(probeInterval * 1000)))
         }
         let t2 = DispatchTime.now().uptimeNanoseconds
         let gather = machine!.gather!
         let loss = gather.sum(into: model.gradients)
-        for p in peers {
-            let part = unflatten(gather.received[p.index]!.state, like: RecurrentState.zeros(model.config, batch: p.columns.count))!
-            state.assign(columns: p.columns, from: part)
+        // Streams of workers that answered move on; those of a dropped or lost contribution keep the
+        // coordinator's copy (and go to their owner with the next weights).
+        for (i, c) in gather.received {
+            let cols = stepColumns[i] ?? []
+            if let part = unflatten(c.state, like: RecurrentState.zeros(model.config, batch: cols.count)) {
+                state.assign(columns: cols, from: part)
+            }
         }
         let t3 = DispatchTime.now().uptimeNanoseconds
         broadcastSeconds += Double(t1 - t0) / 1e9

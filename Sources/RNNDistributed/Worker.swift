@@ -47,7 +47,7 @@ public func runWorker(endpoint: String, name: String, curve: (serverKey: String,
             continue
         }
     }
-    let a = assignment!
+    var a = assignment!
     if let bad = tokens.first(where: { $0 < 0 || Int($0) >= a.model.vocabSize }) {
         throw DistributedError("the coordinator sent token id \(bad), outside the vocabulary of \(a.model.vocabSize)")
     }
@@ -102,6 +102,13 @@ public func runWorker(endpoint: String, name: String, curve: (serverKey: String,
             try socket.send(Codec.encode(.gradient(runID: runID, step: step, lossSum: loss.sum, tokens: UInt32(loss.count),
                                                    gradient: model.gradients.array, state: flatten(state),
                                                    computeNanos: DispatchTime.now().uptimeNanoseconds - t0)))
+        case .columns(_, _, let cols):
+            guard cols.allSatisfy({ Int($0) < a.batchSize }) else {
+                throw DistributedError("the coordinator assigned stream columns \(cols) outside 0..<\(a.batchSize)")
+            }
+            a.columns = cols.map(Int.init)
+            state = RecurrentState.zeros(a.model, batch: a.columns.count)  // replaced by the next weights' state
+            log("worker \(a.workerIndex): now owns \(a.columns.count) streams")
         case .stop(_, let reason):
             return reason
         default:

@@ -28,6 +28,8 @@ public enum Codec {
             runID = r; meta = Array(reason.utf8)
         case .heartbeat(let r):
             runID = r
+        case .columns(let r, let s, let cols):
+            runID = r; step = s; payload = bytes(of: cols)
         }
         var head = [UInt8]()
         head.reserveCapacity(Header.size + meta.count)
@@ -80,7 +82,7 @@ public enum Codec {
         }
         if let p = payload, p.count % 4 != 0 { throw .payloadNotAligned(p.count) }
         if let e = expectedRun, h.type != .hello, h.runID != e { throw .wrongRun(expected: e, got: h.runID) }
-        let hasPayload = [.welcome, .weights, .gradient].contains(h.type)
+        let hasPayload = [.welcome, .weights, .gradient, .columns].contains(h.type)
         if hasPayload && payload == nil { throw .missingPayload(h.type) }
         if !hasPayload && payload != nil { throw .unexpectedPayload(h.type) }
         switch h.type {
@@ -118,6 +120,10 @@ public enum Codec {
         case .heartbeat:
             guard meta.isEmpty else { throw .badMeta("heartbeat has no metadata") }
             return .heartbeat(runID: h.runID)
+        case .columns:
+            let cols: [Int32] = values(payload!)
+            guard !cols.isEmpty, cols.allSatisfy({ $0 >= 0 }), Set(cols).count == cols.count else { throw .badColumns }
+            return .columns(runID: h.runID, step: h.step, columns: cols)
         }
     }
 

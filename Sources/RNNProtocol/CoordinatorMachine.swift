@@ -24,6 +24,8 @@ public struct CoordinatorMachine {
         case startStep(step: UInt64, epoch: UInt32, index: UInt32, reset: Bool, sendState: Set<Int>, now: Double)
         /// Nothing arrived; time is now `now`.
         case tick(now: Double)
+        /// A send to this peer failed because it is no longer connected (its process died, or the link broke).
+        case peerUnreachable(peer: PeerID, now: Double)
     }
 
     public enum Action: Equatable {
@@ -41,6 +43,8 @@ public struct CoordinatorMachine {
         case stepComplete(step: UInt64, slowestComputeNanos: UInt64)
         /// The run cannot go on; the message says why and what to do.
         case failed(String)
+        /// This worker now owns `columns` (tell it; its streams' state goes with its next weights).
+        case reassign(AdmittedWorker)
     }
 
     public enum Phase: Equatable { case admitting, idle, gathering, failed }
@@ -60,6 +64,13 @@ public struct CoordinatorMachine {
     /// Rejected messages by reason, and stale gradients discarded.
     public private(set) var rejections: [String: Int] = [:]
     public private(set) var staleDiscarded = 0
+    /// Workers still in the run, and how many unusable (non-finite) gradients each has sent.
+    public private(set) var alive: Set<Int> = []
+    public private(set) var offenses: [Int: Int] = [:]
+    /// After this many non-finite gradients a worker is disconnected.
+    public let maxOffenses = 3
+    /// Workers whose streams' state must be sent with their next weights (columns moved, or a dropped step).
+    private var pendingState: Set<Int> = []
     private var joining: [(PeerID, WorkerHello)] = []
     private var deadline: Double
     private var slowest: UInt64 = 0
@@ -92,11 +103,14 @@ public struct CoordinatorMachine {
             phase = .gathering
             deadline = now + stepTimeout
             slowest = 0
-            gather = StepGather(step: step, expected: Dictionary(uniqueKeysWithValues: workers.map { ($0.index, $0.columns.count * stateValuesPerStream) }))
+            let live = workers.filter { alive.contains($0.index) }
+            gather = StepGather(step: step, expected: Dictionary(uniqueKeysWithValues: live.map { ($0.index, $0.columns.count * stateValuesPerStream) }))
+            let withState = sendState.union(pendingState)
+            pendingState.removeAll()
             var actions: [Action] = []
             var plain: [AdmittedWorker] = []
-            for w in workers {
-                if !reset && sendState.contains(w.index) {
+            for w in live {
+                if !reset && withState.contains(w.index) {
                     actions.append(.sendWeightsWithState(step: step, epoch: epoch, index: index, to: w))
                 } else {
                     plain.append(w)
@@ -113,7 +127,45 @@ public struct CoordinatorMachine {
             return [.failed("step \(g.step): no gradient from \(who.joined(separator: ", ")) within \(Int(stepTimeout))s; is the worker alive?")]
         case (.idle, .tick), (.gathering, .startStep):
             return []
+        case (.admitting, .peerUnreachable):
+            return []
+        case (.idle, .peerUnreachable(let peer, _)), (.gathering, .peerUnreachable(let peer, _)):
+            guard let w = workers.first(where: { $0.peer == peer }), alive.contains(w.index) else { return [] }
+            return declareLost(w.index, "unreachable (its process died or its connection broke)")
         }
+    }
+
+    /// Takes worker `i` out of the run: its streams move to the live workers (least loaded first), the
+    /// current step stops waiting for it, and the step completes if everyone else has answered.
+    private mutating func declareLost(_ i: Int, _ why: String) -> [Action] {
+        alive.remove(i)
+        let lost = workers[i]
+        var actions: [Action] = []
+        guard !alive.isEmpty else {
+            phase = .failed
+            return [.failed("\(lost.label) is \(why), and no worker is left; the last checkpoint holds the progress: restart workers and use --resume")]
+        }
+        var changed: Set<Int> = []
+        for column in lost.columns {
+            let target = alive.sorted().min { workers[$0].columns.count < workers[$1].columns.count || (workers[$0].columns.count == workers[$1].columns.count && $0 < $1) }!
+            workers[target].columns.append(column)
+            changed.insert(target)
+        }
+        for t in changed { workers[t].columns.sort() }
+        workers[i].columns = []
+        let step = gather.map { " at step \($0.step)" } ?? ""
+        actions.append(.log("\(lost.label) lost\(step): \(why); its streams \(lost.columns) move to \(changed.sorted().map { "worker \($0)" }.joined(separator: ", ")) with their hidden state"))
+        for t in changed.sorted() { actions.append(.reassign(workers[t])) }
+        pendingState.formUnion(changed)
+        if phase == .gathering, var g = gather {
+            g.forget(worker: i)
+            gather = g
+            if g.isComplete {
+                phase = .idle
+                actions.append(.stepComplete(step: g.step, slowestComputeNanos: slowest))
+            }
+        }
+        return actions
     }
 
     private mutating func admit(_ peer: PeerID, _ frames: [[UInt8]]) -> [Action] {
@@ -128,6 +180,7 @@ public struct CoordinatorMachine {
         if joining.count == expectedWorkers {
             let blocks = assignColumns(batch: batchSize, workers: expectedWorkers)
             workers = joining.enumerated().map { i, p in AdmittedWorker(peer: p.0, hello: p.1, index: i, columns: blocks[i]) }
+            alive = Set(workers.map(\.index))
             actions += workers.map { .welcome($0) }
             actions.append(.admitted(workers))
             phase = .idle
@@ -144,8 +197,34 @@ public struct CoordinatorMachine {
             actions.append(reject("message from an unknown peer", from: "unknown peer"))
             return actions
         }
+        guard alive.contains(w.index) else {
+            return [.send(peer, .stop(runID: runID, reason: "this worker was taken out of the run")),
+                    reject("message from a worker no longer in the run", from: w.label)]
+        }
         let message: Message
-        do { message = try Codec.decode(frames, runID: runID, parameterCount: parameterCount) } catch {
+        do { message = try Codec.decode(frames, runID: runID, parameterCount: parameterCount) } catch let error as ProtocolError {
+            if case .nonFinite(let what) = error, phase == .gathering, var g = gather,
+               let h = try? Codec.header(frames[0]), h.type == .gradient, h.step == g.step, g.missing.contains(w.index) {
+                // A worker whose numbers blew up: the step goes on without it; its streams restart from the
+                // coordinator's copy; a repeat offender is disconnected.
+                g.drop(worker: w.index)
+                gather = g
+                pendingState.insert(w.index)
+                offenses[w.index, default: 0] += 1
+                let n = offenses[w.index]!
+                rejections["non-finite \(what)", default: 0] += 1
+                var actions: [Action] = [.log("warning: dropped \(w.label)'s contribution to step \(g.step): its \(what) contains NaN or Inf (\(n) of \(maxOffenses) allowed)")]
+                if n >= maxOffenses {
+                    actions.append(.send(w.peer, .stop(runID: runID, reason: "disconnected after \(n) non-finite gradients; check this host's hardware or numerics")))
+                    actions += declareLost(w.index, "disconnected after \(n) non-finite gradients")
+                } else if g.isComplete {
+                    phase = .idle
+                    actions.append(.stepComplete(step: g.step, slowestComputeNanos: slowest))
+                }
+                return actions
+            }
+            return [reject(String(describing: error), from: w.label)]
+        } catch {
             return [reject(String(describing: error), from: w.label)]
         }
         switch message {

@@ -7,7 +7,7 @@
 // Receivers validate every field and reject the message with a specific `ProtocolError`.
 
 public enum MessageType: UInt8, Sendable, CaseIterable {
-    case hello = 1, welcome = 2, weights = 3, gradient = 4, stop = 5, heartbeat = 6
+    case hello = 1, welcome = 2, weights = 3, gradient = 4, stop = 5, heartbeat = 6, columns = 7
 }
 
 public struct Header: Equatable, Sendable {
@@ -42,6 +42,9 @@ public enum Message: Equatable, Sendable {
     /// Coordinator → worker: training is over (or the worker is dismissed); `reason` is UTF-8.
     case stop(runID: UInt64, reason: String)
     case heartbeat(runID: UInt64)
+    /// Coordinator → worker: from step `step` on, the worker owns these stream columns (a worker died, or one
+    /// joined); their state arrives with the next weights.
+    case columns(runID: UInt64, step: UInt64, columns: [Int32])
 
     public var type: MessageType {
         switch self {
@@ -51,6 +54,7 @@ public enum Message: Equatable, Sendable {
         case .gradient: return .gradient
         case .stop: return .stop
         case .heartbeat: return .heartbeat
+        case .columns: return .columns
         }
     }
 }
@@ -84,7 +88,7 @@ public enum ProtocolError: Error, Equatable, CustomStringConvertible, Sendable {
     case stateCount(declared: UInt32, payload: Int)
     case nonFinite(String)
     case tokenOutOfRange(Int32)
-
+    case badColumns
     public var description: String {
         switch self {
         case .frameCount(let n): return "expected 1 or 2 frames, got \(n)"
@@ -104,6 +108,7 @@ public enum ProtocolError: Error, Equatable, CustomStringConvertible, Sendable {
         case .stateCount(let d, let p): return "declares \(d) state values, more than its \(p)-value payload"
         case .nonFinite(let what): return "\(what) contains NaN or Inf"
         case .tokenOutOfRange(let t): return "token id \(t) is out of range"
+        case .badColumns: return "stream columns must be a non-empty list of distinct non-negative indices"
         }
     }
 }

@@ -23,21 +23,36 @@ public struct StepGather {
 
     public let step: UInt64
     /// Worker indices that must answer, with the state size each must report.
-    public let expected: [Int: Int]
+    public private(set) var expected: [Int: Int]
     public private(set) var received: [Int: Contribution] = [:]
+    /// Workers whose contribution to this step was dropped (non-finite gradient): answered, but not summed.
+    public private(set) var dropped: Set<Int> = []
 
     public init(step: UInt64, expected: [Int: Int]) {
         self.step = step
         self.expected = expected
     }
 
-    public var isComplete: Bool { received.count == expected.count }
-    public var missing: [Int] { expected.keys.filter { received[$0] == nil }.sorted() }
+    public var isComplete: Bool { received.count + dropped.count == expected.count }
+    public var missing: [Int] { expected.keys.filter { received[$0] == nil && !dropped.contains($0) }.sorted() }
+
+    /// The worker answered with something unusable: the step goes on without its contribution.
+    public mutating func drop(worker: Int) {
+        guard expected[worker] != nil, received[worker] == nil else { return }
+        dropped.insert(worker)
+    }
+
+    /// The worker is gone: the step no longer waits for it (a contribution already received still counts).
+    public mutating func forget(worker: Int) {
+        guard received[worker] == nil else { return }
+        expected[worker] = nil
+        dropped.remove(worker)
+    }
 
     public mutating func accept(worker: Int, step: UInt64, _ c: Contribution) -> Verdict {
         guard step == self.step else { return .staleStep(step) }
         guard let stateSize = expected[worker] else { return .unexpectedWorker }
-        guard received[worker] == nil else { return .duplicate }
+        guard received[worker] == nil, !dropped.contains(worker) else { return .duplicate }
         guard c.state.count == stateSize else { return .wrongStateSize(expected: stateSize, got: c.state.count) }
         received[worker] = c
         return .accepted

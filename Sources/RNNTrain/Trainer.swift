@@ -208,6 +208,11 @@ public final class Trainer {
     /// clip the global norm, apply the optimizer at the schedule's rate. Returns the norm before clipping.
     @discardableResult
     public func applyGradient(_ loss: LossSum) throws -> Double {
+        // A distributed step where every contribution was dropped: nothing to learn from, skip the update.
+        guard loss.count > 0 else {
+            record.step += 1
+            return 0
+        }
         model.gradients.scale(by: 1 / Float(loss.count))
         let norm = clipGlobalNorm(model.gradients, maxNorm: options.clip)
         guard loss.sum.isFinite, norm.isFinite else {

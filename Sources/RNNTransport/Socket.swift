@@ -7,8 +7,14 @@ import Glibc
 /// A transport failure, worded for the user.
 public struct TransportError: Error, CustomStringConvertible {
     public let description: String
-    init(_ what: String) { description = "\(what): \(String(cString: zmq_strerror(zmq_errno())))" }
-    init(message: String) { description = message }
+    /// The peer is not connected any more (a ROUTER send to a vanished identity).
+    public let unreachable: Bool
+    init(_ what: String) {
+        let e = zmq_errno()
+        description = "\(what): \(String(cString: zmq_strerror(e)))"
+        unreachable = e == EHOSTUNREACH
+    }
+    init(message: String) { description = message; unreachable = false }
 }
 
 /// A ZeroMQ context. Thread-safe by libzmq's contract.
@@ -39,6 +45,10 @@ public final class ZMQSocket {
         self.kind = kind
         self.context = context
         try set(ZMQ_LINGER, Int32(0))
+        // ZMTP heartbeats: a peer whose process is frozen (not just busy: libzmq's I/O thread answers while
+        // the main thread computes) loses its connection after 10 s, which the coordinator then notices.
+        try set(ZMQ_HEARTBEAT_IVL, Int32(1000))
+        try set(ZMQ_HEARTBEAT_TIMEOUT, Int32(10_000))
         if kind == .router { try set(ZMQ_ROUTER_MANDATORY, Int32(1)) }
         if let m = maxMessageBytes { try set(ZMQ_MAXMSGSIZE, m) }
     }
@@ -82,15 +92,21 @@ public final class ZMQSocket {
     /// Sends the same message to several ROUTER peers; the last (large) frame is copied into one ZeroMQ
     /// message once and shared by reference with every peer (`zmq_msg_copy` shares the buffer), so a weight
     /// broadcast costs one copy whatever the number of workers.
-    public func broadcast(head: [UInt8], payload: UnsafeRawBufferPointer, to identities: [[UInt8]]) throws {
+    /// Returns the identities that are no longer connected (nothing was sent to them).
+    @discardableResult
+    public func broadcast(head: [UInt8], payload: UnsafeRawBufferPointer, to identities: [[UInt8]]) throws -> [[UInt8]] {
         let shared = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
         defer { zmq_msg_close(shared); shared.deallocate() }
         guard zmq_msg_init_size(shared, payload.count) == 0 else { throw TransportError("cannot allocate a \(payload.count)-byte message") }
         if payload.count > 0 { zmq_msg_data(shared).copyMemory(from: payload.baseAddress!, byteCount: payload.count) }
         let part = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
         defer { part.deallocate() }
+        var unreachable: [[UInt8]] = []
         for id in identities {
-            try send([id, head].map { $0 }, more: true)
+            do { try send([id, head].map { $0 }, more: true) } catch let e as TransportError where e.unreachable {
+                unreachable.append(id)
+                continue
+            }
             zmq_msg_init(part)
             zmq_msg_copy(part, shared)
             guard zmq_msg_send(part, handle, 0) >= 0 else {
@@ -98,6 +114,7 @@ public final class ZMQSocket {
                 throw TransportError("broadcast send failed")
             }
         }
+        return unreachable
     }
 
     private func send(_ frames: [[UInt8]], more: Bool) throws {

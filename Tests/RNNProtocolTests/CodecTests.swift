@@ -9,6 +9,7 @@ let samples: [Message] = [
     .gradient(runID: 7, step: 12, lossSum: 31.25, tokens: 560, gradient: [0.1, 0.2, -0.3], state: [0.5, -0.5, 0], computeNanos: 123_456),
     .stop(runID: 7, reason: "training finished"),
     .heartbeat(runID: 7),
+    .columns(runID: 7, step: 40, columns: [3, 0, 5]),
 ]
 
 @Suite("Wire protocol")
@@ -56,6 +57,8 @@ struct CodecTests {
         var bigState = Codec.encode(g); bigState[0][48] = 200
         expectRejection(bigState, .stateCount(declared: 200, payload: 6))
         expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: 1, tokens: 5, gradient: [1, 1, 2], state: [.nan], computeNanos: 0)), .nonFinite("hidden state"))
+        expectRejection(Codec.encode(.columns(runID: 7, step: 1, columns: [1, 1])), .badColumns)
+        expectRejection(Codec.encode(.columns(runID: 7, step: 1, columns: [-2])), .badColumns)
         var badHello = Codec.encode(samples[0]); badHello[0] = Array(badHello[0].prefix(40)) + Array("{}".utf8); badHello[0][24] = 2
         expectRejection(badHello, .badMeta("hello is not a WorkerHello JSON object"))
     }

@@ -91,21 +91,70 @@ struct CoordinatorMachineTests {
         // A latecomer is told the run has started.
         let late = m.handle(.received(peer: stranger, frames: hello("late"), now: 0))
         #expect(late.first == .send(stranger, .stop(runID: run, reason: "this run has already started with 2 workers")))
-        // Wrong parameter count, another run's id, NaN, wrong state size, a duplicate: each rejected with its reason.
+        // Wrong parameter count, another run's id, wrong state size, a duplicate: each rejected with its reason
+        // (a NaN gradient drops the contribution instead: see the test below).
         _ = m.handle(.received(peer: a, frames: gradient(step: 2, [1, 2]), now: 0))
         _ = m.handle(.received(peer: a, frames: gradient(step: 2, [1, 2, 3], runID: 0xDEF), now: 0))
-        _ = m.handle(.received(peer: a, frames: gradient(step: 2, [1, .nan, 3]), now: 0))
         _ = m.handle(.received(peer: a, frames: gradient(step: 2, [1, 2, 3], streams: 3), now: 0))
         #expect(m.handle(.received(peer: a, frames: gradient(step: 2, [1, 2, 3]), now: 0)).isEmpty)
         _ = m.handle(.received(peer: a, frames: gradient(step: 2, [1, 2, 3]), now: 0))
         let reasons = m.rejections.keys.sorted().joined(separator: " | ")
         #expect(reasons.contains("carries 2 values, the model has 3 parameters"), "\(reasons)")
         #expect(reasons.contains("is not this run's"))
-        #expect(reasons.contains("gradient contains NaN or Inf"))
         #expect(reasons.contains("wrongStateSize"))
         #expect(reasons.contains("duplicate"))
         #expect(reasons.contains("unknown peer"))
         // None of that completed the step or changed what was accepted.
         #expect(m.phase == .gathering && m.gather!.received[0]!.gradient == [1, 2, 3])
+    }
+
+    @Test("a lost worker: the step completes with the others, its streams move to them with their state")
+    func lostWorkerIsReplacedWithoutWaiting() {
+        var m = CoordinatorMachine(runID: run, expectedWorkers: 3, batchSize: 9, parameterCount: params, stateValuesPerStream: perStream,
+                                   joinTimeout: 30, stepTimeout: 5, now: 0)
+        let c: PeerID = [3]
+        for (p, n) in [(a, "a"), (b, "b"), (c, "c")] { _ = m.handle(.received(peer: p, frames: hello(n), now: 0)) }
+        _ = m.handle(.startStep(step: 1, epoch: 0, index: 0, reset: true, sendState: [], now: 10))
+        _ = m.handle(.received(peer: a, frames: gradient(step: 1, [1, 1, 1], streams: 3), now: 10.1))
+        _ = m.handle(.received(peer: c, frames: gradient(step: 1, [2, 2, 2], streams: 3), now: 10.2))
+        let actions = m.handle(.peerUnreachable(peer: b, now: 10.3))
+        #expect(m.alive == [0, 2])
+        #expect(m.workers[0].columns == [0, 1, 2, 3, 5] && m.workers[2].columns == [4, 6, 7, 8], "\(m.workers.map(\.columns))")
+        #expect(actions.contains(.reassign(m.workers[0])) && actions.contains(.reassign(m.workers[2])))
+        #expect(actions.last == .stepComplete(step: 1, slowestComputeNanos: 1000))
+        #expect(actions.contains { if case .log(let l) = $0 { return l.contains("worker 1 (b on host-b, pid 7) lost at step 1") && l.contains("[3, 4, 5]") }; return false })
+        let sum = FloatBuffer(count: 3)
+        #expect(m.gather!.sum(into: sum).count == 20 && sum.array == [3, 3, 3])
+        // The next step goes to the two live workers, each with its (new) streams' state.
+        let next = m.handle(.startStep(step: 2, epoch: 0, index: 1, reset: false, sendState: [], now: 11))
+        #expect(next == [.sendWeightsWithState(step: 2, epoch: 0, index: 1, to: m.workers[0]),
+                         .sendWeightsWithState(step: 2, epoch: 0, index: 1, to: m.workers[2])])
+        // A message from the lost worker is refused.
+        #expect(m.handle(.received(peer: b, frames: gradient(step: 2, [0, 0, 0]), now: 11)).first == .send(b, .stop(runID: run, reason: "this worker was taken out of the run")))
+        // Losing everyone ends the run with a message that says what to do.
+        _ = m.handle(.peerUnreachable(peer: a, now: 12))
+        guard case .failed(let why) = m.handle(.peerUnreachable(peer: c, now: 12)).first else { Issue.record("no failure"); return }
+        #expect(why.contains("no worker is left") && why.contains("--resume"))
+    }
+
+    @Test("a non-finite gradient is dropped for the step with a warning; a repeat offender is disconnected")
+    func nonFiniteGradientsAreDroppedThenTheOffenderIsDisconnected() {
+        var m = admitted()
+        for step in UInt64(1)...3 {
+            _ = m.handle(.startStep(step: step, epoch: 0, index: 0, reset: true, sendState: [], now: Double(step)))
+            _ = m.handle(.received(peer: a, frames: gradient(step: step, [1, 1, 1]), now: Double(step)))
+            let actions = m.handle(.received(peer: b, frames: gradient(step: step, [1, .nan, 1]), now: Double(step)))
+            #expect(actions.contains { if case .log(let l) = $0 { return l.contains("dropped worker 1 (b on host-b, pid 7)'s contribution to step \(step)") }; return false })
+            #expect(actions.last == .stepComplete(step: step, slowestComputeNanos: 1000))
+            let sum = FloatBuffer(count: 3)
+            #expect(m.gather!.sum(into: sum).count == 10 && sum.array == [1, 1, 1], "the NaN contribution must not be summed")
+            if step < 3 {
+                #expect(m.alive == [0, 1])
+            } else {
+                #expect(m.alive == [0])
+                #expect(actions.contains(.send(b, .stop(runID: run, reason: "disconnected after 3 non-finite gradients; check this host's hardware or numerics"))))
+                #expect(m.workers[0].columns == Array(0..<8))
+            }
+        }
     }
 }
