@@ -7,9 +7,11 @@ import RNNTransport
 
 /// A worker process: joins the coordinator at `endpoint`, then for every weights message computes the
 /// Σ-loss gradient of its stream columns' minibatch, carrying their hidden state, and sends it back.
-/// Returns when told to stop; throws when the coordinator is silent for `timeout` seconds.
+/// Returns the coordinator's reason when told to stop. When it loses the coordinator (the connection drops, or
+/// `timeout` seconds of silence) it keeps trying to rejoin for `rejoinGrace` seconds, so a coordinator
+/// restarted with `--resume` on the same address gets its workers back; after that it gives up with an error.
 public func runWorker(endpoint: String, name: String, curve: (serverKey: String, keys: CurveKeyPair)? = nil,
-                      joinTimeout: TimeInterval, timeout: TimeInterval,
+                      joinTimeout: TimeInterval, timeout: TimeInterval, rejoinGrace: TimeInterval = 60,
                       shouldStop: () -> Bool = { false }, log: (String) -> Void,
                       warn: (String) -> Void) throws -> String {
     let context = ZMQContext()
@@ -17,37 +19,58 @@ public func runWorker(endpoint: String, name: String, curve: (serverKey: String,
     if let c = curve { try socket.makeCurveClient(serverKey: c.serverKey, keys: c.keys) }
     let monitor = try socket.monitorHandshakes()
     try socket.connect(endpoint)
-    let host = ProcessInfo.processInfo.hostName
-    try socket.send(Codec.encode(.hello(WorkerHello(name: name, host: host, pid: getpid()))))
-    // Welcome: configuration and tokens.
-    var deadline = Date().addingTimeInterval(joinTimeout)
-    var assignment: WorkerAssignment?
-    var tokens: [Int32] = []
-    var runID: UInt64 = 0
-    while assignment == nil {
-        if shouldStop() { return "interrupted" }
-        if let failure = monitor.handshakeFailure() {
-            throw DistributedError("cannot join the coordinator at \(endpoint): \(failure)")
-        }
-        guard deadline.timeIntervalSinceNow > 0 else {
-            throw DistributedError("no answer from the coordinator at \(endpoint) within \(Int(joinTimeout))s; is it running and reachable\(curve == nil ? " (and does it require CURVE keys?)" : ", and is --curve-server-key its public key?")")
-        }
-        guard let frames = try socket.receive(timeoutMs: 500) else { continue }
-        let m = try Codec.decode(frames)
-        switch m {
-        case .welcome(let r, let config, let t):
-            do { assignment = try JSONDecoder().decode(WorkerAssignment.self, from: Data(config)) } catch {
-                throw DistributedError("the coordinator's configuration cannot be decoded (\(error)); are both the same rnnlm version?")
+    let hello = Codec.encode(.hello(WorkerHello(name: name, host: ProcessInfo.processInfo.hostName, pid: getpid())))
+    var joinDeadline = Date().addingTimeInterval(joinTimeout)
+    var lostAt: String?
+    while true {
+        // Join (or rejoin): hello until a welcome arrives.
+        try socket.send(hello)
+        var lastHello = Date()
+        var welcome: (WorkerAssignment, [Int32], UInt64)?
+        while welcome == nil {
+            if shouldStop() { return "interrupted" }
+            if let failure = monitor.handshakeFailure() {
+                throw DistributedError("cannot join the coordinator at \(endpoint): \(failure)")
             }
-            tokens = t
-            runID = r
-        case .stop(_, let reason):
-            throw DistributedError("the coordinator turned this worker away: \(reason)")
-        default:
-            continue
+            guard joinDeadline.timeIntervalSinceNow > 0 else {
+                if let lost = lostAt {
+                    throw DistributedError("lost the coordinator at \(endpoint) \(lost), and none answered within \(Int(rejoinGrace))s; exiting (restart the coordinator with --resume, then the workers)")
+                }
+                throw DistributedError("no answer from the coordinator at \(endpoint) within \(Int(joinTimeout))s; is it running and reachable\(curve == nil ? " (and does it require CURVE keys?)" : ", and is --curve-server-key its public key?")")
+            }
+            if Date().timeIntervalSince(lastHello) > 2 { try socket.send(hello); lastHello = Date() }
+            guard let frames = try socket.receive(timeoutMs: 250), let m = try? Codec.decode(frames) else { continue }
+            switch m {
+            case .welcome(let r, let config, let t):
+                do { welcome = (try JSONDecoder().decode(WorkerAssignment.self, from: Data(config)), t, r) } catch {
+                    throw DistributedError("the coordinator's configuration cannot be decoded (\(error)); are both the same rnnlm version?")
+                }
+            case .stop(_, let reason):
+                throw DistributedError("the coordinator turned this worker away: \(reason)")
+            default:
+                continue
+            }
+        }
+        let (assignment, tokens, runID) = welcome!
+        if lostAt != nil { log("rejoined the coordinator at \(endpoint)") }
+        switch try serve(socket: socket, monitor: monitor, assignment: assignment, tokens: tokens, runID: runID,
+                         timeout: timeout, shouldStop: shouldStop, log: log, warn: warn) {
+        case .stopped(let reason):
+            return reason
+        case .lost(let at):
+            lostAt = at
+            warn("lost the coordinator at \(endpoint) \(at); trying to rejoin for up to \(Int(rejoinGrace))s")
+            joinDeadline = Date().addingTimeInterval(rejoinGrace)
         }
     }
-    var a = assignment!
+}
+
+enum ServeOutcome { case stopped(String), lost(String) }
+
+/// Serves one coordinator session: weights in, gradients out, until stopped or the coordinator is lost.
+func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssignment, tokens: [Int32], runID: UInt64,
+           timeout: TimeInterval, shouldStop: () -> Bool, log: (String) -> Void, warn: (String) -> Void) throws -> ServeOutcome {
+    var a = assignment
     if let bad = tokens.first(where: { $0 < 0 || Int($0) >= a.model.vocabSize }) {
         throw DistributedError("the coordinator sent token id \(bad), outside the vocabulary of \(a.model.vocabSize)")
     }
@@ -62,13 +85,14 @@ public func runWorker(endpoint: String, name: String, curve: (serverKey: String,
     log("worker \(a.workerIndex) of \(a.workers): streams \(a.columns.first!)…\(a.columns.last!), \(model.parameterCount) parameters, \(tokens.count) tokens, vocabulary \(a.vocabulary.count)")
     var cachedEpoch = -1
     var batches: EpochBatches?
-    deadline = Date().addingTimeInterval(timeout)
+    var lastStep: UInt64 = 0
+    var deadline = Date().addingTimeInterval(timeout)
     while true {
-        if shouldStop() { return "interrupted" }
+        if shouldStop() { return .stopped("interrupted") }
+        _ = monitor.handshakeFailure()
+        if monitor.disconnected { return .lost("after step \(lastStep) (connection dropped)") }
         guard let frames = try socket.receive(timeoutMs: 500) else {
-            if deadline.timeIntervalSinceNow < 0 {
-                throw DistributedError("no message from the coordinator for \(Int(timeout))s; giving up (it may have died)")
-            }
+            if deadline.timeIntervalSinceNow < 0 { return .lost("after step \(lastStep) (no message for \(Int(timeout))s)") }
             continue
         }
         deadline = Date().addingTimeInterval(timeout)
@@ -99,6 +123,7 @@ public func runWorker(endpoint: String, name: String, curve: (serverKey: String,
             let mb = b[Int(index)].selecting(columns: a.columns)
             model.gradients.zero()
             let loss = model.forwardBackward(inputs: mb.inputs, targets: mb.targets, steps: mb.steps, batch: mb.batch, state: &state)
+            lastStep = step
             try socket.send(Codec.encode(.gradient(runID: runID, step: step, lossSum: loss.sum, tokens: UInt32(loss.count),
                                                    gradient: model.gradients.array, state: flatten(state),
                                                    computeNanos: DispatchTime.now().uptimeNanoseconds - t0)))
@@ -110,7 +135,7 @@ public func runWorker(endpoint: String, name: String, curve: (serverKey: String,
             state = RecurrentState.zeros(a.model, batch: a.columns.count)  // replaced by the next weights' state
             log("worker \(a.workerIndex): now owns \(a.columns.count) streams")
         case .stop(_, let reason):
-            return reason
+            return .stopped(reason)
         default:
             continue
         }

@@ -48,6 +48,8 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     public var checkpointDir: String?
     /// Also save every N optimizer steps (0: only at the end of each epoch).
     public var checkpointEvery: Int = 0
+    /// Also save when this many seconds have passed since the last save (0: off).
+    public var checkpointSeconds: Double = 0
     /// How many step checkpoints to keep (the newest ones).
     public var keepCheckpoints: Int = 3
 
@@ -95,6 +97,7 @@ public struct TrainOptions: Codable, Equatable, Sendable {
         if let m = maxTokens, m < 2 { throw ConfigError("--max-tokens must be at least 2, got \(m)") }
         if minFreq < 1 { throw ConfigError("--min-freq must be at least 1, got \(minFreq)") }
         if bpeMerges < 0 { throw ConfigError("--bpe-merges must be 0 or more, got \(bpeMerges)") }
+        if !(checkpointSeconds >= 0) { throw ConfigError("--checkpoint-seconds must be 0 or more, got \(checkpointSeconds)") }
         if checkpointEvery < 0 { throw ConfigError("--checkpoint-every must be 0 or more, got \(checkpointEvery)") }
         if keepCheckpoints < 1 { throw ConfigError("--keep-checkpoints must be at least 1, got \(keepCheckpoints)") }
         var m = modelConfig
@@ -122,7 +125,7 @@ extension TrainOptions {
         add("weight-decay", "\(weightDecay)"); add("beta1", "\(beta1)"); add("beta2", "\(beta2)"); add("adam-eps", "\(adamEps)")
         add("clip", "\(clip)"); add("lr-schedule", q(lrSchedule)); add("lr-decay", "\(lrDecay)"); add("lr-step-start", "\(lrStepStart)")
         add("lr-step-every", "\(lrStepEvery)"); add("lr-patience", "\(lrPatience)"); add("lr-min", "\(lrMin)"); add("seed", "\(seed)")
-        add("checkpoint-dir", checkpointDir.map(q)); add("checkpoint-every", "\(checkpointEvery)"); add("keep-checkpoints", "\(keepCheckpoints)")
+        add("checkpoint-dir", checkpointDir.map(q)); add("checkpoint-every", "\(checkpointEvery)"); add("checkpoint-seconds", "\(checkpointSeconds)"); add("keep-checkpoints", "\(keepCheckpoints)")
         return lines
     }
 }

@@ -282,7 +282,10 @@ public final class Trainer {
                 record.epochTokens += loss.count
                 tokensHere += loss.count
                 taken += 1
-                if options.checkpointEvery > 0 && record.step % options.checkpointEvery == 0 { try saveCheckpoint() }
+                if (options.checkpointEvery > 0 && record.step % options.checkpointEvery == 0)
+                    || (options.checkpointSeconds > 0 && Date().timeIntervalSince(lastSave) >= options.checkpointSeconds) {
+                    try saveCheckpoint()
+                }
             }
             let seconds = Date().timeIntervalSince(start)
             reports.append(try endEpoch(trainLoss: LossSum(sum: record.epochLoss, count: record.epochTokens),
@@ -297,8 +300,11 @@ public final class Trainer {
     }
 
     /// Writes `step-NNNNNNNN.safetensors` into the checkpoint folder (when one is set) and prunes old ones.
+    private var lastSave = Date()
+
     @discardableResult
     public func saveCheckpoint() throws -> String? {
+        lastSave = Date()
         guard let dir = options.checkpointDir else { return nil }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let path = dir + "/" + checkpointName(step: record.step)

@@ -217,7 +217,7 @@ extension ZMQSocket {
     public func monitorHandshakes() throws -> HandshakeMonitor {
         let endpoint = "inproc://rnnlm-monitor-\(UInt64.random(in: 0...UInt64.max))"
         let events = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
-            | ZMQ_EVENT_HANDSHAKE_SUCCEEDED
+            | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED
         guard zmq_socket_monitor(handle, endpoint, events) == 0 else { throw TransportError("cannot monitor the socket") }
         return try HandshakeMonitor(context: contextRef, endpoint: endpoint)
     }
@@ -237,9 +237,14 @@ public final class HandshakeMonitor {
 
     deinit { zmq_close(socket) }
 
-    /// A description of the latest handshake failure since the last call, if any (non-blocking).
+    /// Whether the connection dropped since the last `handshakeFailure()` call.
+    public private(set) var disconnected = false
+
+    /// A description of the latest handshake failure since the last call, if any (non-blocking); also
+    /// updates `disconnected`.
     public func handshakeFailure() -> String? {
         var failure: String?
+        disconnected = false
         let msg = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
         defer { msg.deallocate() }
         while true {
@@ -257,6 +262,7 @@ public final class HandshakeMonitor {
             case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL: failure = "the security handshake failed (protocol error \(value)): does the coordinator require CURVE keys (pass --curve-server-key and --curve-key), or is the server key wrong?"
             case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL: failure = "the security handshake failed (\(String(cString: zmq_strerror(value)))): wrong --curve-server-key, or the coordinator does not use CURVE?"
             case ZMQ_EVENT_HANDSHAKE_SUCCEEDED: failure = nil
+            case ZMQ_EVENT_DISCONNECTED: disconnected = true
             default: break
             }
         }

@@ -195,8 +195,10 @@ struct Worker: ParsableCommand {
     var name: String?
     @Option(help: "Seconds to wait for the coordinator to answer the join request.")
     var joinTimeout: Double = 120
-    @Option(help: "Seconds of silence from the coordinator after which the worker gives up.")
+    @Option(help: "Seconds of silence from the coordinator after which the worker considers it lost.")
     var timeout: Double = 900
+    @Option(help: "Seconds a worker that lost its coordinator keeps trying to rejoin (a coordinator restarted with --resume on the same address).")
+    var rejoinGrace: Double = 60
     @Option(help: "The coordinator's CURVE public key (its .public file, or the 40-character key) when it requires keys.")
     var curveServerKey: String?
     @Option(help: "This worker's CURVE key pair (a .secret file from `rnnlm keygen`); its .public file must be in the coordinator's --authorized-keys.")
@@ -220,7 +222,8 @@ struct Worker: ParsableCommand {
             setBLASThreads(threads)
             installStopHandlers()
             let reason = try runWorker(endpoint: connect, name: name ?? "\(ProcessInfo.processInfo.hostName):\(getpid())", curve: curve,
-                                       joinTimeout: joinTimeout, timeout: timeout, shouldStop: { stopSignal != 0 },
+                                       joinTimeout: joinTimeout, timeout: timeout, rejoinGrace: rejoinGrace,
+                                       shouldStop: { stopSignal != 0 },
                                        log: { if !quiet { print($0) } },
                                        warn: { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) })
             if !quiet { print("worker done: \(reason)") }
@@ -284,6 +287,10 @@ func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) thro
     }
     out.say("config: \(changed.joined(separator: ", "))\(configPath.map { " (all settings: \($0))" } ?? "")")
     if o.checkpointDir == nil { out.say("note: no --checkpoint-dir given; nothing will be saved") }
+    if trainer.record.epoch >= o.epochs {
+        out.say("training is already complete (epoch \(trainer.record.epoch) of \(o.epochs)); pass a larger --epochs to continue")
+        return
+    }
     installStopHandlers()
     var coordinator: RNNDistributed.Coordinator?
     let context = ZMQContext()

@@ -44,6 +44,7 @@ struct TrainFlags: ParsableArguments {
     @Option(help: "Seed for initialisation, data order and dropout. Default 0.") var seed: UInt64?
     @Option(help: "Folder for step-N.safetensors checkpoints (written at each epoch end).") var checkpointDir: String?
     @Option(help: "Also checkpoint every N steps (0: epoch ends only). Default 0.") var checkpointEvery: Int?
+    @Option(help: "Also checkpoint when this many seconds passed since the last one (0: off). Default 0.") var checkpointSeconds: Double?
     @Option(help: "Keep the newest N checkpoints. Default 3.") var keepCheckpoints: Int?
     @Option(help: "BLAS threads for this process. Default 1.") var threads: Int?
     @Option(help: "Read settings from a TOML (key = value) or JSON file whose keys are these flags' names; flags given on the command line win.") var config: String?
@@ -120,6 +121,7 @@ struct TrainFlags: ParsableArguments {
     func applyRunSettings(to o: inout TrainOptions) {
         if let v = checkpointDir { o.checkpointDir = v }
         if let v = checkpointEvery { o.checkpointEvery = v }
+        if let v = checkpointSeconds { o.checkpointSeconds = v }
         if let v = keepCheckpoints { o.keepCheckpoints = v }
     }
 

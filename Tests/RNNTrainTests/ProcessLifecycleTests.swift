@@ -49,13 +49,17 @@ struct ProcessLifecycleTests {
         let dir = NSTemporaryDirectory() + "rnnlm-sig-\(UUID().uuidString)"
         let p = try startTraining(dir)
         #expect(workerProcesses(parent: p.processIdentifier).count == 2, "workers did not start")
-        let before = latestCheckpoint(in: dir)
+        let signalled = Date()
         kill(p.processIdentifier, SIGTERM)
         let deadline = Date().addingTimeInterval(30)
         while p.isRunning && Date() < deadline { usleep(50_000) }
         if p.isRunning { kill(p.processIdentifier, SIGKILL); Issue.record("watchdog: rnnlm train did not exit 30s after SIGTERM") }
         #expect(p.terminationStatus == 130)
-        #expect(latestCheckpoint(in: dir) != nil && latestCheckpoint(in: dir) != before, "no checkpoint written on SIGTERM")
+        // A checkpoint of the state at the stop was written after the signal (same step name if the signal
+        // landed right after an epoch-end save: it is rewritten, atomically).
+        let latest = try #require(latestCheckpoint(in: dir))
+        let written = try #require(try FileManager.default.attributesOfItem(atPath: latest)[.modificationDate] as? Date)
+        #expect(written >= signalled.addingTimeInterval(-0.01), "no checkpoint written on SIGTERM")
         #expect(waitGone(p.processIdentifier).isEmpty, "workers left running after SIGTERM")
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir).allSatisfy { !$0.contains(".tmp.") }, "partial file left")
     }
