@@ -13,7 +13,7 @@ import RNNTransport
 public func runWorker(endpoint: String, name: String, curve: (serverKey: String, keys: CurveKeyPair)? = nil,
                       joinTimeout: TimeInterval, timeout: TimeInterval, rejoinGrace: TimeInterval = 60,
                       shouldStop: () -> Bool = { false }, log: (String) -> Void,
-                      warn: (String) -> Void) throws -> String {
+                      warn: (String) -> Void, beforeGradient: GradientHook? = nil) throws -> String {
     let context = ZMQContext()
     let socket = try ZMQSocket(context, kind: .dealer)
     if let c = curve { try socket.makeCurveClient(serverKey: c.serverKey, keys: c.keys) }
@@ -54,7 +54,7 @@ public func runWorker(endpoint: String, name: String, curve: (serverKey: String,
         let (assignment, tokens, runID) = welcome!
         if lostAt != nil { log("rejoined the coordinator at \(endpoint)") }
         switch try serve(socket: socket, monitor: monitor, assignment: assignment, tokens: tokens, runID: runID,
-                         timeout: timeout, shouldStop: shouldStop, log: log, warn: warn) {
+                         timeout: timeout, shouldStop: shouldStop, log: log, warn: warn, beforeGradient: beforeGradient) {
         case .stopped(let reason):
             return reason
         case .lost(let at):
@@ -67,9 +67,14 @@ public func runWorker(endpoint: String, name: String, curve: (serverKey: String,
 
 enum ServeOutcome { case stopped(String), lost(String) }
 
+/// Called with a send function, the frames of the gradient about to be sent, its step and the run id, just
+/// before sending (tests use it to interleave hostile traffic from an admitted worker).
+public typealias GradientHook = (_ send: ([[UInt8]]) throws -> Void, _ gradient: [[UInt8]], _ step: UInt64, _ runID: UInt64) throws -> Void
+
 /// Serves one coordinator session: weights in, gradients out, until stopped or the coordinator is lost.
 func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssignment, tokens: [Int32], runID: UInt64,
-           timeout: TimeInterval, shouldStop: () -> Bool, log: (String) -> Void, warn: (String) -> Void) throws -> ServeOutcome {
+           timeout: TimeInterval, shouldStop: () -> Bool, log: (String) -> Void, warn: (String) -> Void,
+           beforeGradient: GradientHook?) throws -> ServeOutcome {
     var a = assignment
     if let bad = tokens.first(where: { $0 < 0 || Int($0) >= a.model.vocabSize }) {
         throw DistributedError("the coordinator sent token id \(bad), outside the vocabulary of \(a.model.vocabSize)")
@@ -124,9 +129,11 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
             model.gradients.zero()
             let loss = model.forwardBackward(inputs: mb.inputs, targets: mb.targets, steps: mb.steps, batch: mb.batch, state: &state)
             lastStep = step
-            try socket.send(Codec.encode(.gradient(runID: runID, step: step, lossSum: loss.sum, tokens: UInt32(loss.count),
-                                                   gradient: model.gradients.array, state: flatten(state),
-                                                   computeNanos: DispatchTime.now().uptimeNanoseconds - t0)))
+            let frames = Codec.encode(.gradient(runID: runID, step: step, lossSum: loss.sum, tokens: UInt32(loss.count),
+                                                gradient: model.gradients.array, state: flatten(state),
+                                                computeNanos: DispatchTime.now().uptimeNanoseconds - t0))
+            try beforeGradient?({ try socket.send($0) }, frames, step, runID)
+            try socket.send(frames)
         case .columns(_, _, let cols):
             guard cols.allSatisfy({ Int($0) < a.batchSize }) else {
                 throw DistributedError("the coordinator assigned stream columns \(cols) outside 0..<\(a.batchSize)")
