@@ -30,7 +30,10 @@ public func runWorker(endpoint: String, name: String, curve: (serverKey: String,
         while welcome == nil {
             if shouldStop() { return "interrupted" }
             if let failure = monitor.handshakeFailure() {
-                throw DistributedError("cannot join the coordinator at \(endpoint): \(failure)")
+                let hint = failure.contains("refused this worker's key") ? ""
+                    : curve == nil ? ": does the coordinator require CURVE keys? Pass --curve-server-key and --curve-key"
+                    : ": is --curve-server-key the coordinator's public key, and does the coordinator use CURVE?"
+                throw DistributedError("cannot join the coordinator at \(endpoint): \(failure)\(hint)")
             }
             guard joinDeadline.timeIntervalSinceNow > 0 else {
                 if let lost = lostAt {

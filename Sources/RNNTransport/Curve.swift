@@ -259,8 +259,8 @@ public final class HandshakeMonitor {
             let value = Int32(first[2]) | Int32(first[3]) << 8 | Int32(first[4]) << 16 | Int32(first[5]) << 24
             switch event {
             case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH: failure = "the coordinator refused this worker's key (status \(value)): add this worker's .public file to the coordinator's --authorized-keys folder"
-            case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL: failure = "the security handshake failed (protocol error \(value)): does the coordinator require CURVE keys (pass --curve-server-key and --curve-key), or is the server key wrong?"
-            case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL: failure = "the security handshake failed (\(String(cString: zmq_strerror(value)))): wrong --curve-server-key, or the coordinator does not use CURVE?"
+            case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL: failure = "the security handshake failed (protocol error \(value))"
+            case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL: failure = "the security handshake failed (\(String(cString: zmq_strerror(value))))"
             case ZMQ_EVENT_HANDSHAKE_SUCCEEDED: failure = nil
             case ZMQ_EVENT_DISCONNECTED: disconnected = true
             default: break
