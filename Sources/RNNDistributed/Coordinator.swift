@@ -21,7 +21,17 @@ public struct DistributedError: Error, CustomStringConvertible, Equatable {
 public final class Coordinator: GradientSource {
     public let socket: ZMQSocket
     public let runID: UInt64
-    public private(set) var peers: [AdmittedWorker] = []
+    /// The workers in the run now (the machine's view).
+    public var peers: [AdmittedWorker] {
+        guard let m = machine else { return [] }
+        return m.workers.filter { m.alive.contains($0.index) }
+    }
+    /// After `--step-timeout`, proceed once this many workers answered (nil: all).
+    public var quorum: Int?
+    /// Pause while fewer workers than this are alive.
+    public var minWorkers = 1
+    /// The welcome message for a worker (configuration and tokens), built once admission starts.
+    private var welcomeFor: ((AdmittedWorker) throws -> [[UInt8]])?
     let parameterCount: Int
     let joinTimeout: TimeInterval
     let stepTimeout: TimeInterval
@@ -79,7 +89,6 @@ public final class Coordinator: GradientSource {
             case .send(let peer, let m): try? socket.send(Codec.encode(m), to: peer)
             case .failed(let why): throw DistributedError(why)
             case .reassign(let w):
-                if let i = peers.firstIndex(where: { $0.index == w.index }) { peers[i].columns = w.columns }
                 do {
                     try socket.send(Codec.encode(.columns(runID: runID, step: 0, columns: w.columns.map { Int32($0) })), to: w.peer)
                 } catch let e as TransportError where e.unreachable {
@@ -116,21 +125,24 @@ public final class Coordinator: GradientSource {
         machine = CoordinatorMachine(runID: runID, expectedWorkers: count, batchSize: o.batchSize, parameterCount: parameterCount,
                                      stateValuesPerStream: template.h.count + template.c.count, joinTimeout: joinTimeout,
                                      stepTimeout: stepTimeout, now: Self.now())
+        machine!.quorum = quorum ?? count
+        machine!.minWorkers = minWorkers
+        let model = trainer.model.config, tokens = trainer.data.train, vocabulary = trainer.data.vocabulary.tokens
+        let runID = runID
+        welcomeFor = { w in
+            let assignment = WorkerAssignment(model: model, seed: o.seed, numSteps: o.numSteps, batchSize: o.batchSize,
+                                              partition: o.partition, workerIndex: w.index, workers: count, columns: w.columns,
+                                              vocabulary: vocabulary)
+            return Codec.encode(.welcome(runID: runID, config: Array(try JSONEncoder().encode(assignment)), tokens: tokens))
+        }
         log("waiting for \(count) worker(s) (up to \(Int(joinTimeout))s)")
-        while peers.isEmpty {
+        var admitted = false
+        while !admitted {
             for a in try performCommon(try pump()) {
                 switch a {
-                case .welcome(let w):
-                    let assignment = WorkerAssignment(model: trainer.model.config, seed: o.seed, numSteps: o.numSteps,
-                                                      batchSize: o.batchSize, partition: o.partition, workerIndex: w.index,
-                                                      workers: count, columns: w.columns,
-                                                      vocabulary: trainer.data.vocabulary.tokens)
-                    let json = Array(try JSONEncoder().encode(assignment))
-                    try socket.send(Codec.encode(.welcome(runID: runID, config: json, tokens: trainer.data.train)), to: w.peer)
-                case .admitted(let ws):
-                    peers = ws
-                default:
-                    break
+                case .welcome(let w): try socket.send(welcomeFor!(w), to: w.peer)
+                case .admitted: admitted = true
+                default: break
                 }
             }
         }
@@ -140,8 +152,9 @@ public final class Coordinator: GradientSource {
     public func gradient(model: LanguageModel, epoch: Int, index: Int, batch: Minibatch, reset: Bool, step: Int,
                          state: inout RecurrentState) throws -> LossSum {
         let t0 = DispatchTime.now().uptimeNanoseconds
-        // The columns each worker computes this step (reassignments during the step apply from the next one).
-        let stepColumns = Dictionary(uniqueKeysWithValues: machine!.workers.map { ($0.index, $0.columns) })
+        // The columns each worker computes this step, fixed when the weights go out (reassignments during the
+        // step apply from the next one).
+        var stepColumns: [Int: [Int]]?
         var pending = try performCommon(machine!.handle(.startStep(step: UInt64(step), epoch: UInt32(epoch), index: UInt32(index),
                                                                    reset: reset, sendState: needsState, now: Self.now())))
         needsState.removeAll()
@@ -152,6 +165,13 @@ public final class Coordinator: GradientSource {
         while slowest == nil {
             var gone: [[UInt8]] = []
             for a in pending {
+                switch a {
+                case .welcome(let w):
+                    do { try socket.send(welcomeFor!(w), to: w.peer) } catch let e as TransportError where e.unreachable { gone.append(w.peer) }
+                case .broadcastWeights, .sendWeightsWithState:
+                    if stepColumns == nil { stepColumns = Dictionary(uniqueKeysWithValues: machine!.workers.map { ($0.index, $0.columns) }) }
+                default: break
+                }
                 switch a {
                 case .broadcastWeights(let s, let e, let i, let r, let to):
                     let head = Codec.weightsHead(runID: runID, step: s, epoch: e, batch: i, resetState: r, parameterCount: model.parameterCount)
@@ -186,7 +206,7 @@ public final class Coordinator: GradientSource {
         // Streams of workers that answered move on; those of a dropped or lost contribution keep the
         // coordinator's copy (and go to their owner with the next weights).
         for (i, c) in gather.received {
-            let cols = stepColumns[i] ?? []
+            let cols = stepColumns?[i] ?? []
             if let part = unflatten(c.state, like: RecurrentState.zeros(model.config, batch: cols.count)) {
                 state.assign(columns: cols, from: part)
             }

@@ -13,7 +13,7 @@ import RNNTransport
 public func runWorker(endpoint: String, name: String, curve: (serverKey: String, keys: CurveKeyPair)? = nil,
                       joinTimeout: TimeInterval, timeout: TimeInterval, rejoinGrace: TimeInterval = 60,
                       shouldStop: () -> Bool = { false }, log: (String) -> Void,
-                      warn: (String) -> Void, beforeGradient: GradientHook? = nil) throws -> String {
+                      warn: (String) -> Void, beforeGradient: GradientHook? = nil, delayMilliseconds: Int = 0) throws -> String {
     let context = ZMQContext()
     let socket = try ZMQSocket(context, kind: .dealer)
     if let c = curve { try socket.makeCurveClient(serverKey: c.serverKey, keys: c.keys) }
@@ -57,7 +57,8 @@ public func runWorker(endpoint: String, name: String, curve: (serverKey: String,
         let (assignment, tokens, runID) = welcome!
         if lostAt != nil { log("rejoined the coordinator at \(endpoint)") }
         switch try serve(socket: socket, monitor: monitor, assignment: assignment, tokens: tokens, runID: runID,
-                         timeout: timeout, shouldStop: shouldStop, log: log, warn: warn, beforeGradient: beforeGradient) {
+                         timeout: timeout, shouldStop: shouldStop, log: log, warn: warn, beforeGradient: beforeGradient,
+                         delayMilliseconds: delayMilliseconds) {
         case .stopped(let reason):
             return reason
         case .lost(let at):
@@ -77,7 +78,7 @@ public typealias GradientHook = (_ send: ([[UInt8]]) throws -> Void, _ gradient:
 /// Serves one coordinator session: weights in, gradients out, until stopped or the coordinator is lost.
 func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssignment, tokens: [Int32], runID: UInt64,
            timeout: TimeInterval, shouldStop: () -> Bool, log: (String) -> Void, warn: (String) -> Void,
-           beforeGradient: GradientHook?) throws -> ServeOutcome {
+           beforeGradient: GradientHook?, delayMilliseconds: Int) throws -> ServeOutcome {
     var a = assignment
     if let bad = tokens.first(where: { $0 < 0 || Int($0) >= a.model.vocabSize }) {
         throw DistributedError("the coordinator sent token id \(bad), outside the vocabulary of \(a.model.vocabSize)")
@@ -127,6 +128,7 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
             guard let b = batches, Int(index) < b.count else {
                 throw DistributedError("step \(step): minibatch \(index) of epoch \(epoch) does not exist here; coordinator and worker disagree about the data")
             }
+            if delayMilliseconds > 0 { usleep(UInt32(delayMilliseconds) * 1000) }  // testing stragglers
             let t0 = DispatchTime.now().uptimeNanoseconds
             let mb = b[Int(index)].selecting(columns: a.columns)
             model.gradients.zero()

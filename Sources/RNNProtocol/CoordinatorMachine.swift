@@ -47,7 +47,7 @@ public struct CoordinatorMachine {
         case reassign(AdmittedWorker)
     }
 
-    public enum Phase: Equatable { case admitting, idle, gathering, failed }
+    public enum Phase: Equatable { case admitting, idle, gathering, paused, failed }
 
     public let runID: UInt64
     public let expectedWorkers: Int
@@ -57,6 +57,11 @@ public struct CoordinatorMachine {
     public let stateValuesPerStream: Int
     public let joinTimeout: Double
     public let stepTimeout: Double
+    /// After `stepTimeout`, a step proceeds if at least this many workers answered (stragglers' late gradients
+    /// are then discarded); with fewer, the run fails naming the silent ones. Default: all of them.
+    public var quorum: Int
+    /// Below this many live workers the coordinator pauses at the next step until workers join.
+    public var minWorkers: Int = 1
 
     public private(set) var phase: Phase = .admitting
     public private(set) var workers: [AdmittedWorker] = []
@@ -71,6 +76,10 @@ public struct CoordinatorMachine {
     public let maxOffenses = 3
     /// Workers whose streams' state must be sent with their next weights (columns moved, or a dropped step).
     private var pendingState: Set<Int> = []
+    /// Workers that asked to join during the run; admitted at the next step boundary.
+    private var pendingJoins: [(PeerID, WorkerHello)] = []
+    /// The step the coordinator paused at (too few workers), started once enough have joined.
+    private var pausedStep: (step: UInt64, epoch: UInt32, index: UInt32, reset: Bool, sendState: Set<Int>)?
     private var joining: [(PeerID, WorkerHello)] = []
     private var deadline: Double
     private var slowest: UInt64 = 0
@@ -81,6 +90,7 @@ public struct CoordinatorMachine {
         self.runID = runID; self.expectedWorkers = expectedWorkers; self.batchSize = batchSize
         self.parameterCount = parameterCount; self.stateValuesPerStream = stateValuesPerStream
         self.joinTimeout = joinTimeout; self.stepTimeout = stepTimeout
+        quorum = expectedWorkers
         deadline = now + joinTimeout
     }
 
@@ -100,6 +110,63 @@ public struct CoordinatorMachine {
             phase = .failed
             return [.failed("only \(joining.count) of \(expectedWorkers) workers joined within \(Int(joinTimeout))s; start them with `rnnlm worker --connect ENDPOINT`, or lower --expect-workers / raise --join-timeout")]
         case (.idle, .startStep(let step, let epoch, let index, let reset, let sendState, let now)):
+            var joined = admitPendingJoins()
+            if alive.count < minWorkers {
+                phase = .paused
+                pausedStep = (step, epoch, index, reset, sendState)
+                joined.append(.log("paused before step \(step): \(alive.count) of the \(minWorkers) workers --min-workers asks for; waiting for workers to join"))
+                return joined
+            }
+            return joined + beginStep(step: step, epoch: epoch, index: index, reset: reset, sendState: sendState, now: now)
+        case (.paused, .received(let peer, let frames, let now)):
+            guard let m = try? Codec.decode(frames, runID: runID), case .hello(let h) = m,
+                  !workers.contains(where: { $0.peer == peer }) else { return receivedDuringRun(peer, frames) }
+            pendingJoins.append((peer, h))
+            var actions = admitPendingJoins()
+            if alive.count >= minWorkers, let p = pausedStep {
+                pausedStep = nil
+                phase = .idle
+                actions.append(.log("resuming with \(alive.count) workers"))
+                actions += beginStep(step: p.step, epoch: p.epoch, index: p.index, reset: p.reset, sendState: p.sendState, now: now)
+            }
+            return actions
+        case (.paused, .peerUnreachable(let peer, _)):
+            guard let w = workers.first(where: { $0.peer == peer }), alive.contains(w.index) else { return [] }
+            return declareLost(w.index, "unreachable (its process died or its connection broke)")
+        case (.paused, _):
+            return []
+        case (.gathering, .tick(let now)) where now >= deadline:
+            guard var g = gather else { return [] }
+            let answered = g.received.count
+            if answered >= 1 && answered >= Swift.min(quorum, alive.count) && answered < g.expected.count {
+                let late = g.missing
+                for i in late { g.forget(worker: i); pendingState.insert(i) }
+                gather = g
+                phase = .idle
+                staleExpected.formUnion(late.map { LateKey(worker: $0, step: g.step) })
+                return [.log("step \(g.step): proceeding with \(answered) of \(answered + late.count) workers after \(String(format: "%g", stepTimeout))s (--quorum \(quorum)); late: \(late.map { workers[$0].label }.joined(separator: ", ")); their gradients for this step will be discarded"),
+                        .stepComplete(step: g.step, slowestComputeNanos: slowest)]
+            }
+            phase = .failed
+            let who = g.missing.map { i in workers[i].label + " (streams \(workers[i].columns))" }
+            return [.failed("step \(g.step): no gradient from \(who.joined(separator: ", ")) within \(Int(stepTimeout))s; is the worker alive? (with --quorum Q the step goes on once Q workers answered)")]
+        case (.gathering, .tick), (.idle, .tick), (.gathering, .startStep):
+            return []
+        case (.idle, .received(let peer, let frames, _)), (.gathering, .received(let peer, let frames, _)):
+            return receivedDuringRun(peer, frames)
+        case (.admitting, .peerUnreachable):
+            return []
+        case (.idle, .peerUnreachable(let peer, _)), (.gathering, .peerUnreachable(let peer, _)):
+            guard let w = workers.first(where: { $0.peer == peer }), alive.contains(w.index) else { return [] }
+            return declareLost(w.index, "unreachable (its process died or its connection broke)")
+        }
+    }
+
+    struct LateKey: Hashable { let worker: Int; let step: UInt64 }
+    /// Gradients known to be coming late (stragglers), for logging them as such.
+    private var staleExpected: Set<LateKey> = []
+
+    private mutating func beginStep(step: UInt64, epoch: UInt32, index: UInt32, reset: Bool, sendState: Set<Int>, now: Double) -> [Action] {
             phase = .gathering
             deadline = now + stepTimeout
             slowest = 0
@@ -118,21 +185,45 @@ public struct CoordinatorMachine {
             }
             if !plain.isEmpty { actions.insert(.broadcastWeights(step: step, epoch: epoch, index: index, reset: reset, to: plain), at: 0) }
             return actions
-        case (.idle, .received(let peer, let frames, _)), (.gathering, .received(let peer, let frames, _)):
-            return receivedDuringRun(peer, frames)
-        case (.gathering, .tick(let now)):
-            guard now >= deadline, let g = gather else { return [] }
-            phase = .failed
-            let who = g.missing.map { i in workers[i].label + " (streams \(workers[i].columns))" }
-            return [.failed("step \(g.step): no gradient from \(who.joined(separator: ", ")) within \(Int(stepTimeout))s; is the worker alive?")]
-        case (.idle, .tick), (.gathering, .startStep):
-            return []
-        case (.admitting, .peerUnreachable):
-            return []
-        case (.idle, .peerUnreachable(let peer, _)), (.gathering, .peerUnreachable(let peer, _)):
-            guard let w = workers.first(where: { $0.peer == peer }), alive.contains(w.index) else { return [] }
-            return declareLost(w.index, "unreachable (its process died or its connection broke)")
+    }
+
+    /// Admits the workers that asked to join: each takes streams from the most loaded live workers (down to
+    /// an even share); a join with no stream to spare is turned away.
+    private mutating func admitPendingJoins() -> [Action] {
+        var actions: [Action] = []
+        for (peer, hello) in pendingJoins {
+            let share = batchSize / (alive.count + 1)
+            guard share >= 1 || alive.isEmpty else {
+                actions.append(.send(peer, .stop(runID: runID, reason: "no stream to spare: --batch-size \(batchSize) is already split over \(alive.count) workers")))
+                continue
+            }
+            let index = workers.count
+            var taken: [Int] = []
+            var donors: Set<Int> = []
+            if alive.isEmpty {
+                taken = Array(0..<batchSize)
+            } else {
+                while taken.count < max(1, share) {
+                    let donor = alive.sorted().max { workers[$0].columns.count < workers[$1].columns.count || (workers[$0].columns.count == workers[$1].columns.count && $0 > $1) }!
+                    guard workers[donor].columns.count > 1 else { break }
+                    taken.append(workers[donor].columns.removeLast())
+                    donors.insert(donor)
+                }
+            }
+            guard !taken.isEmpty else {
+                actions.append(.send(peer, .stop(runID: runID, reason: "no stream to spare: every worker owns a single stream")))
+                continue
+            }
+            let w = AdmittedWorker(peer: peer, hello: hello, index: index, columns: taken.sorted())
+            workers.append(w)
+            alive.insert(index)
+            pendingState.formUnion(donors.union([index]))
+            actions.append(.log("worker \(index) joined the running job: \(hello.name) on \(hello.host), pid \(hello.pid); streams \(w.columns) from \(donors.sorted().map { "worker \($0)" }.joined(separator: ", "))"))
+            actions.append(.welcome(w))
+            for d in donors.sorted() { actions.append(.reassign(workers[d])) }
         }
+        pendingJoins.removeAll()
+        return actions
     }
 
     /// Takes worker `i` out of the run: its streams move to the live workers (least loaded first), the
@@ -190,12 +281,12 @@ public struct CoordinatorMachine {
 
     private mutating func receivedDuringRun(_ peer: PeerID, _ frames: [[UInt8]]) -> [Action] {
         guard let w = workers.first(where: { $0.peer == peer }) else {
-            var actions: [Action] = []
-            if let m = try? Codec.decode(frames, runID: runID), case .hello = m {
-                actions.append(.send(peer, .stop(runID: runID, reason: "this run has already started with \(workers.count) workers")))
+            if let m = try? Codec.decode(frames, runID: runID), case .hello(let h) = m {
+                guard !pendingJoins.contains(where: { $0.0 == peer }) else { return [] }
+                pendingJoins.append((peer, h))
+                return [.log("\(h.name) on \(h.host), pid \(h.pid) asked to join; it gets streams at the next step")]
             }
-            actions.append(reject("message from an unknown peer", from: "unknown peer"))
-            return actions
+            return [reject("message from an unknown peer", from: "unknown peer")]
         }
         guard alive.contains(w.index) else {
             return [.send(peer, .stop(runID: runID, reason: "this worker was taken out of the run")),
@@ -231,7 +322,8 @@ public struct CoordinatorMachine {
         case .gradient(_, let s, let loss, let tokens, let g, let st, let nanos):
             guard phase == .gathering, var gather else {
                 staleDiscarded += 1
-                return [.log("discarded a gradient for step \(s) from \(w.label): no step is in progress")]
+                let straggler = staleExpected.remove(LateKey(worker: w.index, step: s)) != nil
+                return [.log("discarded a gradient for step \(s) from \(w.label): no step is in progress\(straggler ? "; it arrived after the step went on without it" : "")")]
             }
             let verdict = gather.accept(worker: w.index, step: s, .init(lossSum: loss, tokens: Int(tokens), gradient: g, state: st))
             self.gather = gather
@@ -245,7 +337,8 @@ public struct CoordinatorMachine {
                 return []
             case .staleStep(let old):
                 staleDiscarded += 1
-                return [.log("discarded a gradient for step \(old) from \(w.label) (now at step \(gather.step))")]
+                let straggler = staleExpected.remove(LateKey(worker: w.index, step: old)) != nil
+                return [.log("discarded a gradient for step \(old) from \(w.label) (now at step \(gather.step))\(straggler ? "; it arrived after the step went on without it" : "")")]
             case let v:
                 return [reject("gradient \(v)", from: w.label)]
             }

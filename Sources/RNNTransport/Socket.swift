@@ -37,7 +37,9 @@ public final class ZMQSocket {
     private let context: ZMQContext  // keeps the context alive while the socket lives
     var contextRef: ZMQContext { context }
 
-    public init(_ context: ZMQContext, kind: Kind, maxMessageBytes: Int64? = nil) throws {
+    /// `heartbeatTimeout`: seconds without ZMTP heartbeats after which libzmq drops the connection (a frozen
+    /// peer); heartbeats go every second from libzmq's I/O thread, so a busy peer still answers.
+    public init(_ context: ZMQContext, kind: Kind, maxMessageBytes: Int64? = nil, heartbeatTimeout: Double = 10) throws {
         guard let s = zmq_socket(context.handle, kind == .router ? ZMQ_ROUTER : ZMQ_DEALER) else {
             throw TransportError("cannot create a ZeroMQ socket")
         }
@@ -46,9 +48,9 @@ public final class ZMQSocket {
         self.context = context
         try set(ZMQ_LINGER, Int32(0))
         // ZMTP heartbeats: a peer whose process is frozen (not just busy: libzmq's I/O thread answers while
-        // the main thread computes) loses its connection after 10 s, which the coordinator then notices.
+        // the main thread computes) loses its connection after `heartbeatTimeout`, which the coordinator notices.
         try set(ZMQ_HEARTBEAT_IVL, Int32(1000))
-        try set(ZMQ_HEARTBEAT_TIMEOUT, Int32(10_000))
+        try set(ZMQ_HEARTBEAT_TIMEOUT, Int32(max(1000, heartbeatTimeout * 1000)))
         if kind == .router { try set(ZMQ_ROUTER_MANDATORY, Int32(1)) }
         if let m = maxMessageBytes { try set(ZMQ_MAXMSGSIZE, m) }
     }

@@ -79,6 +79,8 @@ struct Train: ParsableCommand {
             try train(flags: flags, resume: resume, distributed: DistributedSetup(
                 bind: endpoint, expectWorkers: workers, joinTimeout: 60, stepTimeout: 600,
                 mode: distributedFlags.mode, maxStaleness: distributedFlags.maxStaleness,
+                quorum: distributedFlags.quorum, minWorkers: distributedFlags.minWorkers,
+                heartbeatTimeout: distributedFlags.heartbeatTimeout,
                 afterBind: { try children.start(count: workers, endpoint: endpoint, threads: flags.threads ?? 1) }))
         }
     }
@@ -92,6 +94,9 @@ struct DistributedSetup {
     var stepTimeout: TimeInterval
     var mode: DistributedFlags.Mode = .sync
     var maxStaleness: Int?
+    var quorum: Int?
+    var minWorkers = 1
+    var heartbeatTimeout: Double = 5
     /// CURVE server keys and the authorised worker keys (public key → name), for non-loopback coordinators.
     var curve: (keys: CurveKeyPair, authorized: [String: String])?
     var afterBind: () throws -> Void = {}
@@ -164,7 +169,9 @@ struct Coordinator: ParsableCommand {
             if insecure && curve == nil { FileHandle.standardError.write(Data("warning: --insecure: any peer that can reach \(bind) can join this run\n".utf8)) }
             try train(flags: flags, resume: resume, distributed: DistributedSetup(
                 bind: bind, expectWorkers: expectWorkers, joinTimeout: joinTimeout, stepTimeout: stepTimeout,
-                mode: distributedFlags.mode, maxStaleness: distributedFlags.maxStaleness, curve: curve))
+                mode: distributedFlags.mode, maxStaleness: distributedFlags.maxStaleness,
+                quorum: distributedFlags.quorum, minWorkers: distributedFlags.minWorkers,
+                heartbeatTimeout: distributedFlags.heartbeatTimeout, curve: curve))
         }
     }
 
@@ -182,6 +189,12 @@ struct DistributedFlags: ParsableArguments {
     var mode: Mode = .sync
     @Option(help: "async: discard a gradient computed on weights more than this many updates old. Default: the number of workers.")
     var maxStaleness: Int?
+    @Option(help: "sync: after --step-timeout, go on with the gradients of at least this many workers (stragglers' late gradients are discarded). Default: all workers.")
+    var quorum: Int?
+    @Option(help: "Pause (and say so) while fewer workers than this are alive; workers may join a running job. Default 1.")
+    var minWorkers: Int = 1
+    @Option(help: "Seconds without heartbeats after which a worker is declared dead (a killed worker is noticed at once). Default 5.")
+    var heartbeatTimeout: Double = 5
 }
 
 struct Worker: ParsableCommand {
@@ -205,6 +218,8 @@ struct Worker: ParsableCommand {
     var curveKey: String?
     @Flag(help: "Print only errors.")
     var quiet = false
+    @Option(help: ArgumentHelp("Sleep this long before each gradient (to test straggler handling).", visibility: .hidden))
+    var debugDelayMs: Int = 0
 
     func run() throws {
         try runReportingErrors {
@@ -225,7 +240,8 @@ struct Worker: ParsableCommand {
                                        joinTimeout: joinTimeout, timeout: timeout, rejoinGrace: rejoinGrace,
                                        shouldStop: { stopSignal != 0 },
                                        log: { if !quiet { print($0) } },
-                                       warn: { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) })
+                                       warn: { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) },
+                                       delayMilliseconds: max(0, debugDelayMs))
             if !quiet { print("worker done: \(reason)") }
             if stopSignal != 0 { throw ExitCode(130) }
         }
@@ -297,7 +313,9 @@ func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) thro
     var zap: ZAPAuthenticator?
     defer { zap?.stop() }
     if let d = distributed {
-        let socket = try ZMQSocket(context, kind: .router, maxMessageBytes: Int64(trainer.model.parameterCount * 8 + 1 << 20))
+        guard d.heartbeatTimeout >= 1 else { throw ValidationError("--heartbeat-timeout must be at least 1 second") }
+        let socket = try ZMQSocket(context, kind: .router, maxMessageBytes: Int64(trainer.model.parameterCount * 8 + 1 << 20),
+                                   heartbeatTimeout: d.heartbeatTimeout)
         if let c = d.curve {
             // The authentication handler must be listening before the socket accepts anyone.
             let handler = ZAPAuthenticator(context: context, authorizedKeys: c.authorized, log: { line in
@@ -315,6 +333,12 @@ func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) thro
         let c = RNNDistributed.Coordinator(socket: socket, runID: seedRNG.next(), parameterCount: trainer.model.parameterCount,
                                            joinTimeout: d.joinTimeout, stepTimeout: d.stepTimeout, log: out.say)
         c.shouldStop = { stopSignal != 0 }
+        if let q = d.quorum {
+            guard q >= 1 && q <= d.expectWorkers else { throw ValidationError("--quorum must be between 1 and --expect-workers (\(d.expectWorkers)), got \(q)") }
+            c.quorum = q
+        }
+        guard d.minWorkers >= 1 else { throw ValidationError("--min-workers must be at least 1") }
+        c.minWorkers = d.minWorkers
         do { try c.admitWorkers(count: d.expectWorkers, trainer: trainer) } catch let e as DistributedError where e == .interrupted {
             throw ExitCode(130)
         }

@@ -88,9 +88,10 @@ struct CoordinatorMachineTests {
         // A replayed gradient for the finished step is discarded, not applied.
         #expect(m.handle(.received(peer: a, frames: gradient(step: 1, [9, 9, 9]), now: 0)).first.map { "\($0)".contains("discarded a gradient for step 1") } == true)
         #expect(m.staleDiscarded == 1)
-        // A latecomer is told the run has started.
+        // A latecomer's hello queues it to join at the next step; anything else from an unknown peer is refused.
         let late = m.handle(.received(peer: stranger, frames: hello("late"), now: 0))
-        #expect(late.first == .send(stranger, .stop(runID: run, reason: "this run has already started with 2 workers")))
+        #expect(late.first.map { "\($0)".contains("asked to join") } == true)
+        _ = m.handle(.received(peer: [42], frames: gradient(step: 2, [1, 2, 3]), now: 0))
         // Wrong parameter count, another run's id, wrong state size, a duplicate: each rejected with its reason
         // (a NaN gradient drops the contribution instead: see the test below).
         _ = m.handle(.received(peer: a, frames: gradient(step: 2, [1, 2]), now: 0))
@@ -156,5 +157,48 @@ struct CoordinatorMachineTests {
                 #expect(m.workers[0].columns == Array(0..<8))
             }
         }
+    }
+
+    @Test("stragglers: after the step timeout the step goes on with a quorum; the late gradient is discarded")
+    func quorumLetsTheStepGoOn() {
+        var m = admitted()
+        m.quorum = 1
+        _ = m.handle(.startStep(step: 1, epoch: 0, index: 0, reset: true, sendState: [], now: 100))
+        _ = m.handle(.received(peer: a, frames: gradient(step: 1, [1, 1, 1]), now: 101))
+        #expect(m.handle(.tick(now: 104)).isEmpty)
+        let go = m.handle(.tick(now: 105))
+        #expect(go.last == .stepComplete(step: 1, slowestComputeNanos: 1000))
+        #expect(go.first.map { "\($0)".contains("proceeding with 1 of 2 workers") } == true)
+        #expect(m.alive == [0, 1], "a straggler stays in the run")
+        let next = m.handle(.startStep(step: 2, epoch: 0, index: 1, reset: false, sendState: [], now: 106))
+        #expect(next.contains(.sendWeightsWithState(step: 2, epoch: 0, index: 1, to: m.workers[1])), "the straggler's streams restart from the coordinator's copy")
+        let late = m.handle(.received(peer: b, frames: gradient(step: 1, [9, 9, 9]), now: 107))
+        #expect(late.first.map { "\($0)".contains("discarded a gradient for step 1") && "\($0)".contains("went on without it") } == true)
+        #expect(m.staleDiscarded == 1)
+    }
+
+    @Test("a worker joining mid-run gets an even share of streams at the next step; below --min-workers the coordinator pauses")
+    func joinsAndPauses() {
+        var m = CoordinatorMachine(runID: run, expectedWorkers: 1, batchSize: 8, parameterCount: params, stateValuesPerStream: perStream,
+                                   joinTimeout: 30, stepTimeout: 5, now: 0)
+        m.minWorkers = 2
+        _ = m.handle(.received(peer: a, frames: hello("a"), now: 0))
+        // One worker, two wanted: the first step waits.
+        let paused = m.handle(.startStep(step: 1, epoch: 0, index: 0, reset: true, sendState: [], now: 1))
+        #expect(m.phase == .paused && paused.last.map { "\($0)".contains("paused before step 1: 1 of the 2 workers") } == true)
+        let resumed = m.handle(.received(peer: b, frames: hello("b"), now: 2))
+        #expect(m.alive == [0, 1] && m.workers[1].columns == [4, 5, 6, 7] && m.workers[0].columns == [0, 1, 2, 3])
+        #expect(resumed.contains(.welcome(m.workers[1])) && resumed.contains(.reassign(m.workers[0])))
+        #expect(resumed.contains(.broadcastWeights(step: 1, epoch: 0, index: 0, reset: true, to: m.workers)))
+        // A third worker asking mid-step joins at the next step boundary.
+        let c: PeerID = [3]
+        #expect(m.handle(.received(peer: c, frames: hello("c"), now: 3)).first.map { "\($0)".contains("asked to join") } == true)
+        _ = m.handle(.received(peer: a, frames: gradient(step: 1, [1, 1, 1]), now: 3))
+        _ = m.handle(.received(peer: b, frames: gradient(step: 1, [1, 1, 1]), now: 3))
+        let next = m.handle(.startStep(step: 2, epoch: 0, index: 1, reset: false, sendState: [], now: 4))
+        #expect(m.alive == [0, 1, 2] && m.workers[2].columns.count == 2, "\(m.workers.map(\.columns))")
+        #expect(Set(m.workers.flatMap(\.columns)) == Set(0..<8) && m.workers.map(\.columns.count).reduce(0, +) == 8)
+        #expect(next.contains(.welcome(m.workers[2])))
+        #expect(next.contains(.sendWeightsWithState(step: 2, epoch: 0, index: 1, to: m.workers[2])))
     }
 }

@@ -70,4 +70,26 @@ struct CLITests {
         #expect(r.status == 1)
         #expect(r.stderr.contains("--data-dir") && r.stderr.contains("tinyshakespeare.txt"), "\(r.stderr)")
     }
+
+    @Test func resumingOnOtherTextOrAnotherShapeIsRefused() throws {
+        let bin = try rnnlmBinary()
+        let dir = temporaryDirectory()
+        let first = try run(bin, ["train", "--dataset", "timemachine", "--max-tokens", "3000", "--hidden", "16", "--batch-size", "4",
+                                  "--num-steps", "10", "--epochs", "1", "--checkpoint-dir", dir + "/ck"] + data)
+        #expect(first.status == 0, "\(first.stderr)")
+        let other = try run(bin, ["train", "--resume", "--dataset", "tinyshakespeare", "--checkpoint-dir", dir + "/ck", "--epochs", "2"] + data)
+        #expect(other.status == 1 && other.stderr.contains("dataset (checkpoint: Optional(\"timemachine\")"), "\(other.stderr)")
+        // The same flags but a corpus file whose text differs from the checkpoint's.
+        let copy = dir + "/tm.txt"
+        try (String(contentsOfFile: sharedDataDirectory() + "/timemachine.txt", encoding: .utf8) + "one more line\n").write(toFile: copy, atomically: true, encoding: .utf8)
+        var record = try String(contentsOfFile: dir + "/ck/run.toml", encoding: .utf8)
+        record = record.replacingOccurrences(of: "dataset = \"timemachine\"", with: "corpus = \"\(copy)\"")
+        try record.write(toFile: dir + "/edited.toml", atomically: true, encoding: .utf8)
+        let fresh = try run(bin, ["train", "--config", dir + "/edited.toml", "--checkpoint-dir", dir + "/ck2", "--epochs", "1"] + data)
+        #expect(fresh.status == 0, "\(fresh.stderr)")
+        try FileManager.default.removeItem(atPath: copy)
+        try "completely different text ".write(toFile: copy, atomically: true, encoding: .utf8)
+        let changed = try run(bin, ["train", "--resume", "--checkpoint-dir", dir + "/ck2", "--epochs", "2"] + data)
+        #expect(changed.status == 1 && changed.stderr.contains("differs from the one this checkpoint was trained on"), "\(changed.stderr)")
+    }
 }
