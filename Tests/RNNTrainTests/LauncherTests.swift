@@ -1,0 +1,46 @@
+import Foundation
+import RNNCheckpoint
+import RNNTrain
+import Testing
+
+@Suite("Cluster launchers against real daemons", .serialized)
+struct LauncherTests {
+    @Test("ssh launcher: coordinator on h1, workers on h2 and h3 over ssh; matches the single-process run")
+    func sshLauncherTrainsAcrossHosts() throws {
+        guard getuid() == 0 else { Issue.record("needs root (network namespaces, sshd): run the suite as root, as CI does"); return }
+        let ref = try EquivalenceTests.reference.get()
+        let work = NSTemporaryDirectory() + "rnnlm-ssh-\(UUID().uuidString)"
+        let started = Date()
+        let r = try run("/bin/bash", [repositoryRoot().appendingPathComponent("cluster/tests/ssh-train.sh").path, labDirectory(), work,
+                                      try rnnlmBinary(), "--", "--checkpoint-dir", work + "/ckpt", "--data-dir", sharedDataDirectory()]
+                                      + EquivalenceTests.common, timeout: 300)
+        print("ssh launcher test: \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
+        #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+        #expect(r.stdout.contains("[h1] worker") && r.stdout.contains("[h2:1] worker done: training finished")
+                && r.stdout.contains("[h3:1] worker done: training finished"), "\(r.stdout)")
+        #expect(r.stdout.contains("authenticated worker key"), "CURVE must be on")
+        let ck = try Checkpoint<TrainingRecord>.read(from: try #require(latestCheckpoint(in: work + "/ckpt")))
+        var diff = 0.0, scale = 0.0
+        for i in ck.parameters.indices {
+            diff = max(diff, abs(Double(ck.parameters[i]) - Double(ref.parameters[i]))); scale = max(scale, abs(Double(ref.parameters[i])))
+        }
+        #expect(ck.extra.step == ref.extra.step)
+        #expect(diff / scale <= 1e-5, "ssh-launched run differs from the reference by \(diff / scale)")
+    }
+
+    @Test("ssh launcher: SIGTERM stops the coordinator and every remote worker")
+    func sshLauncherStopsEverythingOnSIGTERM() throws {
+        guard getuid() == 0 else { Issue.record("needs root (network namespaces, sshd): run the suite as root, as CI does"); return }
+        let work = NSTemporaryDirectory() + "rnnlm-ssh-\(UUID().uuidString)"
+        let r = try run("/bin/bash", [repositoryRoot().appendingPathComponent("cluster/tests/ssh-train.sh").path, labDirectory(), work,
+                                      try rnnlmBinary(), "--interrupt-after", "4", "--", "--dataset", "timemachine", "--epochs", "1000",
+                                      "--hidden", "32", "--data-dir", sharedDataDirectory(), "--checkpoint-dir", work + "/ckpt"], timeout: 120)
+        #expect(r.status != 0, "the interrupted launcher must not report success")
+        usleep(500_000)
+        #expect(workerProcesses().isEmpty, "rnnlm workers left running after the launcher was stopped: \(workerProcesses())")
+        let coordinators = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(Int32.init).filter {
+            (try? String(contentsOfFile: "/proc/\($0)/cmdline", encoding: .utf8))?.contains(work + "/ckpt") == true
+        }
+        #expect(coordinators.isEmpty, "coordinator left running: \(coordinators)")
+    }
+}
