@@ -43,4 +43,25 @@ struct LauncherTests {
         }
         #expect(coordinators.isEmpty, "coordinator left running: \(coordinators)")
     }
+
+    @Test("Kubernetes manifests validate against the schema, and every flag in them exists")
+    func kubernetesManifests() throws {
+        let manifest = repositoryRoot().appendingPathComponent("cluster/k8s/rnnlm.yaml").path
+        let work = NSTemporaryDirectory() + "rnnlm-k8s"
+        let r = try run("/bin/bash", [labDirectory() + "/k8s-validate.sh", work, manifest], timeout: 300)
+        #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+        for resource in ["persistentvolumeclaim/rnnlm-checkpoints", "service/rnnlm-coordinator", "job/rnnlm-coordinator", "job/rnnlm-workers"] {
+            #expect((r.stdout + r.stderr).contains("passed for resource \(resource)"), "\(resource) not validated")
+        }
+        let text = try String(contentsOfFile: manifest, encoding: .utf8)
+        let bin = try rnnlmBinary()
+        let help = try run(bin, ["coordinator", "--help"]).stdout + (try run(bin, ["worker", "--help"]).stdout)
+        let flags = Set(text.split(separator: "\n").compactMap { line -> String? in
+            let t = line.trimmingCharacters(in: .whitespaces)
+            guard t.hasPrefix("- --") else { return nil }
+            return String(t.dropFirst(2).split(separator: "=").first!)
+        })
+        #expect(flags.count >= 15)
+        for f in flags { #expect(help.contains(f + " ") || help.contains(f + "\n"), "\(f) in rnnlm.yaml is not an rnnlm flag") }
+    }
 }
