@@ -64,4 +64,45 @@ struct LauncherTests {
         #expect(flags.count >= 15)
         for f in flags { #expect(help.contains(f + " ") || help.contains(f + "\n"), "\(f) in rnnlm.yaml is not an rnnlm flag") }
     }
+
+    func slurm(_ mode: String, _ flags: [String], work: String) throws -> ProcessResult {
+        try run("/bin/bash", [repositoryRoot().appendingPathComponent("cluster/tests/slurm-train.sh").path, labDirectory(), work,
+                              try rnnlmBinary(), mode, "--"] + flags + ["--data-dir", sharedDataDirectory()], timeout: 420)
+    }
+
+    @Test("Slurm, three nodes in namespaces: task 0 coordinates on h1, workers on h2 and h3; matches the reference")
+    func slurmThreeNodes() throws {
+        guard getuid() == 0 else { Issue.record("needs root (Slurm daemons): run the suite as root, as CI does"); return }
+        let ref = try EquivalenceTests.reference.get()
+        let work = NSTemporaryDirectory() + "rnnlm-slurm3-\(UUID().uuidString)"
+        let r = try slurm("three", EquivalenceTests.common + ["--checkpoint-dir", work + "/ck"], work: work)
+        #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+        #expect(r.stdout.contains("coordinator on h1:5555") && r.stdout.contains("on h2, pid") && r.stdout.contains("on h3, pid"), "\(r.stdout)")
+        let ck = try Checkpoint<TrainingRecord>.read(from: try #require(latestCheckpoint(in: work + "/ck")))
+        var diff = 0.0, scale = 0.0
+        for i in ck.parameters.indices {
+            diff = max(diff, abs(Double(ck.parameters[i]) - Double(ref.parameters[i]))); scale = max(scale, abs(Double(ref.parameters[i])))
+        }
+        #expect(diff / scale <= 1e-5, "Slurm run differs from the reference by \(diff / scale)")
+        print(r.stdout.split(separator: "\n").filter { $0.hasPrefix("slurm-train:") }.joined(separator: "; "))
+    }
+
+    @Test("Slurm, one node: a job finishes with a checkpoint; a cancelled job resubmitted resumes from its checkpoint")
+    func slurmSingleNodeAndResubmit() throws {
+        guard getuid() == 0 else { Issue.record("needs root (Slurm daemons): run the suite as root, as CI does"); return }
+        let work = NSTemporaryDirectory() + "rnnlm-slurm1-\(UUID().uuidString)"
+        let single = try slurm("single", ["--dataset", "timemachine", "--max-tokens", "6000", "--hidden", "32", "--epochs", "3",
+                                          "--checkpoint-dir", work + "/ck"], work: work)
+        #expect(single.status == 0, "\(single.stdout)\n\(single.stderr)")
+        #expect(latestCheckpoint(in: work + "/ck") != nil)
+        let work2 = work + "-requeue"
+        let requeue = try slurm("requeue", ["--dataset", "timemachine", "--max-tokens", "20000", "--hidden", "64", "--epochs", "30",
+                                            "--checkpoint-every", "20", "--checkpoint-dir", work2 + "/ck"], work: work2)
+        #expect(requeue.status == 0, "\(requeue.stdout)\n\(requeue.stderr)")
+        #expect(requeue.stdout.contains("interrupted: saved"), "the cancelled job must checkpoint on SIGTERM: \(requeue.stdout)")
+        #expect(requeue.stdout.contains("resuming \(work2)/ck/step-"), "\(requeue.stdout)")
+        #expect(requeue.stdout.contains("done: 30 epochs"))
+        print(single.stdout.split(separator: "\n").filter { $0.hasPrefix("slurm-train:") }.joined(separator: "; "))
+        print(requeue.stdout.split(separator: "\n").filter { $0.hasPrefix("slurm-train:") }.joined(separator: "; "))
+    }
 }
