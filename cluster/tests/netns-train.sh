@@ -4,12 +4,16 @@
 # real TCP between them, authenticated and encrypted with CURVE keys made for the run. Used by the test
 # suite; needs root.
 #
-#   cluster/tests/netns-train.sh LAB_DIR WORK_DIR RNNLM [training flags...]
+#   cluster/tests/netns-train.sh LAB_DIR WORK_DIR RNNLM [--shape HOST RATE] [training flags...]
+#
+# --shape h2 100mbit caps host h2's egress (netns-shape.sh, a tbf qdisc) for the whole run.
 #
 # Prints every host's log prefixed by its name; exits with the coordinator's status. Everything it starts is
 # stopped by PID and the namespaces are removed on any exit.
 set -euo pipefail
 lab="$(cd "${1:?LAB_DIR}" && pwd)"; work="${2:?WORK_DIR}"; rnnlm="${3:?RNNLM}"; shift 3
+shape_host="" shape_rate=""
+if [ "${1:-}" = "--shape" ]; then shape_host="$2"; shape_rate="$3"; shift 3; fi
 [ "$(id -u)" = 0 ] || { echo "netns-train: needs root (network namespaces)" >&2; exit 1; }
 mkdir -p "$work"
 export LAB_NETNS_PREFIX="${LAB_NETNS_PREFIX:-rnnt}" LAB_NETNS_SUBNET="${LAB_NETNS_SUBNET:-10.203.0}"
@@ -22,6 +26,10 @@ cleanup() {
 }
 trap cleanup EXIT
 bash "$lab/netns-up.sh" "$work" 3 >/dev/null
+if [ -n "$shape_host" ]; then
+    bash "$lab/netns-shape.sh" "$work" "$shape_host" "$shape_rate" >/dev/null
+    echo "netns-train: $shape_host egress capped at $shape_rate"
+fi
 
 # CURVE keys: one for the coordinator, one per worker host; only h2's and h3's public keys are authorised.
 keys="$work/keys"
