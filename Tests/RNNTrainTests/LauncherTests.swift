@@ -37,11 +37,15 @@ struct LauncherTests {
                                       "--hidden", "32", "--data-dir", sharedDataDirectory(), "--checkpoint-dir", work + "/ckpt"], timeout: 120)
         #expect(r.status != 0, "the interrupted launcher must not report success")
         usleep(500_000)
-        #expect(workerProcesses().isEmpty, "rnnlm workers left running after the launcher was stopped: \(workerProcesses())")
-        let coordinators = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(Int32.init).filter {
-            (try? String(contentsOfFile: "/proc/\($0)/cmdline", encoding: .utf8))?.contains(work + "/ckpt") == true
+        // This run's processes (other suites may run their own workers meanwhile): their command lines name
+        // this test's folder (the workers' keys, the coordinator's checkpoints).
+        let left = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(Int32.init).filter { pid in
+            guard let cmd = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8), cmd.contains("rnnlm"),
+                  cmd.contains(work), !cmd.contains("ssh-train.sh"),
+                  let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
+            return stat.split(separator: ")").last?.split(separator: " ").first != "Z"
         }
-        #expect(coordinators.isEmpty, "coordinator left running: \(coordinators)")
+        #expect(left.isEmpty, "rnnlm processes left running after the launcher was stopped: \(left)")
     }
 
     @Test("Kubernetes manifests validate against the schema, and every flag in them exists")
