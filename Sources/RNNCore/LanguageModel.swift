@@ -37,6 +37,8 @@ public final class LanguageModel {
     public let gradients: FloatBuffer
 
     private let layers: [RecurrentLayer]
+    /// When set, forward and backward charge their time to its phases.
+    public var profile: PhaseProfile?
     private var workspaces: [WorkspaceKey: Workspace] = [:]
 
     public init(config: ModelConfig) throws(ConfigError) {
@@ -92,10 +94,13 @@ public final class LanguageModel {
         let ws = workspace(steps: steps, batch: batch)
         let loss = inputs.withUnsafeBufferPointer { inp in
             targets.withUnsafeBufferPointer { tgt in
+                profile?.start()
                 forwardPass(inp.baseAddress!, ws: ws, state: &state, dropout: dropout)
                 let loss = crossEntropy(ws.logits.pointer, targets: tgt.baseAddress!, rows: steps * batch,
                                         vocab: config.vocabSize, gradientScale: 1)
+                profile?.mark(.decoderSoftmax)
                 backwardPass(inp.baseAddress!, ws: ws, initialStateGradient: initialStateGradient)
+                profile?.mark(.other)
                 return loss
             }
         }
@@ -157,7 +162,10 @@ public final class LanguageModel {
         init(config c: ModelConfig, steps: Int, batch: Int) {
             self.steps = steps; self.batch = batch
             let rows = steps * batch, useDropout = c.dropout > 0
-            layers = (0..<c.layers).map { _ in LayerWorkspace(cell: c.cell, steps: steps, batch: batch, hidden: c.hiddenSize) }
+            layers = (0..<c.layers).map {
+                LayerWorkspace(cell: c.cell, steps: steps, batch: batch, hidden: c.hiddenSize,
+                               oneHotInput: $0 == 0 && c.embedSize == 0 ? c.vocabSize : 0)
+            }
             embedded = FloatBuffer(count: rows * c.embedSize)
             embedMask = FloatBuffer(count: useDropout ? rows * c.embedSize : 0)
             dropped = (0..<c.layers).map { _ in FloatBuffer(count: useDropout ? rows * c.hiddenSize : 0) }
@@ -216,11 +224,14 @@ public final class LanguageModel {
         }
         for (l, layer) in layers.enumerated() {
             let lw = ws.layers[l]
+            profile?.mark(.other)
             state.h.withUnsafeBufferPointer { lw.hs.pointer.update(from: $0.baseAddress! + l * B * H, count: B * H) }
             if c.cell.hasCell {
                 state.c.withUnsafeBufferPointer { lw.cs.pointer.update(from: $0.baseAddress! + l * B * H, count: B * H) }
             }
-            layer.forward(input, p: params[l], ws: lw)
+            profile?.mark(.other)
+            layer.forward(input, p: params[l], ws: lw, profile: profile)
+            profile?.mark(.recurrence)
             // Carry the final state (the caller's next minibatch starts from it; no gradient flows back).
             state.h.withUnsafeMutableBufferPointer {
                 ($0.baseAddress! + l * B * H).update(from: lw.hs.pointer + T * B * H, count: B * H)
@@ -238,6 +249,7 @@ public final class LanguageModel {
             }
         }
         guard case .dense(let top) = input else { preconditionFailure("a model has at least one layer") }
+        profile?.mark(.other)
         let V = c.vocabSize
         fillRows(ws.logits.pointer, rows: rows, n: V, with: parameters.pointer + layout["decoder.bias"].offset)
         sgemm(transB: true, m: rows, n: V, k: H, a: top, lda: H, b: parameters.pointer + layout["decoder.weight"].offset,
@@ -260,6 +272,7 @@ public final class LanguageModel {
         var dOut = ws.gradA.pointer, dSpare = ws.gradB.pointer
         sgemm(m: rows, n: H, k: V, a: ws.logits.pointer, lda: V, b: parameters.pointer + layout["decoder.weight"].offset,
               ldb: H, beta: 0, c: dOut, ldc: H)
+        profile?.mark(.decoderSoftmax)
         if initialStateGradient != nil {
             initialStateGradient!.pointee = RecurrentState.zeros(c, batch: B)
         }
@@ -272,8 +285,9 @@ public final class LanguageModel {
                 input = c.embedSize > 0 ? .dense(UnsafePointer(ws.embedded.pointer)) : .oneHot(tokens)
             }
             let needInputGrad = l > 0 || c.embedSize > 0
+            profile?.mark(.other)
             layers[l].backward(input, p: params[l], g: grads[l], ws: ws.layers[l], dOut: dOut,
-                               dInput: needInputGrad ? dSpare : nil)
+                               dInput: needInputGrad ? dSpare : nil, profile: profile)
             if let isg = initialStateGradient {
                 let lw = ws.layers[l]
                 isg.pointee.h.withUnsafeMutableBufferPointer { ($0.baseAddress! + l * B * H).update(from: lw.dh.pointer, count: B * H) }

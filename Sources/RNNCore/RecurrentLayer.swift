@@ -21,8 +21,10 @@ final class LayerWorkspace {
     /// Per-step scratch: `h W_hhᵀ + b_hh` `[B, G*H]`, and the running `∂L/∂h`, `∂L/∂c` `[B, H]`.
     let gh: FloatBuffer
     let dh: FloatBuffer, dhPrev: FloatBuffer, dc: FloatBuffer
+    /// One-hot input only: `∂L/∂W_ih` accumulated transposed, `[V, G*H]`, so each token's row is contiguous.
+    let dWihT: FloatBuffer
 
-    init(cell: CellKind, steps: Int, batch: Int, hidden: Int) {
+    init(cell: CellKind, steps: Int, batch: Int, hidden: Int, oneHotInput: Int = 0) {
         self.steps = steps; self.batch = batch; self.hidden = hidden; gates = cell.gates
         let rows = steps * batch, gh = gates * hidden
         gx = FloatBuffer(count: rows * gh)
@@ -36,6 +38,7 @@ final class LayerWorkspace {
         dh = FloatBuffer(count: batch * hidden)
         dhPrev = FloatBuffer(count: batch * hidden)
         dc = FloatBuffer(count: cell.hasCell ? batch * hidden : 0)
+        dWihT = FloatBuffer(count: oneHotInput * gates * hidden)
     }
 
     /// The layer's outputs `h_1 … h_T` as one `[T*B, H]` matrix.
@@ -67,7 +70,7 @@ struct RecurrentLayer {
     let hidden: Int
 
     /// Runs T steps from the initial state already stored in `ws.hs` block 0 (and `ws.cs` block 0).
-    func forward(_ input: LayerInput, p: LayerParams, ws: LayerWorkspace) {
+    func forward(_ input: LayerInput, p: LayerParams, ws: LayerWorkspace, profile: PhaseProfile? = nil) {
         let T = ws.steps, B = ws.batch, H = hidden, G = cell.gates, GH = G * H, rows = T * B
         // Input projection for all T steps at once.
         fillRows(ws.gx.pointer, rows: rows, n: GH, with: p.bih)
@@ -82,6 +85,7 @@ struct RecurrentLayer {
                 for j in 0..<GH { row[j] += p.wih[j * inputSize + tok] }
             }
         }
+        profile?.mark(.inputProjection)
         for t in 0..<T {
             let hPrev = ws.hs.pointer + t * B * H, hOut = ws.hs.pointer + (t + 1) * B * H
             fillRows(ws.gh.pointer, rows: B, n: GH, with: p.bhh)
@@ -151,7 +155,7 @@ struct RecurrentLayer {
     /// - Accumulates into the layer's gradients `g`; leaves `∂L/∂h_0` in `ws.dh` (and `∂L/∂c_0` in `ws.dc`).
     /// - Writes `∂L/∂x` `[T*B, I]` into `dInput` when given (dense input only), overwriting it.
     func backward(_ input: LayerInput, p: LayerParams, g: LayerParams, ws: LayerWorkspace,
-                  dOut: UnsafePointer<Float>, dInput: UnsafeMutablePointer<Float>?) {
+                  dOut: UnsafePointer<Float>, dInput: UnsafeMutablePointer<Float>?, profile: PhaseProfile? = nil) {
         let T = ws.steps, B = ws.batch, H = hidden, G = cell.gates, GH = G * H, rows = T * B
         let dgx = ws.gx  // the forward's input projection is not needed any more
         let dghBuf = cell == .gru ? ws.dgh : dgx
@@ -224,6 +228,7 @@ struct RecurrentLayer {
                   c: ws.dhPrev.pointer, ldc: H)
             ws.dh.copy(from: ws.dhPrev)
         }
+        profile?.mark(.recurrence)
         // Weight and bias gradients as single GEMMs / reductions over all T*B rows.
         sgemm(transA: true, m: GH, n: H, k: rows, a: dghBuf.pointer, lda: GH, b: ws.hs.pointer, ldb: H,
               beta: 1, c: g.whh, ldc: H)
@@ -238,10 +243,24 @@ struct RecurrentLayer {
                       beta: 0, c: dInput, ldc: inputSize)
             }
         case .oneHot(let tokens):
+            // dW_ih[:, tok] += dgx[row]: add whole contiguous rows into the transposed scratch (vectorised), then
+            // add the scratch into W_ih's layout once, instead of T*B*G*H strided writes.
+            let acc = ws.dWihT.pointer
+            ws.dWihT.zero()
             for r in 0..<rows {
-                let tok = Int(tokens[r]), row = dgx.pointer + r * GH
-                for j in 0..<GH { g.wih[j * inputSize + tok] += row[j] }
+                let dst = acc + Int(tokens[r]) * GH, src = dgx.pointer + r * GH
+                var j = 0
+                while j < GH {
+                    let c = min(8, GH - j)
+                    store8(load8(dst + j, c) + load8(src + j, c), dst + j, c)
+                    j += 8
+                }
+            }
+            for j in 0..<GH {
+                let out = g.wih + j * inputSize
+                for v in 0..<inputSize { out[v] += acc[v * GH + j] }
             }
         }
+        profile?.mark(.weightGradients)
     }
 }

@@ -53,6 +53,7 @@ report("forward+backward", time {
     model.gradients.zero()
     model.forwardBackward(inputs: inputs, targets: targets, steps: T, batch: B, state: &state)
 })
+let profileFlag = CommandLine.arguments.contains("--profile")
 report("train step", time {
     model.gradients.zero()
     let loss = model.forwardBackward(inputs: inputs, targets: targets, steps: T, batch: B, state: &state)
@@ -60,3 +61,29 @@ report("train step", time {
     clipGlobalNorm(model.gradients, maxNorm: 1)
     optimizer.update(params: model.parameters, grads: model.gradients, lr: 0.01)
 })
+
+if profileFlag {
+    // One more pass of the same training step with the phase profile on; per-step averages.
+    let profile = PhaseProfile()
+    model.profile = profile
+    var optimizerSeconds = 0.0
+    let n = repeats
+    let t0 = DispatchTime.now().uptimeNanoseconds
+    for _ in 0..<n {
+        model.gradients.zero()
+        let loss = model.forwardBackward(inputs: inputs, targets: targets, steps: T, batch: B, state: &state)
+        let u0 = DispatchTime.now().uptimeNanoseconds
+        model.gradients.scale(by: 1 / Float(loss.count))
+        clipGlobalNorm(model.gradients, maxNorm: 1)
+        optimizer.update(params: model.parameters, grads: model.gradients, lr: 0.01)
+        optimizerSeconds += Double(DispatchTime.now().uptimeNanoseconds - u0) / 1e9
+    }
+    let wall = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+    print("per-phase profile of one training step (mean of \(n)):")
+    for phase in PhaseProfile.Phase.allCases {
+        let s = profile.seconds[phase.rawValue]
+        print(String(format: "  %7.3f ms  %5.1f%%  ", 1000 * s / Double(n), 100 * s / wall) + phase.name)
+    }
+    print(String(format: "  %7.3f ms  %5.1f%%  ", 1000 * optimizerSeconds / Double(n), 100 * optimizerSeconds / wall) + "clip + optimizer update")
+    print(String(format: "  %7.3f ms  total; the parameter-server exchange of a distributed run is printed by rnnlm train --workers N", 1000 * wall / Double(n)))
+}
