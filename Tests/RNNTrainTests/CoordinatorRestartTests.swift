@@ -8,23 +8,6 @@ struct CoordinatorRestartTests {
     let training = ["--dataset", "timemachine", "--max-tokens", "30000", "--hidden", "48", "--batch-size", "8", "--num-steps", "20",
                     "--epochs", "25", "--seed", "9", "--checkpoint-every", "40", "--log-level", "warning"]
 
-    func start(_ bin: String, _ args: [String], log: String) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: bin)
-        p.arguments = args
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        p.standardError = p.standardOutput
-        try p.run()
-        return p
-    }
-
-    func waitExit(_ p: Process, _ seconds: Double, _ what: String) {
-        let deadline = Date().addingTimeInterval(seconds)
-        while p.isRunning && Date() < deadline { usleep(10_000) }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL); Issue.record("watchdog: \(what) still running after \(seconds)s; killed") }
-    }
-
     func coordinatorArgs(_ port: String, _ dir: String) -> [String] {
         ["coordinator", "--bind", "tcp://127.0.0.1:" + port, "--expect-workers", "2", "--checkpoint-dir", dir,
          "--data-dir", sharedDataDirectory()] + training
@@ -36,15 +19,15 @@ struct CoordinatorRestartTests {
         let dir = temporaryDirectory()
         let port = String(40_000 + Int.random(in: 0..<10_000))
         // The uninterrupted run.
-        let straight = try start(bin, coordinatorArgs(port, dir + "/straight"), log: dir + "/straight.log")
-        let w = try (0..<2).map { try start(bin, ["worker", "--connect", "tcp://127.0.0.1:" + port, "--quiet"], log: dir + "/sw\($0).log") }
-        waitExit(straight, 120, "uninterrupted coordinator")
-        w.forEach { waitExit($0, 30, "worker") }
+        let straight = try startProcess(bin, coordinatorArgs(port, dir + "/straight"), log: dir + "/straight.log")
+        let w = try (0..<2).map { try startProcess(bin, ["worker", "--connect", "tcp://127.0.0.1:" + port, "--quiet"], log: dir + "/sw\($0).log") }
+        waitForExit(straight, 120, "uninterrupted coordinator")
+        w.forEach { waitForExit($0, 30, "worker") }
         #expect(straight.terminationStatus == 0)
 
         // The same run, its coordinator killed mid-run, restarted on the same address with --resume.
-        let first = try start(bin, coordinatorArgs(port, dir + "/killed"), log: dir + "/c1.log")
-        let workers = try (0..<2).map { try start(bin, ["worker", "--connect", "tcp://127.0.0.1:" + port, "--rejoin-grace", "60"], log: dir + "/w\($0).log") }
+        let first = try startProcess(bin, coordinatorArgs(port, dir + "/killed"), log: dir + "/c1.log")
+        let workers = try (0..<2).map { try startProcess(bin, ["worker", "--connect", "tcp://127.0.0.1:" + port, "--rejoin-grace", "60"], log: dir + "/w\($0).log") }
         defer { workers.forEach { if $0.isRunning { kill($0.processIdentifier, SIGKILL) } } }
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline && (checkpointFiles(in: dir + "/killed").last?.step ?? 0) < 400 { usleep(2_000) }
@@ -52,9 +35,9 @@ struct CoordinatorRestartTests {
         first.waitUntilExit()
         let killedAt = checkpointFiles(in: dir + "/killed").last?.step ?? 0
         #expect(killedAt >= 400)
-        let second = try start(bin, coordinatorArgs(port, dir + "/killed") + ["--resume", "--log-level", "info"], log: dir + "/c2.log")
-        waitExit(second, 120, "resumed coordinator")
-        workers.forEach { waitExit($0, 30, "worker") }
+        let second = try startProcess(bin, coordinatorArgs(port, dir + "/killed") + ["--resume", "--log-level", "info"], log: dir + "/c2.log")
+        waitForExit(second, 120, "resumed coordinator")
+        workers.forEach { waitForExit($0, 30, "worker") }
         let log2 = try String(contentsOfFile: dir + "/c2.log", encoding: .utf8)
         #expect(second.terminationStatus == 0, "\(log2)")
         #expect(log2.contains("resuming") && log2.contains("worker 1 joined"))
@@ -75,13 +58,13 @@ struct CoordinatorRestartTests {
         let port = String(40_000 + Int.random(in: 10_000..<20_000))
         var args = coordinatorArgs(port, dir + "/ck")
         args[args.firstIndex(of: "--expect-workers")! + 1] = "1"
-        let c = try start(bin, args, log: dir + "/c.log")
-        let w = try start(bin, ["worker", "--connect", "tcp://127.0.0.1:" + port, "--rejoin-grace", "2"], log: dir + "/w.log")
+        let c = try startProcess(bin, args, log: dir + "/c.log")
+        let w = try startProcess(bin, ["worker", "--connect", "tcp://127.0.0.1:" + port, "--rejoin-grace", "2"], log: dir + "/w.log")
         defer { if w.isRunning { kill(w.processIdentifier, SIGKILL) } }
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline && latestCheckpoint(in: dir + "/ck") == nil { usleep(5_000) }
         kill(c.processIdentifier, SIGKILL)
-        waitExit(w, 30, "orphaned worker")
+        waitForExit(w, 30, "orphaned worker")
         let text = try String(contentsOfFile: dir + "/w.log", encoding: .utf8)
         #expect(w.terminationStatus == 1)
         #expect(text.contains("lost the coordinator at tcp://127.0.0.1:\(port)") && text.contains("none answered within 2s"), "\(text)")

@@ -8,23 +8,6 @@ struct ElasticTests {
     let training = ["--dataset", "timemachine", "--max-tokens", "30000", "--hidden", "48", "--batch-size", "8", "--num-steps", "20",
                     "--epochs", "10", "--seed", "17", "--log-level", "info"]
 
-    func start(_ bin: String, _ args: [String], log: String) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: bin)
-        p.arguments = args
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        p.standardError = p.standardOutput
-        try p.run()
-        return p
-    }
-
-    func waitExit(_ p: Process, _ seconds: Double, _ what: String) {
-        let deadline = Date().addingTimeInterval(seconds)
-        while p.isRunning && Date() < deadline { usleep(10_000) }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL); Issue.record("watchdog: \(what) still running after \(seconds)s; killed") }
-    }
-
     @Test("a worker joins a running job: it gets streams and their state at a step boundary; results stay those of one process")
     func workerJoinsMidRun() throws {
         let bin = try rnnlmBinary()
@@ -32,16 +15,16 @@ struct ElasticTests {
         let reference = try run(bin, ["train", "--checkpoint-dir", dir + "/ref", "--data-dir", sharedDataDirectory()] + training, timeout: 120)
         #expect(reference.status == 0)
         let port = String(20_000 + Int.random(in: 0..<10_000))
-        let c = try start(bin, ["coordinator", "--bind", "tcp://127.0.0.1:" + port, "--expect-workers", "1", "--checkpoint-dir", dir + "/run",
+        let c = try startProcess(bin, ["coordinator", "--bind", "tcp://127.0.0.1:" + port, "--expect-workers", "1", "--checkpoint-dir", dir + "/run",
                                 "--data-dir", sharedDataDirectory()] + training, log: dir + "/c.log")
-        let a = try start(bin, ["worker", "--connect", "tcp://127.0.0.1:" + port], log: dir + "/a.log")
+        let a = try startProcess(bin, ["worker", "--connect", "tcp://127.0.0.1:" + port], log: dir + "/a.log")
         defer { [c, a].forEach { if $0.isRunning { kill($0.processIdentifier, SIGKILL) } } }
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline && latestCheckpoint(in: dir + "/run") == nil { usleep(2_000) }
-        let b = try start(bin, ["worker", "--connect", "tcp://127.0.0.1:" + port], log: dir + "/b.log")
+        let b = try startProcess(bin, ["worker", "--connect", "tcp://127.0.0.1:" + port], log: dir + "/b.log")
         defer { if b.isRunning { kill(b.processIdentifier, SIGKILL) } }
-        waitExit(c, 120, "coordinator")
-        [a, b].forEach { waitExit($0, 30, "worker") }
+        waitForExit(c, 120, "coordinator")
+        [a, b].forEach { waitForExit($0, 30, "worker") }
         let log = try String(contentsOfFile: dir + "/c.log", encoding: .utf8)
         #expect(c.terminationStatus == 0, "\(log)")
         #expect(log.contains("worker 1 joined the running job"), "\(log)")
@@ -63,14 +46,14 @@ struct ElasticTests {
         let port = String(30_000 + Int.random(in: 0..<10_000))
         let small = ["--dataset", "timemachine", "--max-tokens", "1000", "--hidden", "16", "--batch-size", "4", "--num-steps", "10",
                      "--epochs", "1", "--seed", "3", "--log-level", "info"]
-        let c = try start(bin, ["coordinator", "--bind", "tcp://127.0.0.1:" + port, "--expect-workers", "2", "--quorum", "1",
+        let c = try startProcess(bin, ["coordinator", "--bind", "tcp://127.0.0.1:" + port, "--expect-workers", "2", "--quorum", "1",
                                 "--step-timeout", "0.3", "--checkpoint-dir", dir + "/run", "--data-dir", sharedDataDirectory()] + small,
                           log: dir + "/c.log")
-        let fast = try start(bin, ["worker", "--connect", "tcp://127.0.0.1:" + port], log: dir + "/fast.log")
-        let slow = try start(bin, ["worker", "--connect", "tcp://127.0.0.1:" + port, "--debug-delay-ms", "1000"], log: dir + "/slow.log")
+        let fast = try startProcess(bin, ["worker", "--connect", "tcp://127.0.0.1:" + port], log: dir + "/fast.log")
+        let slow = try startProcess(bin, ["worker", "--connect", "tcp://127.0.0.1:" + port, "--debug-delay-ms", "1000"], log: dir + "/slow.log")
         defer { [c, fast, slow].forEach { if $0.isRunning { kill($0.processIdentifier, SIGKILL) } } }
-        waitExit(c, 120, "coordinator")
-        [fast, slow].forEach { waitExit($0, 30, "worker") }
+        waitForExit(c, 120, "coordinator")
+        [fast, slow].forEach { waitForExit($0, 30, "worker") }
         let log = try String(contentsOfFile: dir + "/c.log", encoding: .utf8)
         #expect(c.terminationStatus == 0, "\(log)")
         let proceeded = log.components(separatedBy: "proceeding with 1 of 2 workers").count - 1

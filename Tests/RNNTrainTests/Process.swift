@@ -56,3 +56,22 @@ func run(_ executable: String, _ args: [String], environment: [String: String] =
     }
     return result
 }
+
+/// Starts a long-running command in the background with its output (stdout and stderr) in the file `log`.
+func startProcess(_ executable: String, _ args: [String], log: String) throws -> Process {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: executable)
+    p.arguments = args
+    _ = FileManager.default.createFile(atPath: log, contents: nil)
+    p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+    p.standardError = p.standardOutput
+    try p.run()
+    return p
+}
+
+/// Waits for `p` to exit; past `seconds` it is killed and the test fails naming `what` (the watchdog).
+func waitForExit(_ p: Process, _ seconds: Double, _ what: String) {
+    let deadline = Date().addingTimeInterval(seconds)
+    while p.isRunning && Date() < deadline { usleep(10_000) }
+    if p.isRunning { kill(p.processIdentifier, SIGKILL); Issue.record("watchdog: \(what) still running after \(seconds)s; killed") }
+}
