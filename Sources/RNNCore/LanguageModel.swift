@@ -261,7 +261,7 @@ public final class LanguageModel {
 
     private func backwardPass(_ tokens: UnsafePointer<Int32>, ws: Workspace,
                               initialStateGradient: UnsafeMutablePointer<RecurrentState>?) {
-        let c = config, T = ws.steps, B = ws.batch, H = c.hiddenSize, V = c.vocabSize, rows = T * B
+        let c = config, B = ws.batch, H = c.hiddenSize, V = c.vocabSize, rows = ws.steps * B
         let useDropout = lastForwardUsedDropout
         let params = layerParams, grads = layerGrads
         // Decoder: dW += dlogitsᵀ · top, db += Σ dlogits, dTop = dlogits · W.
@@ -306,7 +306,6 @@ public final class LanguageModel {
                 for j in 0..<E { dst[j] += src[j] }
             }
         }
-        _ = T
     }
 }
 

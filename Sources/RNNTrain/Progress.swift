@@ -1,4 +1,5 @@
 import Foundation
+import RNNCore
 
 /// How much a run prints.
 public enum LogLevel: String, CaseIterable, Sendable, Comparable {
@@ -8,7 +9,7 @@ public enum LogLevel: String, CaseIterable, Sendable, Comparable {
 
 /// Aggregates steps over an interval: mean loss, tokens/s, gradient norm, clip rate.
 struct IntervalStats {
-    var loss = LossSumLite()
+    var loss = LossSum()
     var steps = 0
     var clipped = 0
     var normSum = 0.0
@@ -22,8 +23,6 @@ struct IntervalStats {
         normSum += s.gradientNorm
     }
 }
-
-struct LossSumLite { var sum = 0.0; var count = 0 }
 
 /// The live view of a run. On a terminal: one status line redrawn in place (at most 5 times a second) with
 /// epoch, step/total, tokens/s, loss and perplexity, learning rate, gradient norm and clip rate, workers

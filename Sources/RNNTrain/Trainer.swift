@@ -23,7 +23,7 @@ public struct EpochReport: Codable, Equatable, Sendable {
 func fmt(_ x: Double) -> String { String(format: "%.3f", x) }
 
 /// `31204` → `31,204`.
-func grouped(_ n: Int) -> String {
+public func grouped(_ n: Int) -> String {
     let s = String(abs(n))
     var out = ""
     for (i, ch) in s.enumerated() {

@@ -82,13 +82,7 @@ public final class ZMQSocket {
 
     /// Sends `frames` as one multipart message; on a ROUTER, to peer `identity`.
     public func send(_ frames: [[UInt8]], to identity: [UInt8]? = nil) throws {
-        var all = frames
-        if let id = identity { all.insert(id, at: 0) }
-        for (i, f) in all.enumerated() {
-            let flags = i + 1 < all.count ? ZMQ_SNDMORE : 0
-            let rc = f.withUnsafeBytes { zmq_send(handle, $0.baseAddress, f.count, flags) }
-            guard rc >= 0 else { throw TransportError("send failed") }
-        }
+        try send(identity.map { [$0] + frames } ?? frames, more: false)
     }
 
     /// Sends the same message to several ROUTER peers; the last (large) frame is copied into one ZeroMQ
@@ -119,6 +113,7 @@ public final class ZMQSocket {
         return unreachable
     }
 
+    /// Sends the frames of one message; `more` leaves it open for a further frame.
     private func send(_ frames: [[UInt8]], more: Bool) throws {
         for (i, f) in frames.enumerated() {
             let flags = (i + 1 < frames.count || more) ? ZMQ_SNDMORE : 0

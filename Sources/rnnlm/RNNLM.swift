@@ -405,13 +405,6 @@ func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) thro
     }
 }
 
-private func grouped(_ n: Int) -> String {
-    let f = NumberFormatter()
-    f.numberStyle = .decimal
-    f.groupingSeparator = ","
-    return f.string(from: NSNumber(value: n)) ?? String(n)
-}
-
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Perplexity of a text under a trained model.")
 
