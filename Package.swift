@@ -7,8 +7,10 @@ import PackageDescription
 let portable = Context.environment["RNNLM_PORTABLE"] == "1"
 #if arch(x86_64)
 let cpuFlags: [SwiftSetting] = portable ? [] : [.unsafeFlags(["-target-cpu", "haswell"])]
+let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-ffp-contract=fast"] + (portable ? [] : ["-mavx2", "-mfma"]))]
 #else
 let cpuFlags: [SwiftSetting] = []
+let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-ffp-contract=fast"])]
 #endif
 
 let package = Package(
@@ -31,8 +33,10 @@ let package = Package(
             providers: [.apt(["libzmq3-dev"])]),
         // Small C wrappers for Linux calls Swift cannot make directly (variadic prctl).
         .target(name: "CLinux"),
+        // The elementwise hot loops (gates, loss, reductions) in C, which clang vectorises reliably.
+        .target(name: "CKernels", cSettings: kernelFlags),
         // Numbers only: tensors, cells, forward/backward, loss, optimizers, clipping, sampling. No I/O.
-        .target(name: "RNNCore", dependencies: ["CBLAS"], swiftSettings: cpuFlags),
+        .target(name: "RNNCore", dependencies: ["CBLAS", "CKernels"], swiftSettings: cpuFlags),
         // Text: tokenizers, vocabulary, corpora and datasets, truncated-BPTT batching.
         .target(name: "RNNText"),
         // safetensors checkpoints (atomic writes, strict reads).

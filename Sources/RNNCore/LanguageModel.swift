@@ -1,3 +1,4 @@
+import CKernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -41,11 +42,21 @@ public final class LanguageModel {
     public var profile: PhaseProfile?
     private var workspaces: [WorkspaceKey: Workspace] = [:]
 
-    public init(config: ModelConfig) throws(ConfigError) {
+    public convenience init(config: ModelConfig) throws(ConfigError) {
         try config.validate()
+        self.init(validated: config, parameters: nil)
+    }
+
+    /// A replica that reads `other`'s parameters (the same buffer, not a copy) with its own gradients and
+    /// workspaces: one per thread of `DataParallel`.
+    public convenience init(sharingParametersOf other: LanguageModel) {
+        self.init(validated: other.config, parameters: other.parameters)
+    }
+
+    private init(validated config: ModelConfig, parameters shared: FloatBuffer?) {
         self.config = config
         layout = ParameterLayout(model: config)
-        parameters = FloatBuffer(count: layout.count)
+        parameters = shared ?? FloatBuffer(count: layout.count)
         gradients = FloatBuffer(count: layout.count)
         layers = (0..<config.layers).map {
             RecurrentLayer(cell: config.cell, inputSize: $0 == 0 ? config.inputSize : config.hiddenSize,
@@ -268,7 +279,7 @@ public final class LanguageModel {
         let topIn = useDropout ? ws.dropped[c.layers - 1].pointer : ws.layers[c.layers - 1].outputs
         sgemm(transA: true, m: V, n: H, k: rows, a: ws.logits.pointer, lda: V, b: topIn, ldb: H, beta: 1,
               c: gradients.pointer + layout["decoder.weight"].offset, ldc: H)
-        accumulateColumnSums(ws.logits.pointer, rows: rows, n: V, into: gradients.pointer + layout["decoder.bias"].offset)
+        rk_column_sums(ws.logits.pointer, Int64(rows), Int64(V), gradients.pointer + layout["decoder.bias"].offset)
         var dOut = ws.gradA.pointer, dSpare = ws.gradB.pointer
         sgemm(m: rows, n: H, k: V, a: ws.logits.pointer, lda: V, b: parameters.pointer + layout["decoder.weight"].offset,
               ldb: H, beta: 0, c: dOut, ldc: H)
@@ -287,7 +298,8 @@ public final class LanguageModel {
             let needInputGrad = l > 0 || c.embedSize > 0
             profile?.mark(.other)
             layers[l].backward(input, p: params[l], g: grads[l], ws: ws.layers[l], dOut: dOut,
-                               dInput: needInputGrad ? dSpare : nil, profile: profile)
+                               dInput: needInputGrad ? dSpare : nil, needInitialGradient: initialStateGradient != nil,
+                               profile: profile)
             if let isg = initialStateGradient {
                 let lw = ws.layers[l]
                 isg.pointee.h.withUnsafeMutableBufferPointer { ($0.baseAddress! + l * B * H).update(from: lw.dh.pointer, count: B * H) }
@@ -314,32 +326,6 @@ public final class LanguageModel {
 /// `gradientScale · (softmax − onehot(target))`, the gradient of `gradientScale · Σ losses`.
 public func crossEntropy(_ logits: UnsafeMutablePointer<Float>, targets: UnsafePointer<Int32>, rows: Int, vocab V: Int,
                          gradientScale: Float?) -> LossSum {
-    var total = 0.0
-    for r in 0..<rows {
-        let x = logits + r * V
-        var m = -Float.infinity
-        for j in 0..<V { m = max(m, x[j]) }
-        var s: Float = 0
-        var j = 0
-        while j < V {
-            let c = min(8, V - j)
-            let e = vexp(load8(x + j, c) - m)
-            for q in 0..<c { s += e[q] }
-            j += 8
-        }
-        let lse = Double(m) + log(Double(s))
-        let y = Int(targets[r])
-        total += lse - Double(x[y])
-        if let scale = gradientScale {
-            let lseF = Float(lse)
-            j = 0
-            while j < V {
-                let c = min(8, V - j)
-                store8(vexp(load8(x + j, c) - lseF) * scale, x + j, c)
-                j += 8
-            }
-            x[y] -= scale
-        }
-    }
+    let total = rk_cross_entropy(logits, targets, Int64(rows), Int64(V), gradientScale == nil ? 0 : 1, gradientScale ?? 0)
     return LossSum(sum: total, count: rows)
 }

@@ -1,3 +1,5 @@
+import CKernels
+
 // Shape legend: T steps, B batch (streams), H hidden, G gates (1 RNN, 3 GRU, 4 LSTM), I layer input width.
 // Matrices are row-major; a "[T*B, X]" buffer holds row t*B + b for step t, stream b (time-major).
 // Gate order in every [*, G*H] buffer is PyTorch's: GRU (r, z, n), LSTM (i, f, g, o).
@@ -20,8 +22,10 @@ final class LayerWorkspace {
     let dgh: FloatBuffer
     /// Per-step scratch: `h W_hhᵀ + b_hh` `[B, G*H]`, and the running `∂L/∂h`, `∂L/∂c` `[B, H]`.
     let gh: FloatBuffer
-    let dh: FloatBuffer, dhPrev: FloatBuffer, dc: FloatBuffer
-    /// One-hot input only: `∂L/∂W_ih` accumulated transposed, `[V, G*H]`, so each token's row is contiguous.
+    private(set) var dh: FloatBuffer, dhPrev: FloatBuffer
+    let dc: FloatBuffer
+    /// One-hot input only, `[V, G*H]`: in forward the table `b_ih + W_ih[:, v]` per token v; in backward
+    /// `∂L/∂W_ih` accumulated transposed. Either way each token's row is contiguous.
     let dWihT: FloatBuffer
 
     init(cell: CellKind, steps: Int, batch: Int, hidden: Int, oneHotInput: Int = 0) {
@@ -40,6 +44,9 @@ final class LayerWorkspace {
         dc = FloatBuffer(count: cell.hasCell ? batch * hidden : 0)
         dWihT = FloatBuffer(count: oneHotInput * gates * hidden)
     }
+
+    /// Makes the `∂L/∂h_{t-1}` just computed the running `∂L/∂h` (a pointer swap, not a copy).
+    func swapHiddenGradients() { swap(&dh, &dhPrev) }
 
     /// The layer's outputs `h_1 … h_T` as one `[T*B, H]` matrix.
     var outputs: UnsafeMutablePointer<Float> { hs.pointer + batch * hidden }
@@ -73,17 +80,15 @@ struct RecurrentLayer {
     func forward(_ input: LayerInput, p: LayerParams, ws: LayerWorkspace, profile: PhaseProfile? = nil) {
         let T = ws.steps, B = ws.batch, H = hidden, G = cell.gates, GH = G * H, rows = T * B
         // Input projection for all T steps at once.
-        fillRows(ws.gx.pointer, rows: rows, n: GH, with: p.bih)
         switch input {
         case .dense(let x):
+            fillRows(ws.gx.pointer, rows: rows, n: GH, with: p.bih)
             sgemm(transB: true, m: rows, n: GH, k: inputSize, a: x, lda: inputSize, b: p.wih, ldb: inputSize,
                   beta: 1, c: ws.gx.pointer, ldc: GH)
         case .oneHot(let tokens):
-            // x W_ihᵀ for a one-hot x is column `token` of W_ih.
-            for r in 0..<rows {
-                let tok = Int(tokens[r]), row = ws.gx.pointer + r * GH
-                for j in 0..<GH { row[j] += p.wih[j * inputSize + tok] }
-            }
+            // x W_ihᵀ for a one-hot x is column `token` of W_ih: V distinct rows, built once, then copied.
+            rk_onehot_project(ws.gx.pointer, tokens, Int64(rows), Int64(GH), p.wih, Int64(inputSize), p.bih,
+                              ws.dWihT.pointer)
         }
         profile?.mark(.inputProjection)
         for t in 0..<T {
@@ -93,69 +98,26 @@ struct RecurrentLayer {
             let gx = ws.gx.pointer + t * B * GH
             switch cell {
             case .rnnTanh, .rnnRelu:
-                let relu = cell == .rnnRelu
-                for b in 0..<B {
-                    let x = gx + b * GH, h = ws.gh.pointer + b * GH, out = hOut + b * H
-                    var j = 0
-                    while j < H {
-                        let c = min(8, H - j)
-                        let pre = load8(x + j, c) + load8(h + j, c)
-                        store8(relu ? pre.replacing(with: 0, where: pre .< 0) : vtanh(pre), out + j, c)
-                        j += 8
-                    }
-                }
+                rk_rnn_forward(Int64(B), Int64(H), cell == .rnnRelu ? 1 : 0, gx, ws.gh.pointer, Int64(GH), hOut)
             case .gru:
-                let act = ws.act.pointer + t * B * GH, hnAll = ws.hn.pointer + t * B * H
-                for b in 0..<B {
-                    let x = gx + b * GH, h = ws.gh.pointer + b * GH, a = act + b * GH
-                    let prev = hPrev + b * H, out = hOut + b * H, hnRow = hnAll + b * H
-                    var j = 0
-                    while j < H {
-                        let c = min(8, H - j)
-                        let r = vsigmoid(load8(x + j, c) + load8(h + j, c))
-                        let z = vsigmoid(load8(x + H + j, c) + load8(h + H + j, c))
-                        let hn = load8(h + 2 * H + j, c)
-                        let n = vtanh(load8(x + 2 * H + j, c) + r * hn)
-                        let hp = load8(prev + j, c)
-                        store8(r, a + j, c); store8(z, a + H + j, c); store8(n, a + 2 * H + j, c)
-                        store8(hn, hnRow + j, c)
-                        store8(n + z * (hp - n), out + j, c)
-                        j += 8
-                    }
-                }
+                rk_gru_forward(Int64(B), Int64(H), gx, ws.gh.pointer, hPrev, ws.act.pointer + t * B * GH,
+                               ws.hn.pointer + t * B * H, hOut)
             case .lstm:
-                let act = ws.act.pointer + t * B * GH
-                let cPrevAll = ws.cs.pointer + t * B * H, cOutAll = ws.cs.pointer + (t + 1) * B * H
-                let tcAll = ws.tanhC.pointer + t * B * H
-                for b in 0..<B {
-                    let x = gx + b * GH, h = ws.gh.pointer + b * GH, a = act + b * GH
-                    let cPrev = cPrevAll + b * H, cOut = cOutAll + b * H, tcRow = tcAll + b * H, out = hOut + b * H
-                    var j = 0
-                    while j < H {
-                        let c = min(8, H - j)
-                        let i = vsigmoid(load8(x + j, c) + load8(h + j, c))
-                        let f = vsigmoid(load8(x + H + j, c) + load8(h + H + j, c))
-                        let g = vtanh(load8(x + 2 * H + j, c) + load8(h + 2 * H + j, c))
-                        let o = vsigmoid(load8(x + 3 * H + j, c) + load8(h + 3 * H + j, c))
-                        let cNew = f * load8(cPrev + j, c) + i * g
-                        let tc = vtanh(cNew)
-                        store8(i, a + j, c); store8(f, a + H + j, c); store8(g, a + 2 * H + j, c)
-                        store8(o, a + 3 * H + j, c)
-                        store8(cNew, cOut + j, c); store8(tc, tcRow + j, c)
-                        store8(o * tc, out + j, c)
-                        j += 8
-                    }
-                }
+                rk_lstm_forward(Int64(B), Int64(H), gx, ws.gh.pointer, ws.cs.pointer + t * B * H,
+                                ws.act.pointer + t * B * GH, ws.cs.pointer + (t + 1) * B * H,
+                                ws.tanhC.pointer + t * B * H, hOut)
             }
         }
     }
 
     /// Backpropagation through the T steps of the last `forward`.
     /// - `dOut`: `∂L/∂h_t` from above for every step, `[T*B, H]`.
-    /// - Accumulates into the layer's gradients `g`; leaves `∂L/∂h_0` in `ws.dh` (and `∂L/∂c_0` in `ws.dc`).
+    /// - Accumulates into the layer's gradients `g`; leaves `∂L/∂h_0` in `ws.dh` (and `∂L/∂c_0` in `ws.dc`) when
+    ///   `needInitialGradient`, otherwise `ws.dh` is left undefined.
     /// - Writes `∂L/∂x` `[T*B, I]` into `dInput` when given (dense input only), overwriting it.
     func backward(_ input: LayerInput, p: LayerParams, g: LayerParams, ws: LayerWorkspace,
-                  dOut: UnsafePointer<Float>, dInput: UnsafeMutablePointer<Float>?, profile: PhaseProfile? = nil) {
+                  dOut: UnsafePointer<Float>, dInput: UnsafeMutablePointer<Float>?, needInitialGradient: Bool = true,
+                  profile: PhaseProfile? = nil) {
         let T = ws.steps, B = ws.batch, H = hidden, G = cell.gates, GH = G * H, rows = T * B
         let dgx = ws.gx  // the forward's input projection is not needed any more
         let dghBuf = cell == .gru ? ws.dgh : dgx
@@ -168,72 +130,28 @@ struct RecurrentLayer {
             var directIntoPrev = false
             switch cell {
             case .rnnTanh, .rnnRelu:
-                let relu = cell == .rnnRelu
-                for b in 0..<B {
-                    var j = 0
-                    while j < H {
-                        let c = min(8, H - j), o = b * H + j
-                        let d = load8(dh + o, c) + load8(dOutT + o, c)
-                        let h = load8(hOut + o, c)
-                        let dpre = relu ? d.replacing(with: 0, where: h .<= 0) : d * (1 - h * h)
-                        store8(dpre, dx + b * GH + j, c)
-                        j += 8
-                    }
-                }
+                rk_rnn_backward(Int64(B), Int64(H), cell == .rnnRelu ? 1 : 0, dh, dOutT, hOut, dx, Int64(GH))
             case .gru:
-                let act = ws.act.pointer + t * B * GH, hnAll = ws.hn.pointer + t * B * H
-                for b in 0..<B {
-                    let a = act + b * GH, dxr = dx + b * GH, dhr = dhh + b * GH
-                    var j = 0
-                    while j < H {
-                        let c = min(8, H - j), o = b * H + j
-                        let d = load8(dh + o, c) + load8(dOutT + o, c)
-                        let r = load8(a + j, c), z = load8(a + H + j, c), n = load8(a + 2 * H + j, c)
-                        let hp = load8(hPrev + o, c), hn = load8(hnAll + o, c)
-                        let dnPre = d * (1 - z) * (1 - n * n)
-                        let dzPre = d * (hp - n) * z * (1 - z)
-                        let drPre = dnPre * hn * r * (1 - r)
-                        store8(drPre, dxr + j, c); store8(dzPre, dxr + H + j, c); store8(dnPre, dxr + 2 * H + j, c)
-                        store8(drPre, dhr + j, c); store8(dzPre, dhr + H + j, c); store8(dnPre * r, dhr + 2 * H + j, c)
-                        store8(d * z, ws.dhPrev.pointer + o, c)  // the direct path h' = … + z ⊙ h
-                        j += 8
-                    }
-                }
+                rk_gru_backward(Int64(B), Int64(H), dh, dOutT, ws.act.pointer + t * B * GH, ws.hn.pointer + t * B * H,
+                                hPrev, dx, dhh, ws.dhPrev.pointer)
                 directIntoPrev = true
             case .lstm:
-                let act = ws.act.pointer + t * B * GH
-                let cPrevAll = ws.cs.pointer + t * B * H, tcAll = ws.tanhC.pointer + t * B * H
-                let dcp = ws.dc.pointer
-                for b in 0..<B {
-                    let a = act + b * GH, dxr = dx + b * GH
-                    var j = 0
-                    while j < H {
-                        let c = min(8, H - j), o = b * H + j
-                        let d = load8(dh + o, c) + load8(dOutT + o, c)
-                        let i = load8(a + j, c), f = load8(a + H + j, c), gg = load8(a + 2 * H + j, c)
-                        let og = load8(a + 3 * H + j, c), tc = load8(tcAll + o, c)
-                        let dcT = load8(dcp + o, c) + d * og * (1 - tc * tc)
-                        let dO = d * tc
-                        store8(dcT * gg * i * (1 - i), dxr + j, c)
-                        store8(dcT * load8(cPrevAll + o, c) * f * (1 - f), dxr + H + j, c)
-                        store8(dcT * i * (1 - gg * gg), dxr + 2 * H + j, c)
-                        store8(dO * og * (1 - og), dxr + 3 * H + j, c)
-                        store8(dcT * f, dcp + o, c)
-                        j += 8
-                    }
-                }
+                rk_lstm_backward(Int64(B), Int64(H), dh, dOutT, ws.act.pointer + t * B * GH,
+                                 ws.tanhC.pointer + t * B * H, ws.cs.pointer + t * B * H, ws.dc.pointer, dx)
             }
-            // ∂L/∂h_{t-1} = dgh_t · W_hh (+ the GRU's direct path already in dhPrev).
+            // ∂L/∂h_{t-1} = dgh_t · W_hh (+ the GRU's direct path already in dhPrev). Nobody reads ∂L/∂h_0
+            // unless the caller asked for it (the carried state is detached), so step 0 skips that GEMM.
+            if t == 0 && !needInitialGradient { break }
             sgemm(m: B, n: H, k: GH, a: dhh, lda: GH, b: p.whh, ldb: H, beta: directIntoPrev ? 1 : 0,
                   c: ws.dhPrev.pointer, ldc: H)
-            ws.dh.copy(from: ws.dhPrev)
+            ws.swapHiddenGradients()
         }
         profile?.mark(.recurrence)
         // Weight and bias gradients as single GEMMs / reductions over all T*B rows.
         sgemm(transA: true, m: GH, n: H, k: rows, a: dghBuf.pointer, lda: GH, b: ws.hs.pointer, ldb: H,
               beta: 1, c: g.whh, ldc: H)
-        accumulateColumnSums(dghBuf.pointer, rows: rows, n: GH, into: g.bhh)
-        accumulateColumnSums(dgx.pointer, rows: rows, n: GH, into: g.bih)
+        rk_column_sums(dghBuf.pointer, Int64(rows), Int64(GH), g.bhh)
+        rk_column_sums(dgx.pointer, Int64(rows), Int64(GH), g.bih)
         switch input {
         case .dense(let x):
             sgemm(transA: true, m: GH, n: inputSize, k: rows, a: dgx.pointer, lda: GH, b: x, ldb: inputSize,
@@ -243,23 +161,9 @@ struct RecurrentLayer {
                       beta: 0, c: dInput, ldc: inputSize)
             }
         case .oneHot(let tokens):
-            // dW_ih[:, tok] += dgx[row]: add whole contiguous rows into the transposed scratch (vectorised), then
-            // add the scratch into W_ih's layout once, instead of T*B*G*H strided writes.
-            let acc = ws.dWihT.pointer
-            ws.dWihT.zero()
-            for r in 0..<rows {
-                let dst = acc + Int(tokens[r]) * GH, src = dgx.pointer + r * GH
-                var j = 0
-                while j < GH {
-                    let c = min(8, GH - j)
-                    store8(load8(dst + j, c) + load8(src + j, c), dst + j, c)
-                    j += 8
-                }
-            }
-            for j in 0..<GH {
-                let out = g.wih + j * inputSize
-                for v in 0..<inputSize { out[v] += acc[v * GH + j] }
-            }
+            // dW_ih[:, tok] += dgx[row]: add whole contiguous rows into the transposed scratch, then add the
+            // scratch into W_ih's layout once, instead of T*B*G*H strided writes.
+            rk_onehot_scatter(g.wih, tokens, Int64(rows), Int64(GH), dgx.pointer, Int64(inputSize), ws.dWihT.pointer)
         }
         profile?.mark(.weightGradients)
     }

@@ -1,0 +1,60 @@
+#ifndef RNNLM_KERNELS_H
+#define RNNLM_KERNELS_H
+#include <stdint.h>
+
+// Elementwise hot loops of the recurrent cells and the loss, in C so that the compiler vectorises them
+// (Swift's SIMD types scalarise parts of the same code; measured 3x slower, see bench/README.md).
+// Shape legend: B batch rows, H hidden, G gates; a gate row holds G blocks of H, PyTorch order
+// (GRU r, z, n; LSTM i, f, g, o). Every pointer is row-major with the row stride stated.
+
+/// exp, logistic sigmoid and tanh as used by every kernel below (about 1 ulp / 1e-7 absolute).
+float rk_exp(float x);
+float rk_sigmoid(float x);
+float rk_tanh(float x);
+
+/// Plain RNN step: `out = act(gx + gh)`, act = tanh, or ReLU when `relu` != 0.
+/// gx, gh: [B, H] with row stride `ld`; out: [B, H] dense.
+void rk_rnn_forward(int64_t B, int64_t H, int relu, const float *gx, const float *gh, int64_t ld, float *out);
+
+/// Plain RNN step backward: `dpre = (dh + dout) * act'(h)` from the step's output h, into dpre [B, H] stride `ld`.
+void rk_rnn_backward(int64_t B, int64_t H, int relu, const float *dh, const float *dout, const float *h,
+                     float *dpre, int64_t ld);
+
+/// GRU step. gx, gh: [B, 3H] (x- and h-side pre-activations, biases included); hprev, out: [B, H].
+/// Stores act [B, 3H] = (r, z, n) and hn [B, H] = W_hn h + b_hn for the backward.
+void rk_gru_forward(int64_t B, int64_t H, const float *gx, const float *gh, const float *hprev,
+                    float *act, float *hn, float *out);
+
+/// GRU step backward. dx, dhh: [B, 3H] gradients of the x- and h-side pre-activations; dhprev [B, H]
+/// receives the direct path `d * z` (the caller adds dhh · W_hh onto it).
+void rk_gru_backward(int64_t B, int64_t H, const float *dh, const float *dout, const float *act,
+                     const float *hn, const float *hprev, float *dx, float *dhh, float *dhprev);
+
+/// LSTM step. gx, gh: [B, 4H]; cprev, cout, tanhc, out: [B, H]. Stores act [B, 4H] = (i, f, g, o).
+void rk_lstm_forward(int64_t B, int64_t H, const float *gx, const float *gh, const float *cprev,
+                     float *act, float *cout, float *tanhc, float *out);
+
+/// LSTM step backward. dc [B, H] holds ∂L/∂c_t on entry and ∂L/∂c_{t-1} on return; dx [B, 4H].
+void rk_lstm_backward(int64_t B, int64_t H, const float *dh, const float *dout, const float *act,
+                      const float *tanhc, const float *cprev, float *dc, float *dx);
+
+/// Fused log-softmax + cross-entropy over `rows` rows of [rows, V] logits; returns the loss sum.
+/// When `write_gradient` != 0, overwrites the logits with `scale * (softmax - onehot(target))`.
+double rk_cross_entropy(float *logits, const int32_t *targets, int64_t rows, int64_t V, int write_gradient,
+                        float scale);
+
+/// out[j] += Σ_r m[r, j] over the [rows, n] matrix m, summed in row order.
+void rk_column_sums(const float *m, int64_t rows, int64_t n, float *out);
+
+/// One-hot input projection: gx[r, :] = bias + W[:, tokens[r]] for W [n, V]. Builds the V distinct rows in the
+/// [V, n] scratch `table` first, so each of the `rows` rows is then one contiguous copy.
+void rk_onehot_project(float *gx, const int32_t *tokens, int64_t rows, int64_t n, const float *w, int64_t V,
+                       const float *bias, float *table);
+
+/// One-hot weight gradient: dw[:, tokens[r]] += dgx[r, :] for dw [n, V], via the [V, n] scratch `acc`.
+void rk_onehot_scatter(float *dw, const int32_t *tokens, int64_t rows, int64_t n, const float *dgx, int64_t V,
+                       float *acc);
+
+/// y += x over n elements.
+void rk_add(float *y, const float *x, int64_t n);
+#endif

@@ -1,0 +1,230 @@
+#include "rnnlm_kernels.h"
+#include <math.h>
+#include <string.h>
+
+// Every function is scalar C over a contiguous inner loop: with -O3 (and the AVX2/FMA flags Package.swift
+// passes on x86-64) clang vectorises the loops; without those flags the same code stays correct.
+// RK_SIMD marks a loop whose pointers never overlap within an iteration range. Without it clang emits a runtime
+// overlap check that fails conservatively for these row layouts and runs the scalar loop (measured: LSTM
+// forward gates 200 µs per step instead of 29 µs at B=32, H=256).
+#if defined(__clang__)
+#define RK_SIMD _Pragma("clang loop vectorize(assume_safety)")
+#else
+#define RK_SIMD _Pragma("GCC ivdep")
+#endif
+
+static inline float k_exp(float x) {
+    // Cody-Waite: x = n ln2 + r, |r| <= ln2/2; degree-6 polynomial for e^r; 2^n from the exponent bits.
+    x = x < -87.33f ? -87.33f : x;
+    x = x > 88.72f ? 88.72f : x;
+    const float magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer held in the low bits
+    float k = x * 1.44269504f + magic;
+    float n = k - magic;
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.1219444e-4f;
+    float p = 1.0f / 720;
+    p = p * r + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1;
+    p = p * r + 1;
+    int32_t kb;
+    memcpy(&kb, &k, 4);
+    int32_t eb = (kb - 0x4B400000 + 127) << 23;
+    float two;
+    memcpy(&two, &eb, 4);
+    return p * two;
+}
+
+static inline float k_sigmoid(float x) { return 1.0f / (1.0f + k_exp(-x)); }
+
+static inline float k_tanh(float x) {
+    float e = k_exp(-2.0f * fabsf(x));
+    float t = (1.0f - e) / (1.0f + e);
+    return x < 0 ? -t : t;
+}
+
+float rk_exp(float x) { return k_exp(x); }
+float rk_sigmoid(float x) { return k_sigmoid(x); }
+float rk_tanh(float x) { return k_tanh(x); }
+
+void rk_rnn_forward(int64_t B, int64_t H, int relu, const float *gx, const float *gh, int64_t ld, float *out) {
+    for (int64_t b = 0; b < B; b++) {
+        const float *restrict x = gx + b * ld, *restrict h = gh + b * ld;
+        float *restrict o = out + b * H;
+        if (relu) {
+            RK_SIMD
+            for (int64_t j = 0; j < H; j++) { float p = x[j] + h[j]; o[j] = p < 0 ? 0 : p; }
+        } else {
+            RK_SIMD
+            for (int64_t j = 0; j < H; j++) o[j] = k_tanh(x[j] + h[j]);
+        }
+    }
+}
+
+void rk_rnn_backward(int64_t B, int64_t H, int relu, const float *dh, const float *dout, const float *h,
+                     float *dpre, int64_t ld) {
+    for (int64_t b = 0; b < B; b++) {
+        const float *restrict d1 = dh + b * H, *restrict d2 = dout + b * H, *restrict hr = h + b * H;
+        float *restrict o = dpre + b * ld;
+        if (relu) {
+            RK_SIMD
+            for (int64_t j = 0; j < H; j++) o[j] = hr[j] > 0 ? d1[j] + d2[j] : 0;
+        } else {
+            RK_SIMD
+            for (int64_t j = 0; j < H; j++) o[j] = (d1[j] + d2[j]) * (1 - hr[j] * hr[j]);
+        }
+    }
+}
+
+void rk_gru_forward(int64_t B, int64_t H, const float *gx, const float *gh, const float *hprev,
+                    float *act, float *hn, float *out) {
+    const int64_t GH = 3 * H;
+    for (int64_t b = 0; b < B; b++) {
+        const float *restrict x = gx + b * GH, *restrict h = gh + b * GH, *restrict hp = hprev + b * H;
+        float *restrict a = act + b * GH, *restrict hnr = hn + b * H, *restrict o = out + b * H;
+        RK_SIMD
+        for (int64_t j = 0; j < H; j++) {
+            float r = k_sigmoid(x[j] + h[j]);
+            float z = k_sigmoid(x[H + j] + h[H + j]);
+            float hnv = h[2 * H + j];
+            float n = k_tanh(x[2 * H + j] + r * hnv);
+            a[j] = r; a[H + j] = z; a[2 * H + j] = n;
+            hnr[j] = hnv;
+            o[j] = n + z * (hp[j] - n);
+        }
+    }
+}
+
+void rk_gru_backward(int64_t B, int64_t H, const float *dh, const float *dout, const float *act,
+                     const float *hn, const float *hprev, float *dx, float *dhh, float *dhprev) {
+    const int64_t GH = 3 * H;
+    for (int64_t b = 0; b < B; b++) {
+        const float *restrict d1 = dh + b * H, *restrict d2 = dout + b * H, *restrict a = act + b * GH;
+        const float *restrict hnr = hn + b * H, *restrict hp = hprev + b * H;
+        float *restrict x = dx + b * GH, *restrict hh = dhh + b * GH, *restrict dp = dhprev + b * H;
+        RK_SIMD
+        for (int64_t j = 0; j < H; j++) {
+            float d = d1[j] + d2[j];
+            float r = a[j], z = a[H + j], n = a[2 * H + j];
+            float dn = d * (1 - z) * (1 - n * n);
+            float dz = d * (hp[j] - n) * z * (1 - z);
+            float dr = dn * hnr[j] * r * (1 - r);
+            x[j] = dr; x[H + j] = dz; x[2 * H + j] = dn;
+            hh[j] = dr; hh[H + j] = dz; hh[2 * H + j] = dn * r;
+            dp[j] = d * z;
+        }
+    }
+}
+
+void rk_lstm_forward(int64_t B, int64_t H, const float *gx, const float *gh, const float *cprev,
+                     float *act, float *cout, float *tanhc, float *out) {
+    const int64_t GH = 4 * H;
+    for (int64_t b = 0; b < B; b++) {
+        const float *restrict x = gx + b * GH, *restrict h = gh + b * GH, *restrict cp = cprev + b * H;
+        float *restrict a = act + b * GH, *restrict co = cout + b * H, *restrict tc = tanhc + b * H;
+        float *restrict o = out + b * H;
+        RK_SIMD
+        for (int64_t j = 0; j < H; j++) {
+            float i = k_sigmoid(x[j] + h[j]);
+            float f = k_sigmoid(x[H + j] + h[H + j]);
+            float g = k_tanh(x[2 * H + j] + h[2 * H + j]);
+            float og = k_sigmoid(x[3 * H + j] + h[3 * H + j]);
+            float c = f * cp[j] + i * g;
+            float t = k_tanh(c);
+            a[j] = i; a[H + j] = f; a[2 * H + j] = g; a[3 * H + j] = og;
+            co[j] = c; tc[j] = t; o[j] = og * t;
+        }
+    }
+}
+
+void rk_lstm_backward(int64_t B, int64_t H, const float *dh, const float *dout, const float *act,
+                      const float *tanhc, const float *cprev, float *dc, float *dx) {
+    const int64_t GH = 4 * H;
+    for (int64_t b = 0; b < B; b++) {
+        const float *restrict d1 = dh + b * H, *restrict d2 = dout + b * H, *restrict a = act + b * GH;
+        const float *restrict tc = tanhc + b * H, *restrict cp = cprev + b * H;
+        float *restrict dcr = dc + b * H, *restrict x = dx + b * GH;
+        RK_SIMD
+        for (int64_t j = 0; j < H; j++) {
+            float d = d1[j] + d2[j];
+            float i = a[j], f = a[H + j], g = a[2 * H + j], og = a[3 * H + j], t = tc[j];
+            float dct = dcr[j] + d * og * (1 - t * t);
+            x[j] = dct * g * i * (1 - i);
+            x[H + j] = dct * cp[j] * f * (1 - f);
+            x[2 * H + j] = dct * i * (1 - g * g);
+            x[3 * H + j] = d * t * og * (1 - og);
+            dcr[j] = dct * f;
+        }
+    }
+}
+
+double rk_cross_entropy(float *logits, const int32_t *targets, int64_t rows, int64_t V, int write_gradient,
+                        float scale) {
+    double total = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        float *restrict x = logits + r * V;
+        float m = -INFINITY;
+        for (int64_t j = 0; j < V; j++) m = x[j] > m ? x[j] : m;
+        float s = 0;
+        for (int64_t j = 0; j < V; j++) s += k_exp(x[j] - m);
+        double lse = (double)m + log((double)s);
+        int64_t y = targets[r];
+        total += lse - (double)x[y];
+        if (write_gradient) {
+            float l = (float)lse;
+            RK_SIMD
+            for (int64_t j = 0; j < V; j++) x[j] = k_exp(x[j] - l) * scale;
+            x[y] -= scale;
+        }
+    }
+    return total;
+}
+
+void rk_column_sums(const float *m, int64_t rows, int64_t n, float *out) {
+    // Blocks of 64 columns keep the partial sums in registers while the rows stream by.
+    for (int64_t j0 = 0; j0 < n; j0 += 64) {
+        int64_t w = n - j0 < 64 ? n - j0 : 64;
+        float acc[64] = {0};
+        for (int64_t r = 0; r < rows; r++) {
+            const float *restrict row = m + r * n + j0;
+            RK_SIMD
+            for (int64_t j = 0; j < w; j++) acc[j] += row[j];
+        }
+        RK_SIMD
+        for (int64_t j = 0; j < w; j++) out[j0 + j] += acc[j];
+    }
+}
+
+void rk_onehot_project(float *gx, const int32_t *tokens, int64_t rows, int64_t n, const float *w, int64_t V,
+                       const float *bias, float *table) {
+    for (int64_t v = 0; v < V; v++) {
+        float *restrict t = table + v * n;
+        RK_SIMD
+        for (int64_t j = 0; j < n; j++) t[j] = bias[j] + w[j * V + v];
+    }
+    for (int64_t r = 0; r < rows; r++) memcpy(gx + r * n, table + (int64_t)tokens[r] * n, sizeof(float) * (size_t)n);
+}
+
+void rk_onehot_scatter(float *dw, const int32_t *tokens, int64_t rows, int64_t n, const float *dgx, int64_t V,
+                       float *acc) {
+    memset(acc, 0, sizeof(float) * (size_t)(V * n));
+    for (int64_t r = 0; r < rows; r++) {
+        float *restrict dst = acc + (int64_t)tokens[r] * n;
+        const float *restrict src = dgx + r * n;
+        RK_SIMD
+        for (int64_t j = 0; j < n; j++) dst[j] += src[j];
+    }
+    for (int64_t j = 0; j < n; j++) {
+        float *restrict out = dw + j * V;
+        for (int64_t v = 0; v < V; v++) out[v] += acc[v * n + j];
+    }
+}
+
+void rk_add(float *y, const float *x, int64_t n) {
+    float *restrict yy = y;
+    const float *restrict xx = x;
+    RK_SIMD
+    for (int64_t i = 0; i < n; i++) yy[i] += xx[i];
+}
