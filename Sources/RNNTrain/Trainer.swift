@@ -84,11 +84,20 @@ public protocol GradientSource: AnyObject {
 public final class LocalGradient: GradientSource {
     /// Dropout masks come from this generator (saved in checkpoints).
     public var dropout: RandomGenerator?
+    /// When set, minibatches are split across its threads (see `DataParallel`); with dropout, each step draws
+    /// one seed from `dropout` for the groups' masks.
+    public var parallel: DataParallel?
     public init(dropout: RandomGenerator?) { self.dropout = dropout }
 
     public func gradient(model: LanguageModel, epoch: Int, index: Int, batch: Minibatch, reset: Bool, step: Int,
                          state: inout RecurrentState) throws -> LossSum {
         model.gradients.zero()
+        if let parallel, parallel.model === model, batch.batch > 1 {
+            var seed: UInt64?
+            if var rng = dropout { seed = rng.next(); dropout = rng }
+            return parallel.forwardBackward(inputs: batch.inputs, targets: batch.targets, steps: batch.steps,
+                                            batch: batch.batch, state: &state, dropoutSeed: seed)
+        }
         if var rng = dropout {
             defer { dropout = rng }
             return model.forwardBackward(inputs: batch.inputs, targets: batch.targets, steps: batch.steps,
@@ -177,6 +186,12 @@ public final class Trainer {
         }
         local = LocalGradient(dropout: rec.options.dropout > 0 ? rec.dropoutRNG : nil)
         source = local
+    }
+
+    /// Computes local gradients on `threads` threads, splitting each minibatch's streams between them
+    /// (`DataParallel`); 1 is the reference path. The caller keeps OpenBLAS single-threaded when this is > 1.
+    public func useThreads(_ threads: Int) {
+        local.parallel = threads > 1 ? DataParallel(model: model, threads: threads) : nil
     }
 
     /// The minibatches of epoch `epoch` (0-based): offset (and order) drawn from the run seed and the epoch

@@ -286,6 +286,12 @@ func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) thro
         let data = try TextData.load(o, dataDir: dataDir)
         trainer = try Trainer(options: o, data: data, log: out.say)
     }
+    if distributed == nil, let threads = flags.threads, threads > 1 {
+        // Split each minibatch's streams across threads, each with single-threaded BLAS: the per-step products
+        // are too small for OpenBLAS to parallelise well (bench/README.md).
+        setBLASThreads(1)
+        trainer.useThreads(threads)
+    }
     let o = trainer.options
     let perEpoch = trainer.epochBatches(0).count
     out.say("training \(o.model.rawValue): \(o.layers) layer(s), hidden \(o.hidden), \(o.embed == 0 ? "one-hot input" : "embedding \(o.embed)"), \(grouped(trainer.model.parameterCount)) parameters")

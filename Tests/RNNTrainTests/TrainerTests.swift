@@ -143,3 +143,25 @@ struct GenerationTests {
                 == (try m.generate(prefix: "time", count: 40, decoding: .greedy)))
     }
 }
+
+@Suite("Reference trainer on several threads")
+struct ThreadedTrainerTests {
+    @Test("--threads 2 trains like the one-thread reference: same steps, perplexities within float tolerance")
+    func twoThreadsFollowOneThread() throws {
+        let o = timeMachineOptions { $0.epochs = 3; $0.model = .lstm; $0.layers = 2; $0.embed = 8 }
+        let data = try TextData.load(o, dataDir: sharedDataDirectory())
+        let reference = try Trainer(options: o, data: data, log: { _ in })
+        try reference.run()
+        let threaded = try Trainer(options: o, data: data, log: { _ in })
+        threaded.useThreads(2)
+        try threaded.run()
+        #expect(threaded.record.step == reference.record.step)
+        for (a, b) in zip(threaded.record.history, reference.record.history) {
+            #expect(abs(a.trainPerplexity - b.trainPerplexity) <= 1e-3 * b.trainPerplexity,
+                    "epoch \(b.epoch): \(a.trainPerplexity) with 2 threads vs \(b.trainPerplexity) with 1")
+        }
+        let p = threaded.model.parameters.array, q = reference.model.parameters.array
+        let err = zip(p, q).map { abs($0 - $1) }.max()!, scale = q.map(abs).max()!
+        #expect(err <= 1e-3 * scale, "parameters drifted by \(err) (scale \(scale)) over \(reference.record.step) steps")
+    }
+}

@@ -1,7 +1,10 @@
 // rnnlm-bench: times the numeric core on synthetic tokens (no I/O inside the timed region).
 //
 //   rnnlm-bench [--model gru] [--hidden 256] [--vocab 28] [--batch 32] [--steps 35] [--layers 1]
-//               [--embed 0] [--repeats 30] [--threads 1]
+//               [--embed 0] [--repeats 30] [--threads 1] [--blas-threads 1]
+//
+// --threads N > 1 splits the minibatch's streams across N threads (DataParallel, as `rnnlm train --threads N`);
+// --blas-threads N instead gives N threads to OpenBLAS inside one forward/backward (the pre-DataParallel way).
 //
 // Prints, for forward only, forward+backward, and a full training step (forward+backward, 1/N scaling,
 // global-norm clip, SGD update): median, p10 and p90 milliseconds per minibatch and tokens/s at the median.
@@ -20,7 +23,8 @@ let cell = CellKind(rawValue: option("model", "gru")) ?? {
 let H = Int(option("hidden", "256"))!, V = Int(option("vocab", "28"))!, B = Int(option("batch", "32"))!
 let T = Int(option("steps", "35"))!, L = Int(option("layers", "1"))!, E = Int(option("embed", "0"))!
 let repeats = Int(option("repeats", "30"))!, threads = Int(option("threads", "1"))!
-setBLASThreads(threads)
+let blas = Int(option("blas-threads", "1"))!
+setBLASThreads(blas)
 
 let config = ModelConfig(vocabSize: V, embedSize: E, hiddenSize: H, layers: L, cell: cell)
 let model = try LanguageModel(config: config)
@@ -29,6 +33,14 @@ model.initialize(.pytorch, rng: &rng)
 let inputs = (0..<(T * B)).map { _ in Int32(rng.int(below: V)) }
 let targets = (0..<(T * B)).map { _ in Int32(rng.int(below: V)) }
 var state = RecurrentState.zeros(config, batch: B)
+let parallel = threads > 1 ? DataParallel(model: model, threads: threads) : nil
+@MainActor @discardableResult
+func forwardBackward() -> LossSum {
+    if let parallel {
+        return parallel.forwardBackward(inputs: inputs, targets: targets, steps: T, batch: B, state: &state, dropoutSeed: nil)
+    }
+    return model.forwardBackward(inputs: inputs, targets: targets, steps: T, batch: B, state: &state)
+}
 let optimizer = Optimizer(.sgd(momentum: 0, weightDecay: 0), parameterCount: model.parameterCount)
 
 func time(_ body: () -> Void) -> [Double] {
@@ -47,16 +59,16 @@ func report(_ name: String, _ ms: [Double]) {
     print(label + String(format: "median %8.3f ms  p10 %8.3f  p90 %8.3f  %10.0f tokens/s", median, p10, p90, tps))
 }
 
-print("rnnlm-bench: \(cell.rawValue) L=\(L) H=\(H) V=\(V) E=\(E) B=\(B) T=\(T), \(model.parameterCount) parameters, BLAS threads \(threads), \(repeats) repeats")
+print("rnnlm-bench: \(cell.rawValue) L=\(L) H=\(H) V=\(V) E=\(E) B=\(B) T=\(T), \(model.parameterCount) parameters, threads \(threads), BLAS threads \(blas), \(repeats) repeats")
 report("forward", time { _ = model.loss(inputs: inputs, targets: targets, steps: T, batch: B, state: &state) })
 report("forward+backward", time {
     model.gradients.zero()
-    model.forwardBackward(inputs: inputs, targets: targets, steps: T, batch: B, state: &state)
+    forwardBackward()
 })
 let profileFlag = CommandLine.arguments.contains("--profile")
 report("train step", time {
     model.gradients.zero()
-    let loss = model.forwardBackward(inputs: inputs, targets: targets, steps: T, batch: B, state: &state)
+    let loss = forwardBackward()
     model.gradients.scale(by: 1 / Float(loss.count))
     clipGlobalNorm(model.gradients, maxNorm: 1)
     optimizer.update(params: model.parameters, grads: model.gradients, lr: 0.01)
