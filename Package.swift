@@ -55,7 +55,7 @@ let package = Package(
                 "RNNTrain", "RNNTransport", "RNNDistributed", "RNNProtocol", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
-        .testTarget(name: "RNNCoreTests", dependencies: ["RNNCore"], resources: [.copy("Fixtures")],
+        .testTarget(name: "RNNCoreTests", dependencies: ["RNNCore", "CKernels"], resources: [.copy("Fixtures")],
                     swiftSettings: cpuFlags),
         .testTarget(name: "RNNTextTests", dependencies: ["RNNText"]),
         .testTarget(name: "RNNProtocolTests", dependencies: ["RNNProtocol", "RNNCore"]),

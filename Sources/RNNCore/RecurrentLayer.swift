@@ -24,6 +24,9 @@ final class LayerWorkspace {
     let gh: FloatBuffer
     private(set) var dh: FloatBuffer, dhPrev: FloatBuffer
     let dc: FloatBuffer
+    /// `W_hh` packed for the per-step products (`rk_gemm_packed`), forward (`h·W_hhᵀ`) and backward (`dG·W_hh`);
+    /// empty when this CPU lacks the kernel or T is too short to amortise the packing.
+    let packedForward: FloatBuffer, packedBackward: FloatBuffer
     /// One-hot input only, `[V, G*H]`: in forward the table `b_ih + W_ih[:, v]` per token v; in backward
     /// `∂L/∂W_ih` accumulated transposed. Either way each token's row is contiguous.
     let dWihT: FloatBuffer
@@ -43,7 +46,14 @@ final class LayerWorkspace {
         dhPrev = FloatBuffer(count: batch * hidden)
         dc = FloatBuffer(count: cell.hasCell ? batch * hidden : 0)
         dWihT = FloatBuffer(count: oneHotInput * gates * hidden)
+        let packed = rk_packed_gemm_available() != 0 && steps >= LayerWorkspace.packingMinSteps
+        packedForward = FloatBuffer(count: packed ? Int(rk_packed_size(Int64(gh), Int64(hidden))) : 0)
+        packedBackward = FloatBuffer(count: packed ? Int(rk_packed_size(Int64(hidden), Int64(gh))) : 0)
     }
+
+    /// Below this many steps (generation runs T = 1) packing `W_hh` costs more than it saves.
+    static let packingMinSteps = 4
+    var usesPackedWeights: Bool { packedForward.count > 0 }
 
     /// Makes the `∂L/∂h_{t-1}` just computed the running `∂L/∂h` (a pointer swap, not a copy).
     func swapHiddenGradients() { swap(&dh, &dhPrev) }
@@ -90,11 +100,19 @@ struct RecurrentLayer {
             rk_onehot_project(ws.gx.pointer, tokens, Int64(rows), Int64(GH), p.wih, Int64(inputSize), p.bih,
                               ws.dWihT.pointer)
         }
+        let packed = ws.usesPackedWeights
+        if packed { rk_pack_transposed(p.whh, Int64(GH), Int64(H), ws.packedForward.pointer) }
         profile?.mark(.inputProjection)
         for t in 0..<T {
             let hPrev = ws.hs.pointer + t * B * H, hOut = ws.hs.pointer + (t + 1) * B * H
             fillRows(ws.gh.pointer, rows: B, n: GH, with: p.bhh)
-            sgemm(transB: true, m: B, n: GH, k: H, a: hPrev, lda: H, b: p.whh, ldb: H, beta: 1, c: ws.gh.pointer, ldc: GH)
+            if packed {
+                rk_gemm_packed(Int64(B), Int64(GH), Int64(H), hPrev, Int64(H), ws.packedForward.pointer, ws.gh.pointer,
+                               Int64(GH), 1)
+            } else {
+                sgemm(transB: true, m: B, n: GH, k: H, a: hPrev, lda: H, b: p.whh, ldb: H, beta: 1, c: ws.gh.pointer,
+                      ldc: GH)
+            }
             let gx = ws.gx.pointer + t * B * GH
             switch cell {
             case .rnnTanh, .rnnRelu:
@@ -123,6 +141,8 @@ struct RecurrentLayer {
         let dghBuf = cell == .gru ? ws.dgh : dgx
         ws.dh.zero()
         if cell.hasCell { ws.dc.zero() }
+        let packed = ws.usesPackedWeights
+        if packed { rk_pack(p.whh, Int64(GH), Int64(H), ws.packedBackward.pointer) }
         for t in stride(from: T - 1, through: 0, by: -1) {
             let dh = ws.dh.pointer, dOutT = dOut + t * B * H
             let hPrev = ws.hs.pointer + t * B * H, hOut = ws.hs.pointer + (t + 1) * B * H
@@ -142,8 +162,13 @@ struct RecurrentLayer {
             // ∂L/∂h_{t-1} = dgh_t · W_hh (+ the GRU's direct path already in dhPrev). Nobody reads ∂L/∂h_0
             // unless the caller asked for it (the carried state is detached), so step 0 skips that GEMM.
             if t == 0 && !needInitialGradient { break }
-            sgemm(m: B, n: H, k: GH, a: dhh, lda: GH, b: p.whh, ldb: H, beta: directIntoPrev ? 1 : 0,
-                  c: ws.dhPrev.pointer, ldc: H)
+            if packed {
+                rk_gemm_packed(Int64(B), Int64(H), Int64(GH), dhh, Int64(GH), ws.packedBackward.pointer, ws.dhPrev.pointer,
+                               Int64(H), directIntoPrev ? 1 : 0)
+            } else {
+                sgemm(m: B, n: H, k: GH, a: dhh, lda: GH, b: p.whh, ldb: H, beta: directIntoPrev ? 1 : 0,
+                      c: ws.dhPrev.pointer, ldc: H)
+            }
             ws.swapHiddenGradients()
         }
         profile?.mark(.recurrence)

@@ -57,4 +57,17 @@ void rk_onehot_scatter(float *dw, const int32_t *tokens, int64_t rows, int64_t n
 
 /// y += x over n elements.
 void rk_add(float *y, const float *x, int64_t n);
+
+/// Packed-weight GEMM for the per-step recurrent products (small M). 1 when this CPU runs it (AVX-512);
+/// otherwise callers use BLAS.
+int rk_packed_gemm_available(void);
+/// Floats needed to pack an operand with N columns and K rows.
+int64_t rk_packed_size(int64_t N, int64_t K);
+/// Packs op(B) = Wᵀ for W [N, K] row-major (the forward product h · W_hhᵀ).
+void rk_pack_transposed(const float *w, int64_t N, int64_t K, float *packed);
+/// Packs op(B) = W for W [K, N] row-major (the backward product dG · W_hh).
+void rk_pack(const float *w, int64_t K, int64_t N, float *packed);
+/// C [M, N] = A [M, K] · op(B) (+ C when beta != 0), op(B) packed by one of the functions above.
+void rk_gemm_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *packed, float *C,
+                    int64_t ldc, int beta);
 #endif
