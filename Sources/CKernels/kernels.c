@@ -228,3 +228,28 @@ void rk_add(float *y, const float *x, int64_t n) {
     RK_SIMD
     for (int64_t i = 0; i < n; i++) yy[i] += xx[i];
 }
+
+int rk_all_finite(const float *x, int64_t n) {
+    // x * 0 is 0 for finite x and NaN for NaN or ±inf; the OR of the bit patterns stays 0 only if all were 0.
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float z = x[i] * 0.0f;
+        uint32_t b;
+        memcpy(&b, &z, 4);
+        bad |= b & 0x7fffffffu;
+    }
+    return bad == 0;
+}
+
+double rk_sum_squares(const float *x, int64_t n) {
+    double part[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        RK_SIMD
+        for (int j = 0; j < 16; j++) part[j] += (double)x[i + j] * (double)x[i + j];
+    }
+    for (int j = 0; i + j < n; j++) part[j] += (double)x[i + j] * (double)x[i + j];
+    double s = 0;
+    for (int j = 0; j < 16; j++) s += part[j];
+    return s;
+}

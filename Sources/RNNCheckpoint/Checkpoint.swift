@@ -102,7 +102,7 @@ public struct Checkpoint<Extra: Codable & Equatable>: Equatable {
             state = s
         }
         for (name, p) in [("parameters", params)] + slots.enumerated().map({ ("optimizer slot \($0.offset)", $0.element) }) {
-            if !p.allSatisfy(\.isFinite) {
+            if !allFinite(p) {
                 throw CheckpointError(path: path, "\(name) contain NaN or Inf: the run diverged before this was saved; resume from an earlier checkpoint or lower --lr")
             }
         }

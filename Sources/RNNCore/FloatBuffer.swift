@@ -1,3 +1,5 @@
+import CKernels
+
 /// A fixed-size, contiguous, zero-initialised Float32 buffer that owns its memory.
 /// Parameters, gradients, optimizer state and workspaces are all `FloatBuffer`s, so kernels get raw
 /// pointers with no copy-on-write checks inside their loops.
@@ -40,11 +42,13 @@ public final class FloatBuffer {
 
     public var array: [Float] { Array(buffer) }
 
-    /// Sum of squares accumulated in Double (deterministic order).
-    public func sumOfSquares() -> Double {
-        var s = 0.0
-        for i in 0..<count { let v = Double(pointer[i]); s += v * v }
-        return s
+    /// Sum of squares accumulated in Double (a fixed order: 16 interleaved partial sums, see rk_sum_squares).
+    public func sumOfSquares() -> Double { rk_sum_squares(pointer, Int64(count)) }
+
+    /// `self += values`, elementwise.
+    public func add(_ values: UnsafeBufferPointer<Float>) {
+        precondition(values.count == count, "adding \(values.count) floats to a buffer of \(count)")
+        if count > 0 { rk_add(pointer, values.baseAddress!, Int64(count)) }
     }
 
     public func scale(by factor: Float) {
@@ -52,8 +56,5 @@ public final class FloatBuffer {
     }
 
     /// True when every element is finite.
-    public func allFinite() -> Bool {
-        for i in 0..<count where !pointer[i].isFinite { return false }
-        return true
-    }
+    public func allFinite() -> Bool { RNNCore.allFinite(UnsafeBufferPointer(buffer)) }
 }

@@ -13,3 +13,12 @@ import CKernels
 func fillRows(_ m: UnsafeMutablePointer<Float>, rows: Int, n: Int, with bias: UnsafePointer<Float>) {
     for r in 0..<rows { (m + r * n).update(from: bias, count: n) }
 }
+
+/// True when every value is finite (vectorised; messages and checkpoints check whole buffers with it).
+public func allFinite(_ values: UnsafeBufferPointer<Float>) -> Bool {
+    guard let base = values.baseAddress else { return true }
+    return rk_all_finite(base, Int64(values.count)) != 0
+}
+
+/// True when every value is finite.
+public func allFinite(_ values: [Float]) -> Bool { values.withUnsafeBufferPointer { allFinite($0) } }

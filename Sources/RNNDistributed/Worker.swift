@@ -10,8 +10,9 @@ import RNNTransport
 /// Returns the coordinator's reason when told to stop. When it loses the coordinator (the connection drops, or
 /// `timeout` seconds of silence) it keeps trying to rejoin for `rejoinGrace` seconds, so a coordinator
 /// restarted with `--resume` on the same address gets its workers back; after that it gives up with an error.
+/// `threads` > 1 splits the worker's streams across that many threads (`DataParallel`; keep BLAS at 1 thread).
 public func runWorker(endpoint: String, name: String, curve: (serverKey: String, keys: CurveKeyPair)? = nil,
-                      joinTimeout: TimeInterval, timeout: TimeInterval, rejoinGrace: TimeInterval = 60,
+                      joinTimeout: TimeInterval, timeout: TimeInterval, rejoinGrace: TimeInterval = 60, threads: Int = 1,
                       shouldStop: () -> Bool = { false }, log: (String) -> Void,
                       warn: (String) -> Void, beforeGradient: GradientHook? = nil, delayMilliseconds: Int = 0) throws -> String {
     let context = ZMQContext()
@@ -58,7 +59,7 @@ public func runWorker(endpoint: String, name: String, curve: (serverKey: String,
         if lostAt != nil { log("rejoined the coordinator at \(endpoint)") }
         switch try serve(socket: socket, monitor: monitor, assignment: assignment, tokens: tokens, runID: runID,
                          timeout: timeout, shouldStop: shouldStop, log: log, warn: warn, beforeGradient: beforeGradient,
-                         delayMilliseconds: delayMilliseconds) {
+                         delayMilliseconds: delayMilliseconds, threads: threads) {
         case .stopped(let reason):
             return reason
         case .lost(let at):
@@ -78,7 +79,7 @@ public typealias GradientHook = (_ send: ([[UInt8]]) throws -> Void, _ gradient:
 /// Serves one coordinator session: weights in, gradients out, until stopped or the coordinator is lost.
 func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssignment, tokens: [Int32], runID: UInt64,
            timeout: TimeInterval, shouldStop: () -> Bool, log: (String) -> Void, warn: (String) -> Void,
-           beforeGradient: GradientHook?, delayMilliseconds: Int) throws -> ServeOutcome {
+           beforeGradient: GradientHook?, delayMilliseconds: Int, threads: Int) throws -> ServeOutcome {
     var a = assignment
     if let bad = tokens.first(where: { $0 < 0 || Int($0) >= a.model.vocabSize }) {
         throw DistributedError("the coordinator sent token id \(bad), outside the vocabulary of \(a.model.vocabSize)")
@@ -90,6 +91,7 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
         throw DistributedError("the coordinator assigned invalid stream columns \(a.columns)")
     }
     let model = try LanguageModel(config: a.model)
+    let parallel = threads > 1 ? DataParallel(model: model, threads: threads) : nil
     var state = RecurrentState.zeros(a.model, batch: a.columns.count)
     log("worker \(a.workerIndex) of \(a.workers): streams \(a.columns.first!)…\(a.columns.last!), \(model.parameterCount) parameters, \(tokens.count) tokens, vocabulary \(a.vocabulary.count)")
     var cachedEpoch = -1
@@ -132,11 +134,13 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
             let t0 = DispatchTime.now().uptimeNanoseconds
             let mb = b[Int(index)].selecting(columns: a.columns)
             model.gradients.zero()
-            let loss = model.forwardBackward(inputs: mb.inputs, targets: mb.targets, steps: mb.steps, batch: mb.batch, state: &state)
+            let loss = parallel?.forwardBackward(inputs: mb.inputs, targets: mb.targets, steps: mb.steps, batch: mb.batch,
+                                                 state: &state, dropoutSeed: nil)
+                ?? model.forwardBackward(inputs: mb.inputs, targets: mb.targets, steps: mb.steps, batch: mb.batch, state: &state)
             lastStep = step
-            let frames = Codec.encode(.gradient(runID: runID, step: step, lossSum: loss.sum, tokens: UInt32(loss.count),
-                                                gradient: model.gradients.array, state: flatten(state),
-                                                computeNanos: DispatchTime.now().uptimeNanoseconds - t0))
+            let frames = Codec.encodeGradient(runID: runID, step: step, lossSum: loss.sum, tokens: UInt32(loss.count),
+                                              gradient: UnsafeBufferPointer(model.gradients.buffer), state: flatten(state),
+                                              computeNanos: DispatchTime.now().uptimeNanoseconds - t0)
             try beforeGradient?({ try socket.send($0) }, frames, step, runID)
             try socket.send(frames)
         case .columns(_, _, let cols):

@@ -1,4 +1,5 @@
 import Foundation
+import RNNCore
 
 /// Encodes messages into frames and decodes frames with strict validation.
 public enum Codec {
@@ -17,13 +18,12 @@ public enum Codec {
             aux = UInt64(epoch) << 32 | UInt64(batch)
             meta = [reset ? 1 : 0]
             append(&meta, UInt32(state.count))
-            payload = bytes(of: params + state)
+            payload = params.withUnsafeBufferPointer { p in state.withUnsafeBufferPointer { bytes(of: p, then: $0) } }
         case .gradient(let r, let s, let lossSum, let tokens, let g, let state, let nanos):
-            runID = r; step = s; aux = UInt64(tokens)
-            meta = withUnsafeBytes(of: lossSum.bitPattern.littleEndian) { Array($0) }
-            append(&meta, UInt32(state.count))
-            append(&meta, nanos)
-            payload = bytes(of: g + state)
+            return g.withUnsafeBufferPointer {
+                encodeGradient(runID: r, step: s, lossSum: lossSum, tokens: tokens, gradient: $0, state: state,
+                               computeNanos: nanos)
+            }
         case .stop(let r, let reason):
             runID = r; meta = Array(reason.utf8)
         case .heartbeat(let r):
@@ -31,19 +31,36 @@ public enum Codec {
         case .columns(let r, let s, let cols):
             runID = r; step = s; payload = bytes(of: cols)
         }
+        let head = head(type: message.type, runID: runID, step: step, meta: meta, payloadCount: payload?.count ?? 0, aux: aux)
+        return payload.map { [head, $0] } ?? [head]
+    }
+
+    /// The frames of a gradient message, read straight from `gradient` (a worker's gradient buffer): one copy
+    /// into the payload instead of going through an array.
+    public static func encodeGradient(runID: UInt64, step: UInt64, lossSum: Double, tokens: UInt32,
+                                      gradient: UnsafeBufferPointer<Float>, state: [Float], computeNanos: UInt64) -> [[UInt8]] {
+        var meta = withUnsafeBytes(of: lossSum.bitPattern.littleEndian) { Array($0) }
+        append(&meta, UInt32(state.count))
+        append(&meta, computeNanos)
+        let payload = state.withUnsafeBufferPointer { bytes(of: gradient, then: $0) }
+        return [head(type: .gradient, runID: runID, step: step, meta: meta, payloadCount: payload.count, aux: UInt64(tokens)),
+                payload]
+    }
+
+    static func head(type: MessageType, runID: UInt64, step: UInt64, meta: [UInt8], payloadCount: Int, aux: UInt64) -> [UInt8] {
         var head = [UInt8]()
         head.reserveCapacity(Header.size + meta.count)
         append(&head, Header.magic)
         append(&head, Header.version)
-        head.append(message.type.rawValue)
+        head.append(type.rawValue)
         head.append(0)
         append(&head, runID)
         append(&head, step)
         append(&head, UInt32(meta.count))
-        append(&head, UInt32(payload?.count ?? 0))
+        append(&head, UInt32(payloadCount))
         append(&head, aux)
         head += meta
-        return payload.map { [head, $0] } ?? [head]
+        return head
     }
 
     /// The first frame of a weights message whose payload (sent separately, e.g. as one shared ZeroMQ message
@@ -96,10 +113,9 @@ public enum Codec {
             return .welcome(runID: h.runID, config: meta, tokens: tokens)
         case .weights:
             guard meta.count == 5, meta[0] <= 1 else { throw .badMeta("weights metadata must be a reset byte (0 or 1) and a state count") }
-            let all: [Float] = values(payload!)
-            let (params, state) = try split(all, stateCount: read(meta, 1))
+            let (params, state) = try split(payload!, stateCount: read(meta, 1))
             if let n = parameterCount, params.count != n { throw .parameterCount(expected: n, got: params.count) }
-            if !all.allSatisfy(\.isFinite) { throw .nonFinite("weights") }
+            if !allFinite(params) || !allFinite(state) { throw .nonFinite("weights") }
             return .weights(runID: h.runID, step: h.step, epoch: UInt32(h.aux >> 32), batch: UInt32(truncatingIfNeeded: h.aux),
                             resetState: meta[0] == 1, parameters: params, state: state)
         case .gradient:
@@ -107,11 +123,10 @@ public enum Codec {
             let loss = Double(bitPattern: read(meta, 0) as UInt64)
             guard loss.isFinite else { throw .nonFinite("loss sum") }
             guard h.aux > 0, h.aux <= UInt64(UInt32.max) else { throw .badMeta("token count \(h.aux) must be positive") }
-            let all: [Float] = values(payload!)
-            let (g, state) = try split(all, stateCount: read(meta, 8))
+            let (g, state) = try split(payload!, stateCount: read(meta, 8))
             if let n = parameterCount, g.count != n { throw .parameterCount(expected: n, got: g.count) }
-            if !g.allSatisfy(\.isFinite) { throw .nonFinite("gradient") }
-            if !state.allSatisfy(\.isFinite) { throw .nonFinite("hidden state") }
+            if !allFinite(g) { throw .nonFinite("gradient") }
+            if !allFinite(state) { throw .nonFinite("hidden state") }
             return .gradient(runID: h.runID, step: h.step, lossSum: loss, tokens: UInt32(h.aux), gradient: g, state: state,
                              computeNanos: read(meta, 12))
         case .stop:
@@ -127,10 +142,12 @@ public enum Codec {
         }
     }
 
-    static func split(_ all: [Float], stateCount: UInt32) throws(ProtocolError) -> ([Float], [Float]) {
-        guard Int(stateCount) <= all.count else { throw .stateCount(declared: stateCount, payload: all.count) }
-        let cut = all.count - Int(stateCount)
-        return (Array(all[..<cut]), Array(all[cut...]))
+    /// A Float32 payload's leading values and its trailing `stateCount` values, each decoded with one copy.
+    static func split(_ payload: [UInt8], stateCount: UInt32) throws(ProtocolError) -> ([Float], [Float]) {
+        let count = payload.count / 4
+        guard Int(stateCount) <= count else { throw .stateCount(declared: stateCount, payload: count) }
+        let cut = (count - Int(stateCount)) * 4
+        return (values(payload, from: 0, to: cut), values(payload, from: cut, to: payload.count))
     }
 
     static func append<T: FixedWidthInteger>(_ out: inout [UInt8], _ v: T) {
@@ -141,15 +158,31 @@ public enum Codec {
         b.withUnsafeBytes { T(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: T.self)) }
     }
 
+    // Payloads are the values' bytes as the host stores them: little-endian hosts only (x86-64, arm64).
     static func bytes<T>(of values: [T]) -> [UInt8] {
-        values.withUnsafeBytes { Array($0) }  // little-endian hosts only (x86-64, arm64)
+        values.withUnsafeBytes { Array($0) }
     }
 
-    static func values<T>(_ bytes: [UInt8]) -> [T] {
-        let n = bytes.count / MemoryLayout<T>.size
+    /// `a` then `b` as one byte array, copied once.
+    static func bytes(of a: UnsafeBufferPointer<Float>, then b: UnsafeBufferPointer<Float>) -> [UInt8] {
+        let na = a.count * 4, nb = b.count * 4
+        return [UInt8](unsafeUninitializedCapacity: na + nb) { buf, count in
+            let raw = UnsafeMutableRawBufferPointer(buf)
+            if na > 0 { raw.baseAddress!.copyMemory(from: a.baseAddress!, byteCount: na) }
+            if nb > 0 { (raw.baseAddress! + na).copyMemory(from: b.baseAddress!, byteCount: nb) }
+            count = na + nb
+        }
+    }
+
+    static func values<T>(_ bytes: [UInt8]) -> [T] { values(bytes, from: 0, to: bytes.count) }
+
+    /// The values stored in `bytes[from..<to]` (whole values only).
+    static func values<T>(_ bytes: [UInt8], from: Int, to: Int) -> [T] {
+        let n = (to - from) / MemoryLayout<T>.size
         return [T](unsafeUninitializedCapacity: n) { buf, count in
             bytes.withUnsafeBytes { raw in
-                UnsafeMutableRawBufferPointer(buf).copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[0..<(n * MemoryLayout<T>.size)]))
+                UnsafeMutableRawBufferPointer(buf).copyMemory(
+                    from: UnsafeRawBufferPointer(rebasing: raw[from..<(from + n * MemoryLayout<T>.size)]))
             }
             count = n
         }

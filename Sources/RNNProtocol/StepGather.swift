@@ -65,9 +65,7 @@ public struct StepGather {
         for w in received.keys.sorted() {
             let c = received[w]!
             precondition(c.gradient.count == out.count, "worker \(w) gradient has \(c.gradient.count) values, expected \(out.count)")
-            c.gradient.withUnsafeBufferPointer { g in
-                for i in 0..<out.count { out.pointer[i] += g[i] }
-            }
+            c.gradient.withUnsafeBufferPointer { out.add($0) }
             total += LossSum(sum: c.lossSum, count: c.tokens)
         }
         return total

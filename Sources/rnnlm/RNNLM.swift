@@ -24,6 +24,7 @@ struct RNNLM: ParsableCommand {
 
     /// Expands `--config FILE` into flags, then parses as usual.
     static func main() {
+        rnnlm_keep_large_buffers()
         let args = Array(CommandLine.arguments.dropFirst())
         do {
             main(try ConfigFile.expand(args))
@@ -202,7 +203,7 @@ struct Worker: ParsableCommand {
 
     @Option(help: "The coordinator's endpoint, e.g. tcp://HOST:5555.")
     var connect: String
-    @Option(help: "BLAS threads for this worker.")
+    @Option(help: "Compute threads for this worker: its streams are split across them. Default 1.")
     var threads: Int = 1
     @Option(help: "Name shown in the coordinator's log (default: host:pid).")
     var name: String?
@@ -234,10 +235,11 @@ struct Worker: ParsableCommand {
                 _ = rnnlm_die_with_parent()
                 if getppid() == 1 { throw ExitCode(1) }  // the parent died before we could ask
             }
-            setBLASThreads(threads)
+            guard threads >= 1 else { throw ValidationError("--threads must be 1 or more") }
+            setBLASThreads(1)  // the worker's threads split its streams (DataParallel); BLAS stays single-threaded
             installStopHandlers()
             let reason = try runWorker(endpoint: connect, name: name ?? "\(ProcessInfo.processInfo.hostName):\(getpid())", curve: curve,
-                                       joinTimeout: joinTimeout, timeout: timeout, rejoinGrace: rejoinGrace,
+                                       joinTimeout: joinTimeout, timeout: timeout, rejoinGrace: rejoinGrace, threads: threads,
                                        shouldStop: { stopSignal != 0 },
                                        log: { if !quiet { print($0) } },
                                        warn: { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) },
@@ -262,6 +264,7 @@ final class RunOutput {
 }
 
 func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) throws {
+    if let t = flags.threads, t < 1 { throw ConfigError("--threads must be 1 or more, got \(t)") }
     setBLASThreads(flags.threads ?? 1)
     let out = RunOutput(level: try flags.level())
     let dataDir = flags.dataDir

@@ -46,7 +46,7 @@ struct TrainFlags: ParsableArguments {
     @Option(help: "Also checkpoint every N steps (0: epoch ends only). Default 0.") var checkpointEvery: Int?
     @Option(help: "Also checkpoint when this many seconds passed since the last one (0: off). Default 0.") var checkpointSeconds: Double?
     @Option(help: "Keep the newest N checkpoints. Default 3.") var keepCheckpoints: Int?
-    @Option(help: "Compute threads for this process. Local training splits each minibatch's streams across them (reproducible for a given count); a coordinator gives them to BLAS. Default 1.") var threads: Int?
+    @Option(help: "Compute threads: each minibatch's streams are split across them (results are reproducible for a given count). With --workers N, per local worker. Default 1.") var threads: Int?
     @Option(help: "Read settings from a TOML (key = value) or JSON file whose keys are these flags' names; flags given on the command line win.") var config: String?
     @Flag(help: "Print only warnings and errors.") var quiet = false
     @Option(help: "error, warning, info (default: epoch lines and a live status line on a terminal), or debug (also a line per --log-every interval on a terminal).") var logLevel: String?

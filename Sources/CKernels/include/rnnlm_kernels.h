@@ -55,6 +55,13 @@ void rk_onehot_project(float *gx, const int32_t *tokens, int64_t rows, int64_t n
 void rk_onehot_scatter(float *dw, const int32_t *tokens, int64_t rows, int64_t n, const float *dgx, int64_t V,
                        float *acc);
 
+/// Σ x² in Double, as 16 interleaved partial sums (x[i] into sum i mod 16) added in a fixed order at the end:
+/// deterministic, and not bound by one addition's latency per element.
+double rk_sum_squares(const float *x, int64_t n);
+
+/// 1 when all n values are finite (no NaN, no ±inf).
+int rk_all_finite(const float *x, int64_t n);
+
 /// y += x over n elements.
 void rk_add(float *y, const float *x, int64_t n);
 

@@ -9,3 +9,7 @@ int rnnlm_die_with_parent(void);
 /// some launchers (test runners, supervisors) spawn with them blocked, which would make Ctrl-C and
 /// SIGTERM pend forever instead of reaching rnnlm's handlers.
 void rnnlm_unblock_stop_signals(void);
+
+/// Makes glibc's malloc serve and keep large (up to 32 MB) buffers on the heap instead of mmap'ing and
+/// unmapping them per allocation (a no-op on other C libraries). Call once at startup.
+void rnnlm_keep_large_buffers(void);
