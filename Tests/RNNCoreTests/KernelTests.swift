@@ -1,0 +1,32 @@
+import RNNCore
+import Testing
+
+/// The vectorised reductions the trainer and the wire rely on, at lengths that leave every tail.
+@Suite("Reductions")
+struct ReductionTests {
+    @Test(arguments: [1, 7, 15, 16, 17, 33, 1000])
+    func allFiniteFindsEveryNonFiniteValue(_ n: Int) {
+        var rng = RandomGenerator(seed: UInt64(n))
+        let clean = (0..<n).map { _ in rng.uniform(-1e30, 1e30) }
+        #expect(allFinite(clean))
+        for bad in [Float.nan, .infinity, -.infinity, -Float.nan] {
+            for at in Set([0, n / 2, n - 1]) {
+                var x = clean
+                x[at] = bad
+                #expect(!allFinite(x), "\(bad) at \(at) of \(n) not found")
+                #expect(!FloatBuffer(x).allFinite())
+            }
+        }
+        #expect(allFinite([Float.greatestFiniteMagnitude, -.greatestFiniteMagnitude, .leastNonzeroMagnitude, 0, -0.0]))
+    }
+
+    @Test(arguments: [0, 1, 15, 16, 17, 100_003])
+    func sumOfSquaresMatchesDouble(_ n: Int) {
+        var rng = RandomGenerator(seed: 9)
+        let x = (0..<n).map { _ in rng.uniform(-3, 3) }
+        let exact = x.reduce(0.0) { $0 + Double($1) * Double($1) }
+        let got = FloatBuffer(x).sumOfSquares()
+        #expect(abs(got - exact) <= 1e-12 * max(exact, 1), "n=\(n): \(got) vs \(exact)")
+        #expect(FloatBuffer(x).sumOfSquares() == got, "not deterministic")
+    }
+}
