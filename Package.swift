@@ -31,7 +31,8 @@ let package = Package(
         .systemLibrary(
             name: "CZeroMQ",
             providers: [.apt(["libzmq3-dev"])]),
-        // Small C wrappers for Linux calls Swift cannot make directly (variadic prctl).
+        // Small C wrappers for Linux calls Swift cannot make directly (variadic prctl, mallopt, mmap of a file,
+        // the atomic counters of shared-memory slots).
         .target(name: "CLinux"),
         // The elementwise hot loops (gates, loss, reductions) in C, which clang vectorises reliably.
         .target(name: "CKernels", cSettings: kernelFlags),
@@ -44,7 +45,7 @@ let package = Package(
         // Wire messages, their strict validation, and the coordinator's state machine; no sockets, no clock.
         .target(name: "RNNProtocol", dependencies: ["RNNCore"]),
         // The only code that touches libzmq.
-        .target(name: "RNNTransport", dependencies: ["CZeroMQ"]),
+        .target(name: "RNNTransport", dependencies: ["CZeroMQ", "CLinux"]),
         // The single-process reference trainer, evaluation and generation.
         .target(name: "RNNTrain", dependencies: ["RNNCore", "RNNText", "RNNCheckpoint"], swiftSettings: cpuFlags),
         // Coordinator (a GradientSource for the reference trainer) and worker loop over the transport.

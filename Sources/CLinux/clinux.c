@@ -29,3 +29,32 @@ void rnnlm_keep_large_buffers(void) {
 #else
 void rnnlm_keep_large_buffers(void) {}
 #endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+void *rnnlm_map_shared(const char *path, uint64_t bytes, int create) {
+    int fd = create ? open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    struct stat st;
+    if ((create && ftruncate(fd, (off_t)bytes) != 0) || fstat(fd, &st) != 0) { int e = errno; close(fd); errno = e; return NULL; }
+    if ((uint64_t)st.st_size < bytes) { close(fd); errno = EINVAL; return NULL; }
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return p == MAP_FAILED ? NULL : p;
+}
+void rnnlm_unmap_shared(void *base, uint64_t bytes) { if (base) munmap(base, bytes); }
+void rnnlm_seq_begin_write(uint64_t *p, uint64_t odd) {
+    __atomic_store_n(p, odd, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);  // the payload writes stay after the odd counter
+}
+void rnnlm_seq_end_write(uint64_t *p, uint64_t even) { __atomic_store_n(p, even, __ATOMIC_RELEASE); }
+uint64_t rnnlm_seq_begin_read(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+uint64_t rnnlm_seq_end_read(const uint64_t *p) {
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);  // the payload reads stay before the second counter read
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}

@@ -17,6 +17,13 @@ public struct WorkerAssignment: Codable, Equatable, Sendable {
     public var columns: [Int]
     /// The run's vocabulary (token strings by id), so a worker can name tokens in its messages and check ids.
     public var vocabulary: [String]
+    /// The shared-memory file for this worker's payloads, when it runs beside the coordinator (`SharedPayloadRegion`).
+    public var sharedMemory: String?
+}
+
+/// Bytes a shared-memory slot must hold: the parameters plus the largest state a worker can own (all B streams).
+public func sharedPayloadCapacity(model: ModelConfig, batchSize: Int, parameterCount: Int) -> Int {
+    4 * (parameterCount + model.layers * batchSize * model.hiddenSize * (model.cell.hasCell ? 2 : 1))
 }
 
 /// A worker's streams as a flat vector: h `[L, b, H]`, then c for LSTM (the wire layout of state).

@@ -52,6 +52,11 @@ public final class Coordinator: GradientSource {
     public private(set) var steps = 0
     /// How often the workers a step waits for are probed for liveness.
     public var probeInterval = 0.25
+    /// A folder private to this coordinator (`rnnlm train --workers N` makes one); workers whose hello names
+    /// it get a `SharedPayloadRegion` there, and their weights and gradients bypass the socket. Synchronous
+    /// mode only.
+    public var sharedMemoryDirectory: String?
+    private var regions: [PeerID: SharedPayloadRegion] = [:]
 
     public init(socket: ZMQSocket, runID: UInt64, parameterCount: Int, joinTimeout: TimeInterval, stepTimeout: TimeInterval,
                 log: @escaping (String) -> Void) {
@@ -74,7 +79,16 @@ public final class Coordinator: GradientSource {
     private func pump(timeoutMs: Int = 1000) throws -> [CoordinatorMachine.Action] {
         if shouldStop() { throw DistributedError.interrupted }
         if let frames = try socket.receive(timeoutMs: timeoutMs), frames.count >= 2 {
-            return machine!.handle(.received(peer: frames[0], frames: Array(frames.dropFirst()), now: Self.now()))
+            var body = Array(frames.dropFirst())
+            if Codec.isSharedPayloadHead(body), let region = regions[frames[0]] {
+                guard let payload = region.read(.toCoordinator), let restored = Codec.restoringSharedPayload(body, payload: payload) else {
+                    reject("its shared-memory payload was incomplete (rewritten while read)",
+                           from: machine!.workers.first { $0.peer == frames[0] }?.label ?? "an unknown peer")
+                    return machine!.handle(.tick(now: Self.now()))
+                }
+                body = restored
+            }
+            return machine!.handle(.received(peer: frames[0], frames: body, now: Self.now()))
         }
         return machine!.handle(.tick(now: Self.now()))
     }
@@ -129,10 +143,19 @@ public final class Coordinator: GradientSource {
         machine!.minWorkers = minWorkers
         let model = trainer.model.config, tokens = trainer.data.train, vocabulary = trainer.data.vocabulary.tokens
         let runID = runID
-        welcomeFor = { w in
-            let assignment = WorkerAssignment(model: model, seed: o.seed, numSteps: o.numSteps, batchSize: o.batchSize,
+        let capacity = sharedPayloadCapacity(model: model, batchSize: o.batchSize, parameterCount: parameterCount)
+        welcomeFor = { [unowned self] w in
+            var assignment = WorkerAssignment(model: model, seed: o.seed, numSteps: o.numSteps, batchSize: o.batchSize,
                                               partition: o.partition, workerIndex: w.index, workers: count, columns: w.columns,
                                               vocabulary: vocabulary)
+            regions[w.peer] = nil
+            if let dir = sharedMemoryDirectory, w.hello.sharedMemory == dir {
+                let path = dir + "/worker-\(w.index).shm"
+                regions = regions.filter { $0.value.path != path }
+                regions[w.peer] = try SharedPayloadRegion(path: path, capacity: capacity, create: true)
+                assignment.sharedMemory = path
+                log("\(w.label): weights and gradients through shared memory (\(path))")
+            }
             return Codec.encode(.welcome(runID: runID, config: Array(try JSONEncoder().encode(assignment)), tokens: tokens))
         }
         log("waiting for \(count) worker(s) (up to \(Int(joinTimeout))s)")
@@ -175,13 +198,26 @@ public final class Coordinator: GradientSource {
                 switch a {
                 case .broadcastWeights(let s, let e, let i, let r, let to):
                     let head = Codec.weightsHead(runID: runID, step: s, epoch: e, batch: i, resetState: r, parameterCount: model.parameterCount)
-                    gone += try socket.broadcast(head: head, payload: UnsafeRawBufferPointer(params), to: to.map(\.peer))
+                    var viaSocket: [PeerID] = []
+                    for w in to {
+                        guard let region = regions[w.peer] else { viaSocket.append(w.peer); continue }
+                        try region.write(.toWorker, [UnsafeRawBufferPointer(params)])
+                        do { try socket.send([Codec.flaggingSharedPayload(head)], to: w.peer) } catch let e as TransportError where e.unreachable {
+                            gone.append(w.peer)
+                        }
+                    }
+                    if !viaSocket.isEmpty {
+                        gone += try socket.broadcast(head: head, payload: UnsafeRawBufferPointer(params), to: viaSocket)
+                    }
                 case .sendWeightsWithState(let s, let e, let i, let w):
                     let part = flatten(state.selecting(columns: w.columns))
-                    do {
-                        try socket.send(Codec.encode(.weights(runID: runID, step: s, epoch: e, batch: i, resetState: false,
-                                                              parameters: Array(params), state: part)), to: w.peer)
-                    } catch let e as TransportError where e.unreachable { gone.append(w.peer) }
+                    var frames = Codec.encode(.weights(runID: runID, step: s, epoch: e, batch: i, resetState: false,
+                                                       parameters: Array(params), state: part))
+                    if let region = regions[w.peer] {
+                        try frames[1].withUnsafeBytes { try region.write(.toWorker, [$0]) }
+                        frames = [Codec.flaggingSharedPayload(frames[0])]
+                    }
+                    do { try socket.send(frames, to: w.peer) } catch let e as TransportError where e.unreachable { gone.append(w.peer) }
                 case .stepComplete(_, let nanos):
                     slowest = nanos
                 default:

@@ -11,8 +11,11 @@ import RNNTransport
 /// `timeout` seconds of silence) it keeps trying to rejoin for `rejoinGrace` seconds, so a coordinator
 /// restarted with `--resume` on the same address gets its workers back; after that it gives up with an error.
 /// `threads` > 1 splits the worker's streams across that many threads (`DataParallel`; keep BLAS at 1 thread).
+/// `sharedMemoryDirectory` (given by `rnnlm train --workers N` to the workers it starts) offers the coordinator
+/// to exchange payloads through shared-memory files in that folder.
 public func runWorker(endpoint: String, name: String, curve: (serverKey: String, keys: CurveKeyPair)? = nil,
                       joinTimeout: TimeInterval, timeout: TimeInterval, rejoinGrace: TimeInterval = 60, threads: Int = 1,
+                      sharedMemoryDirectory: String? = nil,
                       shouldStop: () -> Bool = { false }, log: (String) -> Void,
                       warn: (String) -> Void, beforeGradient: GradientHook? = nil, delayMilliseconds: Int = 0) throws -> String {
     let context = ZMQContext()
@@ -20,7 +23,8 @@ public func runWorker(endpoint: String, name: String, curve: (serverKey: String,
     if let c = curve { try socket.makeCurveClient(serverKey: c.serverKey, keys: c.keys) }
     let monitor = try socket.monitorHandshakes()
     try socket.connect(endpoint)
-    let hello = Codec.encode(.hello(WorkerHello(name: name, host: ProcessInfo.processInfo.hostName, pid: getpid())))
+    let hello = Codec.encode(.hello(WorkerHello(name: name, host: ProcessInfo.processInfo.hostName, pid: getpid(),
+                                                sharedMemory: sharedMemoryDirectory)))
     var joinDeadline = Date().addingTimeInterval(joinTimeout)
     var lostAt: String?
     while true {
@@ -91,6 +95,13 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
         throw DistributedError("the coordinator assigned invalid stream columns \(a.columns)")
     }
     let model = try LanguageModel(config: a.model)
+    var region: SharedPayloadRegion?
+    if let path = a.sharedMemory {
+        let capacity = sharedPayloadCapacity(model: a.model, batchSize: a.batchSize, parameterCount: model.parameterCount)
+        do { region = try SharedPayloadRegion(path: path, capacity: capacity, create: false) } catch {
+            throw DistributedError("the coordinator offered shared memory this worker cannot use: \(error)")
+        }
+    }
     let parallel = threads > 1 ? DataParallel(model: model, threads: threads) : nil
     var state = RecurrentState.zeros(a.model, batch: a.columns.count)
     log("worker \(a.workerIndex) of \(a.workers): streams \(a.columns.first!)…\(a.columns.last!), \(model.parameterCount) parameters, \(tokens.count) tokens, vocabulary \(a.vocabulary.count)")
@@ -102,9 +113,16 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
         if shouldStop() { return .stopped("interrupted") }
         _ = monitor.handshakeFailure()
         if monitor.disconnected { return .lost("after step \(lastStep) (connection dropped)") }
-        guard let frames = try socket.receive(timeoutMs: 500) else {
+        guard var frames = try socket.receive(timeoutMs: 500) else {
             if deadline.timeIntervalSinceNow < 0 { return .lost("after step \(lastStep) (no message for \(Int(timeout))s)") }
             continue
+        }
+        if Codec.isSharedPayloadHead(frames), let r = region {
+            guard let payload = r.read(.toWorker), let restored = Codec.restoringSharedPayload(frames, payload: payload) else {
+                warn("ignored weights whose shared-memory payload was rewritten while read (the coordinator moved on)")
+                continue
+            }
+            frames = restored
         }
         deadline = Date().addingTimeInterval(timeout)
         let m: Message
@@ -138,11 +156,21 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
                                                  state: &state, dropoutSeed: nil)
                 ?? model.forwardBackward(inputs: mb.inputs, targets: mb.targets, steps: mb.steps, batch: mb.batch, state: &state)
             lastStep = step
-            let frames = Codec.encodeGradient(runID: runID, step: step, lossSum: loss.sum, tokens: UInt32(loss.count),
-                                              gradient: UnsafeBufferPointer(model.gradients.buffer), state: flatten(state),
-                                              computeNanos: DispatchTime.now().uptimeNanoseconds - t0)
-            try beforeGradient?({ try socket.send($0) }, frames, step, runID)
-            try socket.send(frames)
+            let nanos = DispatchTime.now().uptimeNanoseconds - t0
+            let flat = flatten(state)
+            if let r = region, beforeGradient == nil {
+                // The payload goes straight from the gradient buffer into shared memory; only the head is sent.
+                try flat.withUnsafeBytes { try r.write(.toCoordinator, [UnsafeRawBufferPointer(model.gradients.buffer), $0]) }
+                try socket.send([Codec.flaggingSharedPayload(Codec.gradientHead(
+                    runID: runID, step: step, lossSum: loss.sum, tokens: UInt32(loss.count), gradientCount: model.parameterCount,
+                    stateCount: flat.count, computeNanos: nanos))])
+            } else {
+                let frames = Codec.encodeGradient(runID: runID, step: step, lossSum: loss.sum, tokens: UInt32(loss.count),
+                                                  gradient: UnsafeBufferPointer(model.gradients.buffer), state: flat,
+                                                  computeNanos: nanos)
+                try beforeGradient?({ try socket.send($0) }, frames, step, runID)
+                try socket.send(frames)
+            }
         case .columns(_, _, let cols):
             guard cols.allSatisfy({ Int($0) < a.batchSize }) else {
                 throw DistributedError("the coordinator assigned stream columns \(cols) outside 0..<\(a.batchSize)")

@@ -39,12 +39,46 @@ public enum Codec {
     /// into the payload instead of going through an array.
     public static func encodeGradient(runID: UInt64, step: UInt64, lossSum: Double, tokens: UInt32,
                                       gradient: UnsafeBufferPointer<Float>, state: [Float], computeNanos: UInt64) -> [[UInt8]] {
-        var meta = withUnsafeBytes(of: lossSum.bitPattern.littleEndian) { Array($0) }
-        append(&meta, UInt32(state.count))
-        append(&meta, computeNanos)
         let payload = state.withUnsafeBufferPointer { bytes(of: gradient, then: $0) }
-        return [head(type: .gradient, runID: runID, step: step, meta: meta, payloadCount: payload.count, aux: UInt64(tokens)),
-                payload]
+        return [gradientHead(runID: runID, step: step, lossSum: lossSum, tokens: tokens, gradientCount: gradient.count,
+                             stateCount: state.count, computeNanos: computeNanos), payload]
+    }
+
+    /// The first frame of a gradient message whose payload is `gradientCount` + `stateCount` Float32 values.
+    public static func gradientHead(runID: UInt64, step: UInt64, lossSum: Double, tokens: UInt32, gradientCount: Int,
+                                    stateCount: Int, computeNanos: UInt64) -> [UInt8] {
+        var meta = withUnsafeBytes(of: lossSum.bitPattern.littleEndian) { Array($0) }
+        append(&meta, UInt32(stateCount))
+        append(&meta, computeNanos)
+        return head(type: .gradient, runID: runID, step: step, meta: meta, payloadCount: 4 * (gradientCount + stateCount),
+                    aux: UInt64(tokens))
+    }
+
+    /// Header byte 7, reserved (0) on the wire, is 1 on a head frame sent alone because its payload waits in
+    /// shared memory; the receiver puts the payload back as the second frame and clears the flag before
+    /// `decode`, so an unexpected flagged head is still rejected there.
+    public static let sharedPayloadFlagOffset = 7
+
+    /// `head` marked "payload in shared memory".
+    public static func flaggingSharedPayload(_ head: [UInt8]) -> [UInt8] {
+        var h = head
+        h[sharedPayloadFlagOffset] = 1
+        return h
+    }
+
+    /// True for a lone head frame flagged by `flaggingSharedPayload`.
+    public static func isSharedPayloadHead(_ frames: [[UInt8]]) -> Bool {
+        frames.count == 1 && frames[0].count >= Header.size && frames[0][sharedPayloadFlagOffset] == 1
+    }
+
+    /// The message with its payload restored from shared memory, ready for `decode`; nil when the payload's
+    /// length is not the one the head declares.
+    public static func restoringSharedPayload(_ frames: [[UInt8]], payload: [UInt8]) -> [[UInt8]]? {
+        var h = frames[0]
+        h[sharedPayloadFlagOffset] = 0
+        let declared: UInt32 = read(h, 28)
+        guard Int(declared) == payload.count else { return nil }
+        return [h, payload]
     }
 
     static func head(type: MessageType, runID: UInt64, step: UInt64, meta: [UInt8], payloadCount: Int, aux: UInt64) -> [UInt8] {

@@ -64,8 +64,12 @@ public struct WorkerHello: Codable, Equatable, Sendable {
     public var host: String
     public var pid: Int32
     public var protocolVersion: UInt16
-    public init(name: String, host: String, pid: Int32, protocolVersion: UInt16 = Header.version) {
+    /// The coordinator-private folder this worker was started with (`rnnlm train --workers N`): it can map
+    /// shared-memory files there, so payloads can bypass the socket.
+    public var sharedMemory: String?
+    public init(name: String, host: String, pid: Int32, protocolVersion: UInt16 = Header.version, sharedMemory: String? = nil) {
         self.name = name; self.host = host; self.pid = pid; self.protocolVersion = protocolVersion
+        self.sharedMemory = sharedMemory
     }
 }
 

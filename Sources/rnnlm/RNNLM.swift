@@ -71,19 +71,45 @@ struct Train: ParsableCommand {
         try runReportingErrors {
             guard workers >= 0 else { throw ValidationError("--workers must be 0 or more") }
             if workers == 0 { try train(flags: flags, resume: resume, distributed: nil); return }
+            // Folders only this user can enter: the coordinator's socket, and the shared-memory payload files.
             let dir = NSTemporaryDirectory() + "rnnlm-\(getpid())"
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
             defer { try? FileManager.default.removeItem(atPath: dir) }
             let endpoint = "ipc://\(dir)/coordinator"
+            // Payloads between this process and its own workers go through files in a tmpfs folder (synchronous
+            // mode; RNNLM_SHARED_MEMORY=0 sends them over the socket instead).
+            var shared: String?
+            if distributedFlags.mode == .sync && ProcessInfo.processInfo.environment["RNNLM_SHARED_MEMORY"] != "0" {
+                let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm/" : NSTemporaryDirectory()
+                removeStaleSharedMemory(in: base)
+                shared = base + "rnnlm-\(getpid())"
+                try FileManager.default.createDirectory(atPath: shared!, withIntermediateDirectories: true,
+                                                        attributes: [.posixPermissions: 0o700])
+            }
+            defer { if let s = shared { try? FileManager.default.removeItem(atPath: s) } }
             let children = LocalWorkers()
             defer { children.stop() }
             try train(flags: flags, resume: resume, distributed: DistributedSetup(
                 bind: endpoint, expectWorkers: workers, joinTimeout: 60, stepTimeout: 600,
                 mode: distributedFlags.mode, maxStaleness: distributedFlags.maxStaleness,
                 quorum: distributedFlags.quorum, minWorkers: distributedFlags.minWorkers,
-                heartbeatTimeout: distributedFlags.heartbeatTimeout,
-                afterBind: { try children.start(count: workers, endpoint: endpoint, threads: flags.threads ?? 1) }))
+                heartbeatTimeout: distributedFlags.heartbeatTimeout, sharedMemory: shared,
+                afterBind: { try children.start(count: workers, endpoint: endpoint, threads: flags.threads ?? 1, sharedMemory: shared) }))
         }
+    }
+}
+
+/// Removes the shared-memory folders (`rnnlm-PID`, this user's) of runs whose process is gone (killed with
+/// SIGKILL, so its own cleanup never ran): tmpfs files hold memory until deleted.
+func removeStaleSharedMemory(in base: String) {
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: base) else { return }
+    for name in names where name.hasPrefix("rnnlm-") {
+        guard let pid = Int32(name.dropFirst("rnnlm-".count)), kill(pid, 0) != 0, errno == ESRCH else { continue }
+        let path = base + name
+        guard let attrs = try? FileManager.default.attributesOfItem(atPath: path),
+              (attrs[.ownerAccountID] as? NSNumber)?.uint32Value == getuid() else { continue }
+        try? FileManager.default.removeItem(atPath: path)
     }
 }
 
@@ -98,6 +124,8 @@ struct DistributedSetup {
     var quorum: Int?
     var minWorkers = 1
     var heartbeatTimeout: Double = 5
+    /// A folder private to this coordinator for shared-memory payload files (local workers only).
+    var sharedMemory: String?
     /// CURVE server keys and the authorised worker keys (public key → name), for non-loopback coordinators.
     var curve: (keys: CurveKeyPair, authorized: [String: String])?
     var afterBind: () throws -> Void = {}
@@ -107,13 +135,14 @@ struct DistributedSetup {
 final class LocalWorkers {
     private var processes: [Process] = []
 
-    func start(count: Int, endpoint: String, threads: Int) throws {
+    func start(count: Int, endpoint: String, threads: Int, sharedMemory: String?) throws {
         let me = URL(fileURLWithPath: CommandLine.arguments[0]).path
         let exe = FileManager.default.isExecutableFile(atPath: me) ? me : "/proc/self/exe"
         for i in 0..<count {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: exe == "/proc/self/exe" ? (try FileManager.default.destinationOfSymbolicLink(atPath: exe)) : exe)
             p.arguments = ["worker", "--connect", endpoint, "--threads", String(threads), "--name", "local-\(i)", "--quiet"]
+                + (sharedMemory.map { ["--shared-memory-dir", $0] } ?? [])
             var env = ProcessInfo.processInfo.environment
             env["RNNLM_DIE_WITH_PARENT"] = "1"
             p.environment = env
@@ -221,6 +250,8 @@ struct Worker: ParsableCommand {
     var quiet = false
     @Option(help: ArgumentHelp("Sleep this long before each gradient (to test straggler handling).", visibility: .hidden))
     var debugDelayMs: Int = 0
+    @Option(help: ArgumentHelp("The coordinator's private folder for shared-memory payloads (set by rnnlm train --workers).", visibility: .hidden))
+    var sharedMemoryDir: String?
 
     func run() throws {
         try runReportingErrors {
@@ -240,6 +271,7 @@ struct Worker: ParsableCommand {
             installStopHandlers()
             let reason = try runWorker(endpoint: connect, name: name ?? "\(ProcessInfo.processInfo.hostName):\(getpid())", curve: curve,
                                        joinTimeout: joinTimeout, timeout: timeout, rejoinGrace: rejoinGrace, threads: threads,
+                                       sharedMemoryDirectory: sharedMemoryDir,
                                        shouldStop: { stopSignal != 0 },
                                        log: { if !quiet { print($0) } },
                                        warn: { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) },
@@ -348,6 +380,7 @@ func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) thro
         }
         guard d.minWorkers >= 1 else { throw ValidationError("--min-workers must be at least 1") }
         c.minWorkers = d.minWorkers
+        c.sharedMemoryDirectory = d.sharedMemory
         do { try c.admitWorkers(count: d.expectWorkers, trainer: trainer) } catch let e as DistributedError where e == .interrupted {
             throw ExitCode(130)
         }

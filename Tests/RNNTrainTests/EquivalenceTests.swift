@@ -12,10 +12,10 @@ struct EquivalenceTests {
                          "--num-steps", "12", "--epochs", "3", "--seed", "21", "--valid-fraction", "0.1", "--model", "lstm",
                          "--layers", "2", "--embed", "16"]
 
-    static func train(workers: Int) throws -> (Checkpoint<TrainingRecord>, String) {
+    static func train(workers: Int, environment: [String: String] = [:]) throws -> (Checkpoint<TrainingRecord>, String) {
         let dir = NSTemporaryDirectory() + "rnnlm-eq-\(UUID().uuidString)"
         let r = try run(try rnnlmBinary(), ["train", "--workers", String(workers), "--checkpoint-dir", dir,
-                                            "--data-dir", sharedDataDirectory()] + common, timeout: 180)
+                                            "--data-dir", sharedDataDirectory()] + common, environment: environment, timeout: 180)
         #expect(r.status == 0, "--workers \(workers) failed: \(r.stderr)")
         let latest = try #require(latestCheckpoint(in: dir))
         return (try Checkpoint<TrainingRecord>.read(from: latest), r.stdout)
@@ -34,6 +34,7 @@ struct EquivalenceTests {
         let ref = try Self.reference.get()
         let (dist, out) = try Self.train(workers: workers)
         #expect(out.contains("worker \(workers - 1) joined"))
+        #expect(out.components(separatedBy: "through shared memory").count - 1 == workers, "local workers use shared memory")
         #expect(dist.extra.step == ref.extra.step && dist.extra.step > 100)
         let d = maxRelativeDifference(dist.parameters, ref.parameters)
         let refVal = ref.extra.history.compactMap(\.validPerplexity), distVal = dist.extra.history.compactMap(\.validPerplexity)
@@ -48,6 +49,15 @@ struct EquivalenceTests {
         // The carried hidden state the coordinator checkpoints matches too.
         let sd = maxRelativeDifference(dist.state!.h, ref.state!.h)
         #expect(sd <= (workers == 1 ? 0 : 1e-4), "hidden state differs by \(sd)")
+    }
+
+    @Test("payloads through shared memory or through the socket: bit-identical runs")
+    func sharedMemoryAndSocketAgree() throws {
+        let (viaShared, out) = try Self.train(workers: 2)
+        let (viaSocket, outSocket) = try Self.train(workers: 2, environment: ["RNNLM_SHARED_MEMORY": "0"])
+        #expect(out.contains("through shared memory") && !outSocket.contains("through shared memory"))
+        #expect(viaShared.parameters.map(\.bitPattern) == viaSocket.parameters.map(\.bitPattern))
+        #expect(viaShared.state == viaSocket.state)
     }
 
     @Test("cluster/local.sh: coordinator and workers as separate commands over TCP match the reference")

@@ -13,3 +13,16 @@ void rnnlm_unblock_stop_signals(void);
 /// Makes glibc's malloc serve and keep large (up to 32 MB) buffers on the heap instead of mmap'ing and
 /// unmapping them per allocation (a no-op on other C libraries). Call once at startup.
 void rnnlm_keep_large_buffers(void);
+
+#include <stdint.h>
+/// Maps the file at `path` (created with mode 0600 and sized to `bytes` when `create` != 0, otherwise opened
+/// and required to be at least `bytes` long) shared and read-write. Returns NULL with errno set on failure.
+void *rnnlm_map_shared(const char *path, uint64_t bytes, int create);
+/// Unmaps what rnnlm_map_shared returned.
+void rnnlm_unmap_shared(void *base, uint64_t bytes);
+/// A seqlock on a shared-memory slot's counter: the writer stores an odd value before writing the payload and
+/// the next even value after; a reader that sees the same even value before and after its copy got it whole.
+void rnnlm_seq_begin_write(uint64_t *p, uint64_t odd);
+void rnnlm_seq_end_write(uint64_t *p, uint64_t even);
+uint64_t rnnlm_seq_begin_read(const uint64_t *p);
+uint64_t rnnlm_seq_end_read(const uint64_t *p);

@@ -1,0 +1,76 @@
+import CLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A file-backed shared-memory channel between the coordinator and one worker on the same host, carrying the
+/// large payloads (weights out, gradients back) that would otherwise cross ZeroMQ: no socket copies, no hand-off
+/// through ZeroMQ's I/O threads. The small message headers still travel over ZeroMQ, flagged "payload in shared
+/// memory", so ordering, liveness, heartbeats and errors work exactly as without it.
+///
+/// Two slots, one per direction, each `[counter, length, payload…]` under a seqlock: a reader that catches the
+/// writer mid-copy gets nil instead of a torn payload.
+public final class SharedPayloadRegion {
+    public enum Slot: Int { case toWorker = 0, toCoordinator = 1 }
+    public let path: String
+    /// Payload bytes each slot holds.
+    public let capacity: Int
+    private let base: UnsafeMutableRawPointer
+    private let mappedBytes: Int
+    private let stride: Int
+    private static let headerBytes = 64  // counter and length, on their own cache line
+
+    /// Creates (`create`, the coordinator) or opens (a worker) the region file at `path`.
+    public init(path: String, capacity: Int, create: Bool) throws {
+        precondition(capacity > 0, "a shared payload region needs a positive capacity")
+        self.path = path
+        self.capacity = capacity
+        stride = Self.headerBytes + (capacity + 63) / 64 * 64
+        mappedBytes = 2 * stride
+        guard let p = rnnlm_map_shared(path, UInt64(mappedBytes), create ? 1 : 0) else {
+            throw TransportError(message: "cannot map shared memory \(path) (\(mappedBytes) bytes): \(String(cString: strerror(errno)))")
+        }
+        base = p
+    }
+
+    deinit { rnnlm_unmap_shared(base, UInt64(mappedBytes)) }
+
+    private func counter(_ s: Slot) -> UnsafeMutablePointer<UInt64> {
+        (base + s.rawValue * stride).assumingMemoryBound(to: UInt64.self)
+    }
+
+    /// Writes `parts`, concatenated, as the slot's payload.
+    public func write(_ s: Slot, _ parts: [UnsafeRawBufferPointer]) throws {
+        let total = parts.reduce(0) { $0 + $1.count }
+        guard total <= capacity else {
+            throw TransportError(message: "a \(total)-byte payload does not fit the \(capacity)-byte shared memory slot of \(path)")
+        }
+        let c = counter(s)
+        let odd = rnnlm_seq_begin_read(c) | 1
+        rnnlm_seq_begin_write(c, odd)
+        (c + 1).pointee = UInt64(total)
+        var at = UnsafeMutableRawPointer(c) + Self.headerBytes
+        for p in parts where p.count > 0 {
+            at.copyMemory(from: p.baseAddress!, byteCount: p.count)
+            at += p.count
+        }
+        rnnlm_seq_end_write(c, odd &+ 1)
+    }
+
+    /// The slot's payload, or nil when it was never written or was being rewritten while read.
+    public func read(_ s: Slot) -> [UInt8]? {
+        let c = counter(s)
+        let before = rnnlm_seq_begin_read(c)
+        guard before != 0, before & 1 == 0 else { return nil }
+        let n = Int((c + 1).pointee)
+        guard n <= capacity else { return nil }
+        let out = [UInt8](unsafeUninitializedCapacity: n) { buf, count in
+            if n > 0 { UnsafeMutableRawPointer(buf.baseAddress!).copyMemory(from: UnsafeRawPointer(c) + Self.headerBytes, byteCount: n) }
+            count = n
+        }
+        return rnnlm_seq_end_read(c) == before ? out : nil
+    }
+
+    /// Simulates a writer caught mid-copy (tests).
+    public func markWriting(_ s: Slot) { rnnlm_seq_begin_write(counter(s), rnnlm_seq_begin_read(counter(s)) | 1) }
+}

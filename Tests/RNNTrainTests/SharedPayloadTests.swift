@@ -1,0 +1,56 @@
+import Foundation
+import RNNTransport
+import Testing
+
+/// The shared-memory slots local workers exchange payloads through: what one mapping writes another reads,
+/// whole or not at all.
+@Suite("Shared-memory payloads")
+struct SharedPayloadTests {
+    func path() -> String { NSTemporaryDirectory() + "rnnlm-shm-test-\(UUID().uuidString)" }
+
+    @Test func whatOneMappingWritesAnotherReads() throws {
+        let p = path()
+        defer { try? FileManager.default.removeItem(atPath: p) }
+        let coordinator = try SharedPayloadRegion(path: p, capacity: 1000, create: true)
+        let worker = try SharedPayloadRegion(path: p, capacity: 1000, create: false)
+        #expect(worker.read(.toWorker) == nil, "a slot never written has no payload")
+        let a: [UInt8] = Array(0..<200), b: [UInt8] = Array(repeating: 7, count: 800)
+        try a.withUnsafeBytes { x in try b.withUnsafeBytes { y in try coordinator.write(.toWorker, [x, y]) } }
+        #expect(worker.read(.toWorker) == a + b)
+        #expect(coordinator.read(.toCoordinator) == nil, "the slots are separate")
+        try [UInt8](repeating: 1, count: 10).withUnsafeBytes { try worker.write(.toCoordinator, [$0]) }
+        #expect(coordinator.read(.toCoordinator) == [UInt8](repeating: 1, count: 10))
+        try [UInt8](repeating: 2, count: 3).withUnsafeBytes { try coordinator.write(.toWorker, [$0]) }
+        #expect(worker.read(.toWorker) == [2, 2, 2], "a rewrite replaces the payload and its length")
+    }
+
+    @Test func aPayloadBeingRewrittenIsNotRead() throws {
+        let p = path()
+        defer { try? FileManager.default.removeItem(atPath: p) }
+        let r = try SharedPayloadRegion(path: p, capacity: 64, create: true)
+        try [UInt8](repeating: 3, count: 64).withUnsafeBytes { try r.write(.toCoordinator, [$0]) }
+        r.markWriting(.toCoordinator)
+        #expect(r.read(.toCoordinator) == nil)
+        try [UInt8](repeating: 4, count: 8).withUnsafeBytes { try r.write(.toCoordinator, [$0]) }
+        #expect(r.read(.toCoordinator) == [UInt8](repeating: 4, count: 8), "the next complete write is readable again")
+    }
+
+    @Test func errorsNameTheProblem() throws {
+        let p = path()
+        defer { try? FileManager.default.removeItem(atPath: p) }
+        let r = try SharedPayloadRegion(path: p, capacity: 16, create: true)
+        #expect(throws: TransportError.self) { try [UInt8](repeating: 0, count: 17).withUnsafeBytes { try r.write(.toWorker, [$0]) } }
+        do {
+            _ = try SharedPayloadRegion(path: p + "-missing", capacity: 16, create: false)
+            Issue.record("opening a missing file must fail")
+        } catch {
+            #expect("\(error)".contains("-missing"), "\(error)")
+        }
+        do {
+            _ = try SharedPayloadRegion(path: p, capacity: 4096, create: false)
+            Issue.record("a file smaller than the capacity must be refused")
+        } catch {
+            #expect("\(error)".contains("cannot map"), "\(error)")
+        }
+    }
+}
