@@ -58,3 +58,15 @@ uint64_t rnnlm_seq_end_read(const uint64_t *p) {
     __atomic_thread_fence(__ATOMIC_ACQUIRE);  // the payload reads stay before the second counter read
     return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
+
+#include <stdlib.h>
+void rnnlm_reexec_without_blas_pool(char **argv) {
+#ifdef __linux__
+    if (getenv("OPENBLAS_NUM_THREADS") != NULL) return;
+    if (setenv("OPENBLAS_NUM_THREADS", "1", 1) != 0) return;
+    execv("/proc/self/exe", argv);
+    // exec failed: carry on with the pool (correct, only a little slower).
+#else
+    (void)argv;
+#endif
+}

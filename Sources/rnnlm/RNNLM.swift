@@ -24,6 +24,7 @@ struct RNNLM: ParsableCommand {
 
     /// Expands `--config FILE` into flags, then parses as usual.
     static func main() {
+        rnnlm_reexec_without_blas_pool(CommandLine.unsafeArgv)
         rnnlm_keep_large_buffers()
         let args = Array(CommandLine.arguments.dropFirst())
         do {

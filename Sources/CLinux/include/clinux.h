@@ -26,3 +26,9 @@ void rnnlm_seq_begin_write(uint64_t *p, uint64_t odd);
 void rnnlm_seq_end_write(uint64_t *p, uint64_t even);
 uint64_t rnnlm_seq_begin_read(const uint64_t *p);
 uint64_t rnnlm_seq_end_read(const uint64_t *p);
+
+/// rnnlm parallelises by itself (`--threads`, workers) and runs OpenBLAS single-threaded, but OpenBLAS starts its
+/// thread pool when the library loads, and an idle pool thread spins on sched_yield beside the compute
+/// threads. Unless OPENBLAS_NUM_THREADS is already set, this sets it to 1 and re-executes the program (same
+/// pid, arguments and environment otherwise) so the pool is never created. Returns only if it did nothing.
+void rnnlm_reexec_without_blas_pool(char **argv);
