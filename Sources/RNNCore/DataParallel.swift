@@ -1,4 +1,3 @@
-import CKernels
 import Dispatch
 
 // Shape legend: T steps, B streams, G groups (threads). Token matrices are time-major `[T, B]`.
@@ -23,7 +22,7 @@ public final class DataParallel: @unchecked Sendable {
         precondition(threads >= 1, "DataParallel needs at least one thread, got \(threads)")
         self.model = model
         self.threads = threads
-        replicas = (1..<max(threads, 1)).map { _ in LanguageModel(sharingParametersOf: model) }
+        replicas = (1..<threads).map { _ in LanguageModel(sharingParametersOf: model) }
     }
 
     /// The contiguous stream ranges of a B-stream minibatch, at most `threads` of them, sizes differing by ≤ 1.
@@ -45,16 +44,16 @@ public final class DataParallel: @unchecked Sendable {
         results.withUnsafeMutableBufferPointer { out in
             let out = UnsafeSendable(out)
             DispatchQueue.concurrentPerform(iterations: ranges.count) { g in
-                let cols = Array(ranges[g])
+                let cols = ranges[g]
                 var x = [Int32](), y = [Int32]()
                 x.reserveCapacity(steps * cols.count); y.reserveCapacity(steps * cols.count)
                 for t in 0..<steps {
-                    x.append(contentsOf: inputs[(t * batch + cols[0])..<(t * batch + cols[0] + cols.count)])
-                    y.append(contentsOf: targets[(t * batch + cols[0])..<(t * batch + cols[0] + cols.count)])
+                    x.append(contentsOf: inputs[(t * batch + cols.lowerBound)..<(t * batch + cols.upperBound)])
+                    y.append(contentsOf: targets[(t * batch + cols.lowerBound)..<(t * batch + cols.upperBound)])
                 }
                 let m = g == 0 ? self.model : self.replicas[g - 1]
                 if g > 0 { m.gradients.zero() }
-                var part = inputState.selecting(columns: cols)
+                var part = inputState.selecting(columns: Array(cols))
                 let loss: LossSum
                 if let seed = dropoutSeed {
                     var rng = RandomGenerator(seed: seed, stream: UInt64(g))
@@ -71,7 +70,7 @@ public final class DataParallel: @unchecked Sendable {
             let (loss, part) = r!
             total += loss
             state.assign(columns: Array(ranges[g]), from: part)
-            if g > 0 { rk_add(model.gradients.pointer, replicas[g - 1].gradients.pointer, Int64(model.gradients.count)) }
+            if g > 0 { model.gradients.add(UnsafeBufferPointer(replicas[g - 1].gradients.buffer)) }
         }
         return total
     }

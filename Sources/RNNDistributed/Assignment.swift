@@ -21,10 +21,6 @@ public struct WorkerAssignment: Codable, Equatable, Sendable {
     public var sharedMemory: String?
 }
 
-/// Bytes a shared-memory slot must hold: the parameters plus the largest state a worker can own (all B streams).
-public func sharedPayloadCapacity(model: ModelConfig, batchSize: Int, parameterCount: Int) -> Int {
-    4 * (parameterCount + model.layers * batchSize * model.hiddenSize * (model.cell.hasCell ? 2 : 1))
-}
 
 /// A worker's streams as a flat vector: h `[L, b, H]`, then c for LSTM (the wire layout of state).
 public func flatten(_ s: RecurrentState) -> [Float] { s.h + s.c }

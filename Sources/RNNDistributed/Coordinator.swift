@@ -79,18 +79,25 @@ public final class Coordinator: GradientSource {
     private func pump(timeoutMs: Int = 1000) throws -> [CoordinatorMachine.Action] {
         if shouldStop() { throw DistributedError.interrupted }
         if let frames = try socket.receive(timeoutMs: timeoutMs), frames.count >= 2 {
-            var body = Array(frames.dropFirst())
-            if Codec.isSharedPayloadHead(body), let region = regions[frames[0]] {
-                guard let payload = region.read(.toCoordinator), let restored = Codec.restoringSharedPayload(body, payload: payload) else {
-                    reject("its shared-memory payload was incomplete (rewritten while read)",
-                           from: machine!.workers.first { $0.peer == frames[0] }?.label ?? "an unknown peer")
-                    return machine!.handle(.tick(now: Self.now()))
-                }
-                body = restored
+            guard let body = restoringSharedPayload(Array(frames.dropFirst()), from: regions[frames[0]], .toCoordinator) else {
+                reject("its shared-memory payload was incomplete (rewritten while read)",
+                       from: machine!.workers.first { $0.peer == frames[0] }?.label ?? "an unknown peer")
+                return machine!.handle(.tick(now: Self.now()))
             }
             return machine!.handle(.received(peer: frames[0], frames: body, now: Self.now()))
         }
         return machine!.handle(.tick(now: Self.now()))
+    }
+
+    /// Sends a weights message to a local worker: the payload into its shared-memory slot, the flagged head over
+    /// the socket. False when the worker is no longer connected.
+    private func send(_ head: [UInt8], payload: UnsafeRawBufferPointer, through region: SharedPayloadRegion,
+                      to peer: PeerID) throws -> Bool {
+        try region.write(.toWorker, [payload])
+        do { try socket.send([Codec.flaggingSharedPayload(head)], to: peer) } catch let e as TransportError where e.unreachable {
+            return false
+        }
+        return true
     }
 
     /// Carries out the actions that need no trainer data (feeding back any peer found gone); returns the rest.
@@ -201,23 +208,22 @@ public final class Coordinator: GradientSource {
                     var viaSocket: [PeerID] = []
                     for w in to {
                         guard let region = regions[w.peer] else { viaSocket.append(w.peer); continue }
-                        try region.write(.toWorker, [UnsafeRawBufferPointer(params)])
-                        do { try socket.send([Codec.flaggingSharedPayload(head)], to: w.peer) } catch let e as TransportError where e.unreachable {
-                            gone.append(w.peer)
-                        }
+                        if !(try send(head, payload: UnsafeRawBufferPointer(params), through: region, to: w.peer)) { gone.append(w.peer) }
                     }
                     if !viaSocket.isEmpty {
                         gone += try socket.broadcast(head: head, payload: UnsafeRawBufferPointer(params), to: viaSocket)
                     }
                 case .sendWeightsWithState(let s, let e, let i, let w):
                     let part = flatten(state.selecting(columns: w.columns))
-                    var frames = Codec.encode(.weights(runID: runID, step: s, epoch: e, batch: i, resetState: false,
+                    let frames = Codec.encode(.weights(runID: runID, step: s, epoch: e, batch: i, resetState: false,
                                                        parameters: Array(params), state: part))
                     if let region = regions[w.peer] {
-                        try frames[1].withUnsafeBytes { try region.write(.toWorker, [$0]) }
-                        frames = [Codec.flaggingSharedPayload(frames[0])]
+                        if !(try frames[1].withUnsafeBytes { try send(frames[0], payload: $0, through: region, to: w.peer) }) {
+                            gone.append(w.peer)
+                        }
+                    } else {
+                        do { try socket.send(frames, to: w.peer) } catch let e as TransportError where e.unreachable { gone.append(w.peer) }
                     }
-                    do { try socket.send(frames, to: w.peer) } catch let e as TransportError where e.unreachable { gone.append(w.peer) }
                 case .stepComplete(_, let nanos):
                     slowest = nanos
                 default:

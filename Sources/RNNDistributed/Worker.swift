@@ -113,16 +113,13 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
         if shouldStop() { return .stopped("interrupted") }
         _ = monitor.handshakeFailure()
         if monitor.disconnected { return .lost("after step \(lastStep) (connection dropped)") }
-        guard var frames = try socket.receive(timeoutMs: 500) else {
+        guard let received = try socket.receive(timeoutMs: 500) else {
             if deadline.timeIntervalSinceNow < 0 { return .lost("after step \(lastStep) (no message for \(Int(timeout))s)") }
             continue
         }
-        if Codec.isSharedPayloadHead(frames), let r = region {
-            guard let payload = r.read(.toWorker), let restored = Codec.restoringSharedPayload(frames, payload: payload) else {
-                warn("ignored weights whose shared-memory payload was rewritten while read (the coordinator moved on)")
-                continue
-            }
-            frames = restored
+        guard let frames = restoringSharedPayload(received, from: region, .toWorker) else {
+            warn("ignored weights whose shared-memory payload was rewritten while read (the coordinator moved on)")
+            continue
         }
         deadline = Date().addingTimeInterval(timeout)
         let m: Message

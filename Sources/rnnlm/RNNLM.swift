@@ -298,7 +298,10 @@ final class RunOutput {
 
 func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) throws {
     if let t = flags.threads, t < 1 { throw ConfigError("--threads must be 1 or more, got \(t)") }
-    setBLASThreads(flags.threads ?? 1)
+    let threads = flags.threads ?? 1
+    // Local training splits each minibatch's streams across threads, each with single-threaded BLAS (the per-step
+    // products are too small for OpenBLAS to parallelise well, bench/README.md); a coordinator gives them to BLAS.
+    setBLASThreads(distributed == nil ? 1 : threads)
     let out = RunOutput(level: try flags.level())
     let dataDir = flags.dataDir
     var trainer: Trainer
@@ -322,12 +325,7 @@ func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) thro
         let data = try TextData.load(o, dataDir: dataDir)
         trainer = try Trainer(options: o, data: data, log: out.say)
     }
-    if distributed == nil, let threads = flags.threads, threads > 1 {
-        // Split each minibatch's streams across threads, each with single-threaded BLAS: the per-step products
-        // are too small for OpenBLAS to parallelise well (bench/README.md).
-        setBLASThreads(1)
-        trainer.useThreads(threads)
-    }
+    if distributed == nil { trainer.useThreads(threads) }
     let o = trainer.options
     let perEpoch = trainer.epochBatches(0).count
     out.say("training \(o.model.rawValue): \(o.layers) layer(s), hidden \(o.hidden), \(o.embed == 0 ? "one-hot input" : "embedding \(o.embed)"), \(grouped(trainer.model.parameterCount)) parameters")
