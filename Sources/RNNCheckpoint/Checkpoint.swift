@@ -1,32 +1,83 @@
 import Foundation
 import RNNCore
 
-/// A training checkpoint: parameters under PyTorch names, optimizer state, the carried hidden state, and a
-/// versioned JSON record (in `__metadata__["rnnlm"]`) of everything else needed to continue exactly.
+/// A training checkpoint: parameters under PyTorch names, optimizer state, the values the run carries per row
+/// between minibatches, and a versioned JSON record (in `__metadata__["rnnlm"]`) of everything else needed to
+/// continue exactly.
 ///
-/// Tensors: the model's (`encoder.weight`, `rnn.weight_ih_l0`, …, `decoder.bias`), then
-/// `optimizer.<slot>.<name>` for each optimizer slot (e.g. `optimizer.exp_avg.rnn.weight_hh_l0`), then
-/// `state.h` / `state.c` `[L, B, H]` when a hidden state is carried. To load the model into PyTorch:
+/// Tensors: the model's (for a language model `encoder.weight`, `rnn.weight_ih_l0`, …, `decoder.bias`), then
+/// `optimizer.<slot>.<name>` for each optimizer slot (e.g. `optimizer.exp_avg.rnn.weight_hh_l0`), then the
+/// carried tensors (`state.h` / `state.c` `[L, B, H]` for a language model). To load the model into PyTorch:
 /// `{k: v for k, v in load_file(f).items() if not k.startswith(("optimizer.", "state."))}`.
+///
+/// Format version 2 records the model's structure (`spec`) and every tensor's name and shape; version 1 files
+/// (language models only, written by rnnlm 0.1) still load.
 public struct Checkpoint<Extra: Codable & Equatable>: Equatable {
-    public static var formatVersion: Int { 1 }
+    public static var formatVersion: Int { 2 }
 
-    public var model: ModelConfig
+    public var spec: ModelSpec
     public var parameters: [Float]
     public var optimizer: OptimizerKind?
     public var optimizerStep: Int
     public var optimizerSlots: [[Float]]
-    public var state: RecurrentState?
-    /// The caller's own record (vocabulary, step, epoch, RNG states, data cursor, …).
+    /// What the run carries per row between minibatches, as named tensors (`state.*`); empty when nothing is.
+    public var carried: [SafeTensor]
+    /// The caller's own record (vocabulary, step, epoch, data cursor, …).
     public var extra: Extra
 
-    public init(model: ModelConfig, parameters: [Float], optimizer: OptimizerKind?, optimizerStep: Int,
-                optimizerSlots: [[Float]], state: RecurrentState?, extra: Extra) {
-        self.model = model; self.parameters = parameters; self.optimizer = optimizer
-        self.optimizerStep = optimizerStep; self.optimizerSlots = optimizerSlots; self.state = state; self.extra = extra
+    public init(spec: ModelSpec, parameters: [Float], optimizer: OptimizerKind?, optimizerStep: Int,
+                optimizerSlots: [[Float]], carried: [SafeTensor], extra: Extra) {
+        self.spec = spec; self.parameters = parameters; self.optimizer = optimizer
+        self.optimizerStep = optimizerStep; self.optimizerSlots = optimizerSlots; self.carried = carried; self.extra = extra
     }
 
+    /// A language model's checkpoint, its hidden state carried as `state.h` (and `state.c`).
+    public init(model: ModelConfig, parameters: [Float], optimizer: OptimizerKind?, optimizerStep: Int,
+                optimizerSlots: [[Float]], state: RecurrentState?, extra: Extra) {
+        self.init(spec: .languageModel(model), parameters: parameters, optimizer: optimizer, optimizerStep: optimizerStep,
+                  optimizerSlots: optimizerSlots, carried: state.map(Self.tensors(of:)) ?? [], extra: extra)
+    }
+
+    public var layout: ParameterLayout { spec.layout }
+
+    /// The language model's shape; nil for another family.
+    public var model: ModelConfig? {
+        guard case .languageModel(let c) = spec else { return nil }
+        return c
+    }
+
+    /// A language model's carried hidden state; nil when none is stored (or for another family).
+    public var state: RecurrentState? {
+        guard let m = model, let h = carried.first(where: { $0.name == "state.h" }), h.shape.count == 3 else { return nil }
+        var s = RecurrentState(layers: m.layers, batch: h.shape[1], hidden: m.hiddenSize, hasCell: m.cell.hasCell)
+        s.h = h.values
+        if m.cell.hasCell { s.c = carried.first { $0.name == "state.c" }?.values ?? s.c }
+        return s
+    }
+
+    static func tensors(of s: RecurrentState) -> [SafeTensor] {
+        var out = [SafeTensor(name: "state.h", shape: [s.layers, s.batch, s.hidden], values: s.h)]
+        if s.hasCell { out.append(SafeTensor(name: "state.c", shape: [s.layers, s.batch, s.hidden], values: s.c)) }
+        return out
+    }
+
+    /// A tensor's name and shape, as the version 2 record lists them.
+    struct TensorEntry: Codable, Equatable { var name: String; var shape: [Int] }
+
     struct Record: Codable {
+        var format: String
+        var version: Int
+        var spec: ModelSpec
+        var tensors: [TensorEntry]
+        var optimizer: OptimizerKind?
+        var optimizerStep: Int
+        var optimizerSlots: [String]
+        var carried: [TensorEntry]
+        var extra: Extra
+    }
+
+    /// The version 1 record (language models only; the hidden state's batch in `stateBatch`).
+    struct RecordV1: Codable {
         var format: String
         var version: Int
         var model: ModelConfig
@@ -37,8 +88,10 @@ public struct Checkpoint<Extra: Codable & Equatable>: Equatable {
         var extra: Extra
     }
 
+    struct FormatProbe: Codable { var format: String; var version: Int }
+
     public func write(to path: String) throws {
-        let layout = ParameterLayout(model: model)
+        let layout = spec.layout
         precondition(parameters.count == layout.count, "checkpoint holds \(parameters.count) parameters, model needs \(layout.count)")
         var tensors = layout.tensors.map {
             SafeTensor(name: $0.name, shape: $0.shape, values: Array(parameters[$0.offset..<($0.offset + $0.count)]))
@@ -51,12 +104,11 @@ public struct Checkpoint<Extra: Codable & Equatable>: Equatable {
                                           values: Array(values[v.offset..<(v.offset + v.count)])))
             }
         }
-        if let s = state {
-            tensors.append(SafeTensor(name: "state.h", shape: [s.layers, s.batch, s.hidden], values: s.h))
-            if s.hasCell { tensors.append(SafeTensor(name: "state.c", shape: [s.layers, s.batch, s.hidden], values: s.c)) }
-        }
-        let record = Record(format: "rnnlm-checkpoint", version: Self.formatVersion, model: model, optimizer: optimizer,
-                            optimizerStep: optimizerStep, optimizerSlots: slotNames, stateBatch: state?.batch, extra: extra)
+        tensors += carried
+        let record = Record(format: "rnnlm-checkpoint", version: Self.formatVersion, spec: spec,
+                            tensors: layout.tensors.map { TensorEntry(name: $0.name, shape: $0.shape) },
+                            optimizer: optimizer, optimizerStep: optimizerStep, optimizerSlots: slotNames,
+                            carried: carried.map { TensorEntry(name: $0.name, shape: $0.shape) }, extra: extra)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let json = String(decoding: try encoder.encode(record), as: UTF8.self)
@@ -68,15 +120,40 @@ public struct Checkpoint<Extra: Codable & Equatable>: Equatable {
         guard let json = metadata["rnnlm"] else {
             throw CheckpointError(path: path, "has no rnnlm record in __metadata__: it was not written by rnnlm (a bare PyTorch state_dict cannot be resumed)")
         }
-        let record: Record
-        do { record = try JSONDecoder().decode(Record.self, from: Data(json.utf8)) } catch {
+        let probe: FormatProbe
+        do { probe = try JSONDecoder().decode(FormatProbe.self, from: Data(json.utf8)) } catch {
             throw CheckpointError(path: path, "its rnnlm record cannot be decoded (\(error)); written by an incompatible rnnlm version?")
         }
-        guard record.format == "rnnlm-checkpoint", record.version == formatVersion else {
-            throw CheckpointError(path: path, "format \(record.format) version \(record.version); this rnnlm reads version \(formatVersion)")
+        guard probe.format == "rnnlm-checkpoint", probe.version == 1 || probe.version == formatVersion else {
+            throw CheckpointError(path: path, "format \(probe.format) version \(probe.version); this rnnlm reads versions 1 and \(formatVersion)")
         }
-        do { try record.model.validate() } catch { throw CheckpointError(path: path, "records an invalid model: \(error)") }
-        let layout = ParameterLayout(model: record.model)
+        let record: Record
+        do {
+            if probe.version == 1 {
+                let v1 = try JSONDecoder().decode(RecordV1.self, from: Data(json.utf8))
+                let m = v1.model
+                let carried = v1.stateBatch.map { b in
+                    [TensorEntry(name: "state.h", shape: [m.layers, b, m.hiddenSize])]
+                        + (m.cell.hasCell ? [TensorEntry(name: "state.c", shape: [m.layers, b, m.hiddenSize])] : [])
+                } ?? []
+                let spec = ModelSpec.languageModel(m)
+                record = Record(format: v1.format, version: 1, spec: spec,
+                                tensors: spec.layout.tensors.map { TensorEntry(name: $0.name, shape: $0.shape) },
+                                optimizer: v1.optimizer, optimizerStep: v1.optimizerStep, optimizerSlots: v1.optimizerSlots,
+                                carried: carried, extra: v1.extra)
+            } else {
+                record = try JSONDecoder().decode(Record.self, from: Data(json.utf8))
+            }
+        } catch {
+            throw CheckpointError(path: path, "its rnnlm record cannot be decoded (\(error)); written by an incompatible rnnlm version?")
+        }
+        do { try record.spec.validate() } catch { throw CheckpointError(path: path, "records an invalid \(record.spec.family): \(error)") }
+        let layout = record.spec.layout
+        let expected = layout.tensors.map { TensorEntry(name: $0.name, shape: $0.shape) }
+        guard record.tensors == expected else {
+            let first = zip(record.tensors, expected).first { $0 != $1 }
+            throw CheckpointError(path: path, "its tensor list does not match the \(record.spec.family) it records\(first.map { ": '\($0.0.name)' \($0.0.shape) where '\($0.1.name)' \($0.1.shape) belongs" } ?? " (\(record.tensors.count) tensors, the model has \(expected.count))")")
+        }
         let byName = Dictionary(tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         func tensor(_ name: String, shape: [Int]) throws -> [Float] {
             guard let t = byName[name] else { throw CheckpointError(path: path, "is missing tensor '\(name)'") }
@@ -93,21 +170,14 @@ public struct Checkpoint<Extra: Codable & Equatable>: Equatable {
             for v in layout.tensors { values += try tensor("optimizer.\(slot).\(v.name)", shape: v.shape) }
             slots.append(values)
         }
-        var state: RecurrentState?
-        if let b = record.stateBatch {
-            let m = record.model
-            var s = RecurrentState(layers: m.layers, batch: b, hidden: m.hiddenSize, hasCell: m.cell.hasCell)
-            s.h = try tensor("state.h", shape: [m.layers, b, m.hiddenSize])
-            if m.cell.hasCell { s.c = try tensor("state.c", shape: [m.layers, b, m.hiddenSize]) }
-            state = s
-        }
+        let carried = try record.carried.map { SafeTensor(name: $0.name, shape: $0.shape, values: try tensor($0.name, shape: $0.shape)) }
         for (name, p) in [("parameters", params)] + slots.enumerated().map({ ("optimizer slot \($0.offset)", $0.element) }) {
             if !allFinite(p) {
                 throw CheckpointError(path: path, "\(name) contain NaN or Inf: the run diverged before this was saved; resume from an earlier checkpoint or lower --lr")
             }
         }
-        return Checkpoint(model: record.model, parameters: params, optimizer: record.optimizer,
-                          optimizerStep: record.optimizerStep, optimizerSlots: slots, state: state, extra: record.extra)
+        return Checkpoint(spec: record.spec, parameters: params, optimizer: record.optimizer,
+                          optimizerStep: record.optimizerStep, optimizerSlots: slots, carried: carried, extra: record.extra)
     }
 }
 

@@ -13,13 +13,13 @@ extension Coordinator {
     public func runAsync(trainer: Trainer, maxStaleness: Int) throws -> StalenessGate {
         var gate = StalenessGate(maxStaleness: maxStaleness, version: UInt64(trainer.record.step))
         let epochs = trainer.options.epochs
-        let random = trainer.options.partition == .random
+        let task = trainer.task, perRow = task.carriedPerRow
         struct Cursor { var epoch: Int; var index: Int; var sentVersion: UInt64 }
         var cursors: [Int: Cursor] = [:]
         var batchesPerEpoch: [Int: Int] = [:]
         func count(_ e: Int) -> Int {
             if let c = batchesPerEpoch[e] { return c }
-            let c = trainer.epochBatches(e).count
+            let c = task.minibatchCount(epoch: e)
             batchesPerEpoch[e] = c
             return c
         }
@@ -29,9 +29,9 @@ extension Coordinator {
         var finished = Set<Int>()
 
         func send(_ p: AdmittedWorker, _ c: Cursor, withState: Bool) throws {
-            let params = Array(UnsafeBufferPointer(start: trainer.model.parameters.pointer, count: trainer.model.parameterCount))
-            let reset = c.index == 0 || random
-            let state = withState && !reset ? flatten(trainer.state.selecting(columns: p.columns)) : []
+            let params = Array(UnsafeBufferPointer(start: task.parameters.pointer, count: task.parameterCount))
+            let reset = task.resetsCarried(epoch: c.epoch, index: c.index)
+            let state = withState && !reset ? carriedRows(trainer.carried, perRow: perRow, rows: p.columns) : []
             try socket.send(Codec.encode(.weights(runID: runID, step: gate.version, epoch: UInt32(c.epoch), batch: UInt32(c.index),
                                                   resetState: reset, parameters: params, state: state)), to: p.peer)
         }
@@ -44,7 +44,6 @@ extension Coordinator {
             cursors[p.index] = c
             try send(p, c, withState: false)
         }
-        let perStream = { () -> Int in let t = RecurrentState.zeros(trainer.model.config, batch: 1); return t.h.count + t.c.count }()
         var lastHeard = Date()
         while finished.count < peers.count {
             if shouldStop() { throw DistributedError.interrupted }
@@ -72,16 +71,15 @@ extension Coordinator {
                 reject("gradient for version \(v), not the one last sent", from: peer.label)
                 continue
             }
-            guard st.count == peer.columns.count * perStream,
-                  let part = unflatten(st, like: RecurrentState.zeros(trainer.model.config, batch: peer.columns.count)) else {
-                reject("gradient carries \(st.count) state values, expected \(peer.columns.count * perStream)", from: peer.label)
+            guard st.count == peer.columns.count * perRow else {
+                reject("gradient carries \(st.count) state values, expected \(peer.columns.count * perRow)", from: peer.label)
                 continue
             }
             lastHeard = Date()
-            trainer.setState(columns: peer.columns, from: part)
+            trainer.setCarried(rows: peer.columns, from: st)
             switch gate.admit(computedAt: v) {
             case .apply:
-                g.withUnsafeBufferPointer { trainer.model.gradients.copy(from: $0) }
+                g.withUnsafeBufferPointer { task.gradients.copy(from: $0) }
                 let loss = LossSum(sum: lossSum, count: Int(tokens))
                 let lr = trainer.record.schedule.lr
                 let norm = try trainer.applyGradient(loss)

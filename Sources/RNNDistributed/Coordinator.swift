@@ -15,9 +15,10 @@ public struct DistributedError: Error, CustomStringConvertible, Equatable {
 /// The coordinator's side of data-parallel training, as a `GradientSource` for the reference `Trainer`.
 /// The decisions (admission, step gathering, timeouts, rejections) are `CoordinatorMachine`'s; this class
 /// only moves bytes: it feeds the machine what the socket receives and the time, and carries out its actions.
-/// Per step: the current parameters go to every worker as one shared buffer; every worker's Σ-loss gradient
-/// of its stream columns comes back and is summed in worker order; the trainer then divides by the total
-/// token count, clips centrally and applies the optimizer, exactly as in one process.
+/// It sees rows and their carried values, never a model: per step, the current parameters go to every worker
+/// as one shared buffer; every worker's Σ-loss gradient of its rows comes back (with their next carried values)
+/// and is summed in worker order; the trainer then divides by the total token count, clips centrally and
+/// applies the optimizer, exactly as in one process.
 public final class Coordinator: GradientSource {
     public let socket: ZMQSocket
     public let runID: UInt64
@@ -30,7 +31,7 @@ public final class Coordinator: GradientSource {
     public var quorum: Int?
     /// Pause while fewer workers than this are alive.
     public var minWorkers = 1
-    /// The welcome message for a worker (configuration and tokens), built once admission starts.
+    /// The welcome message for a worker (its assignment and the task's description), built once admission starts.
     private var welcomeFor: ((AdmittedWorker) throws -> [[UInt8]])?
     let parameterCount: Int
     let joinTimeout: TimeInterval
@@ -108,6 +109,7 @@ public final class Coordinator: GradientSource {
             switch a {
             case .log(let line): log(line)
             case .send(let peer, let m): try? socket.send(Codec.encode(m), to: peer)
+            case .sendFrames(let peer, let frames): try? socket.send(frames, to: peer)
             case .failed(let why): throw DistributedError(why)
             case .reassign(let w):
                 do {
@@ -135,26 +137,23 @@ public final class Coordinator: GradientSource {
         return try performCommon(actions)
     }
 
-    /// Waits until `count` workers have said hello (or the join timeout passes), assigns them stream columns
-    /// and sends each its configuration and the training tokens.
+    /// Waits until `count` workers have said hello (or the join timeout passes), assigns them rows and sends each
+    /// its assignment and the task's description.
     public func admitWorkers(count: Int, trainer: Trainer) throws {
-        let o = trainer.options
-        guard count >= 1, count <= o.batchSize else {
-            throw DistributedError("--expect-workers \(count) must be between 1 and --batch-size \(o.batchSize) (each worker owns at least one stream)")
+        let task = trainer.task, rows = task.rowsPerMinibatch
+        guard count >= 1, count <= rows else {
+            throw DistributedError("--expect-workers \(count) must be between 1 and the \(rows) rows of a minibatch (--batch-size; each worker owns at least one row)")
         }
-        let template = RecurrentState.zeros(trainer.model.config, batch: 1)
-        machine = CoordinatorMachine(runID: runID, expectedWorkers: count, batchSize: o.batchSize, parameterCount: parameterCount,
-                                     stateValuesPerStream: template.h.count + template.c.count, joinTimeout: joinTimeout,
+        machine = CoordinatorMachine(runID: runID, expectedWorkers: count, batchSize: rows, parameterCount: parameterCount,
+                                     stateValuesPerStream: task.carriedPerRow, joinTimeout: joinTimeout,
                                      stepTimeout: stepTimeout, now: Self.now())
         machine!.quorum = quorum ?? count
         machine!.minWorkers = minWorkers
-        let model = trainer.model.config, tokens = trainer.data.train, vocabulary = trainer.data.vocabulary.tokens
+        let description = try task.workerDescription(), kind = trainer.record.task.kind
         let runID = runID
-        let capacity = sharedPayloadCapacity(model: model, batchSize: o.batchSize, parameterCount: parameterCount)
+        let capacity = sharedPayloadCapacity(parameterCount: parameterCount, carriedValues: rows * task.carriedPerRow)
         welcomeFor = { [unowned self] w in
-            var assignment = WorkerAssignment(model: model, seed: o.seed, numSteps: o.numSteps, batchSize: o.batchSize,
-                                              partition: o.partition, workerIndex: w.index, workers: count, columns: w.columns,
-                                              vocabulary: vocabulary)
+            var assignment = WorkerAssignment(task: kind, workerIndex: w.index, workers: count, rows: w.columns)
             regions[w.peer] = nil
             if let dir = sharedMemoryDirectory, w.hello.sharedMemory == dir {
                 let path = dir + "/worker-\(w.index).shm"
@@ -163,7 +162,7 @@ public final class Coordinator: GradientSource {
                 assignment.sharedMemory = path
                 log("\(w.label): weights and gradients through shared memory (\(path))")
             }
-            return Codec.encode(.welcome(runID: runID, config: Array(try JSONEncoder().encode(assignment)), tokens: tokens))
+            return Codec.encode(.welcome(runID: runID, assignment: Array(try JSONEncoder().encode(assignment)), task: description))
         }
         log("waiting for \(count) worker(s) (up to \(Int(joinTimeout))s)")
         var admitted = false
@@ -179,16 +178,17 @@ public final class Coordinator: GradientSource {
         needsState = Set(peers.map(\.index))
     }
 
-    public func gradient(model: LanguageModel, epoch: Int, index: Int, batch: Minibatch, reset: Bool, step: Int,
-                         state: inout RecurrentState) throws -> LossSum {
+    public func gradient(task: any TrainingTask, epoch: Int, index: Int, reset: Bool, step: Int,
+                         carried: inout [Float]) throws -> LossSum {
         let t0 = DispatchTime.now().uptimeNanoseconds
-        // The columns each worker computes this step, fixed when the weights go out (reassignments during the
+        let perRow = task.carriedPerRow
+        // The rows each worker computes this step, fixed when the weights go out (reassignments during the
         // step apply from the next one).
-        var stepColumns: [Int: [Int]]?
+        var stepRows: [Int: [Int]]?
         var pending = try performCommon(machine!.handle(.startStep(step: UInt64(step), epoch: UInt32(epoch), index: UInt32(index),
                                                                    reset: reset, sendState: needsState, now: Self.now())))
         needsState.removeAll()
-        let params = UnsafeBufferPointer(start: model.parameters.pointer, count: model.parameterCount)
+        let params = UnsafeBufferPointer(start: task.parameters.pointer, count: task.parameterCount)
         var t1 = t0
         var slowest: UInt64?
         var lastProbe = Self.now()
@@ -199,12 +199,12 @@ public final class Coordinator: GradientSource {
                 case .welcome(let w):
                     do { try socket.send(welcomeFor!(w), to: w.peer) } catch let e as TransportError where e.unreachable { gone.append(w.peer) }
                 case .broadcastWeights, .sendWeightsWithState:
-                    if stepColumns == nil { stepColumns = Dictionary(uniqueKeysWithValues: machine!.workers.map { ($0.index, $0.columns) }) }
+                    if stepRows == nil { stepRows = Dictionary(uniqueKeysWithValues: machine!.workers.map { ($0.index, $0.columns) }) }
                 default: break
                 }
                 switch a {
                 case .broadcastWeights(let s, let e, let i, let r, let to):
-                    let head = Codec.weightsHead(runID: runID, step: s, epoch: e, batch: i, resetState: r, parameterCount: model.parameterCount)
+                    let head = Codec.weightsHead(runID: runID, step: s, epoch: e, batch: i, resetState: r, parameterCount: task.parameterCount)
                     var viaSocket: [PeerID] = []
                     for w in to {
                         guard let region = regions[w.peer] else { viaSocket.append(w.peer); continue }
@@ -214,7 +214,7 @@ public final class Coordinator: GradientSource {
                         gone += try socket.broadcast(head: head, payload: UnsafeRawBufferPointer(params), to: viaSocket)
                     }
                 case .sendWeightsWithState(let s, let e, let i, let w):
-                    let part = flatten(state.selecting(columns: w.columns))
+                    let part = carriedRows(carried, perRow: perRow, rows: w.columns)
                     let frames = Codec.encode(.weights(runID: runID, step: s, epoch: e, batch: i, resetState: false,
                                                        parameters: Array(params), state: part))
                     if let region = regions[w.peer] {
@@ -244,14 +244,12 @@ public final class Coordinator: GradientSource {
         }
         let t2 = DispatchTime.now().uptimeNanoseconds
         let gather = machine!.gather!
-        let loss = gather.sum(into: model.gradients)
-        // Streams of workers that answered move on; those of a dropped or lost contribution keep the
-        // coordinator's copy (and go to their owner with the next weights).
+        let loss = gather.sum(into: task.gradients)
+        // Rows of workers that answered move on; those of a dropped or lost contribution keep the coordinator's
+        // copy (and go to their owner with the next weights).
         for (i, c) in gather.received {
-            let cols = stepColumns?[i] ?? []
-            if let part = unflatten(c.state, like: RecurrentState.zeros(model.config, batch: cols.count)) {
-                state.assign(columns: cols, from: part)
-            }
+            let rows = stepRows?[i] ?? []
+            if c.state.count == rows.count * perRow { assignCarriedRows(&carried, perRow: perRow, rows: rows, from: c.state) }
         }
         let t3 = DispatchTime.now().uptimeNanoseconds
         broadcastSeconds += Double(t1 - t0) / 1e9

@@ -5,9 +5,10 @@ import RNNTransport
 // The two sides of the shared-memory payload exchange between the coordinator and its local workers
 // (`SharedPayloadRegion`): what both must agree on, and putting a payload back before `Codec.decode`.
 
-/// Bytes a shared-memory slot must hold: the parameters plus the largest state a worker can own (all B streams).
-public func sharedPayloadCapacity(model: ModelConfig, batchSize: Int, parameterCount: Int) -> Int {
-    4 * (parameterCount + model.layers * batchSize * model.hiddenSize * (model.cell.hasCell ? 2 : 1))
+/// Bytes a shared-memory slot must hold: the parameters plus the largest carried values a worker can own (all
+/// `carriedValues` of the B rows).
+public func sharedPayloadCapacity(parameterCount: Int, carriedValues: Int) -> Int {
+    4 * (parameterCount + carriedValues)
 }
 
 /// `frames` ready for `Codec.decode`: unchanged unless they are a flagged head from a peer with a `region`, in

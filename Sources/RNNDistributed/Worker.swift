@@ -5,12 +5,13 @@ import RNNText
 import RNNTrain
 import RNNTransport
 
-/// A worker process: joins the coordinator at `endpoint`, then for every weights message computes the
-/// Σ-loss gradient of its stream columns' minibatch, carrying their hidden state, and sends it back.
+/// A worker process: joins the coordinator at `endpoint`, rebuilds the run's task from the welcome, then for
+/// every weights message computes the Σ-loss gradient of its rows of the minibatch, carrying their values
+/// (a language model's hidden state), and sends it back with them.
 /// Returns the coordinator's reason when told to stop. When it loses the coordinator (the connection drops, or
 /// `timeout` seconds of silence) it keeps trying to rejoin for `rejoinGrace` seconds, so a coordinator
 /// restarted with `--resume` on the same address gets its workers back; after that it gives up with an error.
-/// `threads` > 1 splits the worker's streams across that many threads (`DataParallel`; keep BLAS at 1 thread).
+/// `threads` > 1 splits the worker's rows across that many threads (`DataParallel`; keep BLAS at 1 thread).
 /// `sharedMemoryDirectory` (given by `rnnlm train --workers N` to the workers it starts) offers the coordinator
 /// to exchange payloads through shared-memory files in that folder.
 public func runWorker(endpoint: String, name: String, curve: (serverKey: String, keys: CurveKeyPair)? = nil,
@@ -31,7 +32,7 @@ public func runWorker(endpoint: String, name: String, curve: (serverKey: String,
         // Join (or rejoin): hello until a welcome arrives.
         try socket.send(hello)
         var lastHello = Date()
-        var welcome: (WorkerAssignment, [Int32], UInt64)?
+        var welcome: (WorkerAssignment, [UInt8], UInt64)?
         while welcome == nil {
             if shouldStop() { return "interrupted" }
             if let failure = monitor.handshakeFailure() {
@@ -47,10 +48,15 @@ public func runWorker(endpoint: String, name: String, curve: (serverKey: String,
                 throw DistributedError("no answer from the coordinator at \(endpoint) within \(Int(joinTimeout))s; is it running and reachable\(curve == nil ? " (and does it require CURVE keys?)" : ", and is --curve-server-key its public key?")")
             }
             if Date().timeIntervalSince(lastHello) > 2 { try socket.send(hello); lastHello = Date() }
-            guard let frames = try socket.receive(timeoutMs: 250), let m = try? Codec.decode(frames) else { continue }
+            guard let frames = try socket.receive(timeoutMs: 250) else { continue }
+            let m: Message
+            do { m = try Codec.decode(frames) } catch {
+                if case .badVersion = error { throw DistributedError("cannot join the coordinator at \(endpoint): \(error)") }
+                continue
+            }
             switch m {
-            case .welcome(let r, let config, let t):
-                do { welcome = (try JSONDecoder().decode(WorkerAssignment.self, from: Data(config)), t, r) } catch {
+            case .welcome(let r, let assignment, let task):
+                do { welcome = (try JSONDecoder().decode(WorkerAssignment.self, from: Data(assignment)), task, r) } catch {
                     throw DistributedError("the coordinator's configuration cannot be decoded (\(error)); are both the same rnnlm version?")
                 }
             case .stop(_, let reason):
@@ -59,9 +65,9 @@ public func runWorker(endpoint: String, name: String, curve: (serverKey: String,
                 continue
             }
         }
-        let (assignment, tokens, runID) = welcome!
+        let (assignment, description, runID) = welcome!
         if lostAt != nil { log("rejoined the coordinator at \(endpoint)") }
-        switch try serve(socket: socket, monitor: monitor, assignment: assignment, tokens: tokens, runID: runID,
+        switch try serve(socket: socket, monitor: monitor, assignment: assignment, description: description, runID: runID,
                          timeout: timeout, shouldStop: shouldStop, log: log, warn: warn, beforeGradient: beforeGradient,
                          delayMilliseconds: delayMilliseconds, threads: threads) {
         case .stopped(let reason):
@@ -81,32 +87,29 @@ enum ServeOutcome { case stopped(String), lost(String) }
 public typealias GradientHook = (_ send: ([[UInt8]]) throws -> Void, _ gradient: [[UInt8]], _ step: UInt64, _ runID: UInt64) throws -> Void
 
 /// Serves one coordinator session: weights in, gradients out, until stopped or the coordinator is lost.
-func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssignment, tokens: [Int32], runID: UInt64,
+func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssignment, description: [UInt8], runID: UInt64,
            timeout: TimeInterval, shouldStop: () -> Bool, log: (String) -> Void, warn: (String) -> Void,
            beforeGradient: GradientHook?, delayMilliseconds: Int, threads: Int) throws -> ServeOutcome {
     var a = assignment
-    if let bad = tokens.first(where: { $0 < 0 || Int($0) >= a.model.vocabSize }) {
-        throw DistributedError("the coordinator sent token id \(bad), outside the vocabulary of \(a.model.vocabSize)")
+    let task: any TrainingTask
+    do { task = try TaskRegistry.task(kind: a.task, description: description) } catch {
+        throw DistributedError("the coordinator's task cannot be rebuilt here: \(error)")
     }
-    guard a.vocabulary.count == a.model.vocabSize else {
-        throw DistributedError("the coordinator sent a vocabulary of \(a.vocabulary.count) tokens for a model of \(a.model.vocabSize)")
+    let B = task.rowsPerMinibatch, perRow = task.carriedPerRow
+    guard !a.rows.isEmpty, a.rows.allSatisfy({ $0 >= 0 && $0 < B }), a.rows == a.rows.sorted() else {
+        throw DistributedError("the coordinator assigned invalid rows \(a.rows) (a minibatch has \(B))")
     }
-    guard !a.columns.isEmpty, a.columns.allSatisfy({ $0 >= 0 && $0 < a.batchSize }) else {
-        throw DistributedError("the coordinator assigned invalid stream columns \(a.columns)")
-    }
-    let model = try LanguageModel(config: a.model)
     var region: SharedPayloadRegion?
     if let path = a.sharedMemory {
-        let capacity = sharedPayloadCapacity(model: a.model, batchSize: a.batchSize, parameterCount: model.parameterCount)
+        let capacity = sharedPayloadCapacity(parameterCount: task.parameterCount, carriedValues: B * perRow)
         do { region = try SharedPayloadRegion(path: path, capacity: capacity, create: false) } catch {
             throw DistributedError("the coordinator offered shared memory this worker cannot use: \(error)")
         }
     }
-    let parallel = threads > 1 ? DataParallel(model: model, threads: threads) : nil
-    var state = RecurrentState.zeros(a.model, batch: a.columns.count)
-    log("worker \(a.workerIndex) of \(a.workers): streams \(a.columns.first!)…\(a.columns.last!), \(model.parameterCount) parameters, \(tokens.count) tokens, vocabulary \(a.vocabulary.count)")
-    var cachedEpoch = -1
-    var batches: EpochBatches?
+    let parallel = threads > 1 ? DataParallel(task: task, threads: threads) : nil
+    var carried = [Float](repeating: 0, count: a.rows.count * perRow)
+    for line in task.summary { log("worker \(a.workerIndex) of \(a.workers): \(line)") }
+    log("worker \(a.workerIndex) of \(a.workers): rows \(a.rows.first!)…\(a.rows.last!) of \(B), \(task.parameterCount) parameters")
     var lastStep: UInt64 = 0
     var deadline = Date().addingTimeInterval(timeout)
     while true {
@@ -123,58 +126,51 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
         }
         deadline = Date().addingTimeInterval(timeout)
         let m: Message
-        do { m = try Codec.decode(frames, runID: runID, parameterCount: model.parameterCount) } catch {
+        do { m = try Codec.decode(frames, runID: runID, parameterCount: task.parameterCount) } catch {
             warn("ignored a bad message from the coordinator: \(error)")
             continue
         }
         switch m {
         case .weights(_, let step, let epoch, let index, let reset, let params, let st):
-            params.withUnsafeBufferPointer { model.parameters.copy(from: $0) }
-            if reset { state.reset() }
+            params.withUnsafeBufferPointer { task.parameters.copy(from: $0) }
+            if reset { for i in carried.indices { carried[i] = 0 } }
             if !st.isEmpty {
-                guard let s = unflatten(st, like: state) else {
-                    throw DistributedError("step \(step): the coordinator sent \(st.count) state values, this worker's streams need \(state.h.count + state.c.count)")
+                guard st.count == carried.count else {
+                    throw DistributedError("step \(step): the coordinator sent \(st.count) carried values, this worker's \(a.rows.count) rows need \(carried.count)")
                 }
-                state = s
+                carried = st
             }
-            if Int(epoch) != cachedEpoch {
-                var rng = RandomGenerator(seed: a.seed, stream: 1, index: UInt64(epoch))
-                batches = EpochBatches.draw(a.partition, corpus: tokens, batch: a.batchSize, steps: a.numSteps, rng: &rng)
-                cachedEpoch = Int(epoch)
-            }
-            guard let b = batches, Int(index) < b.count else {
+            guard Int(index) < task.minibatchCount(epoch: Int(epoch)) else {
                 throw DistributedError("step \(step): minibatch \(index) of epoch \(epoch) does not exist here; coordinator and worker disagree about the data")
             }
             if delayMilliseconds > 0 { usleep(UInt32(delayMilliseconds) * 1000) }  // testing stragglers
             let t0 = DispatchTime.now().uptimeNanoseconds
-            let mb = b[Int(index)].selecting(columns: a.columns)
-            model.gradients.zero()
-            let loss = parallel?.forwardBackward(inputs: mb.inputs, targets: mb.targets, steps: mb.steps, batch: mb.batch,
-                                                 state: &state, dropoutSeed: nil)
-                ?? model.forwardBackward(inputs: mb.inputs, targets: mb.targets, steps: mb.steps, batch: mb.batch, state: &state)
+            task.gradients.zero()
+            let loss = parallel?.accumulateGradient(epoch: Int(epoch), index: Int(index), rows: a.rows, step: Int(step), carried: &carried)
+                ?? task.accumulateGradient(epoch: Int(epoch), index: Int(index), rows: a.rows, step: Int(step), carried: &carried)
             lastStep = step
             let nanos = DispatchTime.now().uptimeNanoseconds - t0
-            let flat = flatten(state)
+            let flat = carried
             if let r = region, beforeGradient == nil {
                 // The payload goes straight from the gradient buffer into shared memory; only the head is sent.
-                try flat.withUnsafeBytes { try r.write(.toCoordinator, [UnsafeRawBufferPointer(model.gradients.buffer), $0]) }
+                try flat.withUnsafeBytes { try r.write(.toCoordinator, [UnsafeRawBufferPointer(task.gradients.buffer), $0]) }
                 try socket.send([Codec.flaggingSharedPayload(Codec.gradientHead(
-                    runID: runID, step: step, lossSum: loss.sum, tokens: UInt32(loss.count), gradientCount: model.parameterCount,
+                    runID: runID, step: step, lossSum: loss.sum, tokens: UInt32(loss.count), gradientCount: task.parameterCount,
                     stateCount: flat.count, computeNanos: nanos))])
             } else {
                 let frames = Codec.encodeGradient(runID: runID, step: step, lossSum: loss.sum, tokens: UInt32(loss.count),
-                                                  gradient: UnsafeBufferPointer(model.gradients.buffer), state: flat,
+                                                  gradient: UnsafeBufferPointer(task.gradients.buffer), state: flat,
                                                   computeNanos: nanos)
                 try beforeGradient?({ try socket.send($0) }, frames, step, runID)
                 try socket.send(frames)
             }
         case .columns(_, _, let cols):
-            guard cols.allSatisfy({ Int($0) < a.batchSize }) else {
-                throw DistributedError("the coordinator assigned stream columns \(cols) outside 0..<\(a.batchSize)")
+            guard cols.allSatisfy({ Int($0) < B }) else {
+                throw DistributedError("the coordinator assigned rows \(cols) outside 0..<\(B)")
             }
-            a.columns = cols.map(Int.init)
-            state = RecurrentState.zeros(a.model, batch: a.columns.count)  // replaced by the next weights' state
-            log("worker \(a.workerIndex): now owns \(a.columns.count) streams")
+            a.rows = cols.map(Int.init).sorted()
+            carried = [Float](repeating: 0, count: a.rows.count * perRow)  // replaced by the next weights' values
+            log("worker \(a.workerIndex): now owns \(a.rows.count) rows")
         case .stop(_, let reason):
             return .stopped(reason)
         default:

@@ -11,8 +11,8 @@ public enum Codec {
         switch message {
         case .hello(let h):
             meta = Array((try? JSONEncoder().encode(h)) ?? Data())
-        case .welcome(let r, let config, let tokens):
-            runID = r; meta = config; payload = bytes(of: tokens)
+        case .welcome(let r, let assignment, let task):
+            runID = r; meta = assignment; payload = task
         case .weights(let r, let s, let epoch, let batch, let reset, let params, let state):
             runID = r; step = s
             aux = UInt64(epoch) << 32 | UInt64(batch)
@@ -81,11 +81,12 @@ public enum Codec {
         return [h, payload]
     }
 
-    static func head(type: MessageType, runID: UInt64, step: UInt64, meta: [UInt8], payloadCount: Int, aux: UInt64) -> [UInt8] {
+    static func head(type: MessageType, runID: UInt64, step: UInt64, meta: [UInt8], payloadCount: Int, aux: UInt64,
+                     version: UInt16 = Header.version) -> [UInt8] {
         var head = [UInt8]()
         head.reserveCapacity(Header.size + meta.count)
         append(&head, Header.magic)
-        append(&head, Header.version)
+        append(&head, version)
         head.append(type.rawValue)
         head.append(0)
         append(&head, runID)
@@ -107,6 +108,18 @@ public enum Codec {
         return head
     }
 
+    /// A stop message in protocol `version`'s framing, which has not changed since version 1: how a peer that
+    /// speaks another version is told why it is refused, in words it can decode.
+    public static func refusal(version: UInt16, reason: String) -> [[UInt8]] {
+        [head(type: .stop, runID: 0, step: 0, meta: Array(reason.utf8), payloadCount: 0, aux: 0, version: version)]
+    }
+
+    /// The protocol version a frame declares, when it is an rnnlm frame at all.
+    public static func declaredVersion(_ frame: [UInt8]) -> UInt16? {
+        guard frame.count >= Header.size, read(frame, 0) as UInt32 == Header.magic else { return nil }
+        return read(frame, 4)
+    }
+
     /// Header fields only (for logging a rejected message's type and step).
     public static func header(_ frame: [UInt8]) throws(ProtocolError) -> Header {
         guard frame.count >= Header.size else { throw .shortHeader(frame.count) }
@@ -120,9 +133,9 @@ public enum Codec {
     }
 
     /// Decodes and validates. `runID` (when given) must match; `parameterCount` (when given) must match the
-    /// length of weights and gradients; `vocabularySize` bounds welcome tokens.
-    public static func decode(_ frames: [[UInt8]], runID expectedRun: UInt64? = nil, parameterCount: Int? = nil,
-                              vocabularySize: Int? = nil) throws(ProtocolError) -> Message {
+    /// length of weights and gradients. A welcome's task description is the task's to validate.
+    public static func decode(_ frames: [[UInt8]], runID expectedRun: UInt64? = nil,
+                              parameterCount: Int? = nil) throws(ProtocolError) -> Message {
         guard frames.count == 1 || frames.count == 2 else { throw .frameCount(frames.count) }
         let h = try header(frames[0])
         let meta = Array(frames[0][Header.size...])
@@ -131,7 +144,7 @@ public enum Codec {
         guard Int(h.payloadLength) == (payload?.count ?? 0) else {
             throw .payloadLength(declared: h.payloadLength, actual: payload?.count ?? 0)
         }
-        if let p = payload, p.count % 4 != 0 { throw .payloadNotAligned(p.count) }
+        if let p = payload, h.type != .welcome, p.count % 4 != 0 { throw .payloadNotAligned(p.count) }
         if let e = expectedRun, h.type != .hello, h.runID != e { throw .wrongRun(expected: e, got: h.runID) }
         let hasPayload = [.welcome, .weights, .gradient, .columns].contains(h.type)
         if hasPayload && payload == nil { throw .missingPayload(h.type) }
@@ -142,9 +155,7 @@ public enum Codec {
             guard hello.protocolVersion == Header.version else { throw .badVersion(hello.protocolVersion) }
             return .hello(hello)
         case .welcome:
-            let tokens: [Int32] = values(payload!)
-            if let v = vocabularySize, let bad = tokens.first(where: { $0 < 0 || Int($0) >= v }) { throw .tokenOutOfRange(bad) }
-            return .welcome(runID: h.runID, config: meta, tokens: tokens)
+            return .welcome(runID: h.runID, assignment: meta, task: payload!)
         case .weights:
             guard meta.count == 5, meta[0] <= 1 else { throw .badMeta("weights metadata must be a reset byte (0 or 1) and a state count") }
             let (params, state) = try split(payload!, stateCount: read(meta, 1))

@@ -36,6 +36,8 @@ public struct CoordinatorMachine {
         /// Send the current parameters plus this worker's streams' state.
         case sendWeightsWithState(step: UInt64, epoch: UInt32, index: UInt32, to: AdmittedWorker)
         case send(PeerID, Message)
+        /// Send frames encoded already (a refusal in the framing of a peer that speaks another protocol version).
+        case sendFrames(PeerID, [[UInt8]])
         case log(String)
         /// Every expected worker joined.
         case admitted([AdmittedWorker])
@@ -262,6 +264,7 @@ public struct CoordinatorMachine {
     private mutating func admit(_ peer: PeerID, _ frames: [[UInt8]]) -> [Action] {
         let message: Message
         do { message = try Codec.decode(frames, runID: runID) } catch {
+            if case .badVersion(let v) = error { return refuseVersion(v, peer: peer) }
             return [reject(String(describing: error), from: "a joining peer")]
         }
         guard case .hello(let h) = message else { return [reject("unexpected \(message.type) before the run started", from: "a joining peer")] }
@@ -279,8 +282,17 @@ public struct CoordinatorMachine {
         return actions
     }
 
+    /// A peer that speaks another protocol version is told so in its own framing (which has not changed), and the
+    /// refusal is logged with both versions.
+    private mutating func refuseVersion(_ version: UInt16, peer: PeerID) -> [Action] {
+        let why = ProtocolError.badVersion(version).description
+        return [.sendFrames(peer, Codec.refusal(version: version, reason: "refused by the coordinator: \(why)")),
+                reject(why, from: "a joining peer")]
+    }
+
     private mutating func receivedDuringRun(_ peer: PeerID, _ frames: [[UInt8]]) -> [Action] {
         guard let w = workers.first(where: { $0.peer == peer }) else {
+            if let v = Codec.declaredVersion(frames.first ?? []), v != Header.version { return refuseVersion(v, peer: peer) }
             if let m = try? Codec.decode(frames, runID: runID), case .hello(let h) = m {
                 guard !pendingJoins.contains(where: { $0.0 == peer }) else { return [] }
                 pendingJoins.append((peer, h))

@@ -1,4 +1,5 @@
-// Wire format, version 1. Every message is a ZeroMQ multipart message of one or two frames:
+// Wire format, version 2 (version 1 sent a language model's configuration and tokens in the welcome; version 2
+// sends the task's description as one blob). Every message is a ZeroMQ multipart message of one or two frames:
 //   frame 1: a 40-byte header, then `metaLength` bytes of metadata
 //   frame 2: `payloadLength` bytes of raw little-endian data (Float32 weights/gradients, Int32 tokens), optional
 // Header (little-endian): magic "RNLM" u32 | version u16 | type u8 | reserved u8 (0) | runID u64 | step u64 |
@@ -13,7 +14,7 @@ public enum MessageType: UInt8, Sendable, CaseIterable {
 public struct Header: Equatable, Sendable {
     public static let size = 40
     public static let magic: UInt32 = 0x4D4C_4E52  // "RNLM" as little-endian bytes
-    public static let version: UInt16 = 1
+    public static let version: UInt16 = 2
 
     public var type: MessageType
     public var runID: UInt64
@@ -27,8 +28,9 @@ public struct Header: Equatable, Sendable {
 public enum Message: Equatable, Sendable {
     /// Worker → coordinator: asks to join. `meta` is JSON (`WorkerHello`).
     case hello(WorkerHello)
-    /// Coordinator → worker: the run's configuration (JSON) and the training tokens (Int32 payload).
-    case welcome(runID: UInt64, config: [UInt8], tokens: [Int32])
+    /// Coordinator → worker: the worker's assignment (JSON `meta`: task kind, index, rows) and the task's
+    /// description (the payload: model structure and training data, as the task encodes them).
+    case welcome(runID: UInt64, assignment: [UInt8], task: [UInt8])
     /// Coordinator → worker: parameters for step `step`; compute minibatch `batch` of epoch `epoch`.
     /// `resetState` zeroes the worker's streams first; a non-empty `state` (its columns, `[L, b, H]` h then c)
     /// replaces them (after a resume or a reassignment).
@@ -91,14 +93,13 @@ public enum ProtocolError: Error, Equatable, CustomStringConvertible, Sendable {
     case parameterCount(expected: Int, got: Int)
     case stateCount(declared: UInt32, payload: Int)
     case nonFinite(String)
-    case tokenOutOfRange(Int32)
     case badColumns
     public var description: String {
         switch self {
         case .frameCount(let n): return "expected 1 or 2 frames, got \(n)"
         case .shortHeader(let n): return "header frame has \(n) bytes, needs at least \(Header.size)"
         case .badMagic(let m): return "bad magic 0x\(String(m, radix: 16)) (not an rnnlm peer?)"
-        case .badVersion(let v): return "protocol version \(v), this rnnlm speaks \(Header.version) (mixed rnnlm versions?)"
+        case .badVersion(let v): return "the peer speaks rnnlm protocol version \(v), this rnnlm speaks version \(Header.version); run the same rnnlm release on the coordinator and every worker"
         case .unknownType(let t): return "unknown message type \(t)"
         case .reservedNonZero(let r): return "reserved header byte is \(r), must be 0"
         case .metaLength(let d, let a): return "header declares \(d) metadata bytes, frame has \(a)"
@@ -111,7 +112,6 @@ public enum ProtocolError: Error, Equatable, CustomStringConvertible, Sendable {
         case .parameterCount(let e, let g): return "carries \(g) values, the model has \(e) parameters"
         case .stateCount(let d, let p): return "declares \(d) state values, more than its \(p)-value payload"
         case .nonFinite(let what): return "\(what) contains NaN or Inf"
-        case .tokenOutOfRange(let t): return "token id \(t) is out of range"
         case .badColumns: return "stream columns must be a non-empty list of distinct non-negative indices"
         }
     }

@@ -12,14 +12,19 @@ public struct TrainedModel {
 
     public init(checkpointPath: String) throws {
         let ck = try Checkpoint<TrainingRecord>.read(from: checkpointPath)
-        guard ck.model.vocabSize == ck.extra.vocabulary.count else {
-            throw CheckpointError(path: checkpointPath, "model vocabulary size \(ck.model.vocabSize) differs from its stored vocabulary (\(ck.extra.vocabulary.count) tokens)")
+        guard let config = ck.model else {
+            throw CheckpointError(path: checkpointPath, "holds a \(ck.spec.family), not a language model; use the command for that model")
         }
-        let m = try LanguageModel(config: ck.model)
+        let data: LanguageModelTask.DataRecord
+        do { data = try LanguageModelTask.dataRecord(ck.extra.task) } catch { throw CheckpointError(path: checkpointPath, "\(error)") }
+        guard config.vocabSize == data.vocabulary.count else {
+            throw CheckpointError(path: checkpointPath, "model vocabulary size \(config.vocabSize) differs from its stored vocabulary (\(data.vocabulary.count) tokens)")
+        }
+        let m = try LanguageModel(config: config)
         ck.parameters.withUnsafeBufferPointer { m.parameters.copy(from: $0) }
         model = m
-        tokenizer = ck.extra.tokenizer
-        vocabulary = ck.extra.vocabulary
+        tokenizer = data.tokenizer
+        vocabulary = data.vocabulary
         record = ck.extra
     }
 

@@ -54,9 +54,8 @@ public struct StepInfo: Sendable {
 /// Everything besides tensors that a checkpoint must hold to continue a run exactly.
 public struct TrainingRecord: Codable, Equatable, Sendable {
     public var options: TrainOptions
-    public var tokenizer: Tokenizer
-    public var vocabulary: Vocabulary
-    public var fingerprint: String
+    /// The task's own record (for a language model: tokenizer, vocabulary, fingerprint of the training text).
+    public var task: TaskRecord
     /// Completed epochs.
     public var epoch: Int
     /// Minibatches of the current epoch already trained on.
@@ -66,45 +65,78 @@ public struct TrainingRecord: Codable, Equatable, Sendable {
     /// Loss sum and token count of the current epoch so far (so its perplexity line is exact after a resume).
     public var epochLoss: Double
     public var epochTokens: Int
-    public var dropoutRNG: RandomGenerator
     public var schedule: LearningRateSchedule
     public var history: [EpochReport]
+
+    public init(options: TrainOptions, task: TaskRecord, epoch: Int = 0, batchInEpoch: Int = 0, step: Int = 0,
+                epochLoss: Double = 0, epochTokens: Int = 0, schedule: LearningRateSchedule, history: [EpochReport] = []) {
+        self.options = options; self.task = task; self.epoch = epoch; self.batchInEpoch = batchInEpoch; self.step = step
+        self.epochLoss = epochLoss; self.epochTokens = epochTokens; self.schedule = schedule; self.history = history
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case options, task, epoch, batchInEpoch, step, epochLoss, epochTokens, schedule, history
+        // Checkpoint format 1 (language models only) kept the task's record inline.
+        case tokenizer, vocabulary, fingerprint
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        options = try c.decode(TrainOptions.self, forKey: .options)
+        if let t = try c.decodeIfPresent(TaskRecord.self, forKey: .task) {
+            task = t
+        } else {
+            let r = LanguageModelTask.DataRecord(tokenizer: try c.decode(Tokenizer.self, forKey: .tokenizer),
+                                                 vocabulary: try c.decode(Vocabulary.self, forKey: .vocabulary),
+                                                 fingerprint: try c.decode(String.self, forKey: .fingerprint))
+            task = TaskRecord(kind: LanguageModelTask.kind, json: String(decoding: try JSONEncoder().encode(r), as: UTF8.self))
+        }
+        epoch = try c.decode(Int.self, forKey: .epoch)
+        batchInEpoch = try c.decode(Int.self, forKey: .batchInEpoch)
+        step = try c.decode(Int.self, forKey: .step)
+        epochLoss = try c.decode(Double.self, forKey: .epochLoss)
+        epochTokens = try c.decode(Int.self, forKey: .epochTokens)
+        schedule = try c.decode(LearningRateSchedule.self, forKey: .schedule)
+        history = try c.decode([EpochReport].self, forKey: .history)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(options, forKey: .options)
+        try c.encode(task, forKey: .task)
+        try c.encode(epoch, forKey: .epoch)
+        try c.encode(batchInEpoch, forKey: .batchInEpoch)
+        try c.encode(step, forKey: .step)
+        try c.encode(epochLoss, forKey: .epochLoss)
+        try c.encode(epochTokens, forKey: .epochTokens)
+        try c.encode(schedule, forKey: .schedule)
+        try c.encode(history, forKey: .history)
+    }
 }
 
 /// Where the gradient of a minibatch is computed: in this process, or by the workers of a distributed run.
 public protocol GradientSource: AnyObject {
-    /// Leaves `∂(Σ token losses)/∂θ` of `batch` at `model`'s current parameters in `model.gradients`
-    /// (overwriting it), advances `state` (all B streams) to the streams' final state, and returns the loss sum.
-    /// `reset` says `state` was just zeroed (a new epoch, or random partitioning).
-    func gradient(model: LanguageModel, epoch: Int, index: Int, batch: Minibatch, reset: Bool, step: Int,
-                  state: inout RecurrentState) throws -> LossSum
+    /// Leaves `∂(Σ losses)/∂θ` of minibatch `index` of `epoch` (all rows) at the task's current parameters in
+    /// `task.gradients` (overwriting it), advances `carried` (all rows, `[B, C]`) and returns the loss sum.
+    /// `reset` says `carried` was just zeroed (a new epoch, or random partitioning).
+    func gradient(task: any TrainingTask, epoch: Int, index: Int, reset: Bool, step: Int,
+                  carried: inout [Float]) throws -> LossSum
 }
 
 /// The reference: forward and backward over the whole minibatch in this process.
 public final class LocalGradient: GradientSource {
-    /// Dropout masks come from this generator (saved in checkpoints).
-    public var dropout: RandomGenerator?
-    /// When set, minibatches are split across its threads (see `DataParallel`); with dropout, each step draws
-    /// one seed from `dropout` for the groups' masks.
+    /// When set, minibatches are split across its threads (see `DataParallel`).
     public var parallel: DataParallel?
-    public init(dropout: RandomGenerator?) { self.dropout = dropout }
+    public init() {}
 
-    public func gradient(model: LanguageModel, epoch: Int, index: Int, batch: Minibatch, reset: Bool, step: Int,
-                         state: inout RecurrentState) throws -> LossSum {
-        model.gradients.zero()
-        if let parallel, parallel.model === model, batch.batch > 1 {
-            var seed: UInt64?
-            if var rng = dropout { seed = rng.next(); dropout = rng }
-            return parallel.forwardBackward(inputs: batch.inputs, targets: batch.targets, steps: batch.steps,
-                                            batch: batch.batch, state: &state, dropoutSeed: seed)
+    public func gradient(task: any TrainingTask, epoch: Int, index: Int, reset: Bool, step: Int,
+                         carried: inout [Float]) throws -> LossSum {
+        task.gradients.zero()
+        let rows = Array(0..<task.rowsPerMinibatch)
+        if let parallel, parallel.task === task, rows.count > 1 {
+            return parallel.accumulateGradient(epoch: epoch, index: index, rows: rows, step: step, carried: &carried)
         }
-        if var rng = dropout {
-            defer { dropout = rng }
-            return model.forwardBackward(inputs: batch.inputs, targets: batch.targets, steps: batch.steps,
-                                         batch: batch.batch, state: &state, dropout: &rng)
-        }
-        return model.forwardBackward(inputs: batch.inputs, targets: batch.targets, steps: batch.steps,
-                                     batch: batch.batch, state: &state)
+        return task.accumulateGradient(epoch: epoch, index: index, rows: rows, step: step, carried: &carried)
     }
 }
 
@@ -113,17 +145,17 @@ public struct TrainingError: Error, CustomStringConvertible {
     public init(_ d: String) { description = d }
 }
 
-/// The single-process reference trainer: D2L's `train_ch8` semantics on rnnlm's core.
-/// Each step: gradient of the summed loss, scaled by 1/(T·B) (the mean), global-norm clip, optimizer update.
-/// Sequential partitioning resets the state at the start of each epoch and carries it (detached) between
-/// minibatches; random partitioning resets it every minibatch.
+/// The single-process reference trainer: D2L's `train_ch8` semantics on any `TrainingTask`.
+/// Each step: gradient of the summed loss, scaled by 1/(tokens) (the mean), global-norm clip, optimizer update.
+/// The task says when the carried values restart (a language model with sequential partitioning resets its
+/// streams' state at the start of each epoch and carries it, detached, between minibatches).
 public final class Trainer {
     public let options: TrainOptions
-    public let data: TextData
-    public let model: LanguageModel
+    public let task: any TrainingTask
     public let optimizer: Optimizer
     public private(set) var record: TrainingRecord
-    public private(set) var state: RecurrentState
+    /// Every row's carried values, `[B, C]` row-major.
+    public private(set) var carried: [Float]
     /// Where epoch lines and messages go (a progress display replaces it).
     public var log: (String) -> Void
     /// Wall seconds spent in `step` (gradient + update) and in the clip-and-update part alone, summed.
@@ -135,81 +167,58 @@ public final class Trainer {
     public var onEpoch: ((EpochReport) -> Void)?
     /// Computes each minibatch's gradient; `LocalGradient` unless a distributed run installs its own.
     public var source: GradientSource
-    private let local: LocalGradient
+    private let local = LocalGradient()
 
-    /// A fresh run: parameters initialised from `--seed`.
-    public init(options: TrainOptions, data: TextData, log: @escaping (String) -> Void = { print($0) }) throws {
+    /// A fresh run of `task` (its parameters already initialised from `--seed`).
+    public init(options: TrainOptions, task: any TrainingTask, log: @escaping (String) -> Void = { print($0) }) throws {
         try options.validate()
         self.options = options
-        self.data = data
+        self.task = task
         self.log = log
-        var config = options.modelConfig
-        config.vocabSize = data.vocabulary.count
-        model = try LanguageModel(config: config)
-        var initRNG = RandomGenerator(seed: options.seed, stream: 0)
-        model.initialize(try options.initialization(), rng: &initRNG)
-        optimizer = Optimizer(try options.optimizerKind(), parameterCount: model.parameterCount)
-        record = TrainingRecord(
-            options: options, tokenizer: data.tokenizer, vocabulary: data.vocabulary, fingerprint: data.fingerprint,
-            epoch: 0, batchInEpoch: 0, step: 0, epochLoss: 0, epochTokens: 0,
-            dropoutRNG: RandomGenerator(seed: options.seed, stream: 2),
-            schedule: LearningRateSchedule(try options.scheduleKind(), lr: options.lr), history: [])
-        state = .zeros(config, batch: options.batchSize)
-        local = LocalGradient(dropout: options.dropout > 0 ? record.dropoutRNG : nil)
+        optimizer = Optimizer(try options.optimizerKind(), parameterCount: task.parameterCount)
+        record = TrainingRecord(options: options, task: task.record,
+                                schedule: LearningRateSchedule(try options.scheduleKind(), lr: options.lr))
+        carried = task.zeroCarried
         source = local
     }
 
-    /// Continues the run saved in `checkpoint` (with `epochs` possibly raised by the caller).
-    public init(resuming checkpoint: Checkpoint<TrainingRecord>, epochs: Int? = nil, data: TextData,
+    /// Continues the run saved in `checkpoint` with `task` (rebuilt from the checkpoint's record; its options
+    /// may have a raised `epochs`).
+    public init(resuming checkpoint: Checkpoint<TrainingRecord>, task: any TrainingTask,
                 log: @escaping (String) -> Void = { print($0) }) throws {
-        var rec = checkpoint.extra
-        if let e = epochs { rec.options.epochs = e }
+        let rec = checkpoint.extra
         options = rec.options
-        self.data = data
+        self.task = task
         self.log = log
-        guard data.vocabulary == rec.vocabulary else {
-            throw TrainingError("the vocabulary of the text differs from the checkpoint's (\(data.vocabulary.count) vs \(rec.vocabulary.count) tokens); resume with the original corpus and tokenizer")
+        guard checkpoint.spec == task.spec else {
+            throw TrainingError("the checkpoint's model (\(checkpoint.spec)) differs from the one rebuilt for this run (\(task.spec)); resume with the original corpus and settings")
         }
-        model = try LanguageModel(config: checkpoint.model)
-        model.parameters.copy(from: checkpoint.parameters.withUnsafeBufferPointer { $0 })
+        checkpoint.parameters.withUnsafeBufferPointer { task.parameters.copy(from: $0) }
         guard let kind = checkpoint.optimizer else { throw TrainingError("the checkpoint has no optimizer state; it cannot be resumed") }
-        optimizer = Optimizer(kind, parameterCount: model.parameterCount)
+        optimizer = Optimizer(kind, parameterCount: task.parameterCount)
         optimizer.step = checkpoint.optimizerStep
         guard optimizer.slots.count == checkpoint.optimizerSlots.count else {
             throw TrainingError("the checkpoint's optimizer state does not match \(kind.name)")
         }
         for (slot, values) in zip(optimizer.slots, checkpoint.optimizerSlots) { values.withUnsafeBufferPointer { slot.copy(from: $0) } }
         record = rec
-        state = checkpoint.state ?? .zeros(checkpoint.model, batch: rec.options.batchSize)
-        guard state.batch == rec.options.batchSize else {
-            throw TrainingError("the checkpoint's carried state has \(state.batch) streams, its options say --batch-size \(rec.options.batchSize)")
-        }
-        local = LocalGradient(dropout: rec.options.dropout > 0 ? rec.dropoutRNG : nil)
+        carried = try task.carried(from: checkpoint.carried)
         source = local
     }
 
-    /// Computes local gradients on `threads` threads, splitting each minibatch's streams between them
+    /// Computes local gradients on `threads` threads, splitting each minibatch's rows between them
     /// (`DataParallel`); 1 is the reference path. The caller keeps OpenBLAS single-threaded when this is > 1.
     public func useThreads(_ threads: Int) {
-        local.parallel = threads > 1 ? DataParallel(model: model, threads: threads) : nil
+        local.parallel = threads > 1 ? DataParallel(task: task, threads: threads) : nil
     }
 
-    /// The minibatches of epoch `epoch` (0-based): offset (and order) drawn from the run seed and the epoch
-    /// number alone, so any process can recompute them (resume, and later the distributed coordinator).
-    public func epochBatches(_ epoch: Int) -> EpochBatches {
-        var rng = RandomGenerator(seed: options.seed, stream: 1, index: UInt64(epoch))
-        return EpochBatches.draw(options.partition, corpus: data.train, batch: options.batchSize,
-                                 steps: options.numSteps, rng: &rng)
-    }
-
-    /// One optimizer step on minibatch `index` of `epoch`, from the carried `state`: gradient of the summed
+    /// One optimizer step on minibatch `index` of `epoch`, from the carried values: gradient of the summed
     /// loss from `source`, scaled by 1/(tokens), global-norm clip, optimizer update. Returns loss sum and norm.
     @discardableResult
-    public func step(epoch: Int, index: Int, batch: Minibatch, reset: Bool) throws -> (loss: LossSum, norm: Double) {
+    public func step(epoch: Int, index: Int, reset: Bool) throws -> (loss: LossSum, norm: Double) {
         let t0 = DispatchTime.now().uptimeNanoseconds
-        let loss = try source.gradient(model: model, epoch: epoch, index: index, batch: batch, reset: reset,
-                                       step: record.step + 1, state: &state)
-        if let rng = local.dropout { record.dropoutRNG = rng }
+        let loss = try source.gradient(task: task, epoch: epoch, index: index, reset: reset, step: record.step + 1,
+                                       carried: &carried)
         let t1 = DispatchTime.now().uptimeNanoseconds
         defer {
             let t2 = DispatchTime.now().uptimeNanoseconds
@@ -219,7 +228,7 @@ public final class Trainer {
         return (loss, try applyGradient(loss))
     }
 
-    /// The update half of a step, on the Σ-loss gradient already in `model.gradients`: scale by 1/tokens,
+    /// The update half of a step, on the Σ-loss gradient already in `task.gradients`: scale by 1/tokens,
     /// clip the global norm, apply the optimizer at the schedule's rate. Returns the norm before clipping.
     @discardableResult
     public func applyGradient(_ loss: LossSum) throws -> Double {
@@ -228,23 +237,25 @@ public final class Trainer {
             record.step += 1
             return 0
         }
-        model.gradients.scale(by: 1 / Float(loss.count))
-        let norm = clipGlobalNorm(model.gradients, maxNorm: options.clip)
+        task.gradients.scale(by: 1 / Float(loss.count))
+        let norm = clipGlobalNorm(task.gradients, maxNorm: options.clip)
         guard loss.sum.isFinite, norm.isFinite else {
             throw TrainingError("training diverged at step \(record.step + 1) (loss \(loss.mean), gradient norm \(norm)); lower --lr, set --clip, and resume from the last checkpoint")
         }
-        optimizer.update(params: model.parameters, grads: model.gradients, lr: record.schedule.lr)
+        optimizer.update(params: task.parameters, grads: task.gradients, lr: record.schedule.lr)
         record.step += 1
         return norm
     }
 
-    /// Replaces the carried state of `columns` (an asynchronous run updates streams worker by worker).
-    public func setState(columns: [Int], from part: RecurrentState) { state.assign(columns: columns, from: part) }
+    /// Replaces the carried values of `rows` (an asynchronous run updates rows worker by worker).
+    public func setCarried(rows: [Int], from part: [Float]) {
+        assignCarriedRows(&carried, perRow: task.carriedPerRow, rows: rows, from: part)
+    }
 
     /// Closes epoch `record.epoch`: validation, report line, schedule, history, checkpoint.
     @discardableResult
     public func endEpoch(trainLoss: LossSum, tokensTrained: Int, seconds: Double) throws -> EpochReport {
-        let valid = evaluate(data.valid)
+        let valid = task.evaluate(.validation)
         let report = EpochReport(
             epoch: record.epoch + 1, trainPerplexity: trainLoss.perplexity, validPerplexity: valid?.perplexity,
             tokensPerSecond: Double(tokensTrained) / max(seconds, 1e-9), lr: record.schedule.lr, seconds: seconds)
@@ -260,11 +271,8 @@ public final class Trainer {
         return report
     }
 
-    /// Perplexity data of `tokens` under the current parameters: sequential streams from a zero state,
-    /// no dropout. `nil` when there are fewer than 2 tokens.
-    public func evaluate(_ tokens: [Int32]) -> LossSum? {
-        evaluateLoss(model: model, tokens: tokens, batch: options.batchSize, steps: options.numSteps)
-    }
+    /// Loss of a held-out split under the current parameters (no dropout); nil when it is empty.
+    public func evaluate(_ split: DataSplit) -> LossSum? { task.evaluate(split) }
 
     /// Trains until `options.epochs` epochs are complete, or until `maxSteps` steps have been taken by this
     /// call (a clean stop for tests and time limits: the checkpoint then resumes mid-epoch).
@@ -273,24 +281,23 @@ public final class Trainer {
         var reports: [EpochReport] = []
         var taken = 0
         while record.epoch < options.epochs {
-            let batches = epochBatches(record.epoch)
-            guard batches.count > 0 else {
-                throw TrainingError("epoch \(record.epoch + 1) has no minibatch: \(data.train.count) tokens are too few for --batch-size \(options.batchSize) × --num-steps \(options.numSteps)")
+            let count = task.minibatchCount(epoch: record.epoch)
+            guard count > 0 else {
+                throw TrainingError("epoch \(record.epoch + 1) has no minibatch: the training data is too small for --batch-size \(options.batchSize) × --num-steps \(options.numSteps)")
             }
             let start = Date()
             var tokensHere = 0
-            while record.batchInEpoch < batches.count {
+            while record.batchInEpoch < count {
                 if let m = maxSteps, taken >= m {
                     try saveCheckpoint()
                     return reports
                 }
                 if shouldStop() { return reports }
-                let reset = options.partition == .random || record.batchInEpoch == 0
-                if reset { state.reset() }
+                let reset = task.resetsCarried(epoch: record.epoch, index: record.batchInEpoch)
+                if reset { resetCarried() }
                 let lr = record.schedule.lr
-                let (loss, norm) = try step(epoch: record.epoch, index: record.batchInEpoch, batch: batches[record.batchInEpoch],
-                                            reset: reset)
-                onStep?(StepInfo(step: record.step, epoch: record.epoch, index: record.batchInEpoch, batchesPerEpoch: batches.count,
+                let (loss, norm) = try step(epoch: record.epoch, index: record.batchInEpoch, reset: reset)
+                onStep?(StepInfo(step: record.step, epoch: record.epoch, index: record.batchInEpoch, batchesPerEpoch: count,
                                  loss: loss, gradientNorm: norm, clipped: options.clip > 0 && norm > options.clip, lr: lr))
                 record.batchInEpoch += 1
                 record.epochLoss += loss.sum
@@ -309,9 +316,14 @@ public final class Trainer {
         return reports
     }
 
+    private func resetCarried() {
+        for i in carried.indices { carried[i] = 0 }
+    }
+
     public func checkpoint() -> Checkpoint<TrainingRecord> {
-        Checkpoint(model: model.config, parameters: model.parameters.array, optimizer: optimizer.kind,
-                   optimizerStep: optimizer.step, optimizerSlots: optimizer.slots.map(\.array), state: state, extra: record)
+        Checkpoint(spec: task.spec, parameters: task.parameters.array, optimizer: optimizer.kind,
+                   optimizerStep: optimizer.step, optimizerSlots: optimizer.slots.map(\.array),
+                   carried: task.carriedTensors(carried), extra: record)
     }
 
     /// Writes `step-NNNNNNNN.safetensors` into the checkpoint folder (when one is set) and prunes old ones.
@@ -328,6 +340,28 @@ public final class Trainer {
         for old in all.dropLast(options.keepCheckpoints) { try? FileManager.default.removeItem(atPath: old.path) }
         return path
     }
+}
+
+extension Trainer {
+    /// A fresh language-model run over `data` (the reference trainer D2L's chapters describe).
+    public convenience init(options: TrainOptions, data: TextData, log: @escaping (String) -> Void = { print($0) }) throws {
+        try options.validate()
+        try self.init(options: options, task: try LanguageModelTask(options: options, data: data), log: log)
+    }
+
+    /// Continues a language-model run over `data`, which must give the checkpoint's vocabulary.
+    public convenience init(resuming checkpoint: Checkpoint<TrainingRecord>, data: TextData,
+                            log: @escaping (String) -> Void = { print($0) }) throws {
+        let stored = try LanguageModelTask.dataRecord(checkpoint.extra.task)
+        guard data.vocabulary == stored.vocabulary else {
+            throw TrainingError("the vocabulary of the text differs from the checkpoint's (\(data.vocabulary.count) vs \(stored.vocabulary.count) tokens); resume with the original corpus and tokenizer")
+        }
+        let task = try LanguageModelTask(options: checkpoint.extra.options, data: data)
+        try self.init(resuming: checkpoint, task: task, log: log)
+    }
+
+    /// The language model being trained; nil for another family.
+    public var languageModel: LanguageModelTask? { task as? LanguageModelTask }
 }
 
 /// Loss of `tokens` under `model` with sequential streams, zero initial state, no dropout.

@@ -311,25 +311,22 @@ func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) thro
         try flags.checkCompatible(with: stored)
         if let e = flags.epochs { stored.epochs = e }
         flags.applyRunSettings(to: &stored)
-        let data = try TextData.load(stored, dataDir: dataDir,
-                                     existing: (ck.extra.tokenizer, ck.extra.vocabulary, ck.extra.fingerprint))
+        let task = try TaskRegistry.task(resuming: ck.extra.task, options: stored, dataDir: dataDir)
         var resumed = ck
         resumed.extra.options = stored
-        trainer = try Trainer(resuming: resumed, data: data, log: out.say)
+        trainer = try Trainer(resuming: resumed, task: task, log: out.say)
         out.say("resuming \(latest): epoch \(ck.extra.epoch), step \(ck.extra.step)")
     } else {
         var o = TrainOptions()
         try flags.apply(to: &o)
         try o.validate()
         if resume { out.say("no checkpoint in \(o.checkpointDir ?? "(no --checkpoint-dir)"); starting a new run") }
-        let data = try TextData.load(o, dataDir: dataDir)
-        trainer = try Trainer(options: o, data: data, log: out.say)
+        trainer = try Trainer(options: o, task: try TaskRegistry.task(for: o, dataDir: dataDir), log: out.say)
     }
     if distributed == nil { trainer.useThreads(threads) }
     let o = trainer.options
-    let perEpoch = trainer.epochBatches(0).count
-    out.say("training \(o.model.rawValue): \(o.layers) layer(s), hidden \(o.hidden), \(o.embed == 0 ? "one-hot input" : "embedding \(o.embed)"), \(grouped(trainer.model.parameterCount)) parameters")
-    out.say("data: \(grouped(trainer.data.train.count)) training tokens\(trainer.data.valid.isEmpty ? "" : ", \(grouped(trainer.data.valid.count)) validation"), vocabulary \(trainer.data.vocabulary.count) (\(trainer.data.tokenizer.kind.rawValue)), \(perEpoch) minibatches/epoch of \(o.batchSize)×\(o.numSteps)")
+    let perEpoch = trainer.task.minibatchCount(epoch: 0)
+    for line in trainer.task.summary { out.say(line) }
     // The resolved configuration: printed (what differs from the defaults) and saved beside the checkpoints.
     let defaults = Set(TrainOptions().tomlLines())
     let changed = o.tomlLines().filter { !defaults.contains($0) }
@@ -354,7 +351,7 @@ func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) thro
     defer { zap?.stop() }
     if let d = distributed {
         guard d.heartbeatTimeout >= 1 else { throw ValidationError("--heartbeat-timeout must be at least 1 second") }
-        let socket = try ZMQSocket(context, kind: .router, maxMessageBytes: Int64(trainer.model.parameterCount * 8 + 1 << 20),
+        let socket = try ZMQSocket(context, kind: .router, maxMessageBytes: Int64(trainer.task.parameterCount * 8 + 1 << 20),
                                    heartbeatTimeout: d.heartbeatTimeout)
         if let c = d.curve {
             // The authentication handler must be listening before the socket accepts anyone.
@@ -370,7 +367,7 @@ func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) thro
         out.say("coordinator listening on \(socket.lastEndpoint)")
         try d.afterBind()
         var seedRNG = SystemRandomNumberGenerator()
-        let c = RNNDistributed.Coordinator(socket: socket, runID: seedRNG.next(), parameterCount: trainer.model.parameterCount,
+        let c = RNNDistributed.Coordinator(socket: socket, runID: seedRNG.next(), parameterCount: trainer.task.parameterCount,
                                            joinTimeout: d.joinTimeout, stepTimeout: d.stepTimeout, log: out.say)
         c.shouldStop = { stopSignal != 0 }
         if let q = d.quorum {
@@ -429,7 +426,7 @@ func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) thro
         out.say("done: \(trainer.record.epoch) epochs, \(trainer.record.step) steps in \(duration(wall)); final perplexity \(String(format: "%.3f", last.trainPerplexity))\(last.validPerplexity.map { String(format: ", val %.3f", $0) } ?? "")")
     }
     if let c = coordinator, c.steps > 0 { out.say(c.timingSummary(stepSeconds: trainer.stepSeconds, updateSeconds: trainer.updateSeconds)) }
-    if let test = trainer.evaluate(trainer.data.test) { out.say(String(format: "test perplexity %.3f", test.perplexity)) }
+    if let test = trainer.evaluate(.test) { out.say(String(format: "test perplexity %.3f", test.perplexity)) }
     if let dir = o.checkpointDir, let latest = latestCheckpoint(in: dir) { out.say("checkpoint: \(latest)") }
     if let m = metricsPath, let dir = o.checkpointDir {
         let points = try readEpochPoints(m)
@@ -441,7 +438,8 @@ func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) thro
         }
     }
     if let prefix = flags.sample {
-        let m = TrainedModel(model: trainer.model, tokenizer: trainer.data.tokenizer, vocabulary: trainer.data.vocabulary, record: trainer.record)
+        guard let lm = trainer.languageModel else { throw ValidationError("--sample needs a language model") }
+        let m = TrainedModel(model: lm.model, tokenizer: lm.data.tokenizer, vocabulary: lm.data.vocabulary, record: trainer.record)
         out.say("sample: " + (try m.generate(prefix: prefix, count: 100, decoding: .greedy)))
     }
 }

@@ -3,7 +3,7 @@ import Testing
 
 let samples: [Message] = [
     .hello(WorkerHello(name: "w1", host: "h2", pid: 42)),
-    .welcome(runID: 7, config: Array("{\"a\":1}".utf8), tokens: [0, 3, 2, 1]),
+    .welcome(runID: 7, assignment: Array("{\"a\":1}".utf8), task: [0, 3, 2, 1, 7]),
     .weights(runID: 7, step: 12, epoch: 3, batch: 5, resetState: true, parameters: [1, -2, 0.5], state: []),
     .weights(runID: 7, step: 13, epoch: 3, batch: 6, resetState: false, parameters: [1, -2, 0.5], state: [0.25, 0.5]),
     .gradient(runID: 7, step: 12, lossSum: 31.25, tokens: 560, gradient: [0.1, 0.2, -0.3], state: [0.5, -0.5, 0], computeNanos: 123_456),
@@ -16,11 +16,11 @@ let samples: [Message] = [
 struct CodecTests {
     @Test(arguments: samples)
     func roundTrips(_ m: Message) throws {
-        #expect(try Codec.decode(Codec.encode(m), runID: 7, parameterCount: 3, vocabularySize: 4) == m)
+        #expect(try Codec.decode(Codec.encode(m), runID: 7, parameterCount: 3) == m)
     }
 
     func expectRejection(_ frames: [[UInt8]], _ expected: ProtocolError, runID: UInt64? = 7, parameterCount: Int? = 3) {
-        #expect(throws: expected) { try Codec.decode(frames, runID: runID, parameterCount: parameterCount, vocabularySize: 4) }
+        #expect(throws: expected) { try Codec.decode(frames, runID: runID, parameterCount: parameterCount) }
     }
 
     func patched(_ m: Message, at offset: Int, _ bytes: [UInt8]) -> [[UInt8]] {
@@ -51,7 +51,6 @@ struct CodecTests {
         expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: .infinity, tokens: 5, gradient: [1, 1, 2], state: [], computeNanos: 0)), .nonFinite("loss sum"))
         expectRejection(Codec.encode(.weights(runID: 7, step: 1, epoch: 0, batch: 0, resetState: false, parameters: [1, .infinity, 2], state: [])), .nonFinite("weights"))
         expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: 1, tokens: 0, gradient: [1, 1, 2], state: [], computeNanos: 0)), .badMeta("token count 0 must be positive"))
-        expectRejection(Codec.encode(.welcome(runID: 7, config: [], tokens: [0, 9])), .tokenOutOfRange(9))
         var shortMeta = Codec.encode(g); shortMeta[0] = Array(shortMeta[0].prefix(45)); shortMeta[0][24] = 5
         expectRejection(shortMeta, .badMeta("gradient metadata must be the loss sum, a state count and the compute time"))
         var bigState = Codec.encode(g); bigState[0][48] = 200
@@ -73,7 +72,7 @@ struct CodecTests {
             if frames[f].isEmpty { continue }
             for _ in 0..<(1 + Int(next()) % 4) { frames[f][Int(next()) % frames[f].count] = next() }
             if next() % 4 == 0 { frames[f].removeLast(Int(next()) % (frames[f].count + 1)) }
-            if (try? Codec.decode(frames, runID: 7, parameterCount: 3, vocabularySize: 4)) == nil { rejected += 1 }
+            if (try? Codec.decode(frames, runID: 7, parameterCount: 3)) == nil { rejected += 1 }
         }
         #expect(rejected > 10_000)
     }

@@ -43,7 +43,7 @@ struct FuzzTests {
                                               gradient: [Float](repeating: 0, count: parameterCount - 1 - below(5)), state: [], computeNanos: 0))
             case 9:                                                                                // not a worker's message
                 let kinds: [Message] = [.hello(WorkerHello(name: "x", host: "y", pid: 1)), .weights(runID: runID, step: step, epoch: 0, batch: 0, resetState: true, parameters: [1], state: []),
-                                        .welcome(runID: runID, config: [], tokens: [0]), .stop(runID: runID, reason: "bye"),
+                                        .welcome(runID: runID, assignment: [], task: [0]), .stop(runID: runID, reason: "bye"),
                                         .columns(runID: runID, step: step, columns: [0])]
                 return Codec.encode(kinds[below(kinds.count)])
             default: for _ in 0..<(1 + below(4)) { f[1][below(f[1].count)] = byte() }              // payload bytes

@@ -29,7 +29,7 @@ struct TrainerTests {
         let o = timeMachineOptions { $0.epochs = 15; $0.validFraction = 0.1 }
         let data = try TextData.load(o, dataDir: sharedDataDirectory())
         let trainer = try Trainer(options: o, data: data, log: { _ in })
-        let untrained = try #require(trainer.evaluate(data.valid)).perplexity
+        let untrained = try #require(trainer.evaluate(.validation)).perplexity
         let reports = try trainer.run()
         let steps = trainer.record.step
         #expect(steps >= 300, "only \(steps) steps")
@@ -66,7 +66,7 @@ struct TrainerTests {
         let resumed = try Trainer(resuming: ck, data: data, log: { _ in })
         try resumed.run()
         #expect(resumed.record.step == k)
-        #expect(resumed.model.parameters.array.map(\.bitPattern) == straight.model.parameters.array.map(\.bitPattern),
+        #expect(resumed.task.parameters.array.map(\.bitPattern) == straight.task.parameters.array.map(\.bitPattern),
                 "parameters after resume differ from the uninterrupted run")
         #expect(resumed.optimizer.slots[1].array == straight.optimizer.slots[1].array)
         #expect(resumed.record.history.map(\.trainPerplexity) == straight.record.history.map(\.trainPerplexity))
@@ -160,7 +160,7 @@ struct ThreadedTrainerTests {
             #expect(abs(a.trainPerplexity - b.trainPerplexity) <= 1e-3 * b.trainPerplexity,
                     "epoch \(b.epoch): \(a.trainPerplexity) with 2 threads vs \(b.trainPerplexity) with 1")
         }
-        let p = threaded.model.parameters.array, q = reference.model.parameters.array
+        let p = threaded.task.parameters.array, q = reference.task.parameters.array
         let err = zip(p, q).map { abs($0 - $1) }.max()!, scale = q.map(abs).max()!
         #expect(err <= 1e-3 * scale, "parameters drifted by \(err) (scale \(scale)) over \(reference.record.step) steps")
     }

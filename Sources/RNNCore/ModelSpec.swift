@@ -1,0 +1,29 @@
+/// The structure of a model, as checkpoints record it: which family, and the shape of every part. From it the
+/// parameter layout (every tensor's name and shape) is rebuilt, so a checkpoint can be checked against it.
+///
+/// A new model family adds a case here; checkpoints, the trainer and the wire need no other change.
+public enum ModelSpec: Codable, Equatable, Sendable {
+    /// Embedding (or one-hot input) → L recurrent layers → linear decoder (`LanguageModel`).
+    case languageModel(ModelConfig)
+
+    /// Every parameter tensor, in `state_dict` order.
+    public var layout: ParameterLayout {
+        switch self {
+        case .languageModel(let c): return ParameterLayout(model: c)
+        }
+    }
+
+    /// Throws a message naming the bad field when the shape is unusable.
+    public func validate() throws(ConfigError) {
+        switch self {
+        case .languageModel(let c): try c.validate()
+        }
+    }
+
+    /// The family's name, as logs and errors show it.
+    public var family: String {
+        switch self {
+        case .languageModel: return "language model"
+        }
+    }
+}

@@ -1,0 +1,81 @@
+import RNNCheckpoint
+import RNNCore
+
+// Shape legend: B rows per minibatch (a language model's streams, a translation model's sentence pairs),
+// C values carried per row between minibatches (a language model's hidden state; 0 for sentence pairs).
+// Carried values are row-major `[B, C]`: row r's values are `carried[r*C ..< (r+1)*C]`.
+
+/// A model family as the training machinery sees it: the trainer, `LocalGradient`, `DataParallel`, the
+/// coordinator, the workers and checkpoints are written against this protocol and never name a model.
+///
+/// A minibatch is `rowsPerMinibatch` rows; the coordinator shards rows between workers, and each worker (or
+/// thread) computes the gradient of its rows. Epoch `e`'s minibatches are fixed by the run seed and `e` alone,
+/// so every process that holds the task draws the same ones.
+public protocol TrainingTask: AnyObject {
+    /// The model's structure, as checkpoints record it.
+    var spec: ModelSpec { get }
+    /// Every parameter (flat, `spec.layout` order). Replicas share this buffer.
+    var parameters: FloatBuffer { get }
+    /// The gradient of the summed loss, same layout; each replica has its own. `accumulateGradient` adds to it.
+    var gradients: FloatBuffer { get }
+    /// `B`: rows in every minibatch (what the coordinator shards).
+    var rowsPerMinibatch: Int { get }
+    /// `C`: values carried per row from one minibatch to the next (0: nothing is carried).
+    var carriedPerRow: Int { get }
+    /// Minibatches in epoch `epoch` (0-based).
+    func minibatchCount(epoch: Int) -> Int
+    /// Whether every row's carried values restart from zero before minibatch `index` of `epoch`.
+    func resetsCarried(epoch: Int, index: Int) -> Bool
+    /// Accumulates `∂(Σ losses)/∂θ` over `rows` (global row indices, ascending) of minibatch `index` of `epoch`
+    /// into `gradients`; `carried` (`[rows.count, C]`) holds those rows' carried values on entry and their next
+    /// values on return. `step` is the optimizer step this gradient is for (dropout masks depend on it).
+    func accumulateGradient(epoch: Int, index: Int, rows: [Int], step: Int, carried: inout [Float]) -> LossSum
+    /// A replica for another thread: the same parameters, its own gradients and workspaces.
+    func makeReplica() -> any TrainingTask
+    /// Loss of a held-out split under the current parameters, without dropout; nil when the split is empty.
+    func evaluate(_ split: DataSplit) -> LossSum?
+    /// Everything a worker needs to rebuild this task (model structure, training data), as one blob; see
+    /// `TaskRegistry.task(kind:description:)`.
+    func workerDescription() throws -> [UInt8]
+    /// What the task records in checkpoints to rebuild itself on resume (vocabularies, data fingerprint).
+    var record: TaskRecord { get }
+    /// The carried values of all B rows as named checkpoint tensors, and back.
+    func carriedTensors(_ carried: [Float]) -> [SafeTensor]
+    func carried(from tensors: [SafeTensor]) throws -> [Float]
+    /// One-line descriptions of the model and the data, printed when a run starts.
+    var summary: [String] { get }
+}
+
+extension TrainingTask {
+    public var parameterCount: Int { parameters.count }
+    /// All rows' carried values, zero.
+    public var zeroCarried: [Float] { [Float](repeating: 0, count: rowsPerMinibatch * carriedPerRow) }
+}
+
+/// A held-out part of the data.
+public enum DataSplit: String, Sendable { case validation, test }
+
+/// A task's own checkpoint record: its kind and a JSON document only the task reads.
+public struct TaskRecord: Codable, Equatable, Sendable {
+    public var kind: String
+    public var json: String
+    public init(kind: String, json: String) { self.kind = kind; self.json = json }
+}
+
+/// The rows `rows` of row-major carried values (`perRow` values each), in that order.
+public func carriedRows(_ carried: [Float], perRow: Int, rows: [Int]) -> [Float] {
+    guard perRow > 0 else { return [] }
+    var out = [Float]()
+    out.reserveCapacity(rows.count * perRow)
+    for r in rows { out.append(contentsOf: carried[(r * perRow)..<((r + 1) * perRow)]) }
+    return out
+}
+
+/// Writes `part` (`[rows.count, perRow]`) into rows `rows` of `carried`.
+public func assignCarriedRows(_ carried: inout [Float], perRow: Int, rows: [Int], from part: [Float]) {
+    precondition(part.count == rows.count * perRow, "\(part.count) carried values do not fill \(rows.count) rows of \(perRow)")
+    guard perRow > 0 else { return }
+    for (i, r) in rows.enumerated() {
+        carried.replaceSubrange((r * perRow)..<((r + 1) * perRow), with: part[(i * perRow)..<((i + 1) * perRow)])
+    }
+}
