@@ -60,7 +60,8 @@ let package = Package(
                     swiftSettings: cpuFlags),
         .testTarget(name: "RNNTextTests", dependencies: ["RNNText"]),
         .testTarget(name: "RNNProtocolTests", dependencies: ["RNNProtocol", "RNNCore"]),
-        .testTarget(name: "RNNTrainTests", dependencies: ["RNNTrain", "RNNCheckpoint", "RNNTransport", "RNNDistributed", "RNNProtocol"]),
+        .testTarget(name: "RNNTrainTests", dependencies: ["RNNTrain", "RNNCheckpoint", "RNNTransport", "RNNDistributed", "RNNProtocol"],
+                    resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v6]
 )
