@@ -58,7 +58,7 @@ let package = Package(
             ]),
         .testTarget(name: "RNNCoreTests", dependencies: ["RNNCore", "CKernels"], resources: [.copy("Fixtures")],
                     swiftSettings: cpuFlags),
-        .testTarget(name: "RNNTextTests", dependencies: ["RNNText"]),
+        .testTarget(name: "RNNTextTests", dependencies: ["RNNText"], resources: [.copy("Fixtures")]),
         .testTarget(name: "RNNProtocolTests", dependencies: ["RNNProtocol", "RNNCore"]),
         .testTarget(name: "RNNTrainTests", dependencies: ["RNNTrain", "RNNCheckpoint", "RNNTransport", "RNNDistributed", "RNNProtocol"],
                     resources: [.copy("Fixtures")]),

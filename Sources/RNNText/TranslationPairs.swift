@@ -1,0 +1,93 @@
+// Sentence pairs for translation, D2L's "machine translation and the dataset" (fra-eng): preprocessing,
+// reading the first N lines, vocabularies per side, and the padded `[N, T]` arrays with valid lengths.
+
+/// Source and target sentences, as token lists.
+public struct SentencePairs: Equatable, Sendable {
+    public var source: [[String]]
+    public var target: [[String]]
+    /// Lines in the range read that were not one `source<TAB>target` pair (skipped, as D2L does).
+    public var skipped: Int
+    public var count: Int { source.count }
+    public init(source: [[String]], target: [[String]], skipped: Int = 0) {
+        self.source = source; self.target = target; self.skipped = skipped
+    }
+}
+
+/// D2L's preprocessing and pair reading for `source<TAB>target` files such as `fra-eng/fra.txt`.
+public enum TranslationText {
+    /// The reserved tokens of both vocabularies, after `<unk>` (index 0): `<pad>` 1, `<bos>` 2, `<eos>` 3.
+    public static let pad = "<pad>", bos = "<bos>", eos = "<eos>"
+    public static let reserved = [pad, bos, eos]
+
+    /// D2L's `preprocess_nmt`: U+202F and U+00A0 become spaces, the text is lowercased, and a space is inserted
+    /// before `,` `.` `!` `?` when the character before is not a space.
+    public static func preprocess(_ text: String) -> String {
+        var out = String.UnicodeScalarView()
+        var previous: Unicode.Scalar?
+        for s in text.replacingNonBreakingSpaces().lowercased().unicodeScalars {
+            if let p = previous, ",.!?".unicodeScalars.contains(s), p != " " { out.append(" ") }
+            out.append(s)
+            previous = s
+        }
+        return String(out)
+    }
+
+    /// The pairs of lines `first … first + count` of a preprocessed text (both ends included, as D2L's loop,
+    /// so `count` 600 reads 601 lines), each side split on single spaces. Lines that are not exactly one TAB
+    /// between two sides are skipped and counted.
+    public static func pairs(_ text: String, first: Int = 0, count: Int) -> SentencePairs {
+        var result = SentencePairs(source: [], target: [])
+        var index = 0
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            defer { index += 1 }
+            if index < first { continue }
+            if index > first + count { break }
+            let parts = line.split(separator: "\t", omittingEmptySubsequences: false)
+            guard parts.count == 2 else { result.skipped += 1; continue }
+            result.source.append(parts[0].split(separator: " ", omittingEmptySubsequences: false).map(String.init))
+            result.target.append(parts[1].split(separator: " ", omittingEmptySubsequences: false).map(String.init))
+        }
+        return result
+    }
+
+    /// A side's vocabulary: `<unk>`, `<pad>`, `<bos>`, `<eos>`, then tokens seen at least `minFreq` times by
+    /// falling frequency, ties in order of first appearance.
+    public static func vocabulary(_ sentences: [[String]], minFreq: Int) -> Vocabulary {
+        Vocabulary(counting: sentences.flatMap { $0 }, minFreq: minFreq, reserved: reserved)
+    }
+}
+
+/// One side of a set of pairs as token ids: every sentence gets `<eos>`, then is cut or padded with `<pad>` to
+/// `steps` tokens; `lengths` counts each row's non-pad tokens.
+public struct PaddedSentences: Equatable, Sendable {
+    /// `[N, T]` row-major token ids.
+    public var ids: [Int32]
+    public var lengths: [Int32]
+    public let steps: Int
+    public var count: Int { lengths.count }
+
+    public init(_ sentences: [[String]], vocabulary v: Vocabulary, steps: Int) {
+        precondition(steps >= 1, "sentences need at least one step")
+        self.steps = steps
+        let pad = v.id(TranslationText.pad), eos = v.id(TranslationText.eos)
+        ids = []
+        ids.reserveCapacity(sentences.count * steps)
+        lengths = []
+        for s in sentences {
+            var row = Array((v.ids(s) + [eos]).prefix(steps))
+            lengths.append(Int32(row.count))
+            row += [Int32](repeating: pad, count: steps - row.count)
+            ids += row
+        }
+    }
+
+    /// Row `i`'s `steps` ids.
+    public func row(_ i: Int) -> ArraySlice<Int32> { ids[(i * steps)..<((i + 1) * steps)] }
+}
+
+extension String {
+    /// U+202F (narrow no-break space) and U+00A0 (no-break space) as plain spaces.
+    func replacingNonBreakingSpaces() -> String {
+        String(String.UnicodeScalarView(unicodeScalars.map { $0 == "\u{202F}" || $0 == "\u{00A0}" ? " " : $0 }))
+    }
+}
