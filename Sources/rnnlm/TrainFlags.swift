@@ -90,7 +90,10 @@ struct TrainFlags: ParsableArguments {
         if let v = hidden { o.hidden = v }
         if let v = embed { o.embed = v }
         if let v = dropout { o.dropout = v }
-        if let v = initScheme { o.initScheme = v }
+        if let v = initScheme {
+            guard let k = TrainOptions.InitSchemeName(rawValue: v) else { throw ConfigError("unknown --init-scheme '\(v)'; use pytorch or normal") }
+            o.initScheme = k
+        }
         if let v = initStd { o.initStd = v }
         if let v = batchSize { o.batchSize = v }
         if let v = numSteps { o.numSteps = v }
@@ -99,7 +102,10 @@ struct TrainFlags: ParsableArguments {
             o.partition = k
         }
         if let v = epochs { o.epochs = v }
-        if let v = optimizer { o.optimizer = v }
+        if let v = optimizer {
+            guard let k = TrainOptions.OptimizerName(rawValue: v) else { throw ConfigError("unknown --optimizer '\(v)'; use sgd or adam") }
+            o.optimizer = k
+        }
         if let v = lr { o.lr = v }
         if let v = momentum { o.momentum = v }
         if let v = weightDecay { o.weightDecay = v }
@@ -107,7 +113,10 @@ struct TrainFlags: ParsableArguments {
         if let v = beta2 { o.beta2 = v }
         if let v = adamEps { o.adamEps = v }
         if let v = clip { o.clip = v }
-        if let v = lrSchedule { o.lrSchedule = v }
+        if let v = lrSchedule {
+            guard let k = TrainOptions.ScheduleName(rawValue: v) else { throw ConfigError("unknown --lr-schedule '\(v)'; use constant, step or plateau") }
+            o.lrSchedule = k
+        }
         if let v = lrDecay { o.lrDecay = v }
         if let v = lrStepStart { o.lrStepStart = v }
         if let v = lrStepEvery { o.lrStepEvery = v }
