@@ -7,7 +7,8 @@ import RNNTransport
 
 /// Bytes a shared-memory slot must hold: the parameters plus the largest state a worker can own (all B streams).
 public func sharedPayloadCapacity(model: ModelConfig, batchSize: Int, parameterCount: Int) -> Int {
-    4 * (parameterCount + model.layers * batchSize * model.hiddenSize * (model.cell.hasCell ? 2 : 1))
+    MessageBounds.payloadBytes(parameters: parameterCount,
+                               stateValues: MessageBounds.stateValues(model: model, batchSize: batchSize))
 }
 
 /// `frames` ready for `Codec.decode`: unchanged unless they are a flagged head from a peer with a `region`, in

@@ -354,7 +354,7 @@ func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) thro
     defer { zap?.stop() }
     if let d = distributed {
         guard d.heartbeatTimeout >= 1 else { throw ValidationError("--heartbeat-timeout must be at least 1 second") }
-        let socket = try ZMQSocket(context, kind: .router, maxMessageBytes: Int64(trainer.model.parameterCount * 8 + 1 << 20),
+        let socket = try ZMQSocket(context, kind: .router, maxMessageBytes: MessageBounds.maxMessageBytes(parameters: trainer.model.parameterCount, stateValues: MessageBounds.stateValues(model: trainer.model.config, batchSize: trainer.options.batchSize)),
                                    heartbeatTimeout: d.heartbeatTimeout)
         if let c = d.curve {
             // The authentication handler must be listening before the socket accepts anyone.
