@@ -39,7 +39,7 @@ struct TrainFlags: ParsableArguments {
     @Option(help: defaulted("Minibatch partitioning: sequential carries the state across minibatches.", defaults.partition.rawValue)) var partition: Partition?
     @Option(help: defaulted("Passes over the training text.", defaults.epochs)) var epochs: Int?
     @Option(help: defaulted("Optimizer.", defaults.optimizer.rawValue)) var optimizer: TrainOptions.OptimizerName?
-    @Option(help: defaulted("Learning rate (the default is D2L's, for sgd).", defaults.lr)) var lr: Float?
+    @Option(help: defaulted("Learning rate (1 is D2L's, for sgd).", defaults.lr)) var lr: Float?
     @Option(help: defaulted("SGD momentum.", defaults.momentum)) var momentum: Float?
     @Option(help: defaulted("L2 weight decay.", defaults.weightDecay)) var weightDecay: Float?
     @Option(help: defaulted("Adam β1.", defaults.beta1)) var beta1: Float?
