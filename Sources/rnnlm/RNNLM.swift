@@ -1,10 +1,8 @@
 import ArgumentParser
 import CLinux
 import Foundation
-import RNNCheckpoint
 import RNNCore
 import RNNDistributed
-import RNNProtocol
 import RNNText
 import RNNTrain
 import RNNTransport
