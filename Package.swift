@@ -49,7 +49,7 @@ let package = Package(
         // The single-process reference trainer, evaluation and generation.
         .target(name: "RNNTrain", dependencies: ["RNNCore", "RNNText", "RNNCheckpoint"], swiftSettings: cpuFlags),
         // Coordinator (a GradientSource for the reference trainer) and worker loop over the transport.
-        .target(name: "RNNDistributed", dependencies: ["RNNTrain", "RNNProtocol", "RNNTransport"]),
+        .target(name: "RNNDistributed", dependencies: ["RNNTrain", "RNNProtocol", "RNNTransport", "CLinux"]),
         .executableTarget(
             name: "rnnlm",
             dependencies: [

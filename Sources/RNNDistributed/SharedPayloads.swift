@@ -8,7 +8,7 @@ import RNNTransport
 /// Bytes a shared-memory slot must hold: the parameters plus the largest carried values a worker can own (all
 /// `carriedValues` of the B rows).
 public func sharedPayloadCapacity(parameterCount: Int, carriedValues: Int) -> Int {
-    4 * (parameterCount + carriedValues)
+    MessageBounds.payloadBytes(parameters: parameterCount, stateValues: carriedValues)
 }
 
 /// `frames` ready for `Codec.decode`: unchanged unless they are a flagged head from a peer with a `region`, in

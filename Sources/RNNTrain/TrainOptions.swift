@@ -20,16 +20,15 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     public var hidden: Int = 256
     public var embed: Int = 0
     public var dropout: Float = 0
-    /// `pytorch` (default) or `normal` (D2L's N(0, initStd²) weights, zero biases).
-    public var initScheme: String = "pytorch"
+    public var initScheme: InitSchemeName = .pytorch
     public var initStd: Float = 0.01
     // Batching
     public var batchSize: Int = 32
     public var numSteps: Int = 35
     public var partition: Partition = .sequential
     // Optimisation
-    public var epochs: Int = 500
-    public var optimizer: String = "sgd"
+    public var epochs: Int = 50
+    public var optimizer: OptimizerName = .sgd
     public var lr: Float = 1
     public var momentum: Float = 0
     public var weightDecay: Float = 0
@@ -37,7 +36,7 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     public var beta2: Float = 0.999
     public var adamEps: Float = 1e-8
     public var clip: Double = 1
-    public var lrSchedule: String = "constant"
+    public var lrSchedule: ScheduleName = .constant
     public var lrDecay: Float = 0.5
     public var lrStepStart: Int = 1
     public var lrStepEvery: Int = 1
@@ -55,32 +54,41 @@ public struct TrainOptions: Codable, Equatable, Sendable {
 
     public init() {}
 
+    // The choices below are stored in checkpoints' JSON as their raw strings, as they were when these were strings.
+
+    /// Weight initialisation: PyTorch's uniform ±1/√H, or D2L's N(0, initStd²) weights with zero biases.
+    public enum InitSchemeName: String, Codable, CaseIterable, Sendable { case pytorch, normal }
+    /// The optimizer applied to the summed, clipped gradient.
+    public enum OptimizerName: String, Codable, CaseIterable, Sendable { case sgd, adam }
+    /// How the learning rate changes across epochs.
+    public enum ScheduleName: String, Codable, CaseIterable, Sendable { case constant, step, plateau }
+
     public var modelConfig: ModelConfig {
         ModelConfig(vocabSize: 0, embedSize: embed, hiddenSize: hidden, layers: layers, cell: model, dropout: dropout)
     }
 
+    /// The optimizer with its hyperparameters. (Never throws now that the choice is an enum.)
     public func optimizerKind() throws(ConfigError) -> OptimizerKind {
         switch optimizer {
-        case "sgd": return .sgd(momentum: momentum, weightDecay: weightDecay)
-        case "adam": return .adam(beta1: beta1, beta2: beta2, eps: adamEps, weightDecay: weightDecay)
-        default: throw ConfigError("unknown --optimizer '\(optimizer)'; use sgd or adam")
+        case .sgd: return .sgd(momentum: momentum, weightDecay: weightDecay)
+        case .adam: return .adam(beta1: beta1, beta2: beta2, eps: adamEps, weightDecay: weightDecay)
         }
     }
 
+    /// The learning-rate schedule with its hyperparameters.
     public func scheduleKind() throws(ConfigError) -> ScheduleKind {
         switch lrSchedule {
-        case "constant": return .constant
-        case "step": return .step(start: lrStepStart, every: lrStepEvery, factor: lrDecay)
-        case "plateau": return .plateau(factor: lrDecay, patience: lrPatience, minLR: lrMin)
-        default: throw ConfigError("unknown --lr-schedule '\(lrSchedule)'; use constant, step or plateau")
+        case .constant: return .constant
+        case .step: return .step(start: lrStepStart, every: lrStepEvery, factor: lrDecay)
+        case .plateau: return .plateau(factor: lrDecay, patience: lrPatience, minLR: lrMin)
         }
     }
 
+    /// The weight initialisation with its standard deviation.
     public func initialization() throws(ConfigError) -> InitScheme {
         switch initScheme {
-        case "pytorch": return .pytorch
-        case "normal": return .normal(std: initStd)
-        default: throw ConfigError("unknown --init '\(initScheme)'; use pytorch or normal")
+        case .pytorch: return .pytorch
+        case .normal: return .normal(std: initStd)
         }
     }
 
@@ -88,6 +96,12 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     public func validate() throws(ConfigError) {
         if corpus == nil && dataset == nil { throw ConfigError("no training text: pass --corpus PATH or --dataset NAME (timemachine, tinyshakespeare)") }
         if corpus != nil && dataset != nil { throw ConfigError("pass either --corpus or --dataset, not both") }
+        try validateValues()
+    }
+
+    /// The checks of `validate()` that do not need a training text to be named (a resumed run takes it from
+    /// its checkpoint).
+    public func validateValues() throws(ConfigError) {
         if batchSize < 1 { throw ConfigError("--batch-size must be at least 1, got \(batchSize)") }
         if numSteps < 1 { throw ConfigError("--num-steps must be at least 1, got \(numSteps)") }
         if epochs < 0 { throw ConfigError("--epochs must be 0 or more, got \(epochs)") }
@@ -119,11 +133,11 @@ extension TrainOptions {
         add("valid-fraction", "\(validFraction)"); add("tokenizer", q(tokenizer.rawValue)); add("lowercase", "\(lowercase)")
         add("bpe-merges", "\(bpeMerges)"); add("min-freq", "\(minFreq)"); add("max-tokens", maxTokens.map { "\($0)" })
         add("model", q(model.rawValue)); add("layers", "\(layers)"); add("hidden", "\(hidden)"); add("embed", "\(embed)")
-        add("dropout", "\(dropout)"); add("init-scheme", q(initScheme)); add("init-std", "\(initStd)")
+        add("dropout", "\(dropout)"); add("init-scheme", q(initScheme.rawValue)); add("init-std", "\(initStd)")
         add("batch-size", "\(batchSize)"); add("num-steps", "\(numSteps)"); add("partition", q(partition.rawValue))
-        add("epochs", "\(epochs)"); add("optimizer", q(optimizer)); add("lr", "\(lr)"); add("momentum", "\(momentum)")
+        add("epochs", "\(epochs)"); add("optimizer", q(optimizer.rawValue)); add("lr", "\(lr)"); add("momentum", "\(momentum)")
         add("weight-decay", "\(weightDecay)"); add("beta1", "\(beta1)"); add("beta2", "\(beta2)"); add("adam-eps", "\(adamEps)")
-        add("clip", "\(clip)"); add("lr-schedule", q(lrSchedule)); add("lr-decay", "\(lrDecay)"); add("lr-step-start", "\(lrStepStart)")
+        add("clip", "\(clip)"); add("lr-schedule", q(lrSchedule.rawValue)); add("lr-decay", "\(lrDecay)"); add("lr-step-start", "\(lrStepStart)")
         add("lr-step-every", "\(lrStepEvery)"); add("lr-patience", "\(lrPatience)"); add("lr-min", "\(lrMin)"); add("seed", "\(seed)")
         add("checkpoint-dir", checkpointDir.map(q)); add("checkpoint-every", "\(checkpointEvery)"); add("checkpoint-seconds", "\(checkpointSeconds)"); add("keep-checkpoints", "\(keepCheckpoints)")
         return lines

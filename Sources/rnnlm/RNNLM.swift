@@ -1,10 +1,8 @@
 import ArgumentParser
 import CLinux
 import Foundation
-import RNNCheckpoint
 import RNNCore
 import RNNDistributed
-import RNNProtocol
 import RNNText
 import RNNTrain
 import RNNTransport
@@ -27,31 +25,55 @@ struct RNNLM: ParsableCommand {
         rnnlm_reexec_without_blas_pool(CommandLine.unsafeArgv)
         rnnlm_keep_large_buffers()
         let args = Array(CommandLine.arguments.dropFirst())
-        do {
-            main(try ConfigFile.expand(args))
-        } catch {
+        let expanded: [String]
+        do { expanded = try ConfigFile.expand(args) } catch {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             Foundation.exit(1)
         }
+        do {
+            var command = try parseAsRoot(expanded)
+            try command.run()
+        } catch {
+            // A `validate()` check (an error other than ArgumentParser's own) and a choice flag's unknown value
+            // read like errors from `run()`: one "error:" line, exit status 1.
+            let own = exitCode(for: error) == .failure ? message(for: error) : ""
+            if let line = unknownChoice(in: error) ?? (own.isEmpty ? nil : own) {
+                FileHandle.standardError.write(Data("error: \(line)\n".utf8))
+                Foundation.exit(1)
+            }
+            exit(withError: error)
+        }
+    }
+
+    /// A choice flag given a value it does not have, said on one line as every other bad input is
+    /// ("unknown --model 'transformer'; use one of rnn, rnn-relu, gru, lstm") instead of ArgumentParser's message
+    /// and usage. Read from ArgumentParser's message, which names the flag and lists the valid values.
+    static func unknownChoice(in error: Error) -> String? {
+        let text = message(for: error)
+        guard text.hasPrefix("The value '"), let invalid = text.range(of: "' is invalid for '--"),
+              let flagEnd = text.range(of: " <", range: invalid.upperBound..<text.endIndex),
+              let list = text.range(of: "Please provide one of ") else { return nil }
+        let value = text[text.index(text.startIndex, offsetBy: "The value '".count)..<invalid.lowerBound]
+        let flag = text[invalid.upperBound..<flagEnd.lowerBound]
+        let rest = text[list.upperBound...]
+        let values: [Substring]
+        if rest.hasPrefix("the following:") {
+            values = rest.split(separator: "\n").dropFirst().map { $0.drop { $0 == " " || $0 == "-" } }
+        } else {
+            values = rest.split(separator: "'", omittingEmptySubsequences: false).enumerated().filter { $0.offset % 2 == 1 }.map(\.element)
+        }
+        guard !values.isEmpty else { return nil }
+        return "unknown --\(flag) '\(value)'; use one of \(values.joined(separator: ", "))"
     }
 }
 
-/// Prints a user-facing error on one line and exits 1 (no stack trace, no usage dump).
+/// Prints a user-facing error of `run()` on one line and exits 1 (no stack trace, no usage dump). Errors of
+/// `validate()` reach `RNNLM.main`, which prints them the same way.
 func runReportingErrors(_ body: () throws -> Void) throws {
     do { try body() } catch let e as ExitCode { throw e } catch let e as CleanExit { throw e } catch {
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         throw ExitCode(1)
     }
-}
-
-/// Set by SIGINT/SIGTERM; the trainer checkpoints and stops at the next step boundary.
-nonisolated(unsafe) var stopSignal: sig_atomic_t = 0
-
-/// Routes SIGINT and SIGTERM to `stopSignal`, unblocking them first (a spawner may have left them blocked).
-func installStopHandlers() {
-    signal(SIGINT) { _ in stopSignal = 1 }
-    signal(SIGTERM) { _ in stopSignal = 1 }
-    rnnlm_unblock_stop_signals()
 }
 
 struct Train: ParsableCommand {
@@ -64,101 +86,45 @@ struct Train: ParsableCommand {
     @Flag(help: "Continue from the newest checkpoint in --checkpoint-dir (starts a new run if there is none).")
     var resume = false
 
-    @Option(help: "Train with this many local worker processes under a ZeroMQ parameter server in this process (0: the single-process reference trainer). Default 0.")
+    @Option(help: "Train with this many local worker processes under a ZeroMQ parameter server in this process (0: the single-process reference trainer).")
     var workers: Int = 0
     @OptionGroup var distributedFlags: DistributedFlags
 
+    /// The coordinator of `--workers N` local workers at `bind` (nil without workers).
+    func coordinator(bind: String, sharedMemory: String?) -> CoordinatorSettings? {
+        guard workers > 0 else { return nil }
+        var c = distributedFlags.coordinator(bind: bind, expectWorkers: workers, joinTimeout: 60, stepTimeout: 600)
+        c.sharedMemory = sharedMemory
+        return c
+    }
+
+    func validate() throws {
+        guard workers >= 0 else { throw ConfigError("--workers must be 0 or more") }
+        try flags.validate(resume: resume, coordinator: coordinator(bind: "", sharedMemory: nil))
+    }
+
     func run() throws {
         try runReportingErrors {
-            guard workers >= 0 else { throw ValidationError("--workers must be 0 or more") }
-            if workers == 0 { try train(flags: flags, resume: resume, distributed: nil); return }
-            // Folders only this user can enter: the coordinator's socket, and the shared-memory payload files.
-            let dir = NSTemporaryDirectory() + "rnnlm-\(getpid())"
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
-            defer { try? FileManager.default.removeItem(atPath: dir) }
-            let endpoint = "ipc://\(dir)/coordinator"
+            guard workers > 0 else {
+                try finish(try TrainingRun(settings: flags.runSettings(resume: resume, coordinator: nil)).run())
+                return
+            }
             // Payloads between this process and its own workers go through files in a tmpfs folder (synchronous
             // mode; RNNLM_SHARED_MEMORY=0 sends them over the socket instead).
-            var shared: String?
-            if distributedFlags.mode == .sync && ProcessInfo.processInfo.environment["RNNLM_SHARED_MEMORY"] != "0" {
-                let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm/" : NSTemporaryDirectory()
-                removeStaleSharedMemory(in: base)
-                shared = base + "rnnlm-\(getpid())"
-                try FileManager.default.createDirectory(atPath: shared!, withIntermediateDirectories: true,
-                                                        attributes: [.posixPermissions: 0o700])
-            }
-            defer { if let s = shared { try? FileManager.default.removeItem(atPath: s) } }
-            let children = LocalWorkers()
-            defer { children.stop() }
-            try train(flags: flags, resume: resume, distributed: DistributedSetup(
-                bind: endpoint, expectWorkers: workers, joinTimeout: 60, stepTimeout: 600,
-                mode: distributedFlags.mode, maxStaleness: distributedFlags.maxStaleness,
-                quorum: distributedFlags.quorum, minWorkers: distributedFlags.minWorkers,
-                heartbeatTimeout: distributedFlags.heartbeatTimeout, sharedMemory: shared,
-                afterBind: { try children.start(count: workers, endpoint: endpoint, threads: flags.threads ?? 1, sharedMemory: shared) }))
+            let pool = try LocalWorkers(sharedMemory: distributedFlags.mode == .sync
+                                        && ProcessInfo.processInfo.environment["RNNLM_SHARED_MEMORY"] != "0")
+            defer { pool.close() }
+            var c = coordinator(bind: pool.endpoint, sharedMemory: pool.sharedMemory)!
+            let threads = flags.threads
+            c.afterBind = { try pool.start(count: workers, threads: threads) }
+            try finish(try TrainingRun(settings: flags.runSettings(resume: resume, coordinator: c)).run())
         }
     }
 }
 
-/// Removes the shared-memory folders (`rnnlm-PID`, this user's) of runs whose process is gone (killed with
-/// SIGKILL, so its own cleanup never ran): tmpfs files hold memory until deleted.
-func removeStaleSharedMemory(in base: String) {
-    guard let names = try? FileManager.default.contentsOfDirectory(atPath: base) else { return }
-    for name in names where name.hasPrefix("rnnlm-") {
-        guard let pid = Int32(name.dropFirst("rnnlm-".count)), kill(pid, 0) != 0, errno == ESRCH else { continue }
-        let path = base + name
-        guard let attrs = try? FileManager.default.attributesOfItem(atPath: path),
-              (attrs[.ownerAccountID] as? NSNumber)?.uint32Value == getuid() else { continue }
-        try? FileManager.default.removeItem(atPath: path)
-    }
-}
-
-/// How the coordinator runs: where it listens and how many workers it waits for.
-struct DistributedSetup {
-    var bind: String
-    var expectWorkers: Int
-    var joinTimeout: TimeInterval
-    var stepTimeout: TimeInterval
-    var mode: DistributedFlags.Mode = .sync
-    var maxStaleness: Int?
-    var quorum: Int?
-    var minWorkers = 1
-    var heartbeatTimeout: Double = 5
-    /// A folder private to this coordinator for shared-memory payload files (local workers only).
-    var sharedMemory: String?
-    /// CURVE server keys and the authorised worker keys (public key → name), for non-loopback coordinators.
-    var curve: (keys: CurveKeyPair, authorized: [String: String])?
-    var afterBind: () throws -> Void = {}
-}
-
-/// Worker processes started by `rnnlm train --workers N`; they die with this process (PR_SET_PDEATHSIG).
-final class LocalWorkers {
-    private var processes: [Process] = []
-
-    func start(count: Int, endpoint: String, threads: Int, sharedMemory: String?) throws {
-        let me = URL(fileURLWithPath: CommandLine.arguments[0]).path
-        let exe = FileManager.default.isExecutableFile(atPath: me) ? me : "/proc/self/exe"
-        for i in 0..<count {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: exe == "/proc/self/exe" ? (try FileManager.default.destinationOfSymbolicLink(atPath: exe)) : exe)
-            p.arguments = ["worker", "--connect", endpoint, "--threads", String(threads), "--name", "local-\(i)", "--quiet"]
-                + (sharedMemory.map { ["--shared-memory-dir", $0] } ?? [])
-            var env = ProcessInfo.processInfo.environment
-            env["RNNLM_DIE_WITH_PARENT"] = "1"
-            p.environment = env
-            try p.run()
-            processes.append(p)
-        }
-    }
-
-    func stop() {
-        for p in processes where p.isRunning { p.terminate() }
-        let deadline = Date().addingTimeInterval(5)
-        while processes.contains(where: \.isRunning) && Date() < deadline { usleep(20_000) }
-        for p in processes where p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        processes.removeAll()
-    }
+/// Exits 130 when the run was interrupted (as a shell reports SIGINT).
+func finish(_ summary: RunSummary) throws {
+    if summary.exitCode != 0 { throw ExitCode(summary.exitCode) }
 }
 
 struct Coordinator: ParsableCommand {
@@ -185,47 +151,32 @@ struct Coordinator: ParsableCommand {
     @Flag(help: "Continue from the newest checkpoint in --checkpoint-dir.")
     var resume = false
 
+    var coordinator: CoordinatorSettings {
+        distributedFlags.coordinator(bind: bind, expectWorkers: expectWorkers, joinTimeout: joinTimeout, stepTimeout: stepTimeout)
+    }
+
+    func validate() throws {
+        switch (curveSecret, authorizedKeys) {
+        case (_?, nil): throw ConfigError("--curve-secret needs --authorized-keys FOLDER (the workers' .public files); without it any key would be admitted")
+        case (nil, _?): throw ConfigError("--authorized-keys needs --curve-secret (the coordinator's own key pair from `rnnlm keygen`)")
+        default: break
+        }
+        if bind.hasPrefix("tcp://") && !CoordinatorSettings.isLoopback(bind) && curveSecret == nil && !insecure {
+            throw ConfigError("refusing to listen on \(bind) without authentication: create keys with `rnnlm keygen` and pass --curve-secret and --authorized-keys, bind to tcp://127.0.0.1:PORT, or pass --insecure on a trusted network")
+        }
+        try flags.validate(resume: resume, coordinator: coordinator)
+    }
+
     func run() throws {
         try runReportingErrors {
-            var curve: (keys: CurveKeyPair, authorized: [String: String])?
-            switch (curveSecret, authorizedKeys) {
-            case (let s?, let a?): curve = (try CurveKeyPair.read(secretFile: s), try CurveKeyPair.authorizedKeys(in: a))
-            case (nil, nil): curve = nil
-            case (_?, nil): throw ValidationError("--curve-secret needs --authorized-keys FOLDER (the workers' .public files); without it any key would be admitted")
-            case (nil, _?): throw ValidationError("--authorized-keys needs --curve-secret (the coordinator's own key pair from `rnnlm keygen`)")
+            var c = coordinator
+            if let s = curveSecret, let a = authorizedKeys {
+                c.curve = (try CurveKeyPair.read(secretFile: s), try CurveKeyPair.authorizedKeys(in: a))
             }
-            if bind.hasPrefix("tcp://") && !isLoopback(bind) && curve == nil && !insecure {
-                throw ValidationError("refusing to listen on \(bind) without authentication: create keys with `rnnlm keygen` and pass --curve-secret and --authorized-keys, bind to tcp://127.0.0.1:PORT, or pass --insecure on a trusted network")
-            }
-            if insecure && curve == nil { FileHandle.standardError.write(Data("warning: --insecure: any peer that can reach \(bind) can join this run\n".utf8)) }
-            try train(flags: flags, resume: resume, distributed: DistributedSetup(
-                bind: bind, expectWorkers: expectWorkers, joinTimeout: joinTimeout, stepTimeout: stepTimeout,
-                mode: distributedFlags.mode, maxStaleness: distributedFlags.maxStaleness,
-                quorum: distributedFlags.quorum, minWorkers: distributedFlags.minWorkers,
-                heartbeatTimeout: distributedFlags.heartbeatTimeout, curve: curve))
+            if insecure && c.curve == nil { FileHandle.standardError.write(Data("warning: --insecure: any peer that can reach \(bind) can join this run\n".utf8)) }
+            try finish(try TrainingRun(settings: flags.runSettings(resume: resume, coordinator: c)).run())
         }
     }
-
-    func isLoopback(_ endpoint: String) -> Bool {
-        let host = endpoint.dropFirst("tcp://".count).split(separator: ":").first.map(String.init) ?? ""
-        return host.hasPrefix("127.") || host == "localhost" || host == "[::1]"
-    }
-}
-
-/// Synchronous or asynchronous parameter server.
-struct DistributedFlags: ParsableArguments {
-    enum Mode: String, ExpressibleByArgument, CaseIterable { case sync, async }
-
-    @Option(help: "sync: every step waits for all workers and equals single-process training; async: each gradient is applied on arrival (faster with uneven workers, not reproducible). Default sync.")
-    var mode: Mode = .sync
-    @Option(help: "async: discard a gradient computed on weights more than this many updates old. Default: the number of workers.")
-    var maxStaleness: Int?
-    @Option(help: "sync: after --step-timeout, go on with the gradients of at least this many workers (stragglers' late gradients are discarded). Default: all workers.")
-    var quorum: Int?
-    @Option(help: "Pause (and say so) while fewer workers than this are alive; workers may join a running job. Default 1.")
-    var minWorkers: Int = 1
-    @Option(help: "Seconds without heartbeats after which a worker is declared dead (a killed worker is noticed at once). Default 5.")
-    var heartbeatTimeout: Double = 5
 }
 
 struct Worker: ParsableCommand {
@@ -233,7 +184,7 @@ struct Worker: ParsableCommand {
 
     @Option(help: "The coordinator's endpoint, e.g. tcp://HOST:5555.")
     var connect: String
-    @Option(help: "Compute threads for this worker: its streams are split across them. Default 1.")
+    @Option(help: "Compute threads for this worker: its streams are split across them.")
     var threads: Int = 1
     @Option(help: "Name shown in the coordinator's log (default: host:pid).")
     var name: String?
@@ -254,193 +205,36 @@ struct Worker: ParsableCommand {
     @Option(help: ArgumentHelp("The coordinator's private folder for shared-memory payloads (set by rnnlm train --workers).", visibility: .hidden))
     var sharedMemoryDir: String?
 
+    var settings: WorkerRun.Settings {
+        var s = WorkerRun.Settings(endpoint: connect, name: name ?? WorkerRun.Settings.defaultName)
+        s.joinTimeout = joinTimeout
+        s.timeout = timeout
+        s.rejoinGrace = rejoinGrace
+        s.threads = threads
+        s.sharedMemoryDirectory = sharedMemoryDir
+        s.quiet = quiet
+        s.delayMilliseconds = debugDelayMs
+        return s
+    }
+
+    func validate() throws {
+        switch (curveServerKey, curveKey) {
+        case (_?, nil): throw ConfigError("--curve-server-key needs --curve-key (this worker's key pair from `rnnlm keygen`, authorised on the coordinator)")
+        case (nil, _?): throw ConfigError("--curve-key needs --curve-server-key (the coordinator's .public file)")
+        default: break
+        }
+        try settings.validate()
+    }
+
     func run() throws {
         try runReportingErrors {
-            var curve: (serverKey: String, keys: CurveKeyPair)?
-            switch (curveServerKey, curveKey) {
-            case (let s?, let k?): curve = (try CurveKeyPair.publicKey(fileOrKey: s), try CurveKeyPair.read(secretFile: k))
-            case (nil, nil): curve = nil
-            case (_?, nil): throw ValidationError("--curve-server-key needs --curve-key (this worker's key pair from `rnnlm keygen`, authorised on the coordinator)")
-            case (nil, _?): throw ValidationError("--curve-key needs --curve-server-key (the coordinator's .public file)")
+            var s = settings
+            if let server = curveServerKey, let key = curveKey {
+                s.curve = (try CurveKeyPair.publicKey(fileOrKey: server), try CurveKeyPair.read(secretFile: key))
             }
-            if ProcessInfo.processInfo.environment["RNNLM_DIE_WITH_PARENT"] == "1" {
-                _ = rnnlm_die_with_parent()
-                if getppid() == 1 { throw ExitCode(1) }  // the parent died before we could ask
-            }
-            guard threads >= 1 else { throw ValidationError("--threads must be 1 or more") }
-            setBLASThreads(1)  // the worker's threads split its streams (DataParallel); BLAS stays single-threaded
-            installStopHandlers()
-            let reason = try runWorker(endpoint: connect, name: name ?? "\(ProcessInfo.processInfo.hostName):\(getpid())", curve: curve,
-                                       joinTimeout: joinTimeout, timeout: timeout, rejoinGrace: rejoinGrace, threads: threads,
-                                       sharedMemoryDirectory: sharedMemoryDir,
-                                       shouldStop: { stopSignal != 0 },
-                                       log: { if !quiet { print($0) } },
-                                       warn: { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) },
-                                       delayMilliseconds: max(0, debugDelayMs))
-            if !quiet { print("worker done: \(reason)") }
-            if stopSignal != 0 { throw ExitCode(130) }
+            guard LocalWorkers.bindToParentIfSpawned() else { throw ExitCode(1) }
+            if try WorkerRun(settings: s).run().interrupted { throw ExitCode(130) }
         }
-    }
-}
-
-/// The training run shared by `train` and `coordinator`: with `distributed`, gradients come from workers.
-/// Where a run's messages go: through the progress display when there is one, and only at `level` ≥ info.
-final class RunOutput {
-    let level: LogLevel
-    var reporter: ProgressReporter?
-    init(level: LogLevel) { self.level = level }
-    func say(_ line: String) {
-        guard level >= .info else { return }
-        // One unbuffered path for every line, so lines and the status display never interleave out of order.
-        if let r = reporter { r.line(line) } else { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
-    }
-}
-
-func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) throws {
-    if let t = flags.threads, t < 1 { throw ConfigError("--threads must be 1 or more, got \(t)") }
-    let threads = flags.threads ?? 1
-    // Local training splits each minibatch's streams across threads, each with single-threaded BLAS (the per-step
-    // products are too small for OpenBLAS to parallelise well, bench/README.md); a coordinator gives them to BLAS.
-    setBLASThreads(distributed == nil ? 1 : threads)
-    let out = RunOutput(level: try flags.level())
-    let dataDir = flags.dataDir
-    var trainer: Trainer
-    if resume, let dir = flags.checkpointDir, let latest = latestCheckpoint(in: dir) {
-        let ck = try Checkpoint<TrainingRecord>.read(from: latest)
-        var stored = ck.extra.options
-        try flags.checkCompatible(with: stored)
-        if let e = flags.epochs { stored.epochs = e }
-        flags.applyRunSettings(to: &stored)
-        let task = try TaskRegistry.task(resuming: ck.extra.task, options: stored, dataDir: dataDir)
-        var resumed = ck
-        resumed.extra.options = stored
-        trainer = try Trainer(resuming: resumed, task: task, log: out.say)
-        out.say("resuming \(latest): epoch \(ck.extra.epoch), step \(ck.extra.step)")
-    } else {
-        var o = TrainOptions()
-        try flags.apply(to: &o)
-        try o.validate()
-        if resume { out.say("no checkpoint in \(o.checkpointDir ?? "(no --checkpoint-dir)"); starting a new run") }
-        trainer = try Trainer(options: o, task: try TaskRegistry.task(for: o, dataDir: dataDir), log: out.say)
-    }
-    if distributed == nil { trainer.useThreads(threads) }
-    let o = trainer.options
-    let perEpoch = trainer.task.minibatchCount(epoch: 0)
-    for line in trainer.task.summary { out.say(line) }
-    // The resolved configuration: printed (what differs from the defaults) and saved beside the checkpoints.
-    let defaults = Set(TrainOptions().tomlLines())
-    let changed = o.tomlLines().filter { !defaults.contains($0) }
-    var configPath: String?
-    if let dir = o.checkpointDir {
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        configPath = dir + "/run.toml"
-        let text = "# rnnlm train settings, resolved (flags over --config over defaults). Reuse: rnnlm train --config \(configPath!)\n"
-            + o.tomlLines().joined(separator: "\n") + "\n"
-        try text.write(toFile: configPath!, atomically: true, encoding: .utf8)
-    }
-    out.say("config: \(changed.joined(separator: ", "))\(configPath.map { " (all settings: \($0))" } ?? "")")
-    if o.checkpointDir == nil { out.say("note: no --checkpoint-dir given; nothing will be saved") }
-    if trainer.record.epoch >= o.epochs {
-        out.say("training is already complete (epoch \(trainer.record.epoch) of \(o.epochs)); pass a larger --epochs to continue")
-        return
-    }
-    installStopHandlers()
-    var coordinator: RNNDistributed.Coordinator?
-    let context = ZMQContext()
-    var zap: ZAPAuthenticator?
-    defer { zap?.stop() }
-    if let d = distributed {
-        guard d.heartbeatTimeout >= 1 else { throw ValidationError("--heartbeat-timeout must be at least 1 second") }
-        let socket = try ZMQSocket(context, kind: .router, maxMessageBytes: Int64(trainer.task.parameterCount * 8 + 1 << 20),
-                                   heartbeatTimeout: d.heartbeatTimeout)
-        if let c = d.curve {
-            // The authentication handler must be listening before the socket accepts anyone.
-            let handler = ZAPAuthenticator(context: context, authorizedKeys: c.authorized, log: { line in
-                FileHandle.standardOutput.write(Data((line + "\n").utf8))
-            })
-            try handler.start()
-            zap = handler
-            try socket.makeCurveServer(c.keys)
-            out.say("CURVE: encrypted, \(c.authorized.count) authorised worker key(s); coordinator public key \(c.keys.publicKey)")
-        }
-        try socket.bind(d.bind)
-        out.say("coordinator listening on \(socket.lastEndpoint)")
-        try d.afterBind()
-        var seedRNG = SystemRandomNumberGenerator()
-        let c = RNNDistributed.Coordinator(socket: socket, runID: seedRNG.next(), parameterCount: trainer.task.parameterCount,
-                                           joinTimeout: d.joinTimeout, stepTimeout: d.stepTimeout, log: out.say)
-        c.shouldStop = { stopSignal != 0 }
-        if let q = d.quorum {
-            guard q >= 1 && q <= d.expectWorkers else { throw ValidationError("--quorum must be between 1 and --expect-workers (\(d.expectWorkers)), got \(q)") }
-            c.quorum = q
-        }
-        guard d.minWorkers >= 1 else { throw ValidationError("--min-workers must be at least 1") }
-        c.minWorkers = d.minWorkers
-        c.sharedMemoryDirectory = d.sharedMemory
-        do { try c.admitWorkers(count: d.expectWorkers, trainer: trainer) } catch let e as DistributedError where e == .interrupted {
-            throw ExitCode(130)
-        }
-        trainer.source = c
-        coordinator = c
-    }
-    defer { coordinator?.stopAll(reason: "training finished") }
-    // Live progress and the metrics file.
-    let every = flags.logEvery ?? 50
-    guard every >= 1 else { throw ValidationError("--log-every must be at least 1") }
-    let remainingEpochs = max(0, o.epochs - trainer.record.epoch)
-    let reporter = ProgressReporter(isTerminal: ProgressReporter.stdoutIsTerminal, level: out.level, every: every,
-                                    totalSteps: trainer.record.step - trainer.record.batchInEpoch + remainingEpochs * perEpoch, epochs: o.epochs)
-    let expected = distributed?.expectWorkers
-    reporter.workers = { coordinator.map { ($0.peers.count, expected ?? $0.peers.count) } }
-    out.reporter = reporter
-    let metricsPath = flags.metrics ?? o.checkpointDir.map { $0 + "/metrics.jsonl" }
-    let metrics = try metricsPath.map { try MetricsWriter(path: $0, every: every) }
-    metrics?.workers = { coordinator?.peers.count }
-    trainer.onStep = { info in
-        reporter.step(info)
-        metrics?.step(info)
-    }
-    trainer.onEpoch = { [unowned trainer] report in metrics?.epoch(report, step: trainer.record.step) }
-    let started = Date()
-    var gate: StalenessGate?
-    do {
-        defer { reporter.finish() }
-        if let d = distributed, d.mode == .async, let c = coordinator {
-            let s = d.maxStaleness ?? d.expectWorkers
-            guard s >= 0 else { throw ValidationError("--max-staleness must be 0 or more") }
-            gate = try c.runAsync(trainer: trainer, maxStaleness: s)
-        } else {
-            try trainer.run(shouldStop: { stopSignal != 0 })
-        }
-    } catch let e as DistributedError where e == .interrupted {}
-    out.reporter = nil
-    if let g = gate {
-        out.say("async: applied \(g.applied) gradients (largest staleness \(g.maxAppliedStaleness), bound --max-staleness \(g.maxStaleness)), discarded \(g.discarded) stale")
-    }
-    if stopSignal != 0 {
-        if let path = try trainer.saveCheckpoint() { FileHandle.standardError.write(Data("interrupted: saved \(path); continue with --resume\n".utf8)) }
-        throw ExitCode(130)
-    }
-    let wall = Date().timeIntervalSince(started)
-    if let last = trainer.record.history.last {
-        out.say("done: \(trainer.record.epoch) epochs, \(trainer.record.step) steps in \(duration(wall)); final perplexity \(String(format: "%.3f", last.trainPerplexity))\(last.validPerplexity.map { String(format: ", val %.3f", $0) } ?? "")")
-    }
-    if let c = coordinator, c.steps > 0 { out.say(c.timingSummary(stepSeconds: trainer.stepSeconds, updateSeconds: trainer.updateSeconds)) }
-    if let test = trainer.evaluate(.test) { out.say(String(format: "test perplexity %.3f", test.perplexity)) }
-    if let dir = o.checkpointDir, let latest = latestCheckpoint(in: dir) { out.say("checkpoint: \(latest)") }
-    if let m = metricsPath, let dir = o.checkpointDir {
-        let points = try readEpochPoints(m)
-        if !points.isEmpty {
-            let svg = dir + "/curve.svg"
-            try perplexitySVG(points, logScale: false, title: "\(o.model.rawValue) on \(o.dataset ?? (o.corpus as NSString?)?.lastPathComponent ?? "text")")
-                .write(toFile: svg, atomically: true, encoding: .utf8)
-            out.say("metrics: \(m); plot: \(svg)")
-        }
-    }
-    if let prefix = flags.sample {
-        guard let lm = trainer.languageModel else { throw ValidationError("--sample needs a language model") }
-        let m = TrainedModel(model: lm.model, tokenizer: lm.data.tokenizer, vocabulary: lm.data.vocabulary, record: trainer.record)
-        out.say("sample: " + (try m.generate(prefix: prefix, count: 100, decoding: .greedy)))
     }
 }
 

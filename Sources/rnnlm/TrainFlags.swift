@@ -1,78 +1,121 @@
 import ArgumentParser
 import RNNCore
+import RNNDistributed
 import RNNText
 import RNNTrain
 
-/// The training flags, all optional so that `--resume` can tell which ones the user actually gave.
+/// `text` followed by the default as ArgumentParser prints one, for options that must stay optional (so that
+/// `--resume` can tell which ones the user gave) but whose default lives in `TrainOptions`.
+private func defaulted(_ text: String, _ value: some CustomStringConvertible) -> ArgumentHelp {
+    ArgumentHelp("\(text) (default: \(value))")
+}
+
+/// The defaults of every training setting, declared in `TrainOptions` only.
+private let defaults = TrainOptions()
+
+/// The training flags, all optional so that `--resume` can tell which ones the user actually gave. Their defaults
+/// are `TrainOptions`'; choice flags are enums, so help lists their values and parsing rejects others.
 struct TrainFlags: ParsableArguments {
     @Option(help: "Training text file (UTF-8).") var corpus: String?
     @Option(help: "Named dataset: timemachine or tinyshakespeare (found in --data-dir, or downloaded and SHA-1 checked).") var dataset: String?
     @Option(help: "Folder searched first for named datasets (also $RNNLM_DATA_DIR).") var dataDir: String?
     @Option(name: .customLong("valid"), help: "Validation text file.") var valid: String?
     @Option(name: .customLong("test"), help: "Test text file (perplexity printed at the end).") var test: String?
-    @Option(help: "Hold out this fraction of the training tokens (their end) for validation. Default 0.") var validFraction: Double?
-    @Option(help: "Tokenizer: char (D2L: letters and spaces, lowercased), char-raw, word, lines (<eos> per line), bpe. Default char.") var tokenizer: String?
+    @Option(help: defaulted("Hold out this fraction of the training tokens (their end) for validation.", defaults.validFraction)) var validFraction: Double?
+    @Option(help: defaulted("Tokenizer: char is D2L's (letters and spaces, lowercased); lines adds <eos> per line.", defaults.tokenizer.rawValue)) var tokenizer: TokenizerKind?
     @Flag(help: "Lowercase words (word, lines, bpe tokenizers).") var lowercase = false
-    @Option(help: "Number of BPE merges to learn (bpe tokenizer). Default 2000.") var bpeMerges: Int?
-    @Option(help: "Tokens seen fewer times become <unk>. Default 1.") var minFreq: Int?
+    @Option(help: defaulted("Number of BPE merges to learn (bpe tokenizer).", defaults.bpeMerges)) var bpeMerges: Int?
+    @Option(help: defaulted("Tokens seen fewer times become <unk>.", defaults.minFreq)) var minFreq: Int?
     @Option(help: "Train on the first N tokens only (D2L uses 10000).") var maxTokens: Int?
-    @Option(help: "Cell: rnn (tanh), rnn-relu, gru, lstm. Default gru.") var model: String?
-    @Option(help: "Stacked recurrent layers. Default 1.") var layers: Int?
-    @Option(help: "Hidden units per layer. Default 256.") var hidden: Int?
-    @Option(help: "Embedding width; 0 feeds one-hot tokens as D2L does. Default 0.") var embed: Int?
-    @Option(help: "Dropout on the embedding, between layers and before the decoder. Default 0.") var dropout: Float?
-    @Option(help: "Initialisation: pytorch (default) or normal (D2L's N(0, init-std²)).") var initScheme: String?
-    @Option(help: "Standard deviation for --init-scheme normal. Default 0.01.") var initStd: Float?
-    @Option(help: "Parallel streams per minibatch (B). Default 32.") var batchSize: Int?
-    @Option(help: "Time steps per minibatch, the BPTT truncation length (T). Default 35.") var numSteps: Int?
-    @Option(help: "Minibatch partitioning: sequential (state carried across minibatches) or random. Default sequential.") var partition: String?
-    @Option(help: "Passes over the training text. Default 50.") var epochs: Int?
-    @Option(help: "Optimizer: sgd or adam. Default sgd.") var optimizer: String?
-    @Option(help: "Learning rate. Default 1 (D2L's, for sgd).") var lr: Float?
-    @Option(help: "SGD momentum. Default 0.") var momentum: Float?
-    @Option(help: "L2 weight decay. Default 0.") var weightDecay: Float?
-    @Option(help: "Adam β1. Default 0.9.") var beta1: Float?
-    @Option(help: "Adam β2. Default 0.999.") var beta2: Float?
-    @Option(help: "Adam ε. Default 1e-8.") var adamEps: Float?
-    @Option(help: "Clip the global gradient norm to this value; 0 disables. Default 1.") var clip: Double?
-    @Option(help: "Learning-rate schedule: constant, step or plateau. Default constant.") var lrSchedule: String?
-    @Option(help: "Factor the learning rate is multiplied by at each decay. Default 0.5.") var lrDecay: Float?
-    @Option(help: "step schedule: first decay after this epoch. Default 1.") var lrStepStart: Int?
-    @Option(help: "step schedule: then every this many epochs. Default 1.") var lrStepEvery: Int?
-    @Option(help: "plateau schedule: epochs without improvement before a decay. Default 0.") var lrPatience: Int?
-    @Option(help: "plateau schedule: lower bound of the learning rate. Default 0.") var lrMin: Float?
-    @Option(help: "Seed for initialisation, data order and dropout. Default 0.") var seed: UInt64?
+    @Option(help: defaulted("Cell: rnn is tanh, rnn-relu ReLU.", defaults.model.rawValue)) var model: CellKind?
+    @Option(help: defaulted("Stacked recurrent layers.", defaults.layers)) var layers: Int?
+    @Option(help: defaulted("Hidden units per layer.", defaults.hidden)) var hidden: Int?
+    @Option(help: defaulted("Embedding width; 0 feeds one-hot tokens as D2L does.", defaults.embed)) var embed: Int?
+    @Option(help: defaulted("Dropout on the embedding, between layers and before the decoder.", defaults.dropout)) var dropout: Float?
+    @Option(help: defaulted("Initialisation: pytorch's uniform, or normal (D2L's N(0, init-std²)).", defaults.initScheme.rawValue)) var initScheme: TrainOptions.InitSchemeName?
+    @Option(help: defaulted("Standard deviation for --init-scheme normal.", defaults.initStd)) var initStd: Float?
+    @Option(help: defaulted("Parallel streams per minibatch (B).", defaults.batchSize)) var batchSize: Int?
+    @Option(help: defaulted("Time steps per minibatch, the BPTT truncation length (T).", defaults.numSteps)) var numSteps: Int?
+    @Option(help: defaulted("Minibatch partitioning: sequential carries the state across minibatches.", defaults.partition.rawValue)) var partition: Partition?
+    @Option(help: defaulted("Passes over the training text.", defaults.epochs)) var epochs: Int?
+    @Option(help: defaulted("Optimizer.", defaults.optimizer.rawValue)) var optimizer: TrainOptions.OptimizerName?
+    @Option(help: defaulted("Learning rate (1 is D2L's, for sgd).", defaults.lr)) var lr: Float?
+    @Option(help: defaulted("SGD momentum.", defaults.momentum)) var momentum: Float?
+    @Option(help: defaulted("L2 weight decay.", defaults.weightDecay)) var weightDecay: Float?
+    @Option(help: defaulted("Adam β1.", defaults.beta1)) var beta1: Float?
+    @Option(help: defaulted("Adam β2.", defaults.beta2)) var beta2: Float?
+    @Option(help: defaulted("Adam ε.", defaults.adamEps)) var adamEps: Float?
+    @Option(help: defaulted("Clip the global gradient norm to this value; 0 disables.", defaults.clip)) var clip: Double?
+    @Option(help: defaulted("Learning-rate schedule.", defaults.lrSchedule.rawValue)) var lrSchedule: TrainOptions.ScheduleName?
+    @Option(help: defaulted("Factor the learning rate is multiplied by at each decay.", defaults.lrDecay)) var lrDecay: Float?
+    @Option(help: defaulted("step schedule: first decay after this epoch.", defaults.lrStepStart)) var lrStepStart: Int?
+    @Option(help: defaulted("step schedule: then every this many epochs.", defaults.lrStepEvery)) var lrStepEvery: Int?
+    @Option(help: defaulted("plateau schedule: epochs without improvement before a decay.", defaults.lrPatience)) var lrPatience: Int?
+    @Option(help: defaulted("plateau schedule: lower bound of the learning rate.", defaults.lrMin)) var lrMin: Float?
+    @Option(help: defaulted("Seed for initialisation, data order and dropout.", defaults.seed)) var seed: UInt64?
     @Option(help: "Folder for step-N.safetensors checkpoints (written at each epoch end).") var checkpointDir: String?
-    @Option(help: "Also checkpoint every N steps (0: epoch ends only). Default 0.") var checkpointEvery: Int?
-    @Option(help: "Also checkpoint when this many seconds passed since the last one (0: off). Default 0.") var checkpointSeconds: Double?
-    @Option(help: "Keep the newest N checkpoints. Default 3.") var keepCheckpoints: Int?
-    @Option(help: "Compute threads: each minibatch's streams are split across them (results are reproducible for a given count). With --workers N, per local worker. Default 1.") var threads: Int?
+    @Option(help: defaulted("Also checkpoint every N steps (0: epoch ends only).", defaults.checkpointEvery)) var checkpointEvery: Int?
+    @Option(help: defaulted("Also checkpoint when this many seconds passed since the last one (0: off).", defaults.checkpointSeconds)) var checkpointSeconds: Double?
+    @Option(help: defaulted("Keep the newest N checkpoints.", defaults.keepCheckpoints)) var keepCheckpoints: Int?
+    @Option(help: "Compute threads: each minibatch's streams are split across them (results are reproducible for a given count). With --workers N, per local worker.")
+    var threads: Int = 1
     @Option(help: "Read settings from a TOML (key = value) or JSON file whose keys are these flags' names; flags given on the command line win.") var config: String?
     @Flag(help: "Print only warnings and errors.") var quiet = false
-    @Option(help: "error, warning, info (default: epoch lines and a live status line on a terminal), or debug (also a line per --log-every interval on a terminal).") var logLevel: String?
-    @Option(help: "Steps per logging interval: a metrics record, and a plain progress line when output is not a terminal. Default 50.") var logEvery: Int?
+    @Option(help: "info prints epoch lines and a live status line on a terminal; debug also a line per --log-every interval on a terminal.")
+    var logLevel: LogLevel = .info
+    @Option(help: "Steps per logging interval: a metrics record, and a plain progress line when output is not a terminal.")
+    var logEvery: Int = 50
     @Option(help: "Metrics file (JSON lines). Default: metrics.jsonl in --checkpoint-dir.") var metrics: String?
     @Option(help: "After training, print a greedy continuation of this text (e.g. \"time traveller\").") var sample: String?
 
-    static let defaultEpochs = 50
-
     /// The effective log level (`--quiet` wins).
-    func level() throws -> LogLevel {
-        if quiet { return .warning }
-        guard let l = logLevel else { return .info }
-        guard let v = LogLevel(rawValue: l) else { throw ConfigError("unknown --log-level '\(l)'; use error, warning, info or debug") }
-        return v
+    var level: LogLevel { quiet ? .warning : logLevel }
+
+    /// The run's settings for `rnnlm train` / `rnnlm coordinator`: a new run from these flags, or, with `resume`,
+    /// the newest checkpoint's settings reconciled with them.
+    func runSettings(resume: Bool, coordinator: CoordinatorSettings?) throws -> TrainingRun.Settings {
+        let start: TrainingRun.Start
+        if resume {
+            start = .resume(checkpointDir: checkpointDir, reconcile: { stored in
+                try checkCompatible(with: stored)
+                var o = stored
+                if let e = epochs { o.epochs = e }
+                applyRunSettings(to: &o)
+                return o
+            }, otherwise: { try newRunOptions() })
+        } else {
+            start = .new(try newRunOptions())
+        }
+        var s = TrainingRun.Settings(start: start)
+        s.dataDir = dataDir
+        s.threads = threads
+        s.logLevel = level
+        s.logEvery = logEvery
+        s.metrics = metrics
+        s.sample = sample
+        s.coordinator = coordinator
+        return s
+    }
+
+    /// Checks that need no data (each value's range), before any corpus loads. With `--resume`, the training text
+    /// may come from the checkpoint, so only the values are checked.
+    func validate(resume: Bool, coordinator: CoordinatorSettings?) throws {
+        let s = try runSettings(resume: resume, coordinator: coordinator)
+        try s.validate()
+        if resume { try newRunOptions().validateValues() }
+    }
+
+    func newRunOptions() throws -> TrainOptions {
+        var o = TrainOptions()
+        try apply(to: &o)
+        return o
     }
 
     func apply(to o: inout TrainOptions) throws {
-        o.epochs = Self.defaultEpochs
         o.corpus = corpus; o.dataset = dataset; o.validCorpus = valid; o.testCorpus = test
         if let v = validFraction { o.validFraction = v }
         if let t = tokenizer {
-            guard let k = TokenizerKind(rawValue: t) else {
-                throw ConfigError("unknown --tokenizer '\(t)'; use one of \(TokenizerKind.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            o.tokenizer = k
+            o.tokenizer = t
         } else if let d = dataset {
             o.tokenizer = try NamedDataset.named(d).defaultTokenizer
         }
@@ -80,12 +123,7 @@ struct TrainFlags: ParsableArguments {
         if let v = bpeMerges { o.bpeMerges = v }
         if let v = minFreq { o.minFreq = v }
         o.maxTokens = maxTokens
-        if let m = model {
-            guard let k = CellKind(rawValue: m) else {
-                throw ConfigError("unknown --model '\(m)'; use one of \(CellKind.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            o.model = k
-        }
+        if let v = model { o.model = v }
         if let v = layers { o.layers = v }
         if let v = hidden { o.hidden = v }
         if let v = embed { o.embed = v }
@@ -94,10 +132,7 @@ struct TrainFlags: ParsableArguments {
         if let v = initStd { o.initStd = v }
         if let v = batchSize { o.batchSize = v }
         if let v = numSteps { o.numSteps = v }
-        if let p = partition {
-            guard let k = Partition(rawValue: p) else { throw ConfigError("unknown --partition '\(p)'; use sequential or random") }
-            o.partition = k
-        }
+        if let v = partition { o.partition = v }
         if let v = epochs { o.epochs = v }
         if let v = optimizer { o.optimizer = v }
         if let v = lr { o.lr = v }
@@ -148,3 +183,38 @@ struct TrainFlags: ParsableArguments {
         }
     }
 }
+
+/// Synchronous or asynchronous parameter server.
+struct DistributedFlags: ParsableArguments {
+    @Option(help: "sync: every step waits for all workers and equals single-process training; async: each gradient is applied on arrival (faster with uneven workers, not reproducible).")
+    var mode: CoordinatorSettings.Mode = .sync
+    @Option(help: "async: discard a gradient computed on weights more than this many updates old. Default: the number of workers.")
+    var maxStaleness: Int?
+    @Option(help: "sync: after --step-timeout, go on with the gradients of at least this many workers (stragglers' late gradients are discarded). Default: all workers.")
+    var quorum: Int?
+    @Option(help: "Pause (and say so) while fewer workers than this are alive; workers may join a running job.")
+    var minWorkers: Int = 1
+    @Option(help: "Seconds without heartbeats after which a worker is declared dead (a killed worker is noticed at once).")
+    var heartbeatTimeout: Double = 5
+
+    /// Coordinator settings for `expectWorkers` workers at `bind`, with these flags applied.
+    func coordinator(bind: String, expectWorkers: Int, joinTimeout: Double, stepTimeout: Double) -> CoordinatorSettings {
+        var c = CoordinatorSettings(bind: bind, expectWorkers: expectWorkers, joinTimeout: joinTimeout, stepTimeout: stepTimeout)
+        c.mode = mode
+        c.maxStaleness = maxStaleness
+        c.quorum = quorum
+        c.minWorkers = minWorkers
+        c.heartbeatTimeout = heartbeatTimeout
+        return c
+    }
+}
+
+// The choice flags' types, parsed from their raw values; help lists them.
+extension TokenizerKind: ExpressibleByArgument {}
+extension CellKind: ExpressibleByArgument {}
+extension Partition: ExpressibleByArgument {}
+extension TrainOptions.OptimizerName: ExpressibleByArgument {}
+extension TrainOptions.ScheduleName: ExpressibleByArgument {}
+extension TrainOptions.InitSchemeName: ExpressibleByArgument {}
+extension LogLevel: ExpressibleByArgument {}
+extension CoordinatorSettings.Mode: ExpressibleByArgument {}

@@ -92,4 +92,67 @@ struct CLITests {
         let changed = try run(bin, ["train", "--resume", "--checkpoint-dir", dir + "/ck2", "--epochs", "2"] + data)
         #expect(changed.status == 1 && changed.stderr.contains("differs from the one this checkpoint was trained on"), "\(changed.stderr)")
     }
+
+    /// `--help`'s option entries by flag name, each entry's wrapped lines joined with single spaces.
+    func helpEntries(_ help: String) -> [String: String] {
+        var entries: [String: String] = [:], current: String?
+        for line in help.split(separator: "\n") {
+            let words = line.split(separator: " ")
+            if line.hasPrefix("  -"), let flag = words.first(where: { $0.hasPrefix("--") }) {
+                current = String(flag.trimmingCharacters(in: CharacterSet(charactersIn: ",")))
+                entries[current!] = words.joined(separator: " ")
+            } else if line.hasPrefix("    "), let c = current {
+                entries[c, default: ""] += " " + words.joined(separator: " ")
+            } else {
+                current = nil
+            }
+        }
+        return entries
+    }
+
+    @Test func helpListsChoiceValuesAndEachDefaultOnce() throws {
+        let bin = try rnnlmBinary()
+        for command in ["train", "coordinator"] {
+            let r = try run(bin, [command, "--help"])
+            #expect(r.status == 0 && r.stderr.isEmpty, "\(r.stderr)")
+            let entries = helpEntries(r.stdout)
+            let choices = [
+                "--tokenizer": "char, char-raw, word, lines, bpe", "--model": "rnn, rnn-relu, gru, lstm",
+                "--partition": "sequential, random", "--optimizer": "sgd, adam", "--lr-schedule": "constant, step, plateau",
+                "--init-scheme": "pytorch, normal", "--log-level": "error, warning, info, debug", "--mode": "sync, async",
+            ]
+            for (flag, values) in choices {
+                let entry = try #require(entries[flag], "\(command) --help lacks \(flag)")
+                #expect(entry.contains("(values: \(values)"), "\(flag): \(entry)")
+            }
+            for (flag, entry) in entries {
+                let count = entry.lowercased().components(separatedBy: "default").count - 1
+                #expect(count <= 1, "\(command) \(flag) states its default \(count) times: \(entry)")
+            }
+            // The defaults come from TrainOptions: 50 epochs, as a run without --epochs trains.
+            #expect(entries["--epochs"]?.contains("(default: 50)") == true)
+            #expect(entries["--batch-size"]?.contains("(default: 32)") == true)
+            #expect(entries["--model"]?.contains("default: gru") == true)
+        }
+    }
+
+    @Test func checksThatNeedNoDataComeBeforeAnyDataLoads() throws {
+        let bin = try rnnlmBinary()
+        let cases: [([String], String)] = [
+            (["train", "--corpus", "/nonexistent.txt", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+            (["train", "--corpus", "/nonexistent.txt", "--log-every", "0"], "--log-every must be at least 1"),
+            (["train", "--corpus", "/nonexistent.txt", "--threads", "0"], "--threads must be 1 or more, got 0"),
+            (["train", "--corpus", "/nonexistent.txt", "--workers", "2", "--quorum", "3"], "--quorum must be between 1 and --expect-workers (2), got 3"),
+            (["coordinator", "--corpus", "/nonexistent.txt", "--expect-workers", "1", "--heartbeat-timeout", "0.5"], "--heartbeat-timeout must be at least 1 second"),
+            (["train", "--corpus", "/nonexistent.txt", "--optimizer", "adagrad"], "unknown --optimizer 'adagrad'; use one of sgd, adam"),
+            (["train", "--corpus", "/nonexistent.txt", "--init-scheme", "xavier"], "unknown --init-scheme 'xavier'; use one of pytorch, normal"),
+            (["train", "--resume", "--checkpoint-dir", "/nonexistent", "--keep-checkpoints", "0"], "--keep-checkpoints must be at least 1, got 0"),
+        ]
+        for (args, message) in cases {
+            let r = try run(bin, args)
+            #expect(r.status == 1, "\(args): status \(r.status)")
+            #expect(r.stderr == "error: \(message)\n", "\(args): stderr was \(r.stderr)")
+            #expect(r.stdout.isEmpty, "\(args) printed before failing: \(r.stdout)")
+        }
+    }
 }

@@ -47,8 +47,8 @@ struct TrainerTests {
         let dir = temporaryDirectory()
         let o = timeMachineOptions {
             $0.epochs = 2; $0.embed = 8; $0.dropout = 0.2; $0.layers = 2; $0.model = .lstm
-            $0.optimizer = "adam"; $0.lr = 0.01; $0.partition = partition; $0.checkpointDir = dir + "/split"
-            $0.lrSchedule = "step"; $0.lrStepStart = 1
+            $0.optimizer = .adam; $0.lr = 0.01; $0.partition = partition; $0.checkpointDir = dir + "/split"
+            $0.lrSchedule = .step; $0.lrStepStart = 1
         }
         let data = try TextData.load(o, dataDir: sharedDataDirectory())
         var straightOptions = o

@@ -1,0 +1,56 @@
+import Foundation
+import RNNCore
+import RNNTransport
+
+/// How a training run serves its workers: where the coordinator listens, how many workers it waits for, and
+/// how it treats them.
+public struct CoordinatorSettings {
+    /// Synchronous or asynchronous parameter server.
+    public enum Mode: String, CaseIterable, Sendable {
+        /// Every step waits for all workers and equals single-process training.
+        case sync
+        /// Each gradient is applied on arrival (faster with uneven workers, not reproducible).
+        case async
+    }
+
+    public var bind: String
+    public var expectWorkers: Int
+    public var joinTimeout: TimeInterval
+    public var stepTimeout: TimeInterval
+    public var mode: Mode = .sync
+    /// async: the staleness bound (nil: the number of workers).
+    public var maxStaleness: Int?
+    /// sync: after `stepTimeout`, go on with this many gradients (nil: all workers).
+    public var quorum: Int?
+    public var minWorkers = 1
+    public var heartbeatTimeout: Double = 5
+    /// A folder private to this coordinator for shared-memory payload files (local workers only).
+    public var sharedMemory: String?
+    /// CURVE server keys and the authorised worker keys (public key → name), for non-loopback coordinators.
+    public var curve: (keys: CurveKeyPair, authorized: [String: String])?
+    /// Called once the socket is bound (`LocalWorkers` starts its processes here).
+    public var afterBind: () throws -> Void = {}
+
+    public init(bind: String, expectWorkers: Int, joinTimeout: TimeInterval, stepTimeout: TimeInterval) {
+        self.bind = bind
+        self.expectWorkers = expectWorkers
+        self.joinTimeout = joinTimeout
+        self.stepTimeout = stepTimeout
+    }
+
+    /// Rejects settings that cannot work, naming the flag; needs no data, so the command line checks before loading any.
+    public func validate() throws(ConfigError) {
+        guard heartbeatTimeout >= 1 else { throw ConfigError("--heartbeat-timeout must be at least 1 second") }
+        if let q = quorum, !(q >= 1 && q <= expectWorkers) {
+            throw ConfigError("--quorum must be between 1 and --expect-workers (\(expectWorkers)), got \(q)")
+        }
+        guard minWorkers >= 1 else { throw ConfigError("--min-workers must be at least 1") }
+        if mode == .async, let s = maxStaleness, s < 0 { throw ConfigError("--max-staleness must be 0 or more") }
+    }
+
+    /// Whether `endpoint` (tcp://HOST:PORT) only accepts connections from this machine.
+    public static func isLoopback(_ endpoint: String) -> Bool {
+        let host = endpoint.dropFirst("tcp://".count).split(separator: ":").first.map(String.init) ?? ""
+        return host.hasPrefix("127.") || host == "localhost" || host == "[::1]"
+    }
+}

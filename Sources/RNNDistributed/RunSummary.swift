@@ -1,0 +1,33 @@
+import RNNTrain
+
+/// What a `TrainingRun` did.
+public struct RunSummary: Sendable {
+    public enum Outcome: Equatable, Sendable {
+        /// Trained to the last epoch.
+        case trained
+        /// The checkpoint had already reached the epochs asked for; nothing was trained.
+        case alreadyComplete
+        /// Stopped early by the `StopRequest`; `checkpoint` is what was saved (nil without a checkpoint folder).
+        case interrupted(checkpoint: String?)
+    }
+
+    public var outcome: Outcome
+    /// The run's resolved settings (a resumed run's are its checkpoint's, with the flags that may change applied).
+    public var options: TrainOptions
+    /// Completed epochs and optimizer steps, counting those before a resume.
+    public var epochs: Int
+    public var steps: Int
+    /// One report per completed epoch, as printed.
+    public var history: [EpochReport]
+    public var testPerplexity: Double?
+    /// The newest checkpoint when the run ended.
+    public var checkpoint: String?
+    /// Wall time of the training loop (0 when nothing was trained).
+    public var seconds: Double
+
+    /// The process exit status the command line uses: 130 when interrupted (as for SIGINT), else 0.
+    public var exitCode: Int32 {
+        if case .interrupted = outcome { return 130 }
+        return 0
+    }
+}

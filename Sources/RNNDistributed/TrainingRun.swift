@@ -1,0 +1,227 @@
+import Foundation
+import RNNCheckpoint
+import RNNCore
+import RNNProtocol
+import RNNText
+import RNNTrain
+import RNNTransport
+
+/// One training run as `rnnlm train` and `rnnlm coordinator` perform it: resolve the settings (or resume from the
+/// newest checkpoint), load the data, write run.toml, optionally serve workers as the coordinator, train with live
+/// progress and a metrics file, then report (summary, test perplexity, plot, a sample). Everything it prints goes
+/// to its `OutputSink` and it stops when its `StopRequest` says so, so a test can drive a whole run in-process.
+public final class TrainingRun {
+    /// Where a run's settings come from.
+    public enum Start {
+        /// A new run with these settings (validated before any data loads).
+        case new(TrainOptions)
+        /// Continue from the newest checkpoint in `checkpointDir`: `reconcile` turns the checkpoint's settings into
+        /// the resumed run's (refusing flags that contradict them, applying those that may change). Without a
+        /// checkpoint, `otherwise` gives a new run's settings.
+        case resume(checkpointDir: String?, reconcile: (TrainOptions) throws -> TrainOptions,
+                    otherwise: () throws -> TrainOptions)
+    }
+
+    /// Everything about a run besides the model and data settings in `TrainOptions`.
+    public struct Settings {
+        public var start: Start
+        /// Folder searched first for named datasets.
+        public var dataDir: String?
+        /// Compute threads: the streams of each minibatch are split across them (a coordinator gives them to BLAS).
+        public var threads = 1
+        public var logLevel: LogLevel = .info
+        /// Steps per logging interval (a metrics record; a plain progress line when output is not a terminal).
+        public var logEvery = 50
+        /// Metrics file (JSON lines); nil: metrics.jsonl in the checkpoint folder, if there is one.
+        public var metrics: String?
+        /// After training, print a greedy continuation of this text.
+        public var sample: String?
+        /// Serve workers as the coordinator instead of computing gradients in this process.
+        public var coordinator: CoordinatorSettings?
+
+        public init(start: Start) { self.start = start }
+
+        /// Rejects settings that cannot work, naming the flag; needs no data.
+        public func validate() throws(ConfigError) {
+            if threads < 1 { throw ConfigError("--threads must be 1 or more, got \(threads)") }
+            guard logEvery >= 1 else { throw ConfigError("--log-every must be at least 1") }
+            if case .new(let o) = start { try o.validate() }
+            try coordinator?.validate()
+        }
+    }
+
+    public let settings: Settings
+    let sink: OutputSink
+    let stop: StopRequest
+
+    public init(settings: Settings, output: OutputSink = .console, stop: StopRequest = .signals) {
+        self.settings = settings
+        self.sink = output
+        self.stop = stop
+    }
+
+    public func run() throws -> RunSummary {
+        try settings.validate()
+        let threads = settings.threads
+        let distributed = settings.coordinator
+        // Local training splits each minibatch's streams across threads, each with single-threaded BLAS (the per-step
+        // products are too small for OpenBLAS to parallelise well, bench/README.md); a coordinator gives them to BLAS.
+        setBLASThreads(distributed == nil ? 1 : threads)
+        let out = RunLog(level: settings.logLevel, sink: sink)
+        let trainer = try makeTrainer(out)
+        if distributed == nil { trainer.useThreads(threads) }
+        let o = trainer.options
+        let task = trainer.task
+        let perEpoch = task.minibatchCount(epoch: trainer.record.epoch)
+        for line in task.summary { out.say(line) }
+        try writeRunConfig(o, out)
+        if o.checkpointDir == nil { out.say("note: no --checkpoint-dir given; nothing will be saved") }
+        if trainer.record.epoch >= o.epochs {
+            out.say("training is already complete (epoch \(trainer.record.epoch) of \(o.epochs)); pass a larger --epochs to continue")
+            return summary(.alreadyComplete, trainer, seconds: 0)
+        }
+        stop.arm()
+        var coordinator: Coordinator?
+        let context = ZMQContext()
+        var zap: ZAPAuthenticator?
+        defer { zap?.stop() }
+        if let d = distributed {
+            let bound = MessageBounds.maxMessageBytes(
+                parameters: task.parameterCount, stateValues: task.rowsPerMinibatch * task.carriedPerRow)
+            let socket = try ZMQSocket(context, kind: .router, maxMessageBytes: bound, heartbeatTimeout: d.heartbeatTimeout)
+            if let c = d.curve {
+                // The authentication handler must be listening before the socket accepts anyone.
+                let write = sink.standardOutput
+                let handler = ZAPAuthenticator(context: context, authorizedKeys: c.authorized, log: { write($0 + "\n") })
+                try handler.start()
+                zap = handler
+                try socket.makeCurveServer(c.keys)
+                out.say("CURVE: encrypted, \(c.authorized.count) authorised worker key(s); coordinator public key \(c.keys.publicKey)")
+            }
+            try socket.bind(d.bind)
+            out.say("coordinator listening on \(socket.lastEndpoint)")
+            try d.afterBind()
+            var seedRNG = SystemRandomNumberGenerator()
+            let c = Coordinator(socket: socket, runID: seedRNG.next(), parameterCount: task.parameterCount,
+                                joinTimeout: d.joinTimeout, stepTimeout: d.stepTimeout, log: out.say)
+            c.shouldStop = stop.isRequested
+            c.quorum = d.quorum
+            c.minWorkers = d.minWorkers
+            c.sharedMemoryDirectory = d.sharedMemory
+            do { try c.admitWorkers(count: d.expectWorkers, trainer: trainer) } catch let e as DistributedError where e == .interrupted {
+                return summary(.interrupted(checkpoint: nil), trainer, seconds: 0)
+            }
+            trainer.source = c
+            coordinator = c
+        }
+        defer { coordinator?.stopAll(reason: "training finished") }
+        // Live progress and the metrics file.
+        let every = settings.logEvery
+        let remainingEpochs = max(0, o.epochs - trainer.record.epoch)
+        let reporter = ProgressReporter(isTerminal: sink.isTerminal, level: out.level, every: every,
+                                        totalSteps: trainer.record.step - trainer.record.batchInEpoch + remainingEpochs * perEpoch,
+                                        epochs: o.epochs, write: sink.standardOutput)
+        let expected = distributed?.expectWorkers
+        reporter.workers = { coordinator.map { ($0.peers.count, expected ?? $0.peers.count) } }
+        out.reporter = reporter
+        let metricsPath = settings.metrics ?? o.checkpointDir.map { $0 + "/metrics.jsonl" }
+        let metrics = try metricsPath.map { try MetricsWriter(path: $0, every: every) }
+        metrics?.workers = { coordinator?.peers.count }
+        trainer.onStep = { info in
+            reporter.step(info)
+            metrics?.step(info)
+        }
+        trainer.onEpoch = { [unowned trainer] report in metrics?.epoch(report, step: trainer.record.step) }
+        let started = Date()
+        var gate: StalenessGate?
+        do {
+            defer { reporter.finish() }
+            if let d = distributed, d.mode == .async, let c = coordinator {
+                gate = try c.runAsync(trainer: trainer, maxStaleness: d.maxStaleness ?? d.expectWorkers)
+            } else {
+                try trainer.run(shouldStop: stop.isRequested)
+            }
+        } catch let e as DistributedError where e == .interrupted {}
+        out.reporter = nil
+        if let g = gate {
+            out.say("async: applied \(g.applied) gradients (largest staleness \(g.maxAppliedStaleness), bound --max-staleness \(g.maxStaleness)), discarded \(g.discarded) stale")
+        }
+        if stop.isRequested() {
+            let saved = try trainer.saveCheckpoint()
+            if let path = saved { sink.standardError("interrupted: saved \(path); continue with --resume\n") }
+            return summary(.interrupted(checkpoint: saved), trainer, seconds: Date().timeIntervalSince(started))
+        }
+        let wall = Date().timeIntervalSince(started)
+        if let last = trainer.record.history.last {
+            out.say("done: \(trainer.record.epoch) epochs, \(trainer.record.step) steps in \(duration(wall)); final perplexity \(String(format: "%.3f", last.trainPerplexity))\(last.validPerplexity.map { String(format: ", val %.3f", $0) } ?? "")")
+        }
+        if let c = coordinator, c.steps > 0 { out.say(c.timingSummary(stepSeconds: trainer.stepSeconds, updateSeconds: trainer.updateSeconds)) }
+        var result = summary(.trained, trainer, seconds: wall)
+        if let test = trainer.evaluate(.test) {
+            out.say(String(format: "test perplexity %.3f", test.perplexity))
+            result.testPerplexity = test.perplexity
+        }
+        if let latest = result.checkpoint { out.say("checkpoint: \(latest)") }
+        if let m = metricsPath, let dir = o.checkpointDir {
+            let points = try readEpochPoints(m)
+            if !points.isEmpty {
+                let svg = dir + "/curve.svg"
+                try perplexitySVG(points, logScale: false, title: "\(o.model.rawValue) on \(o.dataset ?? (o.corpus as NSString?)?.lastPathComponent ?? "text")")
+                    .write(toFile: svg, atomically: true, encoding: .utf8)
+                out.say("metrics: \(m); plot: \(svg)")
+            }
+        }
+        if let prefix = settings.sample {
+            guard let lm = trainer.languageModel else { throw TrainingError("--sample needs a language model") }
+            let m = TrainedModel(model: lm.model, tokenizer: lm.data.tokenizer, vocabulary: lm.data.vocabulary, record: trainer.record)
+            out.say("sample: " + (try m.generate(prefix: prefix, count: 100, decoding: .greedy)))
+        }
+        return result
+    }
+
+    /// A trainer for a new run, or resumed from the newest checkpoint.
+    private func makeTrainer(_ out: RunLog) throws -> Trainer {
+        let latest: String?
+        if case .resume(let dir?, _, _) = settings.start { latest = latestCheckpoint(in: dir) } else { latest = nil }
+        switch settings.start {
+        case .resume(_, let reconcile, _) where latest != nil:
+            let ck = try Checkpoint<TrainingRecord>.read(from: latest!)
+            let options = try reconcile(ck.extra.options)
+            let task = try TaskRegistry.task(resuming: ck.extra.task, options: options, dataDir: settings.dataDir)
+            var resumed = ck
+            resumed.extra.options = options
+            let trainer = try Trainer(resuming: resumed, task: task, log: out.say)
+            out.say("resuming \(latest!): epoch \(ck.extra.epoch), step \(ck.extra.step)")
+            return trainer
+        case .resume(_, _, let otherwise):
+            let o = try otherwise()
+            try o.validate()
+            out.say("no checkpoint in \(o.checkpointDir ?? "(no --checkpoint-dir)"); starting a new run")
+            return try Trainer(options: o, task: try TaskRegistry.task(for: o, dataDir: settings.dataDir), log: out.say)
+        case .new(let o):
+            try o.validate()
+            return try Trainer(options: o, task: try TaskRegistry.task(for: o, dataDir: settings.dataDir), log: out.say)
+        }
+    }
+
+    /// The resolved configuration: printed (what differs from the defaults) and saved beside the checkpoints.
+    private func writeRunConfig(_ o: TrainOptions, _ out: RunLog) throws {
+        let defaults = Set(TrainOptions().tomlLines())
+        let changed = o.tomlLines().filter { !defaults.contains($0) }
+        var configPath: String?
+        if let dir = o.checkpointDir {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            configPath = dir + "/run.toml"
+            let text = "# rnnlm train settings, resolved (flags over --config over defaults). Reuse: rnnlm train --config \(configPath!)\n"
+                + o.tomlLines().joined(separator: "\n") + "\n"
+            try text.write(toFile: configPath!, atomically: true, encoding: .utf8)
+        }
+        out.say("config: \(changed.joined(separator: ", "))\(configPath.map { " (all settings: \($0))" } ?? "")")
+    }
+
+    private func summary(_ outcome: RunSummary.Outcome, _ trainer: Trainer, seconds: Double) -> RunSummary {
+        RunSummary(outcome: outcome, options: trainer.options, epochs: trainer.record.epoch, steps: trainer.record.step,
+                   history: trainer.record.history, testPerplexity: nil,
+                   checkpoint: trainer.options.checkpointDir.flatMap(latestCheckpoint(in:)), seconds: seconds)
+    }
+}
