@@ -38,7 +38,7 @@ public final class Coordinator: GradientSource {
     let log: (String) -> Void
     /// Checked while waiting; when it returns true the current wait ends with `DistributedError.interrupted`.
     public var shouldStop: () -> Bool = { false }
-    private var machine: CoordinatorMachine?
+    var machine: CoordinatorMachine?
     /// Workers whose carried state may differ from the coordinator's copy (just joined or resumed).
     private var needsState: Set<Int> = []
     public internal(set) var rejected: [String: Int] = [:]
@@ -53,10 +53,9 @@ public final class Coordinator: GradientSource {
     /// How often the workers a step waits for are probed for liveness.
     public var probeInterval = 0.25
     /// A folder private to this coordinator (`rnnlm train --workers N` makes one); workers whose hello names
-    /// it get a `SharedPayloadRegion` there, and their weights and gradients bypass the socket. Synchronous
-    /// mode only.
+    /// it get a `SharedPayloadRegion` there, and their weights and gradients bypass the socket.
     public var sharedMemoryDirectory: String?
-    private var regions: [PeerID: SharedPayloadRegion] = [:]
+    var regions: [PeerID: SharedPayloadRegion] = [:]
 
     public init(socket: ZMQSocket, runID: UInt64, parameterCount: Int, joinTimeout: TimeInterval, stepTimeout: TimeInterval,
                 log: @escaping (String) -> Void) {
@@ -76,7 +75,7 @@ public final class Coordinator: GradientSource {
     }
 
     /// Receives for up to a second and hands the machine what came (or the time).
-    private func pump(timeoutMs: Int = 1000) throws -> [CoordinatorMachine.Action] {
+    func pump(timeoutMs: Int = 1000) throws -> [CoordinatorMachine.Action] {
         if shouldStop() { throw DistributedError.interrupted }
         if let frames = try socket.receive(timeoutMs: timeoutMs), frames.count >= 2 {
             guard let body = restoringSharedPayload(Array(frames.dropFirst()), from: regions[frames[0]], .toCoordinator) else {
@@ -91,7 +90,7 @@ public final class Coordinator: GradientSource {
 
     /// Sends a weights message to a local worker: the payload into its shared-memory slot, the flagged head over
     /// the socket. False when the worker is no longer connected.
-    private func send(_ head: [UInt8], payload: UnsafeRawBufferPointer, through region: SharedPayloadRegion,
+    func send(_ head: [UInt8], payload: UnsafeRawBufferPointer, through region: SharedPayloadRegion,
                       to peer: PeerID) throws -> Bool {
         try region.write(.toWorker, [payload])
         do { try socket.send([Codec.flaggingSharedPayload(head)], to: peer) } catch let e as TransportError where e.unreachable {
@@ -101,7 +100,7 @@ public final class Coordinator: GradientSource {
     }
 
     /// Carries out the actions that need no trainer data (feeding back any peer found gone); returns the rest.
-    private func performCommon(_ actions: [CoordinatorMachine.Action]) throws -> [CoordinatorMachine.Action] {
+    func performCommon(_ actions: [CoordinatorMachine.Action]) throws -> [CoordinatorMachine.Action] {
         var rest: [CoordinatorMachine.Action] = []
         var queue = actions[...]
         while let a = queue.popFirst() {
@@ -121,12 +120,13 @@ public final class Coordinator: GradientSource {
         return rest
     }
 
-    /// Sends a heartbeat to every worker the current step still waits for; one that is gone is reported to
-    /// the machine (a SIGKILLed worker is noticed within one probe interval).
-    private func probeMissing() throws -> [CoordinatorMachine.Action] {
-        guard let g = machine?.gather else { return [] }
+    /// Sends a heartbeat to every worker the machine waits for (the step's missing gradients, async minibatches
+    /// in flight); one that is gone is reported to the machine (a SIGKILLed worker is noticed within one probe
+    /// interval).
+    func probeMissing() throws -> [CoordinatorMachine.Action] {
+        guard let awaited = machine?.awaited else { return [] }
         var actions: [CoordinatorMachine.Action] = []
-        for i in g.missing {
+        for i in awaited {
             guard let w = machine!.workers.first(where: { $0.index == i }) else { continue }
             do { try socket.send(Codec.encode(.heartbeat(runID: runID)), to: w.peer) } catch let e as TransportError where e.unreachable {
                 actions += machine!.handle(.peerUnreachable(peer: w.peer, now: Self.now()))

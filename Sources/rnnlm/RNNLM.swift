@@ -78,10 +78,10 @@ struct Train: ParsableCommand {
                                                     attributes: [.posixPermissions: 0o700])
             defer { try? FileManager.default.removeItem(atPath: dir) }
             let endpoint = "ipc://\(dir)/coordinator"
-            // Payloads between this process and its own workers go through files in a tmpfs folder (synchronous
-            // mode; RNNLM_SHARED_MEMORY=0 sends them over the socket instead).
+            // Payloads between this process and its own workers go through files in a tmpfs folder
+            // (RNNLM_SHARED_MEMORY=0 sends them over the socket instead).
             var shared: String?
-            if distributedFlags.mode == .sync && ProcessInfo.processInfo.environment["RNNLM_SHARED_MEMORY"] != "0" {
+            if ProcessInfo.processInfo.environment["RNNLM_SHARED_MEMORY"] != "0" {
                 let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm/" : NSTemporaryDirectory()
                 removeStaleSharedMemory(in: base)
                 shared = base + "rnnlm-\(getpid())"
@@ -391,8 +391,14 @@ func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) thro
     let every = flags.logEvery ?? 50
     guard every >= 1 else { throw ValidationError("--log-every must be at least 1") }
     let remainingEpochs = max(0, o.epochs - trainer.record.epoch)
+    // Async: every worker walks every minibatch of its streams each epoch, and each applied gradient is a step; the
+    // total follows the live workers' remaining minibatches (a lost worker's share is not run).
+    let asyncCoordinator = distributed?.mode == .async ? coordinator : nil
+    let totalSteps = asyncCoordinator.map { c in
+        trainer.record.step + (trainer.record.epoch..<o.epochs).reduce(0) { $0 + trainer.epochBatches($1).count } * c.peers.count
+    } ?? trainer.record.step - trainer.record.batchInEpoch + remainingEpochs * perEpoch
     let reporter = ProgressReporter(isTerminal: ProgressReporter.stdoutIsTerminal, level: out.level, every: every,
-                                    totalSteps: trainer.record.step - trainer.record.batchInEpoch + remainingEpochs * perEpoch, epochs: o.epochs)
+                                    totalSteps: totalSteps, epochs: o.epochs)
     let expected = distributed?.expectWorkers
     reporter.workers = { coordinator.map { ($0.peers.count, expected ?? $0.peers.count) } }
     out.reporter = reporter
@@ -400,6 +406,7 @@ func train(flags: TrainFlags, resume: Bool, distributed: DistributedSetup?) thro
     let metrics = try metricsPath.map { try MetricsWriter(path: $0, every: every) }
     metrics?.workers = { coordinator?.peers.count }
     trainer.onStep = { info in
+        if let c = asyncCoordinator { reporter.totalSteps = info.step + c.asyncRemaining }
         reporter.step(info)
         metrics?.step(info)
     }
