@@ -115,8 +115,10 @@ extension CoordinatorMachine {
         asyncRun = run
         pendingState.removeAll()  // minibatch 0 starts every stream from zero
         phase = .running
-        guard plan.firstEpoch < run.epochs else { return asyncProgress() }
-        return [.broadcastWeights(step: run.gate.version, epoch: UInt32(plan.firstEpoch), index: 0, reset: true, to: live)]
+        let turnedAway = pendingJoins.flatMap { turnAwayAsyncJoin($0.0, $0.1) }
+        pendingJoins.removeAll()
+        guard plan.firstEpoch < run.epochs else { return turnedAway + asyncProgress() }
+        return turnedAway + [.broadcastWeights(step: run.gate.version, epoch: UInt32(plan.firstEpoch), index: 0, reset: true, to: live)]
     }
 
     /// A gradient from `w` computed on weights `version`.

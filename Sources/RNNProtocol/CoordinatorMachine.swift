@@ -97,7 +97,7 @@ public struct CoordinatorMachine {
     /// Workers whose streams' state must be sent with their next weights (columns moved, or a dropped step).
     var pendingState: Set<Int> = []
     /// Workers that asked to join during the run; admitted at the next step boundary.
-    private var pendingJoins: [(PeerID, WorkerHello)] = []
+    var pendingJoins: [(PeerID, WorkerHello)] = []
     /// The step the coordinator paused at (too few workers), started once enough have joined.
     private var pausedStep: (step: UInt64, epoch: UInt32, index: UInt32, reset: Bool, sendState: Set<Int>)?
     private var joining: [(PeerID, WorkerHello)] = []
@@ -141,10 +141,6 @@ public struct CoordinatorMachine {
             return asyncTick(now: now)
         case (.running, .updateApplied(let worker, let now)):
             return updateApplied(worker: worker, now: now)
-        case (.running, .peerUnreachable(let peer, _)):
-            guard let w = workers.first(where: { $0.peer == peer }), alive.contains(w.index),
-                  !asyncRun!.hasFinished(w.index) else { return [] }  // a finished worker exits: not a loss
-            return declareLost(w.index, "unreachable (its process died or its connection broke)")
         case (.running, .startStep), (_, .updateApplied):
             return []
         case (_, .startAsync):
@@ -202,8 +198,11 @@ public struct CoordinatorMachine {
             return receivedDuringRun(peer, frames, now: now)
         case (.admitting, .peerUnreachable):
             return []
-        case (.idle, .peerUnreachable(let peer, _)), (.gathering, .peerUnreachable(let peer, _)):
-            guard let w = workers.first(where: { $0.peer == peer }), alive.contains(w.index) else { return [] }
+        case (.idle, .peerUnreachable(let peer, _)), (.gathering, .peerUnreachable(let peer, _)),
+             (.running, .peerUnreachable(let peer, _)):
+            // An async worker that has walked every epoch exits after its stop: not a loss.
+            guard let w = workers.first(where: { $0.peer == peer }), alive.contains(w.index),
+                  asyncRun?.hasFinished(w.index) != true else { return [] }
             return declareLost(w.index, "unreachable (its process died or its connection broke)")
         }
     }
