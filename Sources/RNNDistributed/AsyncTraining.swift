@@ -1,121 +1,73 @@
 import Foundation
 import RNNCore
 import RNNProtocol
-import RNNText
 import RNNTrain
+import RNNTransport
 
 extension Coordinator {
-    /// Asynchronous training: every worker walks the minibatches of its own stream columns epoch by epoch at
-    /// its own pace. Each gradient is applied on arrival (scaled by its own token count, clipped centrally,
-    /// optimizer on the coordinator) unless it was computed on weights more than `maxStaleness` versions old,
-    /// in which case it is discarded and counted; either way the worker gets the newest weights and its next
-    /// minibatch. An epoch is reported when every worker has finished it. Not bit-reproducible (arrival order).
+    /// Asynchronous training: every worker walks the minibatches of its own rows epoch by epoch at its
+    /// own pace. Each gradient is applied on arrival (scaled by its own token count, clipped centrally, optimizer
+    /// on the coordinator) unless it was computed on weights more than `maxStaleness` versions old, in which case
+    /// it is discarded and counted; either way the worker gets the newest weights and its next minibatch. An epoch
+    /// is reported when every live worker has passed it; a lost worker's streams go on with the others. Not
+    /// bit-reproducible (arrival order). The decisions are `CoordinatorMachine`'s (AsyncRun.swift); this driver
+    /// feeds it what arrives and the time, and carries out its actions with the trainer.
     public func runAsync(trainer: Trainer, maxStaleness: Int) throws -> StalenessGate {
-        var gate = StalenessGate(maxStaleness: maxStaleness, version: UInt64(trainer.record.step))
-        let epochs = trainer.options.epochs
-        let task = trainer.task, perRow = task.carriedPerRow
-        struct Cursor { var epoch: Int; var index: Int; var sentVersion: UInt64 }
-        var cursors: [Int: Cursor] = [:]
-        var batchesPerEpoch: [Int: Int] = [:]
-        func count(_ e: Int) -> Int {
-            if let c = batchesPerEpoch[e] { return c }
-            let c = task.minibatchCount(epoch: e)
-            batchesPerEpoch[e] = c
-            return c
-        }
-        var epochLoss: [Int: LossSum] = [:]
-        var epochStart: [Int: Date] = [:]
-        var reported = trainer.record.epoch
-        var finished = Set<Int>()
-
-        func send(_ p: AdmittedWorker, _ c: Cursor, withState: Bool) throws {
-            let params = Array(UnsafeBufferPointer(start: task.parameters.pointer, count: task.parameterCount))
-            let reset = task.resetsCarried(epoch: c.epoch, index: c.index)
-            let state = withState && !reset ? carriedRows(trainer.carried, perRow: perRow, rows: p.columns) : []
-            try socket.send(Codec.encode(.weights(runID: runID, step: gate.version, epoch: UInt32(c.epoch), batch: UInt32(c.index),
-                                                  resetState: reset, parameters: params, state: state)), to: p.peer)
-        }
-
-        let startEpoch = trainer.record.epoch
-        guard startEpoch < epochs else { return gate }
-        epochStart[startEpoch] = Date()
-        for p in peers {
-            let c = Cursor(epoch: startEpoch, index: 0, sentVersion: gate.version)
-            cursors[p.index] = c
-            try send(p, c, withState: false)
-        }
-        var lastHeard = Date()
-        while finished.count < peers.count {
-            if shouldStop() { throw DistributedError.interrupted }
-            guard let frames = try socket.receive(timeoutMs: 1000), frames.count >= 2 else {
-                if Date().timeIntervalSince(lastHeard) > stepTimeout {
-                    throw DistributedError("async: no gradient from any worker for \(Int(stepTimeout))s; are the workers alive?")
+        let o = trainer.options, task = trainer.task
+        let first = trainer.record.epoch
+        // A task either resets every row's carried values at each epoch's start only, or before every minibatch.
+        let plan = AsyncPlan(maxStaleness: maxStaleness, version: UInt64(trainer.record.step), firstEpoch: first,
+                             batchesPerEpoch: (0..<o.epochs).map { $0 < first ? 0 : task.minibatchCount(epoch: $0) },
+                             resetEveryBatch: task.resetsCarried(epoch: first, index: 1))
+        var queue = try performCommon(machine!.handle(.startAsync(plan, now: Self.now())))[...]
+        // Workers overlap epochs: an epoch's time runs from its first gradient to its report.
+        var epochStart: [Int: Date] = [first: Date()]
+        var lastProbe = Self.now()
+        var finished = false
+        while !finished {
+            guard let action = queue.popFirst() else {
+                if Self.now() - lastProbe >= probeInterval {
+                    lastProbe = Self.now()
+                    queue += try probeMissing()
+                    if !queue.isEmpty { continue }
                 }
+                queue += try performCommon(try pump(timeoutMs: Int(probeInterval * 1000)))
                 continue
             }
-            guard let peer = peers.first(where: { $0.peer == frames[0] }) else {
-                reject("message from an unknown peer", from: "unknown peer")
-                continue
-            }
-            let message: Message
-            do { message = try Codec.decode(Array(frames.dropFirst()), runID: runID, parameterCount: parameterCount) } catch {
-                reject(String(describing: error), from: peer.label)
-                continue
-            }
-            guard case .gradient(_, let v, let lossSum, let tokens, let g, let st, _) = message else {
-                if case .heartbeat = message { continue }
-                reject("unexpected \(message.type) in async mode", from: peer.label)
-                continue
-            }
-            guard var c = cursors[peer.index], v == c.sentVersion, !finished.contains(peer.index) else {
-                reject("gradient for version \(v), not the one last sent", from: peer.label)
-                continue
-            }
-            guard st.count == peer.columns.count * perRow else {
-                reject("gradient carries \(st.count) state values, expected \(peer.columns.count * perRow)", from: peer.label)
-                continue
-            }
-            lastHeard = Date()
-            trainer.setCarried(rows: peer.columns, from: st)
-            switch gate.admit(computedAt: v) {
-            case .apply:
-                g.withUnsafeBufferPointer { task.gradients.copy(from: $0) }
-                let loss = LossSum(sum: lossSum, count: Int(tokens))
+            var gone: [PeerID] = []
+            switch action {
+            case .broadcastWeights, .sendWeightsWithState:
+                gone = try sendWeights(action, task: task, carried: trainer.carried)
+            case .carryState(let rows, let values):
+                guard values.count == rows.count * task.carriedPerRow else {
+                    throw DistributedError("async: \(values.count) carried values for rows \(rows)")
+                }
+                trainer.setCarried(rows: rows, from: values)
+            case .applyGradient(let u):
+                if epochStart[u.epoch] == nil { epochStart[u.epoch] = Date() }
+                u.gradient.withUnsafeBufferPointer { task.gradients.copy(from: $0) }
                 let lr = trainer.record.schedule.lr
-                let norm = try trainer.applyGradient(loss)
-                trainer.onStep?(StepInfo(step: trainer.record.step, epoch: c.epoch, index: c.index, batchesPerEpoch: count(c.epoch) * peers.count,
-                                         loss: loss, gradientNorm: norm, clipped: trainer.options.clip > 0 && norm > trainer.options.clip, lr: lr))
-                epochLoss[c.epoch, default: LossSum()] += loss
-            case .discard(let staleness):
+                let norm = try trainer.applyGradient(u.loss)
+                trainer.onStep?(StepInfo(step: trainer.record.step, epoch: u.epoch, index: u.index,
+                                         batchesPerEpoch: plan.batchesPerEpoch[u.epoch] * peers.count, loss: u.loss,
+                                         gradientNorm: norm, clipped: o.clip > 0 && norm > o.clip, lr: lr))
+                queue += try performCommon(machine!.handle(.updateApplied(worker: u.worker, now: Self.now())))
+            case .discardStale:
                 staleDiscarded += 1
-                log("discarded a gradient from \(peer.label): computed on version \(v), \(staleness) updates old (--max-staleness \(maxStaleness))")
-            case .fromTheFuture:
-                reject("gradient for future version \(v)", from: peer.label)
-                continue
-            }
-            // Advance this worker; report every epoch all workers have finished.
-            c.index += 1
-            if c.index >= count(c.epoch) {
-                c.epoch += 1
-                c.index = 0
-                if epochStart[c.epoch] == nil { epochStart[c.epoch] = Date() }
-            }
-            cursors[peer.index] = c
-            while reported < epochs && cursors.values.allSatisfy({ $0.epoch > reported }) {
-                let loss = epochLoss.removeValue(forKey: reported) ?? LossSum()
-                let seconds = Date().timeIntervalSince(epochStart[reported] ?? Date())
+            case .epochComplete(let epoch, let loss):
+                let seconds = Date().timeIntervalSince(epochStart.removeValue(forKey: epoch) ?? Date())
                 try trainer.endEpoch(trainLoss: loss, tokensTrained: loss.count, seconds: seconds)
-                reported += 1
+            case .runFinished:
+                finished = true
+            default:
+                break
             }
-            if c.epoch >= epochs {
-                finished.insert(peer.index)
-                try? socket.send(Codec.encode(.stop(runID: runID, reason: "training finished")), to: peer.peer)
-            } else {
-                c.sentVersion = gate.version
-                cursors[peer.index] = c
-                try send(peer, c, withState: false)
-            }
+            for peer in gone { queue += try performCommon(machine!.handle(.peerUnreachable(peer: peer, now: Self.now()))) }
         }
-        return gate
+        return machine!.asyncRun!.gate
     }
+
+    /// Async: minibatches the live workers have still to answer (see `CoordinatorMachine.asyncRemaining`).
+    public var asyncRemaining: Int { machine?.asyncRemaining ?? 0 }
+
 }

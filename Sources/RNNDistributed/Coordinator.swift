@@ -39,7 +39,7 @@ public final class Coordinator: GradientSource {
     let log: (String) -> Void
     /// Checked while waiting; when it returns true the current wait ends with `DistributedError.interrupted`.
     public var shouldStop: () -> Bool = { false }
-    private var machine: CoordinatorMachine?
+    var machine: CoordinatorMachine?
     /// Workers whose carried state may differ from the coordinator's copy (just joined or resumed).
     private var needsState: Set<Int> = []
     public internal(set) var rejected: [String: Int] = [:]
@@ -54,10 +54,9 @@ public final class Coordinator: GradientSource {
     /// How often the workers a step waits for are probed for liveness.
     public var probeInterval = 0.25
     /// A folder private to this coordinator (`rnnlm train --workers N` makes one); workers whose hello names
-    /// it get a `SharedPayloadRegion` there, and their weights and gradients bypass the socket. Synchronous
-    /// mode only.
+    /// it get a `SharedPayloadRegion` there, and their weights and gradients bypass the socket.
     public var sharedMemoryDirectory: String?
-    private var regions: [PeerID: SharedPayloadRegion] = [:]
+    var regions: [PeerID: SharedPayloadRegion] = [:]
 
     public init(socket: ZMQSocket, runID: UInt64, parameterCount: Int, joinTimeout: TimeInterval, stepTimeout: TimeInterval,
                 log: @escaping (String) -> Void) {
@@ -77,7 +76,7 @@ public final class Coordinator: GradientSource {
     }
 
     /// Receives for up to a second and hands the machine what came (or the time).
-    private func pump(timeoutMs: Int = 1000) throws -> [CoordinatorMachine.Action] {
+    func pump(timeoutMs: Int = 1000) throws -> [CoordinatorMachine.Action] {
         if shouldStop() { throw DistributedError.interrupted }
         if let frames = try socket.receive(timeoutMs: timeoutMs), frames.count >= 2 {
             guard let body = restoringSharedPayload(Array(frames.dropFirst()), from: regions[frames[0]], .toCoordinator) else {
@@ -92,7 +91,7 @@ public final class Coordinator: GradientSource {
 
     /// Sends a weights message to a local worker: the payload into its shared-memory slot, the flagged head over
     /// the socket. False when the worker is no longer connected.
-    private func send(_ head: [UInt8], payload: UnsafeRawBufferPointer, through region: SharedPayloadRegion,
+    func send(_ head: [UInt8], payload: UnsafeRawBufferPointer, through region: SharedPayloadRegion,
                       to peer: PeerID) throws -> Bool {
         try region.write(.toWorker, [payload])
         do { try socket.send([Codec.flaggingSharedPayload(head)], to: peer) } catch let e as TransportError where e.unreachable {
@@ -102,7 +101,7 @@ public final class Coordinator: GradientSource {
     }
 
     /// Carries out the actions that need no trainer data (feeding back any peer found gone); returns the rest.
-    private func performCommon(_ actions: [CoordinatorMachine.Action]) throws -> [CoordinatorMachine.Action] {
+    func performCommon(_ actions: [CoordinatorMachine.Action]) throws -> [CoordinatorMachine.Action] {
         var rest: [CoordinatorMachine.Action] = []
         var queue = actions[...]
         while let a = queue.popFirst() {
@@ -123,12 +122,13 @@ public final class Coordinator: GradientSource {
         return rest
     }
 
-    /// Sends a heartbeat to every worker the current step still waits for; one that is gone is reported to
-    /// the machine (a SIGKILLed worker is noticed within one probe interval).
-    private func probeMissing() throws -> [CoordinatorMachine.Action] {
-        guard let g = machine?.gather else { return [] }
+    /// Sends a heartbeat to every worker the machine waits for (the step's missing gradients, async minibatches
+    /// in flight); one that is gone is reported to the machine (a SIGKILLed worker is noticed within one probe
+    /// interval).
+    func probeMissing() throws -> [CoordinatorMachine.Action] {
+        guard let awaited = machine?.awaited else { return [] }
         var actions: [CoordinatorMachine.Action] = []
-        for i in g.missing {
+        for i in awaited {
             guard let w = machine!.workers.first(where: { $0.index == i }) else { continue }
             do { try socket.send(Codec.encode(.heartbeat(runID: runID)), to: w.peer) } catch let e as TransportError where e.unreachable {
                 actions += machine!.handle(.peerUnreachable(peer: w.peer, now: Self.now()))
@@ -188,7 +188,6 @@ public final class Coordinator: GradientSource {
         var pending = try performCommon(machine!.handle(.startStep(step: UInt64(step), epoch: UInt32(epoch), index: UInt32(index),
                                                                    reset: reset, sendState: needsState, now: Self.now())))
         needsState.removeAll()
-        let params = UnsafeBufferPointer(start: task.parameters.pointer, count: task.parameterCount)
         var t1 = t0
         var slowest: UInt64?
         var lastProbe = Self.now()
@@ -203,27 +202,8 @@ public final class Coordinator: GradientSource {
                 default: break
                 }
                 switch a {
-                case .broadcastWeights(let s, let e, let i, let r, let to):
-                    let head = Codec.weightsHead(runID: runID, step: s, epoch: e, batch: i, resetState: r, parameterCount: task.parameterCount)
-                    var viaSocket: [PeerID] = []
-                    for w in to {
-                        guard let region = regions[w.peer] else { viaSocket.append(w.peer); continue }
-                        if !(try send(head, payload: UnsafeRawBufferPointer(params), through: region, to: w.peer)) { gone.append(w.peer) }
-                    }
-                    if !viaSocket.isEmpty {
-                        gone += try socket.broadcast(head: head, payload: UnsafeRawBufferPointer(params), to: viaSocket)
-                    }
-                case .sendWeightsWithState(let s, let e, let i, let w):
-                    let part = carriedRows(carried, perRow: perRow, rows: w.columns)
-                    let frames = Codec.encode(.weights(runID: runID, step: s, epoch: e, batch: i, resetState: false,
-                                                       parameters: Array(params), state: part))
-                    if let region = regions[w.peer] {
-                        if !(try frames[1].withUnsafeBytes { try send(frames[0], payload: $0, through: region, to: w.peer) }) {
-                            gone.append(w.peer)
-                        }
-                    } else {
-                        do { try socket.send(frames, to: w.peer) } catch let e as TransportError where e.unreachable { gone.append(w.peer) }
-                    }
+                case .broadcastWeights, .sendWeightsWithState:
+                    gone += try sendWeights(a, task: task, carried: carried)
                 case .stepComplete(_, let nanos):
                     slowest = nanos
                 default:
@@ -258,6 +238,36 @@ public final class Coordinator: GradientSource {
         workerComputeSeconds += Double(slowest!) / 1e9
         steps += 1
         return loss
+    }
+
+    /// Carries out a weights action: the parameters (and, for `.sendWeightsWithState`, the worker's rows of
+    /// `carried`) through shared memory to local workers and the socket to the others (one shared buffer for a
+    /// broadcast). Returns the peers found gone.
+    func sendWeights(_ action: CoordinatorMachine.Action, task: any TrainingTask, carried: [Float]) throws -> [PeerID] {
+        let params = UnsafeBufferPointer(start: task.parameters.pointer, count: task.parameterCount)
+        var gone: [PeerID] = []
+        switch action {
+        case .broadcastWeights(let s, let e, let i, let r, let to):
+            let head = Codec.weightsHead(runID: runID, step: s, epoch: e, batch: i, resetState: r, parameterCount: params.count)
+            var viaSocket: [PeerID] = []
+            for w in to {
+                guard let region = regions[w.peer] else { viaSocket.append(w.peer); continue }
+                if !(try send(head, payload: UnsafeRawBufferPointer(params), through: region, to: w.peer)) { gone.append(w.peer) }
+            }
+            if !viaSocket.isEmpty { gone += try socket.broadcast(head: head, payload: UnsafeRawBufferPointer(params), to: viaSocket) }
+        case .sendWeightsWithState(let s, let e, let i, let w):
+            let part = carriedRows(carried, perRow: task.carriedPerRow, rows: w.columns)
+            let frames = Codec.encode(.weights(runID: runID, step: s, epoch: e, batch: i, resetState: false,
+                                               parameters: Array(params), state: part))
+            if let region = regions[w.peer] {
+                if !(try frames[1].withUnsafeBytes { try send(frames[0], payload: $0, through: region, to: w.peer) }) { gone.append(w.peer) }
+            } else {
+                do { try socket.send(frames, to: w.peer) } catch let e as TransportError where e.unreachable { gone.append(w.peer) }
+            }
+        default:
+            break
+        }
+        return gone
     }
 
     /// One line: the parameter server's share of step time, i.e. the step time the slowest worker's compute

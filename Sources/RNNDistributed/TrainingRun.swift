@@ -118,9 +118,14 @@ public final class TrainingRun {
         // Live progress and the metrics file.
         let every = settings.logEvery
         let remainingEpochs = max(0, o.epochs - trainer.record.epoch)
+        // Async: every worker walks every minibatch of its rows each epoch, and each applied gradient is a step; the
+        // total follows the live workers' remaining minibatches (a lost worker's share is not run).
+        let asyncCoordinator = distributed?.mode == .async ? coordinator : nil
+        let totalSteps = asyncCoordinator.map { c in
+            trainer.record.step + (trainer.record.epoch..<o.epochs).reduce(0) { $0 + task.minibatchCount(epoch: $1) } * c.peers.count
+        } ?? trainer.record.step - trainer.record.batchInEpoch + remainingEpochs * perEpoch
         let reporter = ProgressReporter(isTerminal: sink.isTerminal, level: out.level, every: every,
-                                        totalSteps: trainer.record.step - trainer.record.batchInEpoch + remainingEpochs * perEpoch,
-                                        epochs: o.epochs, write: sink.standardOutput)
+                                        totalSteps: totalSteps, epochs: o.epochs, write: sink.standardOutput)
         let expected = distributed?.expectWorkers
         reporter.workers = { coordinator.map { ($0.peers.count, expected ?? $0.peers.count) } }
         out.reporter = reporter
@@ -128,6 +133,7 @@ public final class TrainingRun {
         let metrics = try metricsPath.map { try MetricsWriter(path: $0, every: every) }
         metrics?.workers = { coordinator?.peers.count }
         trainer.onStep = { info in
+            if let c = asyncCoordinator { reporter.totalSteps = info.step + c.asyncRemaining }
             reporter.step(info)
             metrics?.step(info)
         }

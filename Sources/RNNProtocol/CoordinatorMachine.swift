@@ -12,9 +12,11 @@ public struct AdmittedWorker: Equatable, Sendable {
     public var label: String { "worker \(index) (\(hello.name) on \(hello.host), pid \(hello.pid))" }
 }
 
-/// The synchronous coordinator's logic as a state machine: events in (messages received, the trainer
-/// starting a step, time passing), actions out (what to send, what to log, what happened). No sockets and no
-/// clock: time is the `now` (monotonic seconds) each event carries, so tests drive it by hand.
+/// The coordinator's logic as a state machine: events in (messages received, the trainer starting a step, time
+/// passing), actions out (what to send, what to log, what happened). No sockets and no clock: time is the `now`
+/// (monotonic seconds) each event carries, so tests drive it by hand. Synchronous steps are here; asynchronous
+/// training (`.startAsync`, every worker at its own cursor) is in AsyncRun.swift, on the same admission,
+/// liveness and reassignment.
 public struct CoordinatorMachine {
     public enum Event {
         /// A message (frames without the identity) arrived from `peer`.
@@ -26,6 +28,10 @@ public struct CoordinatorMachine {
         case tick(now: Double)
         /// A send to this peer failed because it is no longer connected (its process died, or the link broke).
         case peerUnreachable(peer: PeerID, now: Double)
+        /// Asynchronous training starts (after admission): every live worker gets weights and its first minibatch.
+        case startAsync(AsyncPlan, now: Double)
+        /// The driver applied the gradient of `.applyGradient` from this worker (the weights are the next version).
+        case updateApplied(worker: Int, now: Double)
     }
 
     public enum Action: Equatable {
@@ -47,9 +53,21 @@ public struct CoordinatorMachine {
         case failed(String)
         /// This worker now owns `columns` (tell it; its streams' state goes with its next weights).
         case reassign(AdmittedWorker)
+        /// Async: replace the coordinator's copy of these streams' state (`stateValuesPerStream` per stream, the
+        /// wire layout) with what a worker reported after its minibatch.
+        case carryState(columns: [Int], state: [Float])
+        /// Async: apply this gradient (scale, clip, optimizer), then report `.updateApplied`.
+        case applyGradient(AsyncGradient)
+        /// Async: a gradient computed on weights `staleness` updates old (more than the bound) was not applied.
+        case discardStale(worker: Int, staleness: Int)
+        /// Async: every live worker has passed epoch `epoch` (0-based); `loss` sums its applied gradients' losses.
+        case epochComplete(epoch: Int, loss: LossSum)
+        /// Async: every live worker has walked every epoch (each was sent a stop).
+        case runFinished
     }
 
-    public enum Phase: Equatable { case admitting, idle, gathering, paused, failed }
+    /// `running`: asynchronous training; `finished`: it ended.
+    public enum Phase: Equatable { case admitting, idle, gathering, paused, failed, running, finished }
 
     public let runID: UInt64
     public let expectedWorkers: Int
@@ -65,26 +83,38 @@ public struct CoordinatorMachine {
     /// Below this many live workers the coordinator pauses at the next step until workers join.
     public var minWorkers: Int = 1
 
-    public private(set) var phase: Phase = .admitting
+    public internal(set) var phase: Phase = .admitting
     public private(set) var workers: [AdmittedWorker] = []
     public private(set) var gather: StepGather?
+    /// Asynchronous training's cursors, versions and epoch losses (nil in synchronous mode).
+    public internal(set) var asyncRun: AsyncRun?
     /// Rejected messages by reason, and stale gradients discarded.
-    public private(set) var rejections: [String: Int] = [:]
-    public private(set) var staleDiscarded = 0
+    public internal(set) var rejections: [String: Int] = [:]
+    public internal(set) var staleDiscarded = 0
     /// Workers still in the run, and how many unusable (non-finite) gradients each has sent.
     public private(set) var alive: Set<Int> = []
-    public private(set) var offenses: [Int: Int] = [:]
+    public internal(set) var offenses: [Int: Int] = [:]
     /// After this many non-finite gradients a worker is disconnected.
     public let maxOffenses = 3
     /// Workers whose streams' state must be sent with their next weights (columns moved, or a dropped step).
-    private var pendingState: Set<Int> = []
+    var pendingState: Set<Int> = []
     /// Workers that asked to join during the run; admitted at the next step boundary.
-    private var pendingJoins: [(PeerID, WorkerHello)] = []
+    var pendingJoins: [(PeerID, WorkerHello)] = []
     /// The step the coordinator paused at (too few workers), started once enough have joined.
     private var pausedStep: (step: UInt64, epoch: UInt32, index: UInt32, reset: Bool, sendState: Set<Int>)?
     private var joining: [(PeerID, WorkerHello)] = []
     private var deadline: Double
     private var slowest: UInt64 = 0
+
+    /// Workers the coordinator is waiting on (the step's missing gradients, or async minibatches in flight):
+    /// the ones whose liveness the driver probes.
+    public var awaited: [Int] {
+        switch phase {
+        case .gathering: return gather?.missing ?? []
+        case .running: return asyncRun.map { r in alive.filter { r.cursors[$0]?.sentVersion != nil }.sorted() } ?? []
+        default: return []
+        }
+    }
 
     public init(runID: UInt64, expectedWorkers: Int, batchSize: Int, parameterCount: Int, stateValuesPerStream: Int,
                 joinTimeout: Double, stepTimeout: Double, now: Double) {
@@ -96,15 +126,27 @@ public struct CoordinatorMachine {
         deadline = now + joinTimeout
     }
 
-    private mutating func reject(_ why: String, from: String) -> Action {
+    mutating func reject(_ why: String, from: String) -> Action {
         rejections[why, default: 0] += 1
         return .log("rejected a message from \(from): \(why)")
     }
 
     public mutating func handle(_ event: Event) -> [Action] {
         switch (phase, event) {
-        case (.failed, _):
+        case (.failed, _), (.finished, _):
             return []
+        case (.idle, .startAsync(let plan, let now)):
+            return startAsync(plan, now: now)
+        case (.running, .received(let peer, let frames, let now)):
+            return receivedDuringRun(peer, frames, now: now)
+        case (.running, .tick(let now)):
+            return asyncTick(now: now)
+        case (.running, .updateApplied(let worker, let now)):
+            return updateApplied(worker: worker, now: now)
+        case (.running, .startStep), (_, .updateApplied):
+            return []
+        case (_, .startAsync):
+            preconditionFailure("asynchronous training starts once, after admission (phase \(phase))")
         case (.admitting, .received(let peer, let frames, _)):
             return admit(peer, frames)
         case (.admitting, .tick(let now)), (.admitting, .startStep(_, _, _, _, _, let now)):
@@ -122,7 +164,7 @@ public struct CoordinatorMachine {
             return joined + beginStep(step: step, epoch: epoch, index: index, reset: reset, sendState: sendState, now: now)
         case (.paused, .received(let peer, let frames, let now)):
             guard let m = try? Codec.decode(frames, runID: runID), case .hello(let h) = m,
-                  !workers.contains(where: { $0.peer == peer }) else { return receivedDuringRun(peer, frames) }
+                  !workers.contains(where: { $0.peer == peer }) else { return receivedDuringRun(peer, frames, now: now) }
             pendingJoins.append((peer, h))
             var actions = admitPendingJoins()
             if alive.count >= minWorkers, let p = pausedStep {
@@ -154,12 +196,15 @@ public struct CoordinatorMachine {
             return [.failed("step \(g.step): no gradient from \(who.joined(separator: ", ")) within \(Int(stepTimeout))s; is the worker alive? (with --quorum Q the step goes on once Q workers answered)")]
         case (.gathering, .tick), (.idle, .tick), (.gathering, .startStep):
             return []
-        case (.idle, .received(let peer, let frames, _)), (.gathering, .received(let peer, let frames, _)):
-            return receivedDuringRun(peer, frames)
+        case (.idle, .received(let peer, let frames, let now)), (.gathering, .received(let peer, let frames, let now)):
+            return receivedDuringRun(peer, frames, now: now)
         case (.admitting, .peerUnreachable):
             return []
-        case (.idle, .peerUnreachable(let peer, _)), (.gathering, .peerUnreachable(let peer, _)):
-            guard let w = workers.first(where: { $0.peer == peer }), alive.contains(w.index) else { return [] }
+        case (.idle, .peerUnreachable(let peer, _)), (.gathering, .peerUnreachable(let peer, _)),
+             (.running, .peerUnreachable(let peer, _)):
+            // An async worker that has walked every epoch exits after its stop: not a loss.
+            guard let w = workers.first(where: { $0.peer == peer }), alive.contains(w.index),
+                  asyncRun?.hasFinished(w.index) != true else { return [] }
             return declareLost(w.index, "unreachable (its process died or its connection broke)")
         }
     }
@@ -229,8 +274,9 @@ public struct CoordinatorMachine {
     }
 
     /// Takes worker `i` out of the run: its streams move to the live workers (least loaded first), the
-    /// current step stops waiting for it, and the step completes if everyone else has answered.
-    private mutating func declareLost(_ i: Int, _ why: String) -> [Action] {
+    /// current step stops waiting for it, and the step completes if everyone else has answered. In async mode
+    /// the streams go to workers still training, and the epochs and the run complete over those left.
+    mutating func declareLost(_ i: Int, _ why: String) -> [Action] {
         alive.remove(i)
         let lost = workers[i]
         var actions: [Action] = []
@@ -238,18 +284,22 @@ public struct CoordinatorMachine {
             phase = .failed
             return [.failed("\(lost.label) is \(why), and no worker is left; the last checkpoint holds the progress: restart workers and use --resume")]
         }
+        let receivers = alive.filter { asyncRun?.hasFinished($0) != true }.sorted()
         var changed: Set<Int> = []
-        for column in lost.columns {
-            let target = alive.sorted().min { workers[$0].columns.count < workers[$1].columns.count || (workers[$0].columns.count == workers[$1].columns.count && $0 < $1) }!
+        for column in lost.columns where !receivers.isEmpty {
+            let target = receivers.min { workers[$0].columns.count < workers[$1].columns.count || (workers[$0].columns.count == workers[$1].columns.count && $0 < $1) }!
             workers[target].columns.append(column)
             changed.insert(target)
         }
         for t in changed { workers[t].columns.sort() }
         workers[i].columns = []
-        let step = gather.map { " at step \($0.step)" } ?? ""
-        actions.append(.log("\(lost.label) lost\(step): \(why); its streams \(lost.columns) move to \(changed.sorted().map { "worker \($0)" }.joined(separator: ", ")) with their hidden state"))
+        let step = gather.map { " at step \($0.step)" } ?? asyncRun.map { $0.position(of: i) } ?? ""
+        let destination = changed.isEmpty ? "are left (every other worker has finished)"
+            : "move to \(changed.sorted().map { "worker \($0)" }.joined(separator: ", ")) with their hidden state"
+        actions.append(.log("\(lost.label) lost\(step): \(why); its streams \(lost.columns) \(destination)"))
         for t in changed.sorted() { actions.append(.reassign(workers[t])) }
         pendingState.formUnion(changed)
+        if phase == .running { actions += asyncProgress() }
         if phase == .gathering, var g = gather {
             g.forget(worker: i)
             gather = g
@@ -290,10 +340,11 @@ public struct CoordinatorMachine {
                 reject(why, from: "a joining peer")]
     }
 
-    private mutating func receivedDuringRun(_ peer: PeerID, _ frames: [[UInt8]]) -> [Action] {
+    private mutating func receivedDuringRun(_ peer: PeerID, _ frames: [[UInt8]], now: Double) -> [Action] {
         guard let w = workers.first(where: { $0.peer == peer }) else {
             if let v = Codec.declaredVersion(frames.first ?? []), v != Header.version { return refuseVersion(v, peer: peer) }
             if let m = try? Codec.decode(frames, runID: runID), case .hello(let h) = m {
+                if phase == .running { return turnAwayAsyncJoin(peer, h) }
                 guard !pendingJoins.contains(where: { $0.0 == peer }) else { return [] }
                 pendingJoins.append((peer, h))
                 return [.log("\(h.name) on \(h.host), pid \(h.pid) asked to join; it gets streams at the next step")]
@@ -306,6 +357,10 @@ public struct CoordinatorMachine {
         }
         let message: Message
         do { message = try Codec.decode(frames, runID: runID, parameterCount: parameterCount) } catch let error as ProtocolError {
+            if case .nonFinite(let what) = error, phase == .running, let h = try? Codec.header(frames[0]), h.type == .gradient,
+               h.step == asyncRun!.cursors[w.index]?.sentVersion {
+                return asyncNonFinite(w, what: what, now: now)
+            }
             if case .nonFinite(let what) = error, phase == .gathering, var g = gather,
                let h = try? Codec.header(frames[0]), h.type == .gradient, h.step == g.step, g.missing.contains(w.index) {
                 // A worker whose numbers blew up: the step goes on without it; its streams restart from the
@@ -332,6 +387,9 @@ public struct CoordinatorMachine {
         }
         switch message {
         case .gradient(_, let s, let loss, let tokens, let g, let st, let nanos):
+            if phase == .running {
+                return asyncGradient(w, version: s, loss: LossSum(sum: loss, count: Int(tokens)), gradient: g, state: st, now: now)
+            }
             guard phase == .gathering, var gather else {
                 staleDiscarded += 1
                 let straggler = staleExpected.remove(LateKey(worker: w.index, step: s)) != nil

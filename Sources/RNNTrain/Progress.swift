@@ -31,7 +31,8 @@ public final class ProgressReporter {
     public let isTerminal: Bool
     public let level: LogLevel
     public let every: Int
-    public let totalSteps: Int
+    /// Steps the run will take (an asynchronous run updates it as workers come and go).
+    public var totalSteps: Int
     public let epochs: Int
     /// Workers alive / expected, when training is distributed.
     public var workers: () -> (alive: Int, expected: Int)? = { nil }

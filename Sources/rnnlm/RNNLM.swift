@@ -109,10 +109,9 @@ struct Train: ParsableCommand {
                 try finish(try TrainingRun(settings: flags.runSettings(resume: resume, coordinator: nil)).run())
                 return
             }
-            // Payloads between this process and its own workers go through files in a tmpfs folder (synchronous
-            // mode; RNNLM_SHARED_MEMORY=0 sends them over the socket instead).
-            let pool = try LocalWorkers(sharedMemory: distributedFlags.mode == .sync
-                                        && ProcessInfo.processInfo.environment["RNNLM_SHARED_MEMORY"] != "0")
+            // Payloads between this process and its own workers go through files in a tmpfs folder
+            // (RNNLM_SHARED_MEMORY=0 sends them over the socket instead).
+            let pool = try LocalWorkers(sharedMemory: ProcessInfo.processInfo.environment["RNNLM_SHARED_MEMORY"] != "0")
             defer { pool.close() }
             var c = coordinator(bind: pool.endpoint, sharedMemory: pool.sharedMemory)!
             let threads = flags.threads

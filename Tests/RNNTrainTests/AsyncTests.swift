@@ -33,6 +33,49 @@ struct AsyncTrainingTests {
                 "\(s.applied) applied + \(s.discarded) discarded for \(perEpoch) minibatches/epoch")
     }
 
+    @Test("SIGKILL one of two async workers mid-run: every epoch completes, exit 0, the loss is reported and the totals follow")
+    func killedWorkerRunFinishes() throws {
+        let dir = temporaryDirectory()
+        let log = dir + "/killed.log"
+        let epochs = 12
+        let p = try startProcess(try rnnlmBinary(), [
+            "train", "--workers", "2", "--mode", "async", "--dataset", "timemachine", "--max-tokens", "30000", "--hidden", "32",
+            "--batch-size", "8", "--num-steps", "10", "--seed", "5", "--valid-fraction", "0.1", "--epochs", "\(epochs)",
+            "--log-every", "20", "--checkpoint-dir", dir + "/ck", "--data-dir", sharedDataDirectory()], log: log)
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        // Kill a worker once the first epoch is done, mid-run.
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline && p.isRunning && latestCheckpoint(in: dir + "/ck") == nil { usleep(2_000) }
+        let victims = workerProcesses(parent: p.processIdentifier)
+        try #require(victims.count == 2, "expected 2 workers, found \(victims)")
+        kill(victims[1], SIGKILL)
+        waitForExit(p, 120, "async training with a killed worker")
+        let text = try String(contentsOfFile: log, encoding: .utf8)
+        let lines = text.split(separator: "\n").map(String.init)
+        for l in lines where l.contains(" lost at step ") || l.hasPrefix("async: applied") || l.hasPrefix("done:") { print(l) }
+        #expect(p.terminationStatus == 0, "\(text)")
+        // Worker indices follow the order the hellos arrived in: find the victim by its pid.
+        let lost = try #require(lines.firstIndex { $0.contains("pid \(victims[1])) lost at step ") }, "\(text)")
+        #expect(lines[lost].contains("unreachable") && lines[lost].contains("move to worker") && lines[lost].contains("with their hidden state"),
+                "\(lines[lost])")
+        let ck = try Checkpoint<TrainingRecord>.read(from: try #require(latestCheckpoint(in: dir + "/ck")))
+        #expect(ck.extra.history.count == epochs)
+        // The status line counts live workers; its total follows what async runs: the steps taken plus the live
+        // workers' remaining minibatches, so over the final step by at most the gradients discarded since.
+        let status = lines.indices.filter { lines[$0].contains(" tok/s ") }
+        let after = status.filter { $0 > lost }
+        try #require(!after.isEmpty, "no status line after the loss")
+        #expect(status.filter { $0 < lost }.allSatisfy { lines[$0].contains("workers 2/2") })
+        #expect(after.allSatisfy { lines[$0].contains("workers 1/2") })
+        let s = try #require(summary(text))
+        #expect(ck.extra.step == s.applied)
+        let last = lines[after.last!]
+        let total = try #require(last.range(of: "  step ").flatMap { r in
+            last[r.upperBound...].prefix { $0 != " " }.split(separator: "/").last.flatMap { Int($0) } }, "\(last)")
+        #expect(total >= s.applied && total <= s.applied + s.discarded, "\(last): \(s.applied) applied, \(s.discarded) discarded")
+        #expect(workerProcesses(parent: p.processIdentifier).isEmpty)
+    }
+
     @Test("async training converges on the time machine")
     func converges() throws {
         let dir = NSTemporaryDirectory() + "rnnlm-async-\(UUID().uuidString)"
