@@ -28,6 +28,9 @@ public struct CoordinatorSettings {
     public var sharedMemory: String?
     /// CURVE server keys and the authorised worker keys (public key → name), for non-loopback coordinators.
     public var curve: (keys: CurveKeyPair, authorized: [String: String])?
+    /// The ZeroMQ context to open the socket in (`nil`: a new one). Coordinator and workers that share one can
+    /// talk over `inproc://` endpoints: a whole distributed run in one process, as the in-process tests drive it.
+    public var context: ZMQContext?
     /// Called once the socket is bound (`LocalWorkers` starts its processes here).
     public var afterBind: () throws -> Void = {}
 

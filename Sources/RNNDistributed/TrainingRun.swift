@@ -82,7 +82,7 @@ public final class TrainingRun {
         }
         stop.arm()
         var coordinator: Coordinator?
-        let context = ZMQContext()
+        let context = distributed?.context ?? ZMQContext()
         var zap: ZAPAuthenticator?
         defer { zap?.stop() }
         if let d = distributed {

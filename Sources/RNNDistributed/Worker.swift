@@ -16,10 +16,10 @@ import RNNTransport
 /// to exchange payloads through shared-memory files in that folder.
 public func runWorker(endpoint: String, name: String, curve: (serverKey: String, keys: CurveKeyPair)? = nil,
                       joinTimeout: TimeInterval, timeout: TimeInterval, rejoinGrace: TimeInterval = 60, threads: Int = 1,
-                      sharedMemoryDirectory: String? = nil,
+                      sharedMemoryDirectory: String? = nil, context: ZMQContext? = nil,
                       shouldStop: () -> Bool = { false }, log: (String) -> Void,
                       warn: (String) -> Void, beforeGradient: GradientHook? = nil, delayMilliseconds: Int = 0) throws -> String {
-    let context = ZMQContext()
+    let context = context ?? ZMQContext()
     let socket = try ZMQSocket(context, kind: .dealer)
     if let c = curve { try socket.makeCurveClient(serverKey: c.serverKey, keys: c.keys) }
     let monitor = try socket.monitorHandshakes()

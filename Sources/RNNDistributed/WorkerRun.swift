@@ -24,6 +24,8 @@ public struct WorkerRun {
         public var sharedMemoryDirectory: String?
         /// Print only errors (no progress lines, no final reason).
         public var quiet = false
+        /// The ZeroMQ context to connect in (`nil`: a new one); see `CoordinatorSettings.context`.
+        public var context: ZMQContext?
         /// Sleep this long before each gradient (tests of straggler handling).
         public var delayMilliseconds = 0
 
@@ -65,7 +67,7 @@ public struct WorkerRun {
         stop.arm()
         let reason = try runWorker(endpoint: s.endpoint, name: s.name, curve: s.curve, joinTimeout: s.joinTimeout,
                                    timeout: s.timeout, rejoinGrace: s.rejoinGrace, threads: s.threads,
-                                   sharedMemoryDirectory: s.sharedMemoryDirectory, shouldStop: stop.isRequested,
+                                   sharedMemoryDirectory: s.sharedMemoryDirectory, context: s.context, shouldStop: stop.isRequested,
                                    log: { if !s.quiet { sink.standardOutput($0 + "\n") } },
                                    warn: { sink.standardError("warning: \($0)\n") },
                                    delayMilliseconds: max(0, s.delayMilliseconds))

@@ -12,10 +12,10 @@ struct EquivalenceTests {
                          "--num-steps", "12", "--epochs", "3", "--seed", "21", "--valid-fraction", "0.1", "--model", "lstm",
                          "--layers", "2", "--embed", "16"]
 
-    static func train(workers: Int, environment: [String: String] = [:]) throws -> (Checkpoint<TrainingRecord>, String) {
+    static func train(workers: Int, extra: [String] = [], environment: [String: String] = [:]) throws -> (Checkpoint<TrainingRecord>, String) {
         let dir = NSTemporaryDirectory() + "rnnlm-eq-\(UUID().uuidString)"
         let r = try run(try rnnlmBinary(), ["train", "--workers", String(workers), "--checkpoint-dir", dir,
-                                            "--data-dir", sharedDataDirectory()] + common, environment: environment, timeout: 180)
+                                            "--data-dir", sharedDataDirectory()] + common + extra, environment: environment, timeout: 180)
         #expect(r.status == 0, "--workers \(workers) failed: \(r.stderr)")
         let latest = try #require(latestCheckpoint(in: dir))
         return (try Checkpoint<TrainingRecord>.read(from: latest), r.stdout)
@@ -58,6 +58,32 @@ struct EquivalenceTests {
         #expect(out.contains("through shared memory") && !outSocket.contains("through shared memory"))
         #expect(viaShared.parameters.map(\.bitPattern) == viaSocket.parameters.map(\.bitPattern))
         #expect(viaShared.state == viaSocket.state)
+    }
+
+    /// Dropout masks are a function of (seed, step, site, global row, position), so however the rows are split
+    /// (threads, worker processes) the same units are dropped: the runs agree to float summation order.
+    @Test("--dropout 0.3: --workers 2 and --threads 2 end within 1e-5 of the single process; dropout changes the result")
+    func dropoutSurvivesDistribution() throws {
+        let dropout = ["--dropout", "0.3", "--epochs", "2"]
+        let (ref, _) = try Self.train(workers: 0, extra: dropout)
+        let (plain, _) = try Self.train(workers: 0, extra: ["--epochs", "2"])
+        let (workers, _) = try Self.train(workers: 2, extra: dropout)
+        let (threads, _) = try Self.train(workers: 0, extra: dropout + ["--threads", "2"])
+        #expect(ref.extra.step == plain.extra.step && ref.extra.step > 50)
+        let off = maxRelativeDifference(plain.parameters, ref.parameters)
+        #expect(off > 1e-3, "a run with dropout 0.3 must differ from one without (max relative difference \(off))")
+        let refPpl = ref.extra.history.map(\.trainPerplexity)
+        #expect(refPpl != plain.extra.history.map(\.trainPerplexity))
+        for (name, run) in [("--workers 2", workers), ("--threads 2", threads)] {
+            let d = maxRelativeDifference(run.parameters, ref.parameters)
+            print("dropout 0.3, \(name): max relative parameter difference \(d) after \(run.extra.step) steps")
+            #expect(run.extra.step == ref.extra.step)
+            #expect(d <= 1e-5, "\(name) with dropout: max relative parameter difference \(d)")
+            for (a, b) in zip(run.extra.history, ref.extra.history) {
+                #expect(abs(a.trainPerplexity - b.trainPerplexity) <= 1e-5 * b.trainPerplexity, "\(name) epoch \(b.epoch)")
+                if let va = a.validPerplexity, let vb = b.validPerplexity { #expect(abs(va - vb) <= 1e-5 * vb) }
+            }
+        }
     }
 
     @Test("cluster/local.sh: coordinator and workers as separate commands over TCP match the reference")

@@ -1,0 +1,109 @@
+import Foundation
+import RNNCheckpoint
+import RNNDistributed
+import RNNTrain
+import RNNTransport
+import Testing
+
+/// The distributed run with no processes: the coordinator (`TrainingRun`) and its workers (`WorkerRun`) as
+/// threads of this test over `inproc://`, through the same code `rnnlm train --workers N` runs. Fast enough to
+/// cover options that change the maths; the multi-process suites cover the processes themselves.
+@Suite("Distributed ≡ single-process, in one process over inproc://", .serialized)
+struct InProcessDistributedTests {
+    func options(_ dir: String, _ configure: (inout TrainOptions) -> Void) -> TrainOptions {
+        timeMachineOptions {
+            $0.maxTokens = 4000; $0.hidden = 24; $0.embed = 8; $0.layers = 2; $0.model = .lstm; $0.batchSize = 6
+            $0.epochs = 2; $0.validFraction = 0.1; $0.checkpointDir = dir
+            configure(&$0)
+        }
+    }
+
+    /// Trains with `workers` worker threads (0: the single-process reference) and returns the final checkpoint.
+    func train(workers: Int, _ configure: (inout TrainOptions) -> Void = { _ in }) throws -> Checkpoint<TrainingRecord> {
+        let dir = temporaryDirectory() + "/ck"
+        var settings = TrainingRun.Settings(start: .new(options(dir, configure)))
+        settings.dataDir = sharedDataDirectory()
+        let output = CollectedOutput()
+        var threads: [Thread] = []
+        let finished = DispatchSemaphore(value: 0)
+        let outcomes = OutcomeBox()
+        if workers > 0 {
+            let context = ZMQContext()
+            let endpoint = "inproc://rnnlm-test-\(UUID().uuidString)"
+            var c = CoordinatorSettings(bind: endpoint, expectWorkers: workers, joinTimeout: 30, stepTimeout: 60)
+            c.context = context
+            c.afterBind = {
+                for i in 0..<workers {
+                    var w = WorkerRun.Settings(endpoint: endpoint, name: "thread-\(i)")
+                    w.context = context
+                    w.joinTimeout = 30
+                    w.timeout = 60
+                    w.rejoinGrace = 1
+                    w.quiet = true
+                    let worker = UncheckedBox(WorkerRun(settings: w, output: CollectedOutput().sink, stop: .never))
+                    let t = Thread {
+                        outcomes.record(Result { try worker.value.run().reason })
+                        finished.signal()
+                    }
+                    t.start()
+                    threads.append(t)
+                }
+            }
+            settings.coordinator = c
+        }
+        let summary = try TrainingRun(settings: settings, output: output.sink, stop: .never).run()
+        // Watchdog: every worker thread ends when the coordinator stops it.
+        for _ in 0..<threads.count {
+            #expect(finished.wait(timeout: .now() + 60) == .success, "a worker thread did not finish within 60s")
+        }
+        for r in outcomes.results { #expect((try? r.get()) == "training finished", "worker ended: \(r)") }
+        #expect(summary.outcome == .trained, "\(output.standardOutput)\n\(output.standardError)")
+        return try Checkpoint<TrainingRecord>.read(from: try #require(summary.checkpoint))
+    }
+
+    func maxRelativeDifference(_ a: [Float], _ b: [Float]) -> Double {
+        var diff = 0.0, scale = 0.0
+        for i in a.indices { diff = max(diff, abs(Double(a[i]) - Double(b[i]))); scale = max(scale, abs(Double(b[i]))) }
+        return diff / scale
+    }
+
+    @Test("one worker thread is bit-identical to the single process; two and three agree within 1e-5")
+    func workersMatchTheReference() throws {
+        let ref = try train(workers: 0)
+        for w in [1, 2, 3] {
+            let ck = try train(workers: w)
+            #expect(ck.extra.step == ref.extra.step && ck.extra.step > 50)
+            let d = maxRelativeDifference(ck.parameters, ref.parameters)
+            if w == 1 {
+                #expect(ck.parameters.map(\.bitPattern) == ref.parameters.map(\.bitPattern), "W=1 differs by \(d)")
+                #expect(ck.carried == ref.carried)
+            } else {
+                #expect(d <= 1e-5, "W=\(w): max relative parameter difference \(d)")
+            }
+        }
+    }
+
+    @Test("with dropout 0.3, two worker threads end within 1e-5 of the single process, which differs from no dropout")
+    func dropoutMatchesTheReference() throws {
+        let ref = try train(workers: 0) { $0.dropout = 0.3 }
+        let plain = try train(workers: 0)
+        let ck = try train(workers: 2) { $0.dropout = 0.3 }
+        #expect(maxRelativeDifference(plain.parameters, ref.parameters) > 1e-3)
+        let d = maxRelativeDifference(ck.parameters, ref.parameters)
+        #expect(d <= 1e-5, "dropout, W=2: max relative parameter difference \(d)")
+    }
+}
+
+/// Worker outcomes collected from their threads.
+final class OutcomeBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var list: [Result<String, Error>] = []
+    func record(_ r: Result<String, Error>) { lock.withLock { list.append(r) } }
+    var results: [Result<String, Error>] { lock.withLock { list } }
+}
+
+/// Hands a value to a thread that alone uses it from then on.
+struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
