@@ -10,8 +10,8 @@ import Dispatch
 /// a step; this scales where a multithreaded BLAS cannot (the per-step `[B, H]·[H, G·H]` products are too small
 /// to split well). OpenBLAS should run single-threaded meanwhile (`setBLASThreads(1)`).
 ///
-/// The result equals the one-thread gradient up to float summation order. With dropout, group g draws its masks
-/// from `RandomGenerator(seed: dropoutSeed, stream: g)`, so a run is reproducible for a given thread count.
+/// The result equals the one-thread gradient up to float summation order, with dropout too: each group passes the
+/// global row indices of its streams, and a dropout mask is a function of (key, site, global row, t, unit) alone.
 public final class DataParallel: @unchecked Sendable {
     public let model: LanguageModel
     public let threads: Int
@@ -32,12 +32,14 @@ public final class DataParallel: @unchecked Sendable {
     }
 
     /// Like `model.forwardBackward`: accumulates `∂(Σ token losses)/∂θ` into `model.gradients`, advances
-    /// `state`, returns the loss sum. `dropoutSeed` seeds the groups' dropout masks (`nil`: no dropout).
+    /// `state`, returns the loss sum. `dropout` keys the masks (`nil`: no dropout); `rows[b]` is the global row
+    /// index of column b (default `0..<B`), and group g passes its slice of it.
     public func forwardBackward(inputs: [Int32], targets: [Int32], steps: Int, batch: Int,
-                                state: inout RecurrentState, dropoutSeed: UInt64?) -> LossSum {
+                                state: inout RecurrentState, dropout: DropoutKey?, rows: [Int]? = nil) -> LossSum {
         precondition(inputs.count == steps * batch && targets.count == steps * batch,
                      "inputs/targets hold \(inputs.count)/\(targets.count) tokens, expected T*B = \(steps * batch)")
         precondition(state.batch == batch, "state has \(state.batch) streams, the minibatch \(batch)")
+        if let rows { precondition(rows.count == batch, "rows hold \(rows.count) indices, the minibatch has \(batch) columns") }
         let ranges = groups(batch: batch)
         var results = [(LossSum, RecurrentState)?](repeating: nil, count: ranges.count)
         let inputState = state
@@ -54,14 +56,9 @@ public final class DataParallel: @unchecked Sendable {
                 let m = g == 0 ? self.model : self.replicas[g - 1]
                 if g > 0 { m.gradients.zero() }
                 var part = inputState.selecting(columns: Array(cols))
-                let loss: LossSum
-                if let seed = dropoutSeed {
-                    var rng = RandomGenerator(seed: seed, stream: UInt64(g))
-                    loss = m.forwardBackward(inputs: x, targets: y, steps: steps, batch: cols.count, state: &part,
-                                             dropout: &rng)
-                } else {
-                    loss = m.forwardBackward(inputs: x, targets: y, steps: steps, batch: cols.count, state: &part)
-                }
+                let groupRows = rows.map { Array($0[cols]) } ?? Array(cols)
+                let loss = m.forwardBackward(inputs: x, targets: y, steps: steps, batch: cols.count, state: &part,
+                                             dropout: dropout, rows: groupRows)
                 out.value[g] = (loss, part)
             }
         }

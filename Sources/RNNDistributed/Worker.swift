@@ -149,9 +149,11 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
             let t0 = DispatchTime.now().uptimeNanoseconds
             let mb = b[Int(index)].selecting(columns: a.columns)
             model.gradients.zero()
+            let key = model.config.dropout > 0 ? DropoutKey(seed: a.seed, step: UInt64(step)) : nil
             let loss = parallel?.forwardBackward(inputs: mb.inputs, targets: mb.targets, steps: mb.steps, batch: mb.batch,
-                                                 state: &state, dropoutSeed: nil)
-                ?? model.forwardBackward(inputs: mb.inputs, targets: mb.targets, steps: mb.steps, batch: mb.batch, state: &state)
+                                                 state: &state, dropout: key, rows: a.columns)
+                ?? model.forwardBackward(inputs: mb.inputs, targets: mb.targets, steps: mb.steps, batch: mb.batch,
+                                         state: &state, dropout: key, rows: a.columns)
             lastStep = step
             let nanos = DispatchTime.now().uptimeNanoseconds - t0
             let flat = flatten(state)

@@ -82,29 +82,23 @@ public protocol GradientSource: AnyObject {
 
 /// The reference: forward and backward over the whole minibatch in this process.
 public final class LocalGradient: GradientSource {
-    /// Dropout masks come from this generator (saved in checkpoints).
-    public var dropout: RandomGenerator?
-    /// When set, minibatches are split across its threads (see `DataParallel`); with dropout, each step draws
-    /// one seed from `dropout` for the groups' masks.
+    /// The run seed of the dropout masks (`nil`: no dropout). A mask is a function of (seed, step, site, row,
+    /// position, unit), see `DropoutKey`, so it is the same on any number of threads or workers.
+    public var dropoutSeed: UInt64?
+    /// When set, minibatches are split across its threads (see `DataParallel`).
     public var parallel: DataParallel?
-    public init(dropout: RandomGenerator?) { self.dropout = dropout }
+    public init(dropoutSeed: UInt64?) { self.dropoutSeed = dropoutSeed }
 
     public func gradient(model: LanguageModel, epoch: Int, index: Int, batch: Minibatch, reset: Bool, step: Int,
                          state: inout RecurrentState) throws -> LossSum {
         model.gradients.zero()
+        let key = dropoutSeed.map { DropoutKey(seed: $0, step: UInt64(step)) }
         if let parallel, parallel.model === model, batch.batch > 1 {
-            var seed: UInt64?
-            if var rng = dropout { seed = rng.next(); dropout = rng }
             return parallel.forwardBackward(inputs: batch.inputs, targets: batch.targets, steps: batch.steps,
-                                            batch: batch.batch, state: &state, dropoutSeed: seed)
-        }
-        if var rng = dropout {
-            defer { dropout = rng }
-            return model.forwardBackward(inputs: batch.inputs, targets: batch.targets, steps: batch.steps,
-                                         batch: batch.batch, state: &state, dropout: &rng)
+                                            batch: batch.batch, state: &state, dropout: key)
         }
         return model.forwardBackward(inputs: batch.inputs, targets: batch.targets, steps: batch.steps,
-                                     batch: batch.batch, state: &state)
+                                     batch: batch.batch, state: &state, dropout: key)
     }
 }
 
@@ -155,7 +149,7 @@ public final class Trainer {
             dropoutRNG: RandomGenerator(seed: options.seed, stream: 2),
             schedule: LearningRateSchedule(try options.scheduleKind(), lr: options.lr), history: [])
         state = .zeros(config, batch: options.batchSize)
-        local = LocalGradient(dropout: options.dropout > 0 ? record.dropoutRNG : nil)
+        local = LocalGradient(dropoutSeed: options.dropout > 0 ? options.seed : nil)
         source = local
     }
 
@@ -184,7 +178,7 @@ public final class Trainer {
         guard state.batch == rec.options.batchSize else {
             throw TrainingError("the checkpoint's carried state has \(state.batch) streams, its options say --batch-size \(rec.options.batchSize)")
         }
-        local = LocalGradient(dropout: rec.options.dropout > 0 ? rec.dropoutRNG : nil)
+        local = LocalGradient(dropoutSeed: rec.options.dropout > 0 ? rec.options.seed : nil)
         source = local
     }
 
@@ -209,7 +203,6 @@ public final class Trainer {
         let t0 = DispatchTime.now().uptimeNanoseconds
         let loss = try source.gradient(model: model, epoch: epoch, index: index, batch: batch, reset: reset,
                                        step: record.step + 1, state: &state)
-        if let rng = local.dropout { record.dropoutRNG = rng }
         let t1 = DispatchTime.now().uptimeNanoseconds
         defer {
             let t2 = DispatchTime.now().uptimeNanoseconds

@@ -46,7 +46,7 @@ struct DataParallelTests {
             var state = start
             model.gradients.zero()
             let loss = parallel.forwardBackward(inputs: inputs, targets: targets, steps: T, batch: B, state: &state,
-                                                dropoutSeed: nil)
+                                                dropout: nil)
             #expect(loss.count == refLoss.count)
             #expect(abs(loss.sum - refLoss.sum) <= 1e-5 * abs(refLoss.sum), "loss \(loss.sum) vs \(refLoss.sum)")
             let e = relativeError(model.gradients.array, refGrad)
@@ -83,7 +83,8 @@ struct DataParallelTests {
         func run(_ seed: UInt64) -> [Float] {
             var state = RecurrentState.zeros(config, batch: B)
             model.gradients.zero()
-            parallel.forwardBackward(inputs: inputs, targets: targets, steps: T, batch: B, state: &state, dropoutSeed: seed)
+            parallel.forwardBackward(inputs: inputs, targets: targets, steps: T, batch: B, state: &state,
+                                     dropout: DropoutKey(seed: seed, step: 1))
             return model.gradients.array
         }
         let a = run(1), b = run(1), c = run(2)
