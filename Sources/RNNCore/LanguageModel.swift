@@ -50,7 +50,8 @@ public final class LanguageModel {
         layout = ParameterLayout(model: c)
         parameters = shared ?? FloatBuffer(count: layout.count)
         gradients = FloatBuffer(count: layout.count)
-        embedding = c.embedSize > 0 ? Embedding(name: "encoder", vocabulary: c.vocabSize, width: c.embedSize, layout: layout) : nil
+        embedding = c.embedSize == 0 ? nil
+            : Embedding(name: "encoder", vocabulary: c.vocabSize, width: c.embedSize, layout: layout)
         stack = RecurrentStack(cell: c.cell, inputSize: c.inputSize, hidden: c.hiddenSize, layers: c.layers,
                                dropout: c.dropout, dropoutSite: 1, prefix: "rnn.", layout: layout)
         decoder = Linear(name: "decoder", inputs: c.hiddenSize, outputs: c.vocabSize, layout: layout)
@@ -251,11 +252,13 @@ public final class LanguageModel {
         let c = config, B = ws.batch, n = ws.steps * B, p = UnsafePointer(parameters.pointer), g = gradients.pointer
         // ws.logits holds ∂L/∂logits.
         ws.dTop.zero()
-        decoder.backward(ws.decoderInput!, rows: n, dy: ws.logits.pointer, parameters: p, gradients: g, dx: ws.dTop.pointer)
+        decoder.backward(ws.decoderInput!, rows: n, dy: ws.logits.pointer, parameters: p, gradients: g,
+                         dx: ws.dTop.pointer)
         var dStack = ws.dTop.pointer
         if ws.usedDropout, let topDropout {
             ws.dStack.zero()
-            topDropout.backward(ws.dTop.pointer, mask: ws.topMask.pointer, into: ws.dStack.pointer, count: n * c.hiddenSize)
+            topDropout.backward(ws.dTop.pointer, mask: ws.topMask.pointer, into: ws.dStack.pointer,
+                                count: n * c.hiddenSize)
             dStack = ws.dStack.pointer
         }
         profile?.mark(.decoderSoftmax)

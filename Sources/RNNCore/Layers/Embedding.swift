@@ -16,7 +16,8 @@ public struct Embedding: Sendable {
     /// Binds to the tensor `{name}.weight` of `layout`.
     public init(name: String, vocabulary: Int, width: Int, layout: ParameterLayout) {
         let v = layout["\(name).weight"]
-        precondition(v.shape == [vocabulary, width], "\(name).weight is \(v.shape) in the layout, expected [\(vocabulary), \(width)]")
+        precondition(v.shape == [vocabulary, width],
+                     "\(name).weight is \(v.shape) in the layout, expected [\(vocabulary), \(width)]")
         self.vocabulary = vocabulary; self.width = width
         tableOffset = v.offset
     }

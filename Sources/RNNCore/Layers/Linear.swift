@@ -16,7 +16,7 @@ public struct Linear: Sendable {
     public init(name: String, inputs: Int, outputs: Int, layout: ParameterLayout) {
         let w = layout["\(name).weight"], b = layout["\(name).bias"]
         precondition(w.shape == [outputs, inputs] && b.shape == [outputs],
-                     "\(name): layout holds \(w.shape) and \(b.shape), expected [\(outputs), \(inputs)] and [\(outputs)]")
+                     "\(name): layout has \(w.shape), \(b.shape); expected [\(outputs), \(inputs)], [\(outputs)]")
         self.inputs = inputs; self.outputs = outputs
         weightOffset = w.offset; biasOffset = b.offset
     }
@@ -30,8 +30,9 @@ public struct Linear: Sendable {
     }
 
     /// Accumulates `dW += dyᵀ x`, `db += Σ_rows dy` into `gradients`, and `dx [N, I] += dy · W` when `dx` is given.
-    public func backward(_ x: UnsafePointer<Float>, rows N: Int, dy: UnsafePointer<Float>, parameters: UnsafePointer<Float>,
-                         gradients: UnsafeMutablePointer<Float>, dx: UnsafeMutablePointer<Float>?) {
+    public func backward(_ x: UnsafePointer<Float>, rows N: Int, dy: UnsafePointer<Float>,
+                         parameters: UnsafePointer<Float>, gradients: UnsafeMutablePointer<Float>,
+                         dx: UnsafeMutablePointer<Float>?) {
         sgemm(transA: true, m: outputs, n: inputs, k: N, a: dy, lda: outputs, b: x, ldb: inputs, beta: 1,
               c: gradients + weightOffset, ldc: inputs)
         columnSums(dy, rows: N, n: outputs, into: gradients + biasOffset)

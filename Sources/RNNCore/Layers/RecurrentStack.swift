@@ -58,15 +58,22 @@ public final class RecurrentStack {
         precondition(layers >= 1 && hidden >= 1 && inputSize >= 1, "a recurrent stack needs L, H, I >= 1")
         self.cell = cell; self.inputSize = inputSize; self.hidden = hidden; self.layers = layers
         self.bidirectional = bidirectional
-        dropouts = dropout > 0 ? (0..<(layers - 1)).map { Dropout(probability: dropout, site: dropoutSite + UInt64($0)) } : []
+        dropouts = dropout <= 0 ? [] : (0..<(layers - 1)).map {
+            Dropout(probability: dropout, site: dropoutSite + UInt64($0))
+        }
         let d = bidirectional ? 2 : 1
-        cells = (0..<layers).map { RecurrentLayer(cell: cell, inputSize: $0 == 0 ? inputSize : d * hidden, hidden: hidden) }
+        cells = (0..<layers).map {
+            RecurrentLayer(cell: cell, inputSize: $0 == 0 ? inputSize : d * hidden, hidden: hidden)
+        }
         offsets = (0..<layers).map { k in
-            (bidirectional ? ["", "_reverse"] : [""]).map { LayerOffsets(layout: layout, prefix: prefix, layer: k, suffix: $0) }
+            (bidirectional ? ["", "_reverse"] : [""]).map {
+                LayerOffsets(layout: layout, prefix: prefix, layer: k, suffix: $0)
+            }
         }
         for (name, shape) in Self.parameterShapes(cell: cell, inputSize: inputSize, hidden: hidden, layers: layers,
                                                   bidirectional: bidirectional, prefix: prefix) {
-            precondition(layout[name].shape == shape, "\(name) is \(layout[name].shape) in the layout, expected \(shape)")
+            precondition(layout[name].shape == shape,
+                         "\(name) is \(layout[name].shape) in the layout, expected \(shape)")
         }
     }
 
@@ -83,7 +90,8 @@ public final class RecurrentStack {
     public func forward(_ input: LayerInput, steps T: Int, batch B: Int, parameters: UnsafePointer<Float>,
                         initialH: UnsafePointer<Float>? = nil, initialC: UnsafePointer<Float>? = nil,
                         finalH: UnsafeMutablePointer<Float>? = nil, finalC: UnsafeMutablePointer<Float>? = nil,
-                        lengths: [Int]? = nil, dropout key: DropoutKey? = nil, rows: [Int]? = nil) -> UnsafePointer<Float> {
+                        lengths: [Int]? = nil, dropout key: DropoutKey? = nil,
+                        rows: [Int]? = nil) -> UnsafePointer<Float> {
         precondition(T > 0 && B > 0, "stack input shape [T=\(T), B=\(B)] must be positive")
         let ws = workspace(steps: T, batch: B)
         last = ws
@@ -98,15 +106,15 @@ public final class RecurrentStack {
             ws.layerInputs[k] = x
             for d in 0..<D {
                 let lw = ws.cells[k][d], block = (k * D + d) * BH
-                if let initialH { lw.hs.pointer.update(from: initialH + block, count: BH) } else { lw.hs.pointer.update(repeating: 0, count: BH) }
-                if hasCell {
-                    if let initialC { lw.cs.pointer.update(from: initialC + block, count: BH) } else { lw.cs.pointer.update(repeating: 0, count: BH) }
-                }
+                copyOrZero(initialH.map { $0 + block }, into: lw.hs.pointer, count: BH)
+                if hasCell { copyOrZero(initialC.map { $0 + block }, into: lw.cs.pointer, count: BH) }
                 profile?.mark(.other)
-                cells[k].forward(d == 0 ? x : reversedInput(x, layer: k, ws: ws), p: LayerParams(base: p, offsets[k][d]),
-                                 ws: lw, lengths: len, profile: profile)
+                let input = d == 0 ? x : reversedInput(x, layer: k, ws: ws)
+                cells[k].forward(input, p: LayerParams(base: p, offsets[k][d]), ws: lw, lengths: len, profile: profile)
                 profile?.mark(.recurrence)
-                if let finalH { (finalH + block).update(from: len == nil ? lw.hs.pointer + T * BH : lw.finalH.pointer, count: BH) }
+                if let finalH {
+                    (finalH + block).update(from: len == nil ? lw.hs.pointer + T * BH : lw.finalH.pointer, count: BH)
+                }
                 if let finalC, hasCell {
                     (finalC + block).update(from: len == nil ? lw.cs.pointer + T * BH : lw.finalC.pointer, count: BH)
                 }
@@ -115,8 +123,8 @@ public final class RecurrentStack {
             if bidirectional {
                 let cat = ws.concat[k].pointer
                 copyColumns(out, stride: H, into: cat, stride: 2 * H, width: H, steps: T, batch: B, reversing: nil)
-                copyColumns(ws.cells[k][1].outputs, stride: H, into: cat + H, stride: 2 * H, width: H, steps: T, batch: B,
-                            reversing: len ?? ws.fullLengths)
+                copyColumns(ws.cells[k][1].outputs, stride: H, into: cat + H, stride: 2 * H, width: H, steps: T,
+                            batch: B, reversing: len ?? ws.fullLengths)
                 out = UnsafePointer(cat)
             }
             if k < layers - 1, ws.usedDropout, let key {
@@ -158,8 +166,8 @@ public final class RecurrentStack {
                 let input = d == 0 ? ws.layerInputs[k]! : ws.reversedLayerInput(k)
                 var dDir = dOut, dInDir = dIn
                 if bidirectional {
-                    copyColumns(dOut + d * H, stride: DH, into: ws.directionOutput.pointer, stride: H, width: H, steps: T,
-                                batch: B, reversing: d == 0 ? nil : len ?? ws.fullLengths)
+                    copyColumns(dOut + d * H, stride: DH, into: ws.directionOutput.pointer, stride: H, width: H,
+                                steps: T, batch: B, reversing: d == 0 ? nil : len ?? ws.fullLengths)
                     dDir = UnsafePointer(ws.directionOutput.pointer)
                     if d == 1, dIn != nil {
                         ws.directionInput.pointer.update(repeating: 0, count: rows * cells[k].inputSize)
@@ -167,14 +175,16 @@ public final class RecurrentStack {
                     }
                 }
                 profile?.mark(.other)
-                cells[k].backward(input, p: LayerParams(base: p, offsets[k][d]), g: LayerParams(base: gradients, offsets[k][d]),
-                                  ws: lw, dOut: dDir, dInput: dInDir, lengths: len,
-                                  dFinalH: dFinalH.map { $0 + block }, dFinalC: cell.hasCell ? dFinalC.map { $0 + block } : nil,
+                cells[k].backward(input, p: LayerParams(base: p, offsets[k][d]),
+                                  g: LayerParams(base: gradients, offsets[k][d]), ws: lw, dOut: dDir, dInput: dInDir,
+                                  lengths: len, dFinalH: dFinalH.map { $0 + block },
+                                  dFinalC: cell.hasCell ? dFinalC.map { $0 + block } : nil,
                                   needInitialGradient: needInitial, profile: profile)
                 if d == 1, let dIn, let dInDir {
                     // The reverse direction saw its input reversed per row: put its gradient back in time order.
-                    copyColumns(dInDir, stride: cells[k].inputSize, into: dIn, stride: cells[k].inputSize,
-                                width: cells[k].inputSize, steps: T, batch: B, reversing: len ?? ws.fullLengths, accumulate: true)
+                    let n = cells[k].inputSize
+                    copyColumns(dInDir, stride: n, into: dIn, stride: n, width: n, steps: T, batch: B,
+                                reversing: len ?? ws.fullLengths, accumulate: true)
                 }
                 if let dInitialH { addRow(dInitialH + block, lw.dh.pointer, count: BH) }
                 if let dInitialC, cell.hasCell { addRow(dInitialC + block, lw.dc.pointer, count: BH) }
@@ -200,7 +210,8 @@ public final class RecurrentStack {
         switch x {
         case .dense(let m):
             let n = cells[k].inputSize
-            copyColumns(m, stride: n, into: ws.reversed[k].pointer, stride: n, width: n, steps: T, batch: B, reversing: len)
+            copyColumns(m, stride: n, into: ws.reversed[k].pointer, stride: n, width: n, steps: T, batch: B,
+                        reversing: len)
         case .oneHot(let tokens):
             let r = ws.reversedTokens
             for t in 0..<T {
@@ -297,6 +308,11 @@ public final class RecurrentStack {
         workspaces[key] = ws
         return ws
     }
+}
+
+/// `dst[0..<count] = src[0..<count]`, or zeros when there is no source (a zero initial state).
+private func copyOrZero(_ src: UnsafePointer<Float>?, into dst: UnsafeMutablePointer<Float>, count: Int) {
+    if let src { dst.update(from: src, count: count) } else { dst.update(repeating: 0, count: count) }
 }
 
 /// Copies `width` columns of every row `(t, b)` of a time-major `[T*B, ·]` matrix into another (row strides in
