@@ -7,6 +7,16 @@ parameter tensor and of the initial state, and the final state, with PyTorch's p
 (gate order GRU r,z,n; LSTM i,f,g,o; two bias vectors). The gradients come from a hand-written BPTT
 checked here against float64 central differences before anything is written.
 
+It also covers the layers on their own ("stack_cases", "loss_cases"):
+- a recurrent stack (uni- or bidirectional, PyTorch's names and order with "_reverse" tensors, layer k > 0 reading
+  [forward ; backward] outputs) with optional per-row lengths under PyTorch's packed-sequence semantics, computed
+  row by row over each row's valid steps only (the reverse direction starts at the row's last valid token; padded
+  outputs are 0; the final state is the one after the last valid step). The objective is
+  J = sum(wOut * output) + sum(wH * h_final) + sum(wC * c_final), so the final-state gradient is exercised; the
+  gradients of every parameter, the input and the initial state come from a hand-written BPTT per row, checked
+  against float64 central differences;
+- softmax cross-entropy with a 0/1 row mask: the masked sum, the number of unmasked rows and the gradient.
+
 Regenerate the fixture (from the repository root):
     python3 tools/reference_grads.py > Tests/RNNCoreTests/Fixtures/reference_grads.json
 """
@@ -187,6 +197,185 @@ def finite_difference_check(case):
     return worst
 
 
+def run_direction(cell, xs, h, c, w):
+    """One direction of one layer over one row's valid steps; xs: list of [1, in]. Returns (hs, cs, cache)."""
+    hs, cs, cache = [h], [c], []
+    for x in xs:
+        h, c, cc = step(cell, x, h, c, *w)
+        hs.append(h)
+        cs.append(c)
+        cache.append(cc)
+    return hs, cs, cache
+
+
+def direction_backward(cell, xs, hs, cs, cache, douts, dhT, dcT, w, g):
+    """BPTT through run_direction: douts per step [1, H]; dhT/dcT the final-state gradient. Accumulates the four
+    parameter gradients into g; returns (dxs, dh0, dc0)."""
+    wih, whh = w[0], w[1]
+    H = hs[0].shape[-1]
+    dh, dc = dhT.copy(), (dcT.copy() if dcT is not None else np.zeros_like(dhT))
+    dxs = [None] * len(xs)
+    for t in reversed(range(len(xs))):
+        dh = dh + douts[t]
+        hp = hs[t]
+        if cell in ("rnn", "rnn-relu"):
+            (pre,) = cache[t]
+            dpre = dh * (1 - np.tanh(pre) ** 2) if cell == "rnn" else dh * (pre > 0)
+            dgx, dgh, direct = dpre, dpre, 0
+        elif cell == "gru":
+            r, z, n, hn = cache[t]
+            dn = dh * (1 - z) * (1 - n ** 2)
+            dz = dh * (hp - n) * z * (1 - z)
+            dr = dn * hn * r * (1 - r)
+            dgx = np.concatenate([dr, dz, dn], 1)
+            dgh = np.concatenate([dr, dz, dn * r], 1)
+            direct = dh * z
+        else:
+            i, f, gg, o, cn = cache[t]
+            tc = np.tanh(cn)
+            dc = dc + dh * o * (1 - tc ** 2)
+            dgx = np.concatenate([dc * gg * i * (1 - i), dc * cs[t] * f * (1 - f), dc * i * (1 - gg ** 2),
+                                  dh * tc * o * (1 - o)], 1)
+            dgh = dgx
+            dc = dc * f
+            direct = 0
+        g[0] += dgx.T @ xs[t]
+        g[1] += dgh.T @ hp
+        g[2] += dgx.sum(0)
+        g[3] += dgh.sum(0)
+        dxs[t] = dgx @ wih
+        dh = dgh @ whh + direct
+    return dxs, dh, dc
+
+
+def make_stack_case(cell, layers, bidirectional, lengths, seed, onehot=False, I=3, H=4, T=4, B=4):
+    rng = np.random.default_rng(seed)
+    G, D = GATES[cell], 2 if bidirectional else 1
+    params = {}
+    for k in range(layers):
+        for suffix in (["", "_reverse"] if bidirectional else [""]):
+            inp = I if k == 0 else D * H
+            params[f"rnn.weight_ih_l{k}{suffix}"] = rng.uniform(-0.6, 0.6, (G * H, inp))
+            params[f"rnn.weight_hh_l{k}{suffix}"] = rng.uniform(-0.6, 0.6, (G * H, H))
+            params[f"rnn.bias_ih_l{k}{suffix}"] = rng.uniform(-0.3, 0.3, (G * H,))
+            params[f"rnn.bias_hh_l{k}{suffix}"] = rng.uniform(-0.3, 0.3, (G * H,))
+    tokens = rng.integers(0, I, (T, B)) if onehot else None
+    x = np.eye(I)[tokens] if onehot else rng.uniform(-1, 1, (T, B, I))
+    S = layers * D
+    return dict(cell=cell, layers=layers, bidirectional=bidirectional, I=I, H=H, T=T, B=B, D=D, params=params,
+                tokens=tokens, x=x, lengths=lengths, h0=rng.uniform(-0.5, 0.5, (S, B, H)),
+                c0=rng.uniform(-0.5, 0.5, (S, B, H)) if cell == "lstm" else None,
+                wOut=rng.uniform(-1, 1, (T, B, D * H)), wH=rng.uniform(-1, 1, (S, B, H)),
+                wC=rng.uniform(-1, 1, (S, B, H)) if cell == "lstm" else None)
+
+
+def stack_weights(case, k, d):
+    suffix = "_reverse" if d == 1 else ""
+    p = case["params"]
+    return [p[f"rnn.weight_ih_l{k}{suffix}"], p[f"rnn.weight_hh_l{k}{suffix}"], p[f"rnn.bias_ih_l{k}{suffix}"],
+            p[f"rnn.bias_hh_l{k}{suffix}"]]
+
+
+def stack_forward_backward(case, want_grads=True):
+    """Row by row over its valid steps. Returns (J, out, hT, cT, grads, dx, dh0, dc0)."""
+    cell, L, T, B, H, D = case["cell"], case["layers"], case["T"], case["B"], case["H"], case["D"]
+    x, h0, c0 = case["x"], case["h0"], case["c0"]
+    lengths = case["lengths"] if case["lengths"] is not None else [T] * B
+    lstm = c0 is not None
+    out = np.zeros((T, B, D * H))
+    hT, cT = np.zeros_like(h0), (np.zeros_like(c0) if lstm else None)
+    grads = {k: np.zeros_like(v) for k, v in case["params"].items()}
+    dx, dh0, dc0 = np.zeros_like(x), np.zeros_like(h0), (np.zeros_like(c0) if lstm else None)
+    for b in range(B):
+        n = lengths[b]
+        seq = [x[t, b][None] for t in range(n)]
+        saved = []
+        for k in range(L):
+            outs = []
+            for d in range(D):
+                s = k * D + d
+                xs = seq if d == 0 else seq[::-1]
+                hs, cs, cache = run_direction(cell, xs, h0[s, b][None], c0[s, b][None] if lstm else None,
+                                              stack_weights(case, k, d))
+                hT[s, b] = hs[-1][0]
+                if lstm:
+                    cT[s, b] = cs[-1][0]
+                saved.append((k, d, xs, hs, cs, cache))
+                outs.append(hs[1:] if d == 0 else hs[1:][::-1])
+            seq = [np.concatenate([o[t] for o in outs], 1) for t in range(n)]
+        for t in range(n):
+            out[t, b] = seq[t][0]
+        if not want_grads:
+            continue
+        dseq = [case["wOut"][t, b][None] for t in range(n)]
+        for k in reversed(range(L)):
+            din = [np.zeros((1, seq_w)) for seq_w in [x.shape[2] if k == 0 else D * H] * n]
+            for d in range(D):
+                s = k * D + d
+                _, _, xs, hs, cs, cache = saved[k * D + d]
+                douts = [dq[:, d * H:(d + 1) * H] for dq in dseq]
+                if d == 1:
+                    douts = douts[::-1]
+                g = [grads[name] for name in [f"rnn.{w}_l{k}{'_reverse' if d == 1 else ''}"
+                                              for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]]
+                dxs, dh, dc = direction_backward(cell, xs, hs, cs, cache, douts, case["wH"][s, b][None],
+                                                 case["wC"][s, b][None] if lstm else None, stack_weights(case, k, d), g)
+                if d == 1:
+                    dxs = dxs[::-1]
+                for t in range(n):
+                    din[t] = din[t] + dxs[t]
+                dh0[s, b] = dh[0]
+                if lstm:
+                    dc0[s, b] = dc[0]
+            dseq = din
+        for t in range(n):
+            dx[t, b] = dseq[t][0]
+    J = float((case["wOut"] * out).sum() + (case["wH"] * hT).sum() + ((case["wC"] * cT).sum() if lstm else 0))
+    return J, out, hT, cT, grads, dx, dh0, dc0
+
+
+def stack_finite_difference_check(case):
+    _, _, _, _, grads, dx, dh0, dc0 = stack_forward_backward(case)
+    eps, worst = 1e-6, 0.0
+    targets = [(case["params"][k], grads[k]) for k in case["params"]] + [(case["h0"], dh0)]
+    if case["tokens"] is None:
+        targets.append((case["x"], dx))
+    if case["c0"] is not None:
+        targets.append((case["c0"], dc0))
+    for arr, g in targets:
+        num = np.zeros_like(arr)
+        it = np.nditer(arr, flags=["multi_index"])
+        for _ in it:
+            idx = it.multi_index
+            old = arr[idx]
+            arr[idx] = old + eps
+            lp = stack_forward_backward(case, want_grads=False)[0]
+            arr[idx] = old - eps
+            lm = stack_forward_backward(case, want_grads=False)[0]
+            arr[idx] = old
+            num[idx] = (lp - lm) / (2 * eps)
+        worst = max(worst, np.abs(num - g).max() / max(np.abs(g).max(), 1e-12))
+    if worst > 1e-6:
+        sys.exit(f"reference stack BPTT disagrees with finite differences for {case['cell']}: {worst:.3g}")
+    return worst
+
+
+def masked_loss_case(seed, N=7, V=5):
+    rng = np.random.default_rng(seed)
+    logits = rng.uniform(-2, 2, (N, V))
+    targets = rng.integers(0, V, N)
+    mask = np.array([1, 0, 1, 1, 0, 1, 1][:N], dtype=float)
+    m = logits.max(-1, keepdims=True)
+    lse = m[:, 0] + np.log(np.exp(logits - m).sum(-1))
+    loss = float((mask * (lse - logits[np.arange(N), targets])).sum())
+    grad = np.exp(logits - lse[:, None])
+    grad[np.arange(N), targets] -= 1
+    grad *= mask[:, None]
+    return {"vocab": V, "rows": N, "logits": [float(v) for v in logits.reshape(-1)],
+            "targets": [int(v) for v in targets], "mask": [float(v) for v in mask], "loss": loss,
+            "count": int(mask.sum()), "grad": [float(v) for v in grad.reshape(-1)]}
+
+
 def main():
     cases = []
     seed = 1
@@ -210,7 +399,31 @@ def main():
                 "hT": flat(hT), "cT": flat(cT) if cT is not None else [],
                 "fd_check_max_rel": fd,
             })
-    json.dump({"generator": "tools/reference_grads.py", "numpy": np.__version__, "cases": cases}, sys.stdout)
+    flat = lambda a: [float(v) for v in np.asarray(a).reshape(-1)] if a is not None else []
+    stack_cases = []
+    for cell, layers, bidirectional, lengths, onehot in (
+            ("gru", 2, True, None, False), ("lstm", 2, True, None, False),
+            ("gru", 2, True, [4, 2, 0, 3], False), ("lstm", 2, True, [1, 4, 3, 0], False),
+            ("rnn-relu", 1, False, [3, 0, 4, 2], False), ("rnn", 2, False, None, False),
+            ("lstm", 1, True, [3, 4, 1, 2], True)):
+        case = make_stack_case(cell, layers, bidirectional, lengths, seed, onehot=onehot)
+        seed += 1
+        fd = stack_finite_difference_check(case)
+        J, out, hT, cT, grads, dx, dh0, dc0 = stack_forward_backward(case)
+        stack_cases.append({
+            "cell": cell, "layers": layers, "bidirectional": bidirectional, "input": case["I"], "hidden": case["H"],
+            "steps": case["T"], "batch": case["B"], "lengths": lengths,
+            "tokens": [int(v) for v in case["tokens"].reshape(-1)] if onehot else None,
+            "x": flat(case["x"]), "params": {k: flat(v) for k, v in case["params"].items()},
+            "h0": flat(case["h0"]), "c0": flat(case["c0"]),
+            "wOut": flat(case["wOut"]), "wH": flat(case["wH"]), "wC": flat(case["wC"]),
+            "objective": J, "output": flat(out), "hT": flat(hT), "cT": flat(cT),
+            "grads": {k: flat(v) for k, v in grads.items()}, "dx": flat(dx), "dh0": flat(dh0), "dc0": flat(dc0),
+            "fd_check_max_rel": fd,
+        })
+    loss_cases = [masked_loss_case(seed)]
+    json.dump({"generator": "tools/reference_grads.py", "numpy": np.__version__, "cases": cases,
+               "stack_cases": stack_cases, "loss_cases": loss_cases}, sys.stdout)
     sys.stdout.write("\n")
 
 

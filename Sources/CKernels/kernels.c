@@ -182,6 +182,79 @@ double rk_cross_entropy(float *logits, const int32_t *targets, int64_t rows, int
     return total;
 }
 
+double rk_cross_entropy_masked(float *logits, const int32_t *targets, const float *mask, int64_t rows, int64_t V,
+                               int write_gradient, float scale) {
+    double total = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        float *restrict x = logits + r * V;
+        float w = mask[r];
+        if (w == 0) {
+            if (write_gradient) memset(x, 0, sizeof(float) * (size_t)V);
+            continue;
+        }
+        float m = -INFINITY;
+        for (int64_t j = 0; j < V; j++) m = x[j] > m ? x[j] : m;
+        float s = 0;
+        for (int64_t j = 0; j < V; j++) s += k_exp(x[j] - m);
+        double lse = (double)m + log((double)s);
+        int64_t y = targets[r];
+        total += (double)w * (lse - (double)x[y]);
+        if (write_gradient) {
+            float l = (float)lse, ws = w * scale;
+            RK_SIMD
+            for (int64_t j = 0; j < V; j++) x[j] = k_exp(x[j] - l) * ws;
+            x[y] -= ws;
+        }
+    }
+    return total;
+}
+
+// splitmix64's finaliser (Stafford's variant 13): a bijection on 64 bits with full avalanche.
+static inline uint64_t k_mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+// MurmurHash3's 32-bit finaliser: 32-bit multiplies only, so the per-unit loop vectorises with AVX2.
+static inline uint32_t k_mix32(uint32_t h) {
+    h ^= h >> 16; h *= 0x85EBCA6Bu;
+    h ^= h >> 13; h *= 0xC2B2AE35u;
+    return h ^ (h >> 16);
+}
+
+void rk_dropout_forward(const float *x, float *out, float *mask, int64_t T, int64_t B, int64_t n,
+                        const int64_t *rows, uint64_t key, float p) {
+    // keep iff the top 24 bits of the hash, as a uniform u in [0, 1), satisfy u < 1 - p.
+    const uint32_t threshold = (uint32_t)((double)(1.0f - p) * 16777216.0);
+    const float scale = 1.0f / (1.0f - p);
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t b = 0; b < B; b++) {
+            // One 64-bit hash per (row, t); both halves then key a 32-bit hash of the unit index.
+            uint64_t base = k_mix64(k_mix64(key ^ (uint64_t)rows[b]) + (uint64_t)t * 0x9E3779B97F4A7C15ull);
+            const uint32_t lo = (uint32_t)base, hi = (uint32_t)(base >> 32);
+            const int64_t off = (t * B + b) * n;
+            // x and out may be the same buffer (element j is read before it is written): no restrict on them.
+            const float *xr = x + off;
+            float *o = out + off, *restrict m = mask + off;
+            RK_SIMD
+            for (int64_t j = 0; j < n; j++) {
+                uint32_t h = k_mix32(k_mix32(lo ^ ((uint32_t)j * 0x9E3779B9u)) ^ hi);
+                float mj = (h >> 8) < threshold ? scale : 0.0f;
+                m[j] = mj;
+                o[j] = xr[j] * mj;
+            }
+        }
+    }
+}
+
+void rk_mul_add(float *y, const float *x, const float *m, int64_t n) {
+    float *restrict yy = y;
+    const float *restrict xx = x, *restrict mm = m;
+    RK_SIMD
+    for (int64_t i = 0; i < n; i++) yy[i] += xx[i] * mm[i];
+}
+
 void rk_column_sums(const float *m, int64_t rows, int64_t n, float *out) {
     // Blocks of 64 columns keep the partial sums in registers while the rows stream by.
     for (int64_t j0 = 0; j0 < n; j0 += 64) {

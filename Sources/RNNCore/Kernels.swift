@@ -22,3 +22,15 @@ public func allFinite(_ values: UnsafeBufferPointer<Float>) -> Bool {
 
 /// True when every value is finite.
 public func allFinite(_ values: [Float]) -> Bool { values.withUnsafeBufferPointer { allFinite($0) } }
+
+/// `out[j] += Σ_r m[r, j]` over the `[rows, n]` matrix `m`.
+@inline(__always)
+func columnSums(_ m: UnsafePointer<Float>, rows: Int, n: Int, into out: UnsafeMutablePointer<Float>) {
+    rk_column_sums(m, Int64(rows), Int64(n), out)
+}
+
+/// `y[0..<count] += x[0..<count]`.
+@inline(__always)
+func addRow(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
+    rk_add(y, x, Int64(count))
+}

@@ -1,23 +1,7 @@
 import CKernels
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 // Shape legend: T steps, B batch, V vocabulary, E embedding, H hidden, L layers. Token matrices are
 // time-major `[T, B]` (element t*B + b), so the rows of every activation are ordered (t, b).
-
-/// Sum of per-token cross-entropy losses (natural log) and how many tokens it covers.
-public struct LossSum: Equatable, Sendable {
-    public var sum: Double
-    public var count: Int
-    public init(sum: Double = 0, count: Int = 0) { self.sum = sum; self.count = count }
-    public var mean: Double { count == 0 ? .nan : sum / Double(count) }
-    public var perplexity: Double { exp(mean) }
-    public static func + (a: LossSum, b: LossSum) -> LossSum { LossSum(sum: a.sum + b.sum, count: a.count + b.count) }
-    public static func += (a: inout LossSum, b: LossSum) { a = a + b }
-}
 
 /// How parameters are initialised.
 public enum InitScheme: Equatable, Sendable {
@@ -28,7 +12,9 @@ public enum InitScheme: Equatable, Sendable {
     case normal(std: Float)
 }
 
-/// Embedding → L recurrent layers → linear decoder → softmax cross-entropy, on one flat parameter buffer.
+/// Embedding (or one-hot input) → L recurrent layers → linear decoder → softmax cross-entropy, composed of
+/// `Embedding`, `RecurrentStack`, `Linear` and `SoftmaxCrossEntropy` on one flat parameter buffer, with inverted
+/// dropout (`Dropout`, counter-based) on the embedding and after every recurrent layer, the last included.
 public final class LanguageModel {
     public let config: ModelConfig
     public let layout: ParameterLayout
@@ -37,9 +23,15 @@ public final class LanguageModel {
     /// Gradients of the summed loss, same layout; `forwardBackward` accumulates, the caller zeroes.
     public let gradients: FloatBuffer
 
-    private let layers: [RecurrentLayer]
     /// When set, forward and backward charge their time to its phases.
-    public var profile: PhaseProfile?
+    public var profile: PhaseProfile? { didSet { stack.profile = profile } }
+
+    private let embedding: Embedding?
+    private let stack: RecurrentStack
+    private let decoder: Linear
+    private let lossLayer: SoftmaxCrossEntropy
+    /// Dropout sites: 0 on the embedding, k + 1 after layer k (the stack's between-layer sites, then `topDropout`).
+    private let embedDropout: Dropout?, topDropout: Dropout?
     private var workspaces: [WorkspaceKey: Workspace] = [:]
 
     public convenience init(config: ModelConfig) throws(ConfigError) {
@@ -53,15 +45,19 @@ public final class LanguageModel {
         self.init(validated: other.config, parameters: other.parameters)
     }
 
-    private init(validated config: ModelConfig, parameters shared: FloatBuffer?) {
-        self.config = config
-        layout = ParameterLayout(model: config)
+    private init(validated c: ModelConfig, parameters shared: FloatBuffer?) {
+        config = c
+        layout = ParameterLayout(model: c)
         parameters = shared ?? FloatBuffer(count: layout.count)
         gradients = FloatBuffer(count: layout.count)
-        layers = (0..<config.layers).map {
-            RecurrentLayer(cell: config.cell, inputSize: $0 == 0 ? config.inputSize : config.hiddenSize,
-                           hidden: config.hiddenSize)
-        }
+        embedding = c.embedSize == 0 ? nil
+            : Embedding(name: "encoder", vocabulary: c.vocabSize, width: c.embedSize, layout: layout)
+        stack = RecurrentStack(cell: c.cell, inputSize: c.inputSize, hidden: c.hiddenSize, layers: c.layers,
+                               dropout: c.dropout, dropoutSite: 1, prefix: "rnn.", layout: layout)
+        decoder = Linear(name: "decoder", inputs: c.hiddenSize, outputs: c.vocabSize, layout: layout)
+        lossLayer = SoftmaxCrossEntropy(classes: c.vocabSize)
+        embedDropout = c.dropout > 0 && c.embedSize > 0 ? Dropout(probability: c.dropout, site: 0) : nil
+        topDropout = c.dropout > 0 ? Dropout(probability: c.dropout, site: UInt64(c.layers)) : nil
     }
 
     /// Fills the parameters from `rng`, tensor by tensor in layout order (so the result is fixed by the seed).
@@ -92,30 +88,31 @@ public final class LanguageModel {
     /// Forward and backward over one `[T, B]` minibatch.
     /// - `inputs`, `targets`: token ids, time-major `[T, B]`, each in `0..<V`.
     /// - `state`: initial state of the B streams on entry; their final state on return (detached).
-    /// - `dropout`: the generator for dropout masks; `nil` runs without dropout (evaluation).
+    /// - `dropout`: the key of the dropout masks (run seed, optimizer step); `nil` runs without dropout.
+    /// - `rows`: `[B]`, the global row (stream) index of each local column, which the masks are a function of, so
+    ///   a minibatch split across threads or processes drops the same units as one process; default `0..<B`.
     /// - `initialStateGradient`: when given, receives `∂L/∂h_0` (and `∂L/∂c_0`), shaped like `state`.
     /// Accumulates `∂(Σ token losses)/∂θ` into `gradients` and returns the loss sum.
     @discardableResult
     public func forwardBackward(
         inputs: [Int32], targets: [Int32], steps: Int, batch: Int, state: inout RecurrentState,
-        dropout: UnsafeMutablePointer<RandomGenerator>? = nil,
+        dropout: DropoutKey? = nil, rows: [Int]? = nil,
         initialStateGradient: UnsafeMutablePointer<RecurrentState>? = nil
     ) -> LossSum {
         checkShapes(inputs: inputs, targets: targets, steps: steps, batch: batch, state: state)
         let ws = workspace(steps: steps, batch: batch)
-        let loss = inputs.withUnsafeBufferPointer { inp in
+        ws.setRows(rows)
+        return inputs.withUnsafeBufferPointer { inp in
             targets.withUnsafeBufferPointer { tgt in
                 profile?.start()
                 forwardPass(inp.baseAddress!, ws: ws, state: &state, dropout: dropout)
-                let loss = crossEntropy(ws.logits.pointer, targets: tgt.baseAddress!, rows: steps * batch,
-                                        vocab: config.vocabSize, gradientScale: 1)
+                let loss = lossLayer.forwardBackward(ws.logits.pointer, targets: tgt.baseAddress!, rows: steps * batch)
                 profile?.mark(.decoderSoftmax)
                 backwardPass(inp.baseAddress!, ws: ws, initialStateGradient: initialStateGradient)
                 profile?.mark(.other)
                 return loss
             }
         }
-        return loss
     }
 
     /// The loss sum of one `[T, B]` minibatch without dropout or gradients; advances `state`.
@@ -126,8 +123,7 @@ public final class LanguageModel {
         return inputs.withUnsafeBufferPointer { inp in
             targets.withUnsafeBufferPointer { tgt in
                 forwardPass(inp.baseAddress!, ws: ws, state: &state, dropout: nil)
-                return crossEntropy(ws.logits.pointer, targets: tgt.baseAddress!, rows: steps * batch,
-                                    vocab: config.vocabSize, gradientScale: nil)
+                return lossLayer.forward(ws.logits.pointer, targets: tgt.baseAddress!, rows: steps * batch)
             }
         }
     }
@@ -158,32 +154,45 @@ public final class LanguageModel {
 
     private struct WorkspaceKey: Hashable { let steps: Int, batch: Int }
 
+    /// The model's own buffers; the recurrent stack keeps its own per (T, B).
     private final class Workspace {
         let steps: Int, batch: Int
-        let layers: [LayerWorkspace]
-        /// Embedding output after dropout `[T*B, E]`, and the embedding dropout mask.
-        let embedded: FloatBuffer, embedMask: FloatBuffer
-        /// Per layer: its output after dropout `[T*B, H]` and the mask (used when dropout > 0).
-        let dropped: [FloatBuffer], masks: [FloatBuffer]
+        /// Embedding output (after dropout, in place) `[T*B, E]` and its mask; `∂L/∂` of both `[T*B, E]`.
+        let embedded: FloatBuffer, embedMask: FloatBuffer, dEmbedded: FloatBuffer, dEmbeddedRaw: FloatBuffer
+        /// The top layer's output after dropout `[T*B, H]` and the mask.
+        let dropped: FloatBuffer, topMask: FloatBuffer
+        /// Decoder input of the last forward (the stack's output, or `dropped`).
+        var decoderInput: UnsafePointer<Float>?
+        var usedDropout = false
         /// Decoder output `[T*B, V]`; overwritten by `∂L/∂logits` in backward.
         let logits: FloatBuffer
-        /// Ping-pong buffers for `∂L/∂(layer input/output)`, `[T*B, max(E, H)]`.
-        let gradA: FloatBuffer, gradB: FloatBuffer
+        /// `∂L/∂(decoder input)` and `∂L/∂(stack output)` `[T*B, H]`.
+        let dTop: FloatBuffer, dStack: FloatBuffer
+        /// Global row of each local column `[B]`.
+        var rows: [Int]
 
         init(config c: ModelConfig, steps: Int, batch: Int) {
             self.steps = steps; self.batch = batch
-            let rows = steps * batch, useDropout = c.dropout > 0
-            layers = (0..<c.layers).map {
-                LayerWorkspace(cell: c.cell, steps: steps, batch: batch, hidden: c.hiddenSize,
-                               oneHotInput: $0 == 0 && c.embedSize == 0 ? c.vocabSize : 0)
+            let n = steps * batch, drop = c.dropout > 0
+            embedded = FloatBuffer(count: n * c.embedSize)
+            embedMask = FloatBuffer(count: drop ? n * c.embedSize : 0)
+            dEmbedded = FloatBuffer(count: n * c.embedSize)
+            dEmbeddedRaw = FloatBuffer(count: drop ? n * c.embedSize : 0)
+            dropped = FloatBuffer(count: drop ? n * c.hiddenSize : 0)
+            topMask = FloatBuffer(count: drop ? n * c.hiddenSize : 0)
+            logits = FloatBuffer(count: n * c.vocabSize)
+            dTop = FloatBuffer(count: n * c.hiddenSize)
+            dStack = FloatBuffer(count: drop ? n * c.hiddenSize : 0)
+            rows = Array(0..<batch)
+        }
+
+        func setRows(_ r: [Int]?) {
+            if let r {
+                precondition(r.count == batch, "rows hold \(r.count) indices, the minibatch has \(batch) columns")
+                rows = r
+            } else if rows.indices != 0..<batch || rows.enumerated().contains(where: { $0.offset != $0.element }) {
+                rows = Array(0..<batch)
             }
-            embedded = FloatBuffer(count: rows * c.embedSize)
-            embedMask = FloatBuffer(count: useDropout ? rows * c.embedSize : 0)
-            dropped = (0..<c.layers).map { _ in FloatBuffer(count: useDropout ? rows * c.hiddenSize : 0) }
-            masks = (0..<c.layers).map { _ in FloatBuffer(count: useDropout ? rows * c.hiddenSize : 0) }
-            logits = FloatBuffer(count: rows * c.vocabSize)
-            gradA = FloatBuffer(count: rows * max(c.embedSize, c.hiddenSize))
-            gradB = FloatBuffer(count: rows * max(c.embedSize, c.hiddenSize))
         }
     }
 
@@ -199,133 +208,83 @@ public final class LanguageModel {
 
     // MARK: Forward / backward
 
-    private var layerParams: [LayerParams] {
-        (0..<config.layers).map { LayerParams(base: parameters.pointer, layout: layout, layer: $0) }
-    }
-    private var layerGrads: [LayerParams] {
-        (0..<config.layers).map { LayerParams(base: gradients.pointer, layout: layout, layer: $0) }
-    }
-
-    /// Inverted dropout: fills `mask` with 0 or 1/(1−p) and multiplies `x` by it into `out`.
-    private func dropout(_ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
-                         mask: UnsafeMutablePointer<Float>, count: Int, rng: UnsafeMutablePointer<RandomGenerator>) {
-        let p = config.dropout, keep = 1 / (1 - p)
-        for i in 0..<count {
-            let m: Float = rng.pointee.uniform() < p ? 0 : keep
-            mask[i] = m
-            out[i] = x[i] * m
-        }
-    }
-
     private func forwardPass(_ tokens: UnsafePointer<Int32>, ws: Workspace, state: inout RecurrentState,
-                             dropout rng: UnsafeMutablePointer<RandomGenerator>?) {
-        let c = config, T = ws.steps, B = ws.batch, H = c.hiddenSize, rows = T * B
-        let useDropout = rng != nil && c.dropout > 0
-        let params = layerParams
-        var input: LayerInput
-        if c.embedSize > 0 {
-            let E = c.embedSize, table = parameters.pointer + layout["encoder.weight"].offset
-            for r in 0..<rows { (ws.embedded.pointer + r * E).update(from: table + Int(tokens[r]) * E, count: E) }
-            if useDropout {
-                dropout(ws.embedded.pointer, into: ws.embedded.pointer, mask: ws.embedMask.pointer, count: rows * E, rng: rng!)
-            }
-            input = .dense(UnsafePointer(ws.embedded.pointer))
-        } else {
-            input = .oneHot(tokens)
-        }
-        for (l, layer) in layers.enumerated() {
-            let lw = ws.layers[l]
-            profile?.mark(.other)
-            state.h.withUnsafeBufferPointer { lw.hs.pointer.update(from: $0.baseAddress! + l * B * H, count: B * H) }
-            if c.cell.hasCell {
-                state.c.withUnsafeBufferPointer { lw.cs.pointer.update(from: $0.baseAddress! + l * B * H, count: B * H) }
-            }
-            profile?.mark(.other)
-            layer.forward(input, p: params[l], ws: lw, profile: profile)
-            profile?.mark(.recurrence)
-            // Carry the final state (the caller's next minibatch starts from it; no gradient flows back).
-            state.h.withUnsafeMutableBufferPointer {
-                ($0.baseAddress! + l * B * H).update(from: lw.hs.pointer + T * B * H, count: B * H)
-            }
-            if c.cell.hasCell {
-                state.c.withUnsafeMutableBufferPointer {
-                    ($0.baseAddress! + l * B * H).update(from: lw.cs.pointer + T * B * H, count: B * H)
+                             dropout key: DropoutKey?) {
+        let c = config, T = ws.steps, B = ws.batch, n = T * B, p = UnsafePointer(parameters.pointer)
+        let useDropout = key != nil && c.dropout > 0
+        var input = LayerInput.oneHot(tokens)
+        if let embedding {
+            embedding.forward(tokens, count: n, parameters: p, into: ws.embedded.pointer)
+            if useDropout, let embedDropout, let key {
+                ws.rows.withUnsafeBufferPointer {
+                    embedDropout.forward(ws.embedded.pointer, into: ws.embedded.pointer, mask: ws.embedMask.pointer,
+                                         steps: T, batch: B, width: c.embedSize, key: key, rows: $0.baseAddress!)
                 }
             }
-            if useDropout {
-                dropout(lw.outputs, into: ws.dropped[l].pointer, mask: ws.masks[l].pointer, count: rows * H, rng: rng!)
-                input = .dense(UnsafePointer(ws.dropped[l].pointer))
-            } else {
-                input = .dense(UnsafePointer(lw.outputs))
+            input = .dense(UnsafePointer(ws.embedded.pointer))
+        }
+        profile?.mark(.other)
+        // The stack reads the initial state and writes the final one into the same arrays, layer by layer
+        // (the carried state is detached: no gradient flows back into the previous minibatch).
+        let hasCell = c.cell.hasCell
+        var top = state.h.withUnsafeMutableBufferPointer { h in
+            state.c.withUnsafeMutableBufferPointer { cs in
+                stack.forward(input, steps: T, batch: B, parameters: p, initialH: UnsafePointer(h.baseAddress!),
+                              initialC: hasCell ? UnsafePointer(cs.baseAddress!) : nil, finalH: h.baseAddress!,
+                              finalC: hasCell ? cs.baseAddress! : nil, dropout: useDropout ? key : nil, rows: ws.rows)
             }
         }
-        guard case .dense(let top) = input else { preconditionFailure("a model has at least one layer") }
+        if useDropout, let topDropout, let key {
+            ws.rows.withUnsafeBufferPointer {
+                topDropout.forward(top, into: ws.dropped.pointer, mask: ws.topMask.pointer, steps: T, batch: B,
+                                   width: c.hiddenSize, key: key, rows: $0.baseAddress!)
+            }
+            top = UnsafePointer(ws.dropped.pointer)
+        }
         profile?.mark(.other)
-        let V = c.vocabSize
-        fillRows(ws.logits.pointer, rows: rows, n: V, with: parameters.pointer + layout["decoder.bias"].offset)
-        sgemm(transB: true, m: rows, n: V, k: H, a: top, lda: H, b: parameters.pointer + layout["decoder.weight"].offset,
-              ldb: H, beta: 1, c: ws.logits.pointer, ldc: V)
-        lastForwardUsedDropout = useDropout
+        decoder.forward(top, rows: n, parameters: p, into: ws.logits.pointer)
+        ws.decoderInput = top
+        ws.usedDropout = useDropout
     }
-
-    private var lastForwardUsedDropout = false
 
     private func backwardPass(_ tokens: UnsafePointer<Int32>, ws: Workspace,
                               initialStateGradient: UnsafeMutablePointer<RecurrentState>?) {
-        let c = config, B = ws.batch, H = c.hiddenSize, V = c.vocabSize, rows = ws.steps * B
-        let useDropout = lastForwardUsedDropout
-        let params = layerParams, grads = layerGrads
-        // Decoder: dW += dlogitsᵀ · top, db += Σ dlogits, dTop = dlogits · W.
-        let topIn = useDropout ? ws.dropped[c.layers - 1].pointer : ws.layers[c.layers - 1].outputs
-        sgemm(transA: true, m: V, n: H, k: rows, a: ws.logits.pointer, lda: V, b: topIn, ldb: H, beta: 1,
-              c: gradients.pointer + layout["decoder.weight"].offset, ldc: H)
-        rk_column_sums(ws.logits.pointer, Int64(rows), Int64(V), gradients.pointer + layout["decoder.bias"].offset)
-        var dOut = ws.gradA.pointer, dSpare = ws.gradB.pointer
-        sgemm(m: rows, n: H, k: V, a: ws.logits.pointer, lda: V, b: parameters.pointer + layout["decoder.weight"].offset,
-              ldb: H, beta: 0, c: dOut, ldc: H)
-        profile?.mark(.decoderSoftmax)
-        if initialStateGradient != nil {
-            initialStateGradient!.pointee = RecurrentState.zeros(c, batch: B)
+        let c = config, B = ws.batch, n = ws.steps * B, p = UnsafePointer(parameters.pointer), g = gradients.pointer
+        // ws.logits holds ∂L/∂logits.
+        ws.dTop.zero()
+        decoder.backward(ws.decoderInput!, rows: n, dy: ws.logits.pointer, parameters: p, gradients: g,
+                         dx: ws.dTop.pointer)
+        var dStack = ws.dTop.pointer
+        if ws.usedDropout, let topDropout {
+            ws.dStack.zero()
+            topDropout.backward(ws.dTop.pointer, mask: ws.topMask.pointer, into: ws.dStack.pointer,
+                                count: n * c.hiddenSize)
+            dStack = ws.dStack.pointer
         }
-        for l in stride(from: c.layers - 1, through: 0, by: -1) {
-            if useDropout { let m = ws.masks[l].pointer; for i in 0..<(rows * H) { dOut[i] *= m[i] } }
-            let input: LayerInput
-            if l > 0 {
-                input = .dense(UnsafePointer(useDropout ? ws.dropped[l - 1].pointer : ws.layers[l - 1].outputs))
-            } else {
-                input = c.embedSize > 0 ? .dense(UnsafePointer(ws.embedded.pointer)) : .oneHot(tokens)
-            }
-            let needInputGrad = l > 0 || c.embedSize > 0
-            profile?.mark(.other)
-            layers[l].backward(input, p: params[l], g: grads[l], ws: ws.layers[l], dOut: dOut,
-                               dInput: needInputGrad ? dSpare : nil, needInitialGradient: initialStateGradient != nil,
-                               profile: profile)
-            if let isg = initialStateGradient {
-                let lw = ws.layers[l]
-                isg.pointee.h.withUnsafeMutableBufferPointer { ($0.baseAddress! + l * B * H).update(from: lw.dh.pointer, count: B * H) }
-                if c.cell.hasCell {
-                    isg.pointee.c.withUnsafeMutableBufferPointer { ($0.baseAddress! + l * B * H).update(from: lw.dc.pointer, count: B * H) }
+        profile?.mark(.decoderSoftmax)
+        if embedding != nil { ws.dEmbedded.zero() }
+        let dInput = embedding != nil ? ws.dEmbedded.pointer : nil
+        if let isg = initialStateGradient {
+            isg.pointee = RecurrentState.zeros(c, batch: B)
+            let hasCell = c.cell.hasCell
+            isg.pointee.h.withUnsafeMutableBufferPointer { dh in
+                isg.pointee.c.withUnsafeMutableBufferPointer { dc in
+                    stack.backward(dOutput: dStack, parameters: p, gradients: g, dInput: dInput,
+                                   dInitialH: dh.baseAddress!, dInitialC: hasCell ? dc.baseAddress! : nil)
                 }
             }
-            swap(&dOut, &dSpare)
+        } else {
+            stack.backward(dOutput: dStack, parameters: p, gradients: g, dInput: dInput)
         }
-        if c.embedSize > 0 {
-            // dOut now holds ∂L/∂(embedding after dropout).
-            let E = c.embedSize, dTable = gradients.pointer + layout["encoder.weight"].offset
-            if useDropout { let m = ws.embedMask.pointer; for i in 0..<(rows * E) { dOut[i] *= m[i] } }
-            for r in 0..<rows {
-                let src = dOut + r * E, dst = dTable + Int(tokens[r]) * E
-                for j in 0..<E { dst[j] += src[j] }
+        if let embedding {
+            var dEmbedding = ws.dEmbedded.pointer
+            if ws.usedDropout, let embedDropout {
+                ws.dEmbeddedRaw.zero()
+                embedDropout.backward(ws.dEmbedded.pointer, mask: ws.embedMask.pointer, into: ws.dEmbeddedRaw.pointer,
+                                      count: n * c.embedSize)
+                dEmbedding = ws.dEmbeddedRaw.pointer
             }
+            embedding.backward(tokens, count: n, dOut: dEmbedding, gradients: g)
         }
     }
-}
-
-/// Fused log-softmax + cross-entropy over `rows` rows of `[rows, vocab]` logits.
-/// Returns the loss sum (accumulated in Double). When `gradientScale` is given, overwrites the logits with
-/// `gradientScale · (softmax − onehot(target))`, the gradient of `gradientScale · Σ losses`.
-public func crossEntropy(_ logits: UnsafeMutablePointer<Float>, targets: UnsafePointer<Int32>, rows: Int, vocab V: Int,
-                         gradientScale: Float?) -> LossSum {
-    let total = rk_cross_entropy(logits, targets, Int64(rows), Int64(V), gradientScale == nil ? 0 : 1, gradientScale ?? 0)
-    return LossSum(sum: total, count: rows)
 }

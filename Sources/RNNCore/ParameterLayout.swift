@@ -31,17 +31,10 @@ public struct ParameterLayout: Sendable, Equatable {
     /// `rnn.bias_hh_l{k} [G*H]`, then `decoder.weight [V,H]`, `decoder.bias [V]`.
     public init(model c: ModelConfig) {
         var shapes: [(String, [Int])] = []
-        let gh = c.cell.gates * c.hiddenSize
-        if c.embedSize > 0 { shapes.append(("encoder.weight", [c.vocabSize, c.embedSize])) }
-        for k in 0..<c.layers {
-            let inSize = k == 0 ? c.inputSize : c.hiddenSize
-            shapes.append(("rnn.weight_ih_l\(k)", [gh, inSize]))
-            shapes.append(("rnn.weight_hh_l\(k)", [gh, c.hiddenSize]))
-            shapes.append(("rnn.bias_ih_l\(k)", [gh]))
-            shapes.append(("rnn.bias_hh_l\(k)", [gh]))
-        }
-        shapes.append(("decoder.weight", [c.vocabSize, c.hiddenSize]))
-        shapes.append(("decoder.bias", [c.vocabSize]))
+        if c.embedSize > 0 { shapes += Embedding.parameterShapes(name: "encoder", vocabulary: c.vocabSize, width: c.embedSize) }
+        shapes += RecurrentStack.parameterShapes(cell: c.cell, inputSize: c.inputSize, hidden: c.hiddenSize,
+                                                 layers: c.layers, prefix: "rnn.")
+        shapes += Linear.parameterShapes(name: "decoder", inputs: c.hiddenSize, outputs: c.vocabSize)
         self.init(shapes: shapes)
     }
 

@@ -4,6 +4,19 @@ import Glibc
 import Darwin
 #endif
 
+/// The named random streams of a run. Each draws from its own generator derived from the run seed, so that
+/// adding randomness in one place (say, a new dropout site) does not shift any other stream.
+public enum RandomStream: UInt64, Sendable, CaseIterable {
+    /// Parameter initialisation.
+    case initialization = 0
+    /// Each epoch's minibatch offsets and order (index: the epoch).
+    case dataOrder = 1
+    /// Dropout masks (counter-based: see `DropoutKey`, which mixes this stream into its hash).
+    case dropout = 2
+    /// Sampling during generation.
+    case sampling = 3
+}
+
 /// A small, fast, seedable generator (xoshiro256**) whose stream is identical on every machine.
 /// Every source of randomness in rnnlm (initialisation, dropout, data offsets, sampling) is one of these,
 /// so a `--seed` reproduces a run exactly, and the state can be saved in a checkpoint and restored.
@@ -28,6 +41,11 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable, Equatable, Codab
         var g = RandomGenerator(seed: seed ^ (stream &* 0xD6E8_FEB8_6659_FD93))
         let mixed = g.next() ^ (index &* 0x9E37_79B9_7F4A_7C15)
         self.init(seed: mixed)
+    }
+
+    /// A generator for a named stream of a run seed; the same numbers as `init(seed:stream: stream.rawValue, index:)`.
+    public init(seed: UInt64, stream: RandomStream, index: UInt64 = 0) {
+        self.init(seed: seed, stream: stream.rawValue, index: index)
     }
 
     @inline(__always)

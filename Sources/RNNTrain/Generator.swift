@@ -93,7 +93,7 @@ extension TrainedModel {
         var (state, logits) = warmUp(ids, batch: 1)
         var rng: RandomGenerator
         var temperature: Float = 0, topK = 0
-        if case .sample(let t, let k, let seed) = decoding { temperature = t; topK = k; rng = RandomGenerator(seed: seed, stream: 3) } else { rng = RandomGenerator(seed: 0) }
+        if case .sample(let t, let k, let seed) = decoding { temperature = t; topK = k; rng = RandomGenerator(seed: seed, stream: .sampling) } else { rng = RandomGenerator(seed: 0) }
         var out: [Int32] = []
         for _ in 0..<count {
             let next = Int32(sample(logits[...], temperature: temperature, topK: topK, rng: &rng))

@@ -41,7 +41,7 @@ public final class LanguageModelTask: TrainingTask {
         var config = options.modelConfig
         config.vocabSize = data.vocabulary.count
         let model = try LanguageModel(config: config)
-        var rng = RandomGenerator(seed: options.seed, stream: 0)
+        var rng = RandomGenerator(seed: options.seed, stream: .initialization)
         model.initialize(try options.initialization(), rng: &rng)
         self.init(settings: Settings(model: config, seed: options.seed, batchSize: options.batchSize,
                                      numSteps: options.numSteps, partition: options.partition),
@@ -62,7 +62,7 @@ public final class LanguageModelTask: TrainingTask {
     /// so the coordinator, every worker and a resumed run draw the same ones.
     public func epochBatches(_ epoch: Int) -> EpochBatches {
         if let c = epochCache, c.epoch == epoch { return c.batches }
-        var rng = RandomGenerator(seed: settings.seed, stream: 1, index: UInt64(epoch))
+        var rng = RandomGenerator(seed: settings.seed, stream: .dataOrder, index: UInt64(epoch))
         let b = EpochBatches.draw(settings.partition, corpus: data.train, batch: settings.batchSize,
                                   steps: settings.numSteps, rng: &rng)
         epochCache = (epoch, b)

@@ -35,19 +35,17 @@ struct GradientCheckTests {
         var h0 = RecurrentState.zeros(config, batch: B)
         for i in h0.h.indices { h0.h[i] = rng.uniform(-0.8, 0.8) }
         for i in h0.c.indices { h0.c[i] = rng.uniform(-0.8, 0.8) }
-        let dropoutSeed = RandomGenerator(seed: 7)
+        let key = DropoutKey(seed: 7, step: 1)
 
         func lossAt() -> Double {
             var s = h0
-            var d = dropoutSeed
             model.gradients.zero()
-            return model.forwardBackward(inputs: inputs, targets: targets, steps: T, batch: B, state: &s, dropout: &d).sum
+            return model.forwardBackward(inputs: inputs, targets: targets, steps: T, batch: B, state: &s, dropout: key).sum
         }
         var state = h0
         var dState = h0
-        var d = dropoutSeed
         model.gradients.zero()
-        model.forwardBackward(inputs: inputs, targets: targets, steps: T, batch: B, state: &state, dropout: &d,
+        model.forwardBackward(inputs: inputs, targets: targets, steps: T, batch: B, state: &state, dropout: key,
                               initialStateGradient: &dState)
         let analytic = model.gradients.array
         // Float32 rounding noise falls as ε grows (measured); ReLU's kink limits ε for rnn-relu.

@@ -43,6 +43,24 @@ void rk_lstm_backward(int64_t B, int64_t H, const float *dh, const float *dout, 
 double rk_cross_entropy(float *logits, const int32_t *targets, int64_t rows, int64_t V, int write_gradient,
                         float scale);
 
+/// Like rk_cross_entropy with a per-row weight `mask` [rows] (0 or 1 in practice): row r adds
+/// `mask[r] * loss_r` to the sum, and its gradient row becomes `mask[r] * scale * (softmax - onehot)`; a row whose
+/// weight is 0 is not read (its target may be any value) and gets a zero gradient row. The unmasked path stays in
+/// rk_cross_entropy so that it pays nothing for the mask.
+double rk_cross_entropy_masked(float *logits, const int32_t *targets, const float *mask, int64_t rows, int64_t V,
+                               int write_gradient, float scale);
+
+/// Counter-based inverted dropout over a time-major [T*B, n] matrix: element (t, b, j) is kept iff a hash of
+/// (key, rows[b], t, j) maps below 1 - p; kept elements are scaled by 1/(1 - p). `key` already mixes the seed,
+/// step and site (see DropoutKey); `rows[b]` is the GLOBAL row index of local column b, so a row's mask does not
+/// depend on which other rows share the minibatch. Writes mask [T*B, n] (0 or 1/(1-p)) and out = x * mask
+/// (out may alias x).
+void rk_dropout_forward(const float *x, float *out, float *mask, int64_t T, int64_t B, int64_t n,
+                        const int64_t *rows, uint64_t key, float p);
+
+/// y += x * m over n elements (the backward of an elementwise product with a fixed m).
+void rk_mul_add(float *y, const float *x, const float *m, int64_t n);
+
 /// out[j] += Σ_r m[r, j] over the [rows, n] matrix m, summed in row order.
 void rk_column_sums(const float *m, int64_t rows, int64_t n, float *out);
 

@@ -1,7 +1,7 @@
 // rnnlm-bench: times the numeric core on synthetic tokens (no I/O inside the timed region).
 //
 //   rnnlm-bench [--model gru] [--hidden 256] [--vocab 28] [--batch 32] [--steps 35] [--layers 1]
-//               [--embed 0] [--repeats 30] [--threads 1] [--blas-threads 1]
+//               [--embed 0] [--dropout 0] [--repeats 30] [--threads 1] [--blas-threads 1]
 //
 // --threads N > 1 splits the minibatch's streams across N threads (DataParallel, as `rnnlm train --threads N`);
 // --blas-threads N instead gives N threads to OpenBLAS inside one forward/backward (the pre-DataParallel way).
@@ -24,9 +24,11 @@ let H = Int(option("hidden", "256"))!, V = Int(option("vocab", "28"))!, B = Int(
 let T = Int(option("steps", "35"))!, L = Int(option("layers", "1"))!, E = Int(option("embed", "0"))!
 let repeats = Int(option("repeats", "30"))!, threads = Int(option("threads", "1"))!
 let blas = Int(option("blas-threads", "1"))!
+let dropoutP = Float(option("dropout", "0"))!
 setBLASThreads(blas)
 
-let config = ModelConfig(vocabSize: V, embedSize: E, hiddenSize: H, layers: L, cell: cell)
+let config = ModelConfig(vocabSize: V, embedSize: E, hiddenSize: H, layers: L, cell: cell, dropout: dropoutP)
+let dropoutKey = dropoutP > 0 ? DropoutKey(seed: 9, step: 1) : nil
 let model = try LanguageModel(config: config)
 var rng = RandomGenerator(seed: 1)
 model.initialize(.pytorch, rng: &rng)
@@ -37,9 +39,10 @@ let parallel = threads > 1 ? DataParallel(model: model, threads: threads) : nil
 @MainActor @discardableResult
 func forwardBackward() -> LossSum {
     if let parallel {
-        return parallel.forwardBackward(inputs: inputs, targets: targets, steps: T, batch: B, state: &state, dropoutSeed: nil)
+        return parallel.forwardBackward(inputs: inputs, targets: targets, steps: T, batch: B, state: &state,
+                                        dropout: dropoutKey)
     }
-    return model.forwardBackward(inputs: inputs, targets: targets, steps: T, batch: B, state: &state)
+    return model.forwardBackward(inputs: inputs, targets: targets, steps: T, batch: B, state: &state, dropout: dropoutKey)
 }
 let optimizer = Optimizer(.sgd(momentum: 0, weightDecay: 0), parameterCount: model.parameterCount)
 
