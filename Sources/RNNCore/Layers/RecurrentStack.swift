@@ -302,8 +302,9 @@ public final class RecurrentStack {
     private func workspace(steps: Int, batch: Int) -> Workspace {
         let key = Shape(steps: steps, batch: batch)
         if let ws = workspaces[key] { return ws }
-        // Keep a few shapes (training, validation, generation); drop the rest rather than grow without bound.
-        if workspaces.count >= 4 { workspaces.removeAll() }
+        // Keep a bounded set of shapes (training, validation, generation, and a translation task's length buckets);
+        // drop them all rather than grow without bound.
+        if workspaces.count >= 16 { workspaces.removeAll() }
         let ws = Workspace(stack: self, steps: steps, batch: batch)
         workspaces[key] = ws
         return ws
