@@ -24,11 +24,15 @@ public struct Checkpoint<Extra: Codable & Equatable>: Equatable {
     public var carried: [SafeTensor]
     /// The caller's own record (vocabulary, step, epoch, data cursor, …).
     public var extra: Extra
+    /// String lists written as top-level keys of the `rnnlm` metadata JSON for other tools (a translation model's
+    /// `source_vocab` and `target_vocab`, which `torch_seq2seq.py --load` reads). Not read back.
+    public var exports: [String: [String]]
 
     public init(spec: ModelSpec, parameters: [Float], optimizer: OptimizerKind?, optimizerStep: Int,
-                optimizerSlots: [[Float]], carried: [SafeTensor], extra: Extra) {
+                optimizerSlots: [[Float]], carried: [SafeTensor], extra: Extra, exports: [String: [String]] = [:]) {
         self.spec = spec; self.parameters = parameters; self.optimizer = optimizer
         self.optimizerStep = optimizerStep; self.optimizerSlots = optimizerSlots; self.carried = carried; self.extra = extra
+        self.exports = exports
     }
 
     /// A language model's checkpoint, its hidden state carried as `state.h` (and `state.c`).
@@ -111,7 +115,14 @@ public struct Checkpoint<Extra: Codable & Equatable>: Equatable {
                             carried: carried.map { TensorEntry(name: $0.name, shape: $0.shape) }, extra: extra)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let json = String(decoding: try encoder.encode(record), as: UTF8.self)
+        var json = String(decoding: try encoder.encode(record), as: UTF8.self)
+        if !exports.isEmpty {
+            // Appended as further top-level keys of the same object (the record's own keys stay byte-identical).
+            let extra = String(decoding: try encoder.encode(exports), as: UTF8.self)
+            let fields: Set = ["format", "version", "spec", "tensors", "optimizer", "optimizerStep", "optimizerSlots", "carried", "extra"]
+            precondition(fields.isDisjoint(with: exports.keys), "an export key would repeat a field of the checkpoint record")
+            json = String(json.dropLast()) + "," + String(extra.dropFirst())
+        }
         try SafeTensors.write(tensors, metadata: ["format": "rnnlm", "rnnlm": json], to: path)
     }
 

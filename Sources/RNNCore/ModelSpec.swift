@@ -5,11 +5,14 @@
 public enum ModelSpec: Codable, Equatable, Sendable {
     /// Embedding (or one-hot input) → L recurrent layers → linear decoder (`LanguageModel`).
     case languageModel(ModelConfig)
+    /// D2L's RNN encoder-decoder for translation (`EncoderDecoder`).
+    case translation(EncoderDecoderConfig)
 
     /// Every parameter tensor, in `state_dict` order.
     public var layout: ParameterLayout {
         switch self {
         case .languageModel(let c): return ParameterLayout(model: c)
+        case .translation(let c): return ParameterLayout(encoderDecoder: c)
         }
     }
 
@@ -17,6 +20,7 @@ public enum ModelSpec: Codable, Equatable, Sendable {
     public func validate() throws(ConfigError) {
         switch self {
         case .languageModel(let c): try c.validate()
+        case .translation(let c): try c.validate()
         }
     }
 
@@ -24,6 +28,7 @@ public enum ModelSpec: Codable, Equatable, Sendable {
     public var family: String {
         switch self {
         case .languageModel: return "language model"
+        case .translation: return "translation model"
         }
     }
 }

@@ -159,7 +159,11 @@ public final class TrainingRun {
         }
         let wall = Date().timeIntervalSince(started)
         if let last = trainer.record.history.last {
-            out.say("done: \(trainer.record.epoch) epochs, \(trainer.record.step) steps in \(duration(wall)); final perplexity \(String(format: "%.3f", last.trainPerplexity))\(last.validPerplexity.map { String(format: ", val %.3f", $0) } ?? "")")
+            let final = last.showsLoss == true
+                ? "final loss \(String(format: "%.3f", log(last.trainPerplexity)))\(last.validPerplexity.map { String(format: ", val %.3f", log($0)) } ?? "")"
+                    + ((last.validScores ?? [:]).sorted { $0.key < $1.key }.map { String(format: ", val %@ %.2f", $0.key, $0.value) }.joined())
+                : "final perplexity \(String(format: "%.3f", last.trainPerplexity))\(last.validPerplexity.map { String(format: ", val %.3f", $0) } ?? "")"
+            out.say("done: \(trainer.record.epoch) epochs, \(trainer.record.step) steps in \(duration(wall)); \(final)")
         }
         if let c = coordinator, c.steps > 0 { out.say(c.timingSummary(stepSeconds: trainer.stepSeconds, updateSeconds: trainer.updateSeconds)) }
         var result = summary(.trained, trainer, seconds: wall)

@@ -41,6 +41,10 @@ public struct NamedDataset: Sendable {
         NamedDataset(name: "tinyshakespeare", fileName: "tinyshakespeare.txt",
                      url: "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
                      sha1: "04486597058d11dcc2c556b1d0433891eb639d2e", defaultTokenizer: .charRaw),
+        // D2L's English-French pairs (Tatoeba via manythings.org/anki, CC-BY 2.0): a zip holding fra-eng/fra.txt.
+        NamedDataset(name: "fra-eng", fileName: "fra-eng/fra.txt",
+                     url: "http://d2l-data.s3-accelerate.amazonaws.com/fra-eng.zip",
+                     sha1: "c43f99dce27311d3afd4d3e0716848194cfcc103", defaultTokenizer: .word),
     ]
 
     public static func named(_ name: String) throws(CorpusError) -> NamedDataset {
@@ -75,28 +79,43 @@ public struct NamedDataset: Sendable {
         let cachePath = Self.cacheDirectory + "/" + fileName
         let hint = "put \(fileName) in a folder and pass --data-dir FOLDER (or set \(Self.dataDirVariable)), or download it from \(url) to \(cachePath)"
         guard download else { throw CorpusError("dataset \(name): \(fileName) not found in \(folders.joined(separator: ", ")); \(hint)") }
+        let folder = (cachePath as NSString).deletingLastPathComponent
         do {
-            try FileManager.default.createDirectory(atPath: Self.cacheDirectory, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         } catch {
-            throw CorpusError("dataset \(name): cannot create the cache folder \(Self.cacheDirectory): \(error.localizedDescription)")
+            throw CorpusError("dataset \(name): cannot create the cache folder \(folder): \(error.localizedDescription)")
         }
-        let tmp = cachePath + ".part"
-        let curl = Process()
-        curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        curl.arguments = ["curl", "-fsSL", "--max-time", "120", "-o", tmp, url]
-        curl.standardError = FileHandle.nullDevice
-        do { try curl.run(); curl.waitUntilExit() } catch {
-            throw CorpusError("dataset \(name): \(fileName) is not in \(folders.joined(separator: ", ")) and curl could not run to download it; \(hint)")
+        // A zipped dataset (fra-eng) is downloaded whole and the file taken out of it with `unzip`.
+        let zipped = url.hasSuffix(".zip")
+        let tmp = zipped ? Self.cacheDirectory + "/\(name).zip.part" : cachePath + ".part"
+        defer { try? FileManager.default.removeItem(atPath: tmp) }
+        try run(["curl", "-fsSL", "--max-time", "300", "-o", tmp, url], failure: "downloading \(url) failed (offline?)",
+                folders: folders, hint: hint)
+        let fetched = zipped ? cachePath + ".part" : tmp
+        if zipped {
+            try run(["sh", "-c", "unzip -p \"$0\" \"$1\" > \"$2\"", tmp, fileName, fetched],
+                    failure: "taking \(fileName) out of \(url) failed (is `unzip` installed?)", folders: folders, hint: hint)
         }
-        guard curl.terminationStatus == 0 else {
-            try? FileManager.default.removeItem(atPath: tmp)
-            throw CorpusError("dataset \(name): \(fileName) is not in \(folders.joined(separator: ", ")) and downloading \(url) failed (offline?); \(hint)")
-        }
-        try verify(tmp)
-        do { _ = try FileManager.default.replaceItemAt(URL(fileURLWithPath: cachePath), withItemAt: URL(fileURLWithPath: tmp)) } catch {
+        defer { try? FileManager.default.removeItem(atPath: fetched) }
+        try verify(fetched)
+        do { _ = try FileManager.default.replaceItemAt(URL(fileURLWithPath: cachePath), withItemAt: URL(fileURLWithPath: fetched)) } catch {
             throw CorpusError("dataset \(name): cannot move the download into \(cachePath): \(error.localizedDescription)")
         }
         return cachePath
+    }
+
+    /// Runs a download step; its failure is a `CorpusError` that says what to do instead.
+    private func run(_ arguments: [String], failure: String, folders: [String], hint: String) throws(CorpusError) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = arguments
+        p.standardError = FileHandle.nullDevice
+        do { try p.run(); p.waitUntilExit() } catch {
+            throw CorpusError("dataset \(name): \(fileName) is not in \(folders.joined(separator: ", ")) and \(arguments[0]) could not run to fetch it; \(hint)")
+        }
+        guard p.terminationStatus == 0 else {
+            throw CorpusError("dataset \(name): \(fileName) is not in \(folders.joined(separator: ", ")) and \(failure); \(hint)")
+        }
     }
 
     func verify(_ path: String) throws(CorpusError) {

@@ -172,6 +172,8 @@ public final class MetricsWriter {
     public func epoch(_ r: EpochReport, step: Int) {
         emit([("kind", "epoch"), ("step", step), ("epoch", r.epoch), ("time", Date().timeIntervalSince(start)),
               ("loss", log(r.trainPerplexity)), ("perplexity", r.trainPerplexity), ("val_perplexity", r.validPerplexity),
-              ("tokens_per_s", r.tokensPerSecond), ("lr", r.lr), ("grad_norm", nil), ("clipped", nil), ("workers", workers())])
+              ("val_loss", r.validPerplexity.map { log($0) })]
+             + (r.validScores ?? [:]).sorted { $0.key < $1.key }.map { (key: String, value: Double) -> (String, Any?) in ("val_" + key, value) }
+             + [("tokens_per_s", r.tokensPerSecond), ("lr", r.lr), ("grad_norm", nil), ("clipped", nil), ("workers", workers())])
     }
 }

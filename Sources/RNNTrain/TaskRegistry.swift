@@ -1,3 +1,5 @@
+import RNNText
+
 /// Where a model family is registered: how a worker rebuilds a task from the description the coordinator sends.
 /// A new family adds one line to `task(kind:description:)`.
 public enum TaskRegistry {
@@ -5,6 +7,7 @@ public enum TaskRegistry {
     public static func task(kind: String, description: [UInt8]) throws -> any TrainingTask {
         switch kind {
         case LanguageModelTask.kind: return try LanguageModelTask(workerDescription: description)
+        case TranslationTask.kind: return try TranslationTask(workerDescription: description)
         default: throw TrainingError("the coordinator runs a \(kind) task, which this rnnlm does not know; run the same rnnlm version on coordinator and workers")
         }
     }
@@ -13,7 +16,19 @@ public enum TaskRegistry {
 extension TaskRegistry {
     /// A fresh task for a run's options: reads and tokenizes its data, initialises the model from `--seed`.
     public static func task(for options: TrainOptions, dataDir: String?) throws -> any TrainingTask {
-        try LanguageModelTask(options: options, data: try TextData.load(options, dataDir: dataDir))
+        if options.translation != nil {
+            return try TranslationTask(options: options, data: try translationData(options, dataDir: dataDir))
+        }
+        return try LanguageModelTask(options: options, data: try TextData.load(options, dataDir: dataDir))
+    }
+
+    /// The pairs a translation run names (`--pairs FILE` or `--dataset fra-eng`), read as D2L does.
+    static func translationData(_ o: TrainOptions, dataDir: String?, vocabularies: (Vocabulary, Vocabulary)? = nil,
+                                fingerprint: String? = nil) throws -> TranslationData {
+        let t = o.translation ?? TrainOptions.TranslationOptions()
+        let path = try t.pairs ?? NamedDataset.named(o.dataset ?? "fra-eng").locate(dataDir: dataDir)
+        return try TranslationData.load(path: path, numExamples: t.numExamples, validExamples: t.validExamples,
+                                        steps: o.numSteps, minFreq: o.minFreq, vocabularies: vocabularies, fingerprint: fingerprint)
     }
 
     /// The task of a run being resumed, rebuilt from its checkpoint record (the data is read again and checked
@@ -24,6 +39,11 @@ extension TaskRegistry {
             let r = try LanguageModelTask.dataRecord(record)
             let data = try TextData.load(options, dataDir: dataDir, existing: (r.tokenizer, r.vocabulary, r.fingerprint))
             return try LanguageModelTask(options: options, data: data)
+        case TranslationTask.kind:
+            let r = try TranslationTask.dataRecord(record)
+            let data = try translationData(options, dataDir: dataDir, vocabularies: (r.sourceVocabulary, r.targetVocabulary),
+                                           fingerprint: r.fingerprint)
+            return try TranslationTask(options: options, data: data)
         default:
             throw TrainingError("the checkpoint holds a \(record.kind) run, which this rnnlm does not know")
         }

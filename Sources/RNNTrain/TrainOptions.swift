@@ -52,7 +52,23 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     /// How many step checkpoints to keep (the newest ones).
     public var keepCheckpoints: Int = 3
 
+    /// Set for a translation run (`--task translation`); nil trains a language model.
+    public var translation: TranslationOptions?
+
     public init() {}
+
+    /// What a translation run adds: the pairs, how many, and the encoder's shape.
+    public struct TranslationOptions: Codable, Equatable, Sendable {
+        /// A `source<TAB>target` file (`--pairs`); nil with `--dataset fra-eng`.
+        public var pairs: String?
+        /// D2L's `num_examples`: lines 0…N are read (so 600 gives 601 pairs).
+        public var numExamples: Int = 600
+        /// Pairs after the training lines held out for validation loss and BLEU each epoch.
+        public var validExamples: Int = 0
+        public var bidirectional: Bool = false
+        public var batching: PairBatching = .fixed
+        public init() {}
+    }
 
     // The choices below are stored in checkpoints' JSON as their raw strings, as they were when these were strings.
 

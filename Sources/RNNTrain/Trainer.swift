@@ -11,10 +11,28 @@ public struct EpochReport: Codable, Equatable, Sendable {
     public var tokensPerSecond: Double
     public var lr: Float
     public var seconds: Double
+    /// Scores of the validation split besides its loss, by name (translation: `bleu`); nil when there are none.
+    public var validScores: [String: Double]?
+    /// The line shows the mean loss rather than perplexity (translation, as D2L reports it).
+    public var showsLoss: Bool?
+
+    public init(epoch: Int, trainPerplexity: Double, validPerplexity: Double?, tokensPerSecond: Double, lr: Float,
+                seconds: Double, validScores: [String: Double]? = nil, showsLoss: Bool? = nil) {
+        self.epoch = epoch; self.trainPerplexity = trainPerplexity; self.validPerplexity = validPerplexity
+        self.tokensPerSecond = tokensPerSecond; self.lr = lr; self.seconds = seconds; self.validScores = validScores
+        self.showsLoss = showsLoss
+    }
 
     public var line: String {
-        var s = "epoch \(epoch)  perplexity \(fmt(trainPerplexity))"
-        if let v = validPerplexity { s += "  val perplexity \(fmt(v))" }
+        var s: String
+        if showsLoss == true {
+            s = "epoch \(epoch)  loss \(fmt(log(trainPerplexity)))"
+            if let v = validPerplexity { s += "  val loss \(fmt(log(v)))" }
+        } else {
+            s = "epoch \(epoch)  perplexity \(fmt(trainPerplexity))"
+            if let v = validPerplexity { s += "  val perplexity \(fmt(v))" }
+        }
+        for (name, value) in (validScores ?? [:]).sorted(by: { $0.key < $1.key }) { s += "  val \(name) \(String(format: "%.2f", value))" }
         s += "  \(grouped(Int(tokensPerSecond.rounded()))) tokens/s  lr \(lr)  \(String(format: "%.1fs", seconds))"
         return s
     }
@@ -256,9 +274,11 @@ public final class Trainer {
     @discardableResult
     public func endEpoch(trainLoss: LossSum, tokensTrained: Int, seconds: Double) throws -> EpochReport {
         let valid = task.evaluate(.validation)
+        let scores = valid == nil ? [:] : task.validationScores()
         let report = EpochReport(
             epoch: record.epoch + 1, trainPerplexity: trainLoss.perplexity, validPerplexity: valid?.perplexity,
-            tokensPerSecond: Double(tokensTrained) / max(seconds, 1e-9), lr: record.schedule.lr, seconds: seconds)
+            tokensPerSecond: Double(tokensTrained) / max(seconds, 1e-9), lr: record.schedule.lr, seconds: seconds,
+            validScores: scores.isEmpty ? nil : scores, showsLoss: task.reportsLoss ? true : nil)
         record.schedule.endEpoch(report.epoch, validationLoss: valid?.mean ?? trainLoss.mean)
         record.history.append(report)
         record.epoch += 1
@@ -323,7 +343,7 @@ public final class Trainer {
     public func checkpoint() -> Checkpoint<TrainingRecord> {
         Checkpoint(spec: task.spec, parameters: task.parameters.array, optimizer: optimizer.kind,
                    optimizerStep: optimizer.step, optimizerSlots: optimizer.slots.map(\.array),
-                   carried: task.carriedTensors(carried), extra: record)
+                   carried: task.carriedTensors(carried), extra: record, exports: task.checkpointExports)
     }
 
     /// Writes `step-NNNNNNNN.safetensors` into the checkpoint folder (when one is set) and prunes old ones.

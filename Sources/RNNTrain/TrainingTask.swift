@@ -34,6 +34,14 @@ public protocol TrainingTask: AnyObject {
     func makeReplica() -> any TrainingTask
     /// Loss of a held-out split under the current parameters, without dropout; nil when the split is empty.
     func evaluate(_ split: DataSplit) -> LossSum?
+    /// Scores of the validation split besides its loss, by name (translation: corpus `bleu`), for epoch lines and
+    /// metrics; empty when the task has none.
+    func validationScores() -> [String: Double]
+    /// Whether epoch lines show the mean loss (translation, as D2L) rather than perplexity (language models).
+    var reportsLoss: Bool { get }
+    /// String lists the checkpoint's metadata carries for other tools (translation: `source_vocab`, `target_vocab`,
+    /// which `torch_seq2seq.py --load` reads).
+    var checkpointExports: [String: [String]] { get }
     /// Everything a worker needs to rebuild this task (model structure, training data), as one blob; see
     /// `TaskRegistry.task(kind:description:)`.
     func workerDescription() throws -> [UInt8]
@@ -48,6 +56,9 @@ public protocol TrainingTask: AnyObject {
 
 extension TrainingTask {
     public var parameterCount: Int { parameters.count }
+    public func validationScores() -> [String: Double] { [:] }
+    public var reportsLoss: Bool { false }
+    public var checkpointExports: [String: [String]] { [:] }
     /// All rows' carried values, zero.
     public var zeroCarried: [Float] { [Float](repeating: 0, count: rowsPerMinibatch * carriedPerRow) }
 }

@@ -1,0 +1,157 @@
+import Foundation
+import RNNCheckpoint
+import RNNCore
+import RNNText
+
+// Shape legend: B sentences (or beams) decoded together, S source steps (the model's --num-steps), Vt target
+// vocabulary.
+
+/// Translates with a trained encoder-decoder: the source is preprocessed and padded as in training; greedy
+/// decoding (D2L's `predict_seq2seq`) or beam search (D2L 9.8), stopping at `<eos>` or after `maxLength` tokens.
+public struct Translator {
+    public let model: EncoderDecoder
+    public let sourceVocabulary: Vocabulary
+    public let targetVocabulary: Vocabulary
+    /// Source rows are cut or padded to this many steps, as in training.
+    public let numSteps: Int
+
+    public init(model: EncoderDecoder, sourceVocabulary: Vocabulary, targetVocabulary: Vocabulary, numSteps: Int) {
+        self.model = model; self.sourceVocabulary = sourceVocabulary; self.targetVocabulary = targetVocabulary
+        self.numSteps = numSteps
+    }
+
+    /// A raw sentence as the model reads it: D2L's preprocessing, split on spaces.
+    public static func tokens(_ sentence: String) -> [String] {
+        TranslationText.preprocess(sentence).split(separator: " ").map(String.init)
+    }
+
+    var bos: Int32 { targetVocabulary.id(TranslationText.bos) }
+    var eos: Int32 { targetVocabulary.id(TranslationText.eos) }
+
+    /// The decoder's starting state for `sources` (each cut or padded to `numSteps`, with `<eos>`).
+    func encode(_ sources: [[String]]) -> DecoderState {
+        let padded = PaddedSentences(sources, vocabulary: sourceVocabulary, steps: numSteps)
+        let B = sources.count, S = numSteps
+        var x = [Int32](repeating: 0, count: S * B)
+        for r in 0..<B { for (t, id) in padded.row(r).enumerated() { x[t * B + r] = id } }
+        return model.encode(source: x, lengths: padded.lengths.map(Int.init), steps: S, batch: B)
+    }
+
+    /// Greedy translations of `sources`, `batch` sentences at a time; each stops at `<eos>` (not included) or
+    /// after `maxLength` tokens.
+    public func greedy(_ sources: [[String]], maxLength: Int, batch: Int = 64) -> [[String]] {
+        var out: [[String]] = []
+        for start in stride(from: 0, to: sources.count, by: max(1, batch)) {
+            let chunk = Array(sources[start..<min(start + batch, sources.count)])
+            out += greedyScored(chunk, maxLength: maxLength).map { $0.tokens }
+        }
+        return out
+    }
+
+    /// Greedy translations with their log-probabilities (of the tokens produced and of `<eos>` when produced).
+    public func greedyScored(_ sources: [[String]], maxLength: Int) -> [(tokens: [String], logProbability: Double)] {
+        guard !sources.isEmpty else { return [] }
+        let V = model.config.targetVocabSize
+        var state = encode(sources)
+        var input = [Int32](repeating: bos, count: sources.count)
+        var result: [(ids: [Int32], logP: Double, done: Bool)] = Array(repeating: ([], 0, false), count: sources.count)
+        for _ in 0..<maxLength {
+            guard result.contains(where: { !$0.done }) else { break }
+            let logits = model.decodeStep(tokens: input, state: &state)
+            for r in result.indices where !result[r].done {
+                let row = Array(logits[(r * V)..<((r + 1) * V)])
+                let best = Int32(row.indices.max { row[$0] < row[$1] }!)
+                result[r].logP += Self.logSoftmax(row, at: Int(best))
+                if best == eos { result[r].done = true } else { result[r].ids.append(best) }
+                input[r] = best
+            }
+        }
+        return result.map { (targetVocabulary.tokens($0.ids), $0.logP) }
+    }
+
+    /// A beam-search result: the translation, its log-probability and the score candidates were ranked by.
+    public struct Hypothesis: Equatable {
+        public var tokens: [String]
+        public var logProbability: Double
+        /// `log P / L^α`, L the number of tokens produced (with `<eos>` when it ended there).
+        public var score: Double
+    }
+
+    /// Beam search with `width` candidates decoded as one batch: each step keeps the `width` most likely of all
+    /// one-token extensions; a candidate that produces `<eos>` is finished. The result is the finished candidate
+    /// (or one still open after `maxLength` tokens) with the highest `log P / L^α` (D2L's rule). The greedy
+    /// translation is one of the candidates, so the result never ranks below it; `width` 1 is greedy decoding.
+    public func beam(_ source: [String], width: Int, lengthPenalty alpha: Double, maxLength: Int) -> Hypothesis {
+        precondition(width >= 1, "beam width must be at least 1")
+        let V = model.config.targetVocabSize, L = model.config.layers, H = model.config.hiddenSize
+        func ranked(_ ids: [Int32], _ logP: Double, ended: Bool) -> Hypothesis {
+            let length = Double(max(1, ids.count + (ended ? 1 : 0)))
+            return Hypothesis(tokens: targetVocabulary.tokens(ids), logProbability: logP, score: logP / pow(length, alpha))
+        }
+        let greedy = greedyScored([source], maxLength: maxLength)[0]
+        let greedyIDs = greedy.tokens.map { targetVocabulary.id($0) }
+        var finished = [ranked(greedyIDs, greedy.logProbability, ended: greedyIDs.count < maxLength)]
+        var state = encode([source])
+        var beams: [(ids: [Int32], logP: Double)] = [([], 0)]
+        for step in 0..<maxLength {
+            let logits = model.decodeStep(tokens: beams.map { $0.ids.last ?? bos }, state: &state)
+            var candidates: [(beam: Int, token: Int32, logP: Double)] = []
+            for (b, beam) in beams.enumerated() {
+                let row = Array(logits[(b * V)..<((b + 1) * V)])
+                let lse = Self.logSumExp(row)
+                for y in 0..<V { candidates.append((b, Int32(y), beam.logP + Double(row[y]) - lse)) }
+            }
+            candidates.sort { $0.logP != $1.logP ? $0.logP > $1.logP : ($0.beam, $0.token) < ($1.beam, $1.token) }
+            var next: [(ids: [Int32], logP: Double)] = [], keep: [Int] = []
+            for c in candidates.prefix(width) {
+                let ids = beams[c.beam].ids
+                if c.token == eos {
+                    finished.append(ranked(ids, c.logP, ended: true))
+                } else if step + 1 == maxLength {
+                    finished.append(ranked(ids + [c.token], c.logP, ended: false))
+                } else {
+                    next.append((ids + [c.token], c.logP)); keep.append(c.beam)
+                }
+            }
+            guard !next.isEmpty else { break }
+            state = state.selecting(rows: keep, layers: L, hidden: H)
+            beams = next
+        }
+        return finished.max { $0.score != $1.score ? $0.score < $1.score : $0.tokens.count > $1.tokens.count }!
+    }
+
+    static func logSumExp(_ row: [Float]) -> Double {
+        let m = Double(row.max()!)
+        return m + log(row.reduce(0.0) { $0 + exp(Double($1) - m) })
+    }
+
+    static func logSoftmax(_ row: [Float], at i: Int) -> Double { Double(row[i]) - logSumExp(row) }
+}
+
+extension Vocabulary {
+    /// The tokens of `ids`.
+    public func tokens(_ ids: [Int32]) -> [String] { ids.map(token) }
+}
+
+/// A trained translation model with its vocabularies, loaded from a checkpoint.
+public struct TrainedTranslator {
+    public let translator: Translator
+    public let record: TrainingRecord
+
+    public init(checkpointPath: String) throws {
+        let ck = try Checkpoint<TrainingRecord>.read(from: checkpointPath)
+        guard case .translation(let config) = ck.spec else {
+            throw CheckpointError(path: checkpointPath, "holds a \(ck.spec.family), not a translation model; `rnnlm translate` needs a checkpoint trained with --task translation")
+        }
+        let data: TranslationTask.DataRecord
+        do { data = try TranslationTask.dataRecord(ck.extra.task) } catch { throw CheckpointError(path: checkpointPath, "\(error)") }
+        guard data.sourceVocabulary.count == config.sourceVocabSize, data.targetVocabulary.count == config.targetVocabSize else {
+            throw CheckpointError(path: checkpointPath, "its vocabularies (\(data.sourceVocabulary.count) / \(data.targetVocabulary.count) tokens) do not fit its model (\(config.sourceVocabSize) / \(config.targetVocabSize))")
+        }
+        let model = try EncoderDecoder(config: config)
+        ck.parameters.withUnsafeBufferPointer { model.parameters.copy(from: $0) }
+        translator = Translator(model: model, sourceVocabulary: data.sourceVocabulary, targetVocabulary: data.targetVocabulary,
+                                numSteps: data.numSteps)
+        record = ck.extra
+    }
+}
