@@ -133,3 +133,8 @@ extension TrainedModel {
         return best.tokens
     }
 }
+
+/// The model family a checkpoint holds (read from its record), so a command can pick the right loader.
+public func modelSpec(ofCheckpoint path: String) throws -> ModelSpec {
+    try Checkpoint<TrainingRecord>.read(from: path).spec
+}

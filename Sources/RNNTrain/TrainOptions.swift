@@ -57,6 +57,9 @@ public struct TrainOptions: Codable, Equatable, Sendable {
 
     public init() {}
 
+    /// The translation settings' defaults, for help texts.
+    public var translationDefaults: TranslationOptions { translation ?? TranslationOptions() }
+
     /// What a translation run adds: the pairs, how many, and the encoder's shape.
     public struct TranslationOptions: Codable, Equatable, Sendable {
         /// A `source<TAB>target` file (`--pairs`); nil with `--dataset fra-eng`.
@@ -110,8 +113,15 @@ public struct TrainOptions: Codable, Equatable, Sendable {
 
     /// Rejects settings that cannot train, naming the flag and the fix.
     public func validate() throws(ConfigError) {
-        if corpus == nil && dataset == nil { throw ConfigError("no training text: pass --corpus PATH or --dataset NAME (timemachine, tinyshakespeare)") }
-        if corpus != nil && dataset != nil { throw ConfigError("pass either --corpus or --dataset, not both") }
+        if let t = translation {
+            if t.pairs == nil && dataset == nil { throw ConfigError("no sentence pairs: pass --pairs FILE (source<TAB>target lines) or --dataset fra-eng") }
+            if t.pairs != nil && dataset != nil { throw ConfigError("pass either --pairs or --dataset, not both") }
+            if let d = dataset, d != "fra-eng" { throw ConfigError("--dataset \(d) is text for a language model; --task translation reads --dataset fra-eng or --pairs FILE") }
+        } else {
+            if corpus == nil && dataset == nil { throw ConfigError("no training text: pass --corpus PATH or --dataset NAME (timemachine, tinyshakespeare)") }
+            if corpus != nil && dataset != nil { throw ConfigError("pass either --corpus or --dataset, not both") }
+            if dataset == "fra-eng" { throw ConfigError("--dataset fra-eng holds sentence pairs: pass --task translation") }
+        }
         try validateValues()
     }
 
@@ -130,9 +140,16 @@ public struct TrainOptions: Codable, Equatable, Sendable {
         if !(checkpointSeconds >= 0) { throw ConfigError("--checkpoint-seconds must be 0 or more, got \(checkpointSeconds)") }
         if checkpointEvery < 0 { throw ConfigError("--checkpoint-every must be 0 or more, got \(checkpointEvery)") }
         if keepCheckpoints < 1 { throw ConfigError("--keep-checkpoints must be at least 1, got \(keepCheckpoints)") }
-        var m = modelConfig
-        m.vocabSize = 2
-        try m.validate()
+        if let t = translation {
+            if t.numExamples < 0 { throw ConfigError("--num-examples must be 0 or more, got \(t.numExamples)") }
+            if t.validExamples < 0 { throw ConfigError("--valid-examples must be 0 or more, got \(t.validExamples)") }
+            try EncoderDecoderConfig(sourceVocabSize: 5, targetVocabSize: 5, embedSize: embed, hiddenSize: hidden, layers: layers,
+                                     cell: model, bidirectional: t.bidirectional, dropout: dropout).validate()
+        } else {
+            var m = modelConfig
+            m.vocabSize = 2
+            try m.validate()
+        }
         _ = try optimizerKind(); _ = try scheduleKind(); _ = try initialization()
     }
 }
@@ -155,7 +172,17 @@ extension TrainOptions {
         add("weight-decay", "\(weightDecay)"); add("beta1", "\(beta1)"); add("beta2", "\(beta2)"); add("adam-eps", "\(adamEps)")
         add("clip", "\(clip)"); add("lr-schedule", q(lrSchedule.rawValue)); add("lr-decay", "\(lrDecay)"); add("lr-step-start", "\(lrStepStart)")
         add("lr-step-every", "\(lrStepEvery)"); add("lr-patience", "\(lrPatience)"); add("lr-min", "\(lrMin)"); add("seed", "\(seed)")
+        if let t = translation {
+            add("task", q("translation")); add("pairs", t.pairs.map(q)); add("num-examples", "\(t.numExamples)")
+            add("valid-examples", "\(t.validExamples)"); add("bidirectional", "\(t.bidirectional)"); add("batching", q(t.batching.rawValue))
+        }
         add("checkpoint-dir", checkpointDir.map(q)); add("checkpoint-every", "\(checkpointEvery)"); add("checkpoint-seconds", "\(checkpointSeconds)"); add("keep-checkpoints", "\(keepCheckpoints)")
+        if translation != nil {
+            // Language-model settings a translation run does not read; as flags they would be refused.
+            let languageModelOnly: Set = ["corpus", "valid", "test", "valid-fraction", "tokenizer", "lowercase", "bpe-merges",
+                                          "max-tokens", "partition", "init-scheme", "init-std"]
+            lines = lines.filter { !languageModelOnly.contains(String($0.prefix { $0 != " " })) }
+        }
         return lines
     }
 }

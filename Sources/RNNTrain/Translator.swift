@@ -155,3 +155,32 @@ public struct TrainedTranslator {
         record = ck.extra
     }
 }
+
+/// How well a translation model does on a set of pairs.
+public struct TranslationScores: Sendable {
+    /// Teacher-forced loss over the valid target tokens.
+    public var loss: LossSum
+    /// Corpus BLEU (4-gram, brevity penalty, 0–100) of greedy translations.
+    public var corpusBLEU: Double
+    /// The mean of D2L's sentence BLEU (k = 2) over the pairs, 0–1.
+    public var meanSentenceBLEU: Double
+    public var pairs: Int
+
+    /// Scores `pairs` with `translator` (minibatches of `batch` pairs, greedy translations of at most `maxLength`).
+    public init(_ translator: Translator, pairs: SentencePairs, batch: Int, maxLength: Int) {
+        let steps = translator.numSteps
+        let source = PaddedSentences(pairs.source, vocabulary: translator.sourceVocabulary, steps: steps)
+        let target = PaddedSentences(pairs.target, vocabulary: translator.targetVocabulary, steps: steps)
+        loss = TranslationTask.loss(translator.model, source: source, target: target, batch: batch)
+        let hyps = translator.greedy(pairs.source, maxLength: maxLength, batch: batch)
+        corpusBLEU = BLEU.corpus(hypotheses: hyps, references: pairs.target)
+        meanSentenceBLEU = zip(hyps, pairs.target).map { BLEU.sentence(prediction: $0, label: $1, k: 2) }.reduce(0, +)
+            / Double(max(1, pairs.count))
+        self.pairs = pairs.count
+    }
+
+    public var line: String {
+        String(format: "loss %.4f  perplexity %.3f  corpus BLEU %.2f  mean sentence BLEU %.3f  (%d pairs, %d target tokens)",
+               loss.mean, loss.perplexity, corpusBLEU, meanSentenceBLEU, pairs, loss.count)
+    }
+}

@@ -11,14 +11,14 @@ import RNNTransport
 struct RNNLM: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rnnlm",
-        abstract: "Train recurrent language models (RNN, GRU, LSTM) on text, evaluate them, and generate text.",
+        abstract: "Train recurrent language models (RNN, GRU, LSTM) and RNN encoder-decoders for translation; evaluate, generate, translate.",
         discussion: """
             Quick start (D2L's character model on H. G. Wells' The Time Machine):
               rnnlm train --dataset timemachine --model gru --epochs 50 --checkpoint-dir runs/gru
               rnnlm generate --checkpoint runs/gru --prefix "time traveller" --tokens 100
             """,
         version: "rnnlm 0.1.0 (libzmq \(ZeroMQ.version))",
-        subcommands: [Train.self, Coordinator.self, Worker.self, Keygen.self, Eval.self, Generate.self, Plot.self])
+        subcommands: [Train.self, Coordinator.self, Worker.self, Keygen.self, Eval.self, Generate.self, Translate.self, Plot.self])
 
     /// Expands `--config FILE` into flags, then parses as usual.
     static func main() {
@@ -238,7 +238,9 @@ struct Worker: ParsableCommand {
 }
 
 struct Eval: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Perplexity of a text under a trained model.")
+    static let configuration = CommandConfiguration(
+        abstract: "Perplexity of a text under a language model; loss, perplexity and BLEU of sentence pairs under a translation model.",
+        discussion: "A translation checkpoint scores --pairs FILE (all its lines), or by default the validation pairs of its training run.")
 
     @Option(help: "Checkpoint file, or a checkpoint folder (its newest checkpoint).")
     var checkpoint: String
@@ -252,11 +254,19 @@ struct Eval: ParsableCommand {
     var batchSize: Int?
     @Option(help: "Steps per minibatch (default: the training num-steps).")
     var numSteps: Int?
+    @Option(help: "Translation: a file of `source<TAB>target` lines to score (default: the run's validation pairs).")
+    var pairs: String?
 
     func run() throws {
         try runReportingErrors {
             setBLASThreads(1)
-            let m = try TrainedModel(checkpointPath: TrainedModel.resolve(checkpoint))
+            let file = try TrainedModel.resolve(checkpoint)
+            if case .translation = try modelSpec(ofCheckpoint: file) {
+                try evaluateTranslation(file)
+                return
+            }
+            if pairs != nil { throw ValidationError("--pairs scores a translation model; \(file) holds a language model (use --corpus)") }
+            let m = try TrainedModel(checkpointPath: file)
             let path: String
             if let c = corpus { path = c } else if let d = dataset { path = try NamedDataset.named(d).locate(dataDir: dataDir) } else {
                 throw ValidationError("pass --corpus PATH or --dataset NAME")
@@ -268,6 +278,72 @@ struct Eval: ParsableCommand {
             }
             let unknown = tokens.filter { $0 == 0 }.count
             print(String(format: "perplexity %.3f  loss %.4f  (%d tokens predicted, %d unknown)", loss.perplexity, loss.mean, loss.count, unknown))
+        }
+    }
+
+    func evaluateTranslation(_ path: String) throws {
+        if corpus != nil || dataset != nil { throw ValidationError("\(path) holds a translation model: score sentence pairs with --pairs FILE (or none: its validation pairs)") }
+        let m = try TrainedTranslator(checkpointPath: path)
+        let o = m.record.options, t = o.translation ?? TrainOptions.TranslationOptions()
+        let set: SentencePairs
+        if let p = pairs {
+            set = TranslationText.pairs(TranslationText.preprocess(try readCorpus(p)), count: Int.max - 1)
+            guard set.count > 0 else { throw CorpusError("\(p) has no `source<TAB>target` line (\(set.skipped) without exactly one TAB)") }
+        } else {
+            guard t.validExamples > 0 else { throw ValidationError("the run had no validation pairs (--valid-examples 0); pass --pairs FILE") }
+            let file = try t.pairs ?? NamedDataset.named(o.dataset ?? "fra-eng").locate(dataDir: dataDir)
+            set = TranslationText.pairs(TranslationText.preprocess(try readCorpus(file)), first: t.numExamples + 1, count: t.validExamples - 1)
+        }
+        let scores = TranslationScores(m.translator, pairs: set, batch: batchSize ?? o.batchSize, maxLength: numSteps ?? m.translator.numSteps)
+        print(scores.line)
+    }
+}
+
+struct Translate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Translate sentences with a trained encoder-decoder: greedy (default) or beam search.",
+        discussion: """
+            Sentences come as arguments, or one per line on standard input; each is preprocessed as in training \
+            (so `Go.` works). One translation per line on standard output, tokens joined by spaces.
+              rnnlm translate --checkpoint runs/fra "Go." "I lost." --beam 4
+            """)
+
+    @Option(help: "Checkpoint file, or a checkpoint folder (its newest checkpoint).")
+    var checkpoint: String
+    @Argument(help: "Sentences to translate (default: read them from standard input, one per line).")
+    var sentences: [String] = []
+    @Option(help: "Beam search with this many candidates, decoded as one batch (1 is greedy).")
+    var beam: Int?
+    @Option(help: "Beam search ranks finished candidates by log P / L^α (D2L's rule).")
+    var lengthPenalty: Double = 0.75
+    @Option(help: "Stop after this many tokens (default: the training --num-steps).")
+    var maxLen: Int?
+
+    func validate() throws {
+        if let b = beam, b < 1 { throw ValidationError("--beam must be at least 1, got \(b)") }
+        if let m = maxLen, m < 1 { throw ValidationError("--max-len must be at least 1, got \(m)") }
+        guard lengthPenalty.isFinite else { throw ValidationError("--length-penalty must be a number") }
+    }
+
+    func run() throws {
+        try runReportingErrors {
+            setBLASThreads(1)
+            let path = try TrainedModel.resolve(checkpoint)
+            let t = try TrainedTranslator(checkpointPath: path).translator
+            let maxLength = maxLen ?? t.numSteps
+            var input = sentences
+            if input.isEmpty { while let line = readLine() { input.append(line) } }
+            for sentence in input {
+                let tokens = Translator.tokens(sentence)
+                let output: [String]
+                if let k = beam, k > 1 {
+                    output = t.beam(tokens, width: k, lengthPenalty: lengthPenalty, maxLength: maxLength).tokens
+                } else {
+                    output = t.greedy([tokens], maxLength: maxLength)[0]
+                }
+                // One write per line, unbuffered: a translation shows as soon as it is made.
+                FileHandle.standardOutput.write(Data((output.joined(separator: " ") + "\n").utf8))
+            }
         }
     }
 }

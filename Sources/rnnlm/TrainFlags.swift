@@ -16,8 +16,15 @@ private let defaults = TrainOptions()
 /// The training flags, all optional so that `--resume` can tell which ones the user actually gave. Their defaults
 /// are `TrainOptions`'; choice flags are enums, so help lists their values and parsing rejects others.
 struct TrainFlags: ParsableArguments {
+    @Option(help: "What to train: a language model over text, or an encoder-decoder over sentence pairs (translation).")
+    var task: TaskName = .languageModel
     @Option(help: "Training text file (UTF-8).") var corpus: String?
-    @Option(help: "Named dataset: timemachine or tinyshakespeare (found in --data-dir, or downloaded and SHA-1 checked).") var dataset: String?
+    @Option(help: "Named dataset: timemachine or tinyshakespeare; fra-eng (pairs) with --task translation (found in --data-dir, or downloaded and SHA-1 checked).") var dataset: String?
+    @Option(help: "translation: a file of `source<TAB>target` lines (UTF-8), instead of --dataset fra-eng.") var pairs: String?
+    @Option(help: defaulted("translation: read lines 0…N of the pairs file for training (D2L's num_examples; N = 600 gives 601 pairs).", defaults.translationDefaults.numExamples)) var numExamples: Int?
+    @Option(help: defaulted("translation: the pairs after the training lines held out for validation loss and BLEU each epoch.", defaults.translationDefaults.validExamples)) var validExamples: Int?
+    @Flag(help: "translation: a bidirectional encoder (H/2 per direction; the final states of both start the decoder).") var bidirectional = false
+    @Option(help: defaulted("translation: fixed pads every pair to --num-steps (D2L); bucketed groups pairs of similar length and runs each minibatch only as long as its longest pair (the encoder then skips padding).", defaults.translationDefaults.batching.rawValue)) var batching: PairBatching?
     @Option(help: "Folder searched first for named datasets (also $RNNLM_DATA_DIR).") var dataDir: String?
     @Option(name: .customLong("valid"), help: "Validation text file.") var valid: String?
     @Option(name: .customLong("test"), help: "Test text file (perplexity printed at the end).") var test: String?
@@ -97,9 +104,34 @@ struct TrainFlags: ParsableArguments {
         return s
     }
 
+    /// Flags of one task given to the other: refused, naming the flag, rather than silently ignored.
+    func checkTaskFlags() throws {
+        let languageModelOnly: [(String, Bool)] = [
+            ("--corpus", corpus != nil), ("--valid", valid != nil), ("--test", test != nil), ("--valid-fraction", validFraction != nil),
+            ("--tokenizer", tokenizer != nil), ("--lowercase", lowercase), ("--bpe-merges", bpeMerges != nil),
+            ("--max-tokens", maxTokens != nil), ("--partition", partition != nil), ("--init-scheme", initScheme != nil),
+            ("--init-std", initStd != nil), ("--sample", sample != nil)]
+        let translationOnly: [(String, Bool)] = [
+            ("--pairs", pairs != nil), ("--num-examples", numExamples != nil), ("--valid-examples", validExamples != nil),
+            ("--bidirectional", bidirectional), ("--batching", batching != nil)]
+        switch task {
+        case .translation:
+            if let (flag, _) = languageModelOnly.first(where: \.1) {
+                throw ConfigError("\(flag) is a language-model setting and does not apply to --task translation (pairs come from --pairs FILE or --dataset fra-eng)")
+            }
+            if let e = embed, e < 1 { throw ConfigError("--task translation needs --embed of at least 1 (D2L uses 32), got \(e)") }
+            if embed == nil { throw ConfigError("--task translation needs an embedding width: pass --embed (D2L uses 32)") }
+        case .languageModel:
+            if let (flag, _) = translationOnly.first(where: \.1) {
+                throw ConfigError("\(flag) is a translation setting: pass --task translation (or drop \(flag))")
+            }
+        }
+    }
+
     /// Checks that need no data (each value's range), before any corpus loads. With `--resume`, the training text
     /// may come from the checkpoint, so only the values are checked.
     func validate(resume: Bool, coordinator: CoordinatorSettings?) throws {
+        if !resume || task == .translation || pairs != nil { try checkTaskFlags() }
         let s = try runSettings(resume: resume, coordinator: coordinator)
         try s.validate()
         if resume { try newRunOptions().validateValues() }
@@ -112,11 +144,20 @@ struct TrainFlags: ParsableArguments {
     }
 
     func apply(to o: inout TrainOptions) throws {
+        if task == .translation {
+            var t = o.translation ?? TrainOptions.TranslationOptions()
+            if let p = pairs { t.pairs = p }
+            if let v = numExamples { t.numExamples = v }
+            if let v = validExamples { t.validExamples = v }
+            if bidirectional { t.bidirectional = true }
+            if let v = batching { t.batching = v }
+            o.translation = t
+        }
         o.corpus = corpus; o.dataset = dataset; o.validCorpus = valid; o.testCorpus = test
         if let v = validFraction { o.validFraction = v }
         if let t = tokenizer {
             o.tokenizer = t
-        } else if let d = dataset {
+        } else if let d = dataset, task == .languageModel {
             o.tokenizer = try NamedDataset.named(d).defaultTokenizer
         }
         o.lowercase = lowercase
@@ -168,6 +209,9 @@ struct TrainFlags: ParsableArguments {
         if corpus == nil && dataset == nil { wanted.corpus = stored.corpus; wanted.dataset = stored.dataset }
         if tokenizer == nil { wanted.tokenizer = stored.tokenizer }
         if !lowercase { wanted.lowercase = stored.lowercase }
+        if task == .languageModel && pairs == nil && numExamples == nil && validExamples == nil && !bidirectional && batching == nil {
+            wanted.translation = stored.translation  // no task flag given: the checkpoint's task
+        }
         if maxTokens == nil { wanted.maxTokens = stored.maxTokens }
         if valid == nil { wanted.validCorpus = stored.validCorpus }
         if test == nil { wanted.testCorpus = stored.testCorpus }
@@ -210,7 +254,14 @@ struct DistributedFlags: ParsableArguments {
 }
 
 // The choice flags' types, parsed from their raw values; help lists them.
+/// The model families `--task` names.
+enum TaskName: String, CaseIterable, ExpressibleByArgument {
+    case languageModel = "language-model"
+    case translation
+}
+
 extension TokenizerKind: ExpressibleByArgument {}
+extension PairBatching: ExpressibleByArgument {}
 extension CellKind: ExpressibleByArgument {}
 extension Partition: ExpressibleByArgument {}
 extension TrainOptions.OptimizerName: ExpressibleByArgument {}
