@@ -177,6 +177,28 @@ struct EncoderDecoderTests {
         print("encoder-decoder step-wise decoding \(c.testDescription): relative loss error \(err)")
     }
 
+    @Test("a selected subset of rows (as beam search keeps) decodes as those rows of the full batch",
+          arguments: [Case(cell: .lstm, bidirectional: true, packed: true, dropout: 0),
+                      Case(cell: .gru, bidirectional: false, packed: false, dropout: 0)])
+    func selectedRowsDecodeAsInTheFullBatch(_ c: Case) throws {
+        let m = try Self.model(c), b = Self.batch()
+        let (S, T, B, V) = (Self.S, Self.T, Self.B, Self.V)
+        var full = m.encode(source: b.source, lengths: b.sourceLengths, steps: S, batch: B)
+        let rows = [2, 0, 2]
+        var part = full.selecting(rows: rows, layers: m.config.layers, hidden: m.config.hiddenSize)
+        for t in 0..<T {
+            let tokens = Array(b.decoderInput[(t * B)..<((t + 1) * B)])
+            let all = m.decodeStep(tokens: tokens, state: &full)
+            let some = m.decodeStep(tokens: rows.map { tokens[$0] }, state: &part)
+            for (i, r) in rows.enumerated() {
+                for j in 0..<V {
+                    #expect(abs(some[i * V + j] - all[r * V + j]) <= 1e-5 * max(1, abs(all[r * V + j])),
+                            "\(c.testDescription): step \(t), row \(r), logit \(j)")
+                }
+            }
+        }
+    }
+
     // MARK: Parameter names
 
     /// `torch_seq2seq.py`'s `Seq2Seq().state_dict()` for Vs = 11, Vt = 13, E = 5, H = 6, L = 2, written out from its
