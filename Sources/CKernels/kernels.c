@@ -160,15 +160,41 @@ void rk_lstm_backward(int64_t B, int64_t H, const float *dh, const float *dout, 
     }
 }
 
+// Row reductions in 16 independent lanes, combined at the end: a single running max or sum is a serial
+// dependency clang will not reorder without -ffast-math, so it would stay scalar. The lanes fix the summation
+// order, so results are the same on every run.
+#define RK_LANES 16
+
+static inline float k_row_max(const float *restrict x, int64_t V) {
+    float lane[RK_LANES];
+    for (int i = 0; i < RK_LANES; i++) lane[i] = -INFINITY;
+    int64_t j = 0;
+    for (; j + RK_LANES <= V; j += RK_LANES)
+        for (int i = 0; i < RK_LANES; i++) lane[i] = x[j + i] > lane[i] ? x[j + i] : lane[i];
+    float m = -INFINITY;
+    for (int i = 0; i < RK_LANES; i++) m = lane[i] > m ? lane[i] : m;
+    for (; j < V; j++) m = x[j] > m ? x[j] : m;
+    return m;
+}
+
+static inline float k_row_sum_exp(const float *restrict x, int64_t V, float m) {
+    float lane[RK_LANES] = {0};
+    int64_t j = 0;
+    for (; j + RK_LANES <= V; j += RK_LANES)
+        for (int i = 0; i < RK_LANES; i++) lane[i] += k_exp(x[j + i] - m);
+    float s = 0;
+    for (int i = 0; i < RK_LANES; i++) s += lane[i];
+    for (; j < V; j++) s += k_exp(x[j] - m);
+    return s;
+}
+
 double rk_cross_entropy(float *logits, const int32_t *targets, int64_t rows, int64_t V, int write_gradient,
                         float scale) {
     double total = 0;
     for (int64_t r = 0; r < rows; r++) {
         float *restrict x = logits + r * V;
-        float m = -INFINITY;
-        for (int64_t j = 0; j < V; j++) m = x[j] > m ? x[j] : m;
-        float s = 0;
-        for (int64_t j = 0; j < V; j++) s += k_exp(x[j] - m);
+        float m = k_row_max(x, V);
+        float s = k_row_sum_exp(x, V, m);
         double lse = (double)m + log((double)s);
         int64_t y = targets[r];
         total += lse - (double)x[y];
@@ -192,10 +218,8 @@ double rk_cross_entropy_masked(float *logits, const int32_t *targets, const floa
             if (write_gradient) memset(x, 0, sizeof(float) * (size_t)V);
             continue;
         }
-        float m = -INFINITY;
-        for (int64_t j = 0; j < V; j++) m = x[j] > m ? x[j] : m;
-        float s = 0;
-        for (int64_t j = 0; j < V; j++) s += k_exp(x[j] - m);
+        float m = k_row_max(x, V);
+        float s = k_row_sum_exp(x, V, m);
         double lse = (double)m + log((double)s);
         int64_t y = targets[r];
         total += (double)w * (lse - (double)x[y]);
@@ -325,4 +349,30 @@ double rk_sum_squares(const float *x, int64_t n) {
     double s = 0;
     for (int j = 0; j < 16; j++) s += part[j];
     return s;
+}
+
+void rk_adam_update(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, int64_t n,
+                    float b1, float b2, float eps, float wd, float step_size, float bc2_sqrt) {
+    RK_SIMD
+    for (int64_t i = 0; i < n; i++) {
+        float d = g[i] + wd * p[i];
+        m[i] = b1 * m[i] + (1 - b1) * d;
+        v[i] = b2 * v[i] + (1 - b2) * d * d;
+        p[i] -= step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+    }
+}
+
+void rk_sgd_update(float *restrict p, const float *restrict g, float *restrict buf, int64_t n, float lr, float momentum,
+                   float wd, int first) {
+    if (buf == 0) {
+        RK_SIMD
+        for (int64_t i = 0; i < n; i++) p[i] -= lr * (g[i] + wd * p[i]);
+        return;
+    }
+    RK_SIMD
+    for (int64_t i = 0; i < n; i++) {
+        float d = g[i] + wd * p[i];
+        buf[i] = first ? d : momentum * buf[i] + d;
+        p[i] -= lr * buf[i];
+    }
 }

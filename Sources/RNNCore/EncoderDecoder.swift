@@ -197,7 +197,12 @@ public final class EncoderDecoder {
     }
 
     private func run(_ b: Batch, ws: Workspace, dropout key: DropoutKey?, rows: [Int]?, backward: Bool) -> LossSum {
-        let c = config, B = b.batch, S = b.sourceSteps, T = b.targetSteps, E = c.embedSize, H = c.hiddenSize
+        let c = config, B = b.batch, E = c.embedSize, H = c.hiddenSize
+        // Steps past every row's length change nothing (the decoder is causal and its padded positions are not in
+        // the loss; a packed encoder does not read padding), so they are not computed. Time-major token matrices
+        // make the first steps a prefix. D2L's unpacked encoder reads the padding: all S steps.
+        let S = c.packedSource ? max(1, b.sourceLengths.max() ?? 0) : b.sourceSteps
+        let T = max(1, b.targetLengths.max() ?? 0)
         let p = UnsafePointer(parameters.pointer)
         // Encoder.
         b.source.withUnsafeBufferPointer { sourceEmbedding.forward($0.baseAddress!, count: S * B, parameters: p, into: ws.sourceEmbedded.pointer) }
@@ -219,17 +224,30 @@ public final class EncoderDecoder {
         let out = decoder.forward(.dense(UnsafePointer(ws.decoderIn.pointer)), steps: T, batch: B, parameters: p,
                                   initialH: ws.decoderInitialH.pointer, initialC: c.cell.hasCell ? ws.decoderInitialC.pointer : nil,
                                   dropout: key, rows: rows)
-        dense.forward(out, rows: T * B, parameters: p, into: ws.logits.pointer)
-        for t in 0..<T { for r in 0..<B { ws.mask.pointer[t * B + r] = t < b.targetLengths[r] ? 1 : 0 } }
-        let loss = b.target.withUnsafeBufferPointer { tgt in
-            backward ? lossLayer.forwardBackward(ws.logits.pointer, targets: tgt.baseAddress!, rows: T * B, mask: ws.mask.pointer)
-                     : lossLayer.forward(ws.logits.pointer, targets: tgt.baseAddress!, rows: T * B, mask: ws.mask.pointer)
+        // Only valid target positions reach the dense layer and the loss: padded ones add nothing to either, and
+        // skipping them saves the largest GEMMs (the output layer over Vt) in proportion to the padding.
+        var valid = 0
+        for t in 0..<T {
+            for r in 0..<B where t < b.targetLengths[r] {
+                (ws.validOut.pointer + valid * H).update(from: out + (t * B + r) * H, count: H)
+                ws.validPositions[valid] = t * B + r
+                ws.validTargets[valid] = b.target[t * B + r]
+                valid += 1
+            }
+        }
+        guard valid > 0 else { return LossSum() }
+        dense.forward(ws.validOut.pointer, rows: valid, parameters: p, into: ws.logits.pointer)
+        let loss = ws.validTargets.withUnsafeBufferPointer { tgt in
+            backward ? lossLayer.forwardBackward(ws.logits.pointer, targets: tgt.baseAddress!, rows: valid)
+                     : lossLayer.forward(ws.logits.pointer, targets: tgt.baseAddress!, rows: valid)
         }
         guard backward else { return loss }
         let g = gradients.pointer
         // Dense, then the decoder: ∂L/∂(decoder input) and ∂L/∂(its initial state).
+        ws.validOutGrad.zero()
+        dense.backward(ws.validOut.pointer, rows: valid, dy: ws.logits.pointer, parameters: p, gradients: g, dx: ws.validOutGrad.pointer)
         ws.decoderOutGrad.zero()
-        dense.backward(out, rows: T * B, dy: ws.logits.pointer, parameters: p, gradients: g, dx: ws.decoderOutGrad.pointer)
+        for i in 0..<valid { (ws.decoderOutGrad.pointer + ws.validPositions[i] * H).update(from: ws.validOutGrad.pointer + i * H, count: H) }
         ws.decoderInGrad.zero(); ws.decoderInitialHGrad.zero(); ws.decoderInitialCGrad.zero()
         decoder.backward(dOutput: ws.decoderOutGrad.pointer, parameters: p, gradients: g, dInput: ws.decoderInGrad.pointer,
                          dInitialH: ws.decoderInitialHGrad.pointer, dInitialC: c.cell.hasCell ? ws.decoderInitialCGrad.pointer : nil)
@@ -330,7 +348,11 @@ public final class EncoderDecoder {
         let decoderInitialH: FloatBuffer, decoderInitialC: FloatBuffer
         let decoderInitialHGrad: FloatBuffer, decoderInitialCGrad: FloatBuffer
         let targetEmbedded: FloatBuffer, decoderIn: FloatBuffer, decoderInGrad: FloatBuffer, decoderOutGrad: FloatBuffer
-        let logits: FloatBuffer, mask: FloatBuffer
+        /// The decoder outputs at valid target positions `[N_valid, H]` (and their gradient), where those positions
+        /// are in `[T*B]`, their targets, and the logits `[N_valid, Vt]`.
+        let validOut: FloatBuffer, validOutGrad: FloatBuffer
+        var validPositions: [Int], validTargets: [Int32]
+        let logits: FloatBuffer
 
         init(_ c: EncoderDecoderConfig, source S: Int, target T: Int, batch B: Int) {
             let E = c.embedSize, H = c.hiddenSize, state = c.layers * B * H, cells = c.cell.hasCell ? state : 0
@@ -341,7 +363,9 @@ public final class EncoderDecoder {
             targetEmbedded = FloatBuffer(count: T * B * E)
             decoderIn = FloatBuffer(count: T * B * (E + H)); decoderInGrad = FloatBuffer(count: T * B * (E + H))
             decoderOutGrad = FloatBuffer(count: T * B * H)
-            logits = FloatBuffer(count: T * B * c.targetVocabSize); mask = FloatBuffer(count: T * B)
+            validOut = FloatBuffer(count: T * B * H); validOutGrad = FloatBuffer(count: T * B * H)
+            validPositions = [Int](repeating: 0, count: T * B); validTargets = [Int32](repeating: 0, count: T * B)
+            logits = FloatBuffer(count: T * B * c.targetVocabSize)
         }
     }
 

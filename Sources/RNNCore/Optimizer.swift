@@ -1,3 +1,4 @@
+import CKernels
 /// Which update rule, with its hyperparameters (PyTorch's semantics and defaults).
 public enum OptimizerKind: Equatable, Sendable, Codable {
     /// `torch.optim.SGD`: `g += wd·θ; buf = μ·buf + g (buf = g at the first step); θ -= lr·buf`.
@@ -43,27 +44,12 @@ public final class Optimizer {
         step += 1
         switch kind {
         case .sgd(let momentum, let wd):
-            if momentum == 0 {
-                for i in 0..<count { p[i] -= lr * (g[i] + wd * p[i]) }
-            } else {
-                let buf = slots[0].pointer
-                let first = step == 1
-                for i in 0..<count {
-                    let d = g[i] + wd * p[i]
-                    buf[i] = first ? d : momentum * buf[i] + d
-                    p[i] -= lr * buf[i]
-                }
-            }
+            rk_sgd_update(p, g, momentum == 0 ? nil : slots[0].pointer, Int64(count), lr, momentum, wd, step == 1 ? 1 : 0)
         case .adam(let b1, let b2, let eps, let wd):
             let m = slots[0].pointer, v = slots[1].pointer
             let bc1 = 1 - pow(Double(b1), Double(step)), bc2 = 1 - pow(Double(b2), Double(step))
             let stepSize = Float(Double(lr) / bc1), bc2Sqrt = Float(bc2.squareRoot())
-            for i in 0..<count {
-                let d = g[i] + wd * p[i]
-                m[i] = b1 * m[i] + (1 - b1) * d
-                v[i] = b2 * v[i] + (1 - b2) * d * d
-                p[i] -= stepSize * m[i] / (v[i].squareRoot() / bc2Sqrt + eps)
-            }
+            rk_adam_update(p, g, m, v, Int64(count), b1, b2, eps, wd, stepSize, bc2Sqrt)
         }
     }
 }

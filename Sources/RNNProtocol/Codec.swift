@@ -167,7 +167,9 @@ public enum Codec {
             guard meta.count == 20 else { throw .badMeta("gradient metadata must be the loss sum, a state count and the compute time") }
             let loss = Double(bitPattern: read(meta, 0) as UInt64)
             guard loss.isFinite else { throw .nonFinite("loss sum") }
-            guard h.aux > 0, h.aux <= UInt64(UInt32.max) else { throw .badMeta("token count \(h.aux) must be positive") }
+            // No tokens is a worker whose rows were all padding (a short last minibatch): a zero contribution.
+            guard h.aux <= UInt64(UInt32.max) else { throw .badMeta("token count \(h.aux) does not fit 32 bits") }
+            guard h.aux > 0 || loss == 0 else { throw .badMeta("token count 0 with a non-zero loss sum") }
             let (g, state) = try split(payload!, stateCount: read(meta, 8))
             if let n = parameterCount, g.count != n { throw .parameterCount(expected: n, got: g.count) }
             if !allFinite(g) { throw .nonFinite("gradient") }

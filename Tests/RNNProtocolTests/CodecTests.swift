@@ -51,7 +51,8 @@ struct CodecTests {
         expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: 1, tokens: 5, gradient: [1, .nan, 2], state: [], computeNanos: 0)), .nonFinite("gradient"))
         expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: .infinity, tokens: 5, gradient: [1, 1, 2], state: [], computeNanos: 0)), .nonFinite("loss sum"))
         expectRejection(Codec.encode(.weights(runID: 7, step: 1, epoch: 0, batch: 0, resetState: false, parameters: [1, .infinity, 2], state: [])), .nonFinite("weights"))
-        expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: 1, tokens: 0, gradient: [1, 1, 2], state: [], computeNanos: 0)), .badMeta("token count 0 must be positive"))
+        expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: 1, tokens: 0, gradient: [1, 1, 2], state: [], computeNanos: 0)), .badMeta("token count 0 with a non-zero loss sum"))
+        #expect(throws: Never.self) { try Codec.decode(Codec.encode(.gradient(runID: 7, step: 1, lossSum: 0, tokens: 0, gradient: [0, 0, 0], state: [], computeNanos: 0)), runID: 7, parameterCount: 3) }
         var shortMeta = Codec.encode(g); shortMeta[0] = Array(shortMeta[0].prefix(45)); shortMeta[0][24] = 5
         expectRejection(shortMeta, .badMeta("gradient metadata must be the loss sum, a state count and the compute time"))
         var bigState = Codec.encode(g); bigState[0][48] = 200

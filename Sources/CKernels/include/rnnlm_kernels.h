@@ -95,4 +95,10 @@ void rk_pack(const float *w, int64_t K, int64_t N, float *packed);
 /// C [M, N] = A [M, K] · op(B) (+ C when beta != 0), op(B) packed by one of the functions above.
 void rk_gemm_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *packed, float *C,
                     int64_t ldc, int beta);
+/// Adam (PyTorch's form, bias corrections folded into step_size = lr / (1 − β1^t) and bc2_sqrt = √(1 − β2^t)) and SGD
+/// (plain when buf is null, else momentum with buf; first: the first step), in place over n parameters.
+void rk_adam_update(float *p, const float *g, float *m, float *v, int64_t n, float b1, float b2, float eps, float wd,
+                    float step_size, float bc2_sqrt);
+void rk_sgd_update(float *p, const float *g, float *buf, int64_t n, float lr, float momentum, float wd, int first);
+
 #endif
