@@ -28,7 +28,7 @@ extension TaskRegistry {
         let t = o.translation ?? TrainOptions.TranslationOptions()
         let path = try t.pairs ?? NamedDataset.named(o.dataset ?? "fra-eng").locate(dataDir: dataDir)
         return try TranslationData.load(path: path, numExamples: t.numExamples, validExamples: t.validExamples,
-                                        steps: o.numSteps, minFreq: o.minFreq, vocabularies: vocabularies, fingerprint: fingerprint)
+                                        steps: o.numSteps, minFreq: t.minFreq, vocabularies: vocabularies, fingerprint: fingerprint)
     }
 
     /// The task of a run being resumed, rebuilt from its checkpoint record (the data is read again and checked

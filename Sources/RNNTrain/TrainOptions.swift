@@ -70,6 +70,8 @@ public struct TrainOptions: Codable, Equatable, Sendable {
         public var validExamples: Int = 0
         public var bidirectional: Bool = false
         public var batching: PairBatching = .fixed
+        /// Tokens seen fewer times in the training pairs become `<unk>` (D2L: 2). `--min-freq` sets it for translation.
+        public var minFreq: Int = 2
         public init() {}
     }
 
@@ -143,6 +145,7 @@ public struct TrainOptions: Codable, Equatable, Sendable {
         if let t = translation {
             if t.numExamples < 0 { throw ConfigError("--num-examples must be 0 or more, got \(t.numExamples)") }
             if t.validExamples < 0 { throw ConfigError("--valid-examples must be 0 or more, got \(t.validExamples)") }
+            if t.minFreq < 1 { throw ConfigError("--min-freq must be at least 1, got \(t.minFreq)") }
             try EncoderDecoderConfig(sourceVocabSize: 5, targetVocabSize: 5, embedSize: embed, hiddenSize: hidden, layers: layers,
                                      cell: model, bidirectional: t.bidirectional, dropout: dropout).validate()
         } else {
@@ -174,11 +177,13 @@ extension TrainOptions {
         add("lr-step-every", "\(lrStepEvery)"); add("lr-patience", "\(lrPatience)"); add("lr-min", "\(lrMin)"); add("seed", "\(seed)")
         if let t = translation {
             add("task", q("translation")); add("pairs", t.pairs.map(q)); add("num-examples", "\(t.numExamples)")
-            add("valid-examples", "\(t.validExamples)"); add("bidirectional", "\(t.bidirectional)"); add("batching", q(t.batching.rawValue))
+            add("valid-examples", "\(t.validExamples)"); add("min-freq", "\(t.minFreq)"); add("bidirectional", "\(t.bidirectional)"); add("batching", q(t.batching.rawValue))
         }
         add("checkpoint-dir", checkpointDir.map(q)); add("checkpoint-every", "\(checkpointEvery)"); add("checkpoint-seconds", "\(checkpointSeconds)"); add("keep-checkpoints", "\(keepCheckpoints)")
         if translation != nil {
             // Language-model settings a translation run does not read; as flags they would be refused.
+            // The language model's min-freq (the first) gives way to the translation's.
+            if let first = lines.firstIndex(where: { $0.hasPrefix("min-freq = ") }) { lines.remove(at: first) }
             let languageModelOnly: Set = ["corpus", "valid", "test", "valid-fraction", "tokenizer", "lowercase", "bpe-merges",
                                           "max-tokens", "partition", "init-scheme", "init-std"]
             lines = lines.filter { !languageModelOnly.contains(String($0.prefix { $0 != " " })) }

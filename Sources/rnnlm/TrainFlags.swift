@@ -32,7 +32,7 @@ struct TrainFlags: ParsableArguments {
     @Option(help: defaulted("Tokenizer: char is D2L's (letters and spaces, lowercased); lines adds <eos> per line.", defaults.tokenizer.rawValue)) var tokenizer: TokenizerKind?
     @Flag(help: "Lowercase words (word, lines, bpe tokenizers).") var lowercase = false
     @Option(help: defaulted("Number of BPE merges to learn (bpe tokenizer).", defaults.bpeMerges)) var bpeMerges: Int?
-    @Option(help: defaulted("Tokens seen fewer times become <unk>.", defaults.minFreq)) var minFreq: Int?
+    @Option(help: ArgumentHelp("Tokens seen fewer times become <unk> (default: \(defaults.minFreq); \(defaults.translationDefaults.minFreq) with --task translation, as D2L).")) var minFreq: Int?
     @Option(help: "Train on the first N tokens only (D2L uses 10000).") var maxTokens: Int?
     @Option(help: defaulted("Cell: rnn is tanh, rnn-relu ReLU.", defaults.model.rawValue)) var model: CellKind?
     @Option(help: defaulted("Stacked recurrent layers.", defaults.layers)) var layers: Int?
@@ -151,6 +151,7 @@ struct TrainFlags: ParsableArguments {
             if let v = validExamples { t.validExamples = v }
             if bidirectional { t.bidirectional = true }
             if let v = batching { t.batching = v }
+            if let v = minFreq { t.minFreq = v }
             o.translation = t
         }
         o.corpus = corpus; o.dataset = dataset; o.validCorpus = valid; o.testCorpus = test
@@ -162,7 +163,7 @@ struct TrainFlags: ParsableArguments {
         }
         o.lowercase = lowercase
         if let v = bpeMerges { o.bpeMerges = v }
-        if let v = minFreq { o.minFreq = v }
+        if let v = minFreq, task == .languageModel { o.minFreq = v }
         o.maxTokens = maxTokens
         if let v = model { o.model = v }
         if let v = layers { o.layers = v }
