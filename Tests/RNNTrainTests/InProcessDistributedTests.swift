@@ -21,10 +21,17 @@ struct InProcessDistributedTests {
     /// Trains with `workers` worker threads (0: the single-process reference) and returns the final checkpoint.
     func train(workers: Int, _ configure: (inout TrainOptions) -> Void = { _ in }) throws -> Checkpoint<TrainingRecord> {
         let dir = temporaryDirectory() + "/ck"
-        var settings = TrainingRun.Settings(start: .new(options(dir, configure)))
+        return try Self.train(workers: workers, options: options(dir, configure))
+    }
+
+    /// Trains `options` with `workers` worker threads over `inproc://` (0: the single-process reference) and
+    /// returns the final checkpoint; `threads` compute threads per worker (or for the single process).
+    static func train(workers: Int, options: TrainOptions, threads: Int = 1) throws -> Checkpoint<TrainingRecord> {
+        var settings = TrainingRun.Settings(start: .new(options))
+        settings.threads = threads
         settings.dataDir = sharedDataDirectory()
         let output = CollectedOutput()
-        var threads: [Thread] = []
+        var workerThreads: [Thread] = []
         let finished = DispatchSemaphore(value: 0)
         let outcomes = OutcomeBox()
         if workers > 0 {
@@ -40,20 +47,21 @@ struct InProcessDistributedTests {
                     w.timeout = 60
                     w.rejoinGrace = 1
                     w.quiet = true
+                    w.threads = threads
                     let worker = UncheckedBox(WorkerRun(settings: w, output: CollectedOutput().sink, stop: .never))
                     let t = Thread {
                         outcomes.record(Result { try worker.value.run().reason })
                         finished.signal()
                     }
                     t.start()
-                    threads.append(t)
+                    workerThreads.append(t)
                 }
             }
             settings.coordinator = c
         }
         let summary = try TrainingRun(settings: settings, output: output.sink, stop: .never).run()
         // Watchdog: every worker thread ends when the coordinator stops it.
-        for _ in 0..<threads.count {
+        for _ in 0..<workerThreads.count {
             #expect(finished.wait(timeout: .now() + 60) == .success, "a worker thread did not finish within 60s")
         }
         for r in outcomes.results { #expect((try? r.get()) == "training finished", "worker ended: \(r)") }
@@ -61,7 +69,7 @@ struct InProcessDistributedTests {
         return try Checkpoint<TrainingRecord>.read(from: try #require(summary.checkpoint))
     }
 
-    func maxRelativeDifference(_ a: [Float], _ b: [Float]) -> Double {
+    static func maxRelativeDifference(_ a: [Float], _ b: [Float]) -> Double {
         var diff = 0.0, scale = 0.0
         for i in a.indices { diff = max(diff, abs(Double(a[i]) - Double(b[i]))); scale = max(scale, abs(Double(b[i]))) }
         return diff / scale
@@ -73,7 +81,7 @@ struct InProcessDistributedTests {
         for w in [1, 2, 3] {
             let ck = try train(workers: w)
             #expect(ck.extra.step == ref.extra.step && ck.extra.step > 50)
-            let d = maxRelativeDifference(ck.parameters, ref.parameters)
+            let d = Self.maxRelativeDifference(ck.parameters, ref.parameters)
             if w == 1 {
                 #expect(ck.parameters.map(\.bitPattern) == ref.parameters.map(\.bitPattern), "W=1 differs by \(d)")
                 #expect(ck.carried == ref.carried)
@@ -88,8 +96,8 @@ struct InProcessDistributedTests {
         let ref = try train(workers: 0) { $0.dropout = 0.3 }
         let plain = try train(workers: 0)
         let ck = try train(workers: 2) { $0.dropout = 0.3 }
-        #expect(maxRelativeDifference(plain.parameters, ref.parameters) > 1e-3)
-        let d = maxRelativeDifference(ck.parameters, ref.parameters)
+        #expect(Self.maxRelativeDifference(plain.parameters, ref.parameters) > 1e-3)
+        let d = Self.maxRelativeDifference(ck.parameters, ref.parameters)
         #expect(d <= 1e-5, "dropout, W=2: max relative parameter difference \(d)")
     }
 }

@@ -1,0 +1,155 @@
+import Foundation
+import RNNCheckpoint
+import RNNCore
+import RNNText
+import RNNTrain
+import Testing
+
+/// Translation on the training core: the same trainer, coordinator, workers and checkpoints as the language
+/// model. A small English-French setting from `fra-eng/fra.txt`.
+@Suite("Translation (sequence to sequence)", .serialized)
+struct TranslationTests {
+    static func options(_ configure: (inout TrainOptions) -> Void = { _ in }) -> TrainOptions {
+        var o = TrainOptions()
+        var t = TrainOptions.TranslationOptions()
+        t.numExamples = 300; t.validExamples = 40; t.bidirectional = true
+        o.translation = t
+        o.dataset = "fra-eng"
+        o.model = .gru; o.layers = 2; o.embed = 16; o.hidden = 16; o.dropout = 0.2
+        o.batchSize = 32; o.numSteps = 8; o.optimizer = .adam; o.lr = 0.01; o.epochs = 2; o.seed = 4
+        o.checkpointDir = temporaryDirectory() + "/ck"
+        configure(&o)
+        return o
+    }
+
+    @Test("worker threads over inproc:// equal the single process: one bit-identical, two within 1e-5 (dropout, a short last minibatch)",
+          arguments: [PairBatching.fixed, .bucketed])
+    func distributedEqualsSingleProcess(_ batching: PairBatching) throws {
+        let o = Self.options { $0.translation!.batching = batching }
+        let ref = try InProcessDistributedTests.train(workers: 0, options: o)
+        #expect(ref.extra.step == 2 * 10, "301 pairs in minibatches of 32: 10 a epoch, the last of 13 pairs")
+        let one = try InProcessDistributedTests.train(workers: 1, options: o)
+        #expect(one.parameters.map(\.bitPattern) == ref.parameters.map(\.bitPattern))
+        let two = try InProcessDistributedTests.train(workers: 2, options: o)
+        let d = InProcessDistributedTests.maxRelativeDifference(two.parameters, ref.parameters)
+        #expect(d <= 1e-5, "translation W=2 (\(batching)): max relative parameter difference \(d)")
+        let threads = try InProcessDistributedTests.train(workers: 0, options: o, threads: 2)
+        #expect(InProcessDistributedTests.maxRelativeDifference(threads.parameters, ref.parameters) <= 1e-5)
+        let plain = try InProcessDistributedTests.train(workers: 0, options: Self.options { $0.translation!.batching = batching; $0.dropout = 0 })
+        #expect(InProcessDistributedTests.maxRelativeDifference(plain.parameters, ref.parameters) > 1e-3, "dropout must change the run")
+        // Validation loss and BLEU are reported each epoch.
+        let last = try #require(ref.extra.history.last)
+        #expect(last.validPerplexity != nil && last.validScores?["bleu"] != nil && last.showsLoss == true)
+    }
+
+    @Test("k steps straight ≡ k/2 steps, stop, resume, k/2 steps (bit-identical, with dropout)")
+    func resumeIsBitIdentical() throws {
+        let o = Self.options { $0.epochs = 3 }
+        let task = { try TaskRegistry.task(for: o, dataDir: sharedDataDirectory()) }
+        var straightOptions = o
+        straightOptions.checkpointDir = o.checkpointDir! + "-straight"
+        let straight = try Trainer(options: straightOptions, task: try TaskRegistry.task(for: straightOptions, dataDir: sharedDataDirectory()), log: { _ in })
+        try straight.run()
+        let first = try Trainer(options: o, task: try task(), log: { _ in })
+        try first.run(maxSteps: 13)
+        let ck = try Checkpoint<TrainingRecord>.read(from: try #require(latestCheckpoint(in: o.checkpointDir!)))
+        #expect(ck.extra.step == 13 && ck.carried.isEmpty)
+        let resumedTask = try TaskRegistry.task(resuming: ck.extra.task, options: ck.extra.options, dataDir: sharedDataDirectory())
+        let resumed = try Trainer(resuming: ck, task: resumedTask, log: { _ in })
+        try resumed.run()
+        #expect(resumed.task.parameters.array.map(\.bitPattern) == straight.task.parameters.array.map(\.bitPattern))
+        #expect(resumed.record.history.map(\.trainPerplexity) == straight.record.history.map(\.trainPerplexity))
+    }
+
+    @Test("the checkpoint carries torch_seq2seq.py's tensor names and the vocabularies under source_vocab / target_vocab")
+    func checkpointIsPyTorchLoadable() throws {
+        let o = Self.options { $0.epochs = 1 }
+        let t = try Trainer(options: o, task: try TaskRegistry.task(for: o, dataDir: sharedDataDirectory()), log: { _ in })
+        try t.run()
+        let path = try #require(latestCheckpoint(in: o.checkpointDir!))
+        let (tensors, meta) = try SafeTensors.read(path)
+        let names = Set(tensors.map(\.name))
+        for n in ["encoder.embedding.weight", "encoder.rnn.weight_ih_l0", "encoder.rnn.weight_hh_l1_reverse", "decoder.embedding.weight",
+                  "decoder.rnn.weight_ih_l1", "decoder.dense.weight", "decoder.dense.bias"] {
+            #expect(names.contains(n), "missing \(n)")
+        }
+        let record = try #require(try JSONSerialization.jsonObject(with: Data(meta["rnnlm"]!.utf8)) as? [String: Any])
+        let source = try #require(record["source_vocab"] as? [String]), target = try #require(record["target_vocab"] as? [String])
+        #expect(Array(source.prefix(4)) == ["<unk>", "<pad>", "<bos>", "<eos>"] && target.count > 10)
+        #expect(tensors.first { $0.name == "decoder.dense.weight" }?.shape == [target.count, 16])
+    }
+
+    @Test("beam search: never ranked below greedy; width 1 is greedy; at α = 0 never less likely than greedy")
+    func beamSearch() throws {
+        let o = Self.options { $0.epochs = 30; $0.dropout = 0; $0.translation!.validExamples = 60 }
+        let trainer = try Trainer(options: o, task: try TaskRegistry.task(for: o, dataDir: sharedDataDirectory()), log: { _ in })
+        try trainer.run()
+        let m = try TrainedTranslator(checkpointPath: try #require(latestCheckpoint(in: o.checkpointDir!))).translator
+        let task = try #require(trainer.task as? TranslationTask)
+        for source in task.data.validPairs.source {
+            let greedy = m.greedyScored([source], maxLength: 8)[0]
+            #expect(m.beam(source, width: 1, lengthPenalty: 0.75, maxLength: 8).tokens == greedy.tokens)
+            let b0 = m.beam(source, width: 4, lengthPenalty: 0, maxLength: 8)
+            #expect(b0.logProbability >= greedy.logProbability - 1e-9, "\(source): beam \(b0.logProbability) < greedy \(greedy.logProbability)")
+            let b = m.beam(source, width: 4, lengthPenalty: 0.75, maxLength: 8)
+            let greedyScore = greedy.logProbability / pow(Double(max(1, greedy.tokens.count + (greedy.tokens.count < 8 ? 1 : 0))), 0.75)
+            #expect(b.score >= greedyScore - 1e-9)
+        }
+    }
+}
+
+/// The translation commands through the binary: train, translate (arguments, stdin, beam), eval, and the errors.
+@Suite("Translation through the command line", .serialized)
+struct TranslationCLITests {
+    static let checkpoint: Result<String, Error> = Result {
+        let dir = temporaryDirectory() + "/fra"
+        let r = try run(try rnnlmBinary(), ["train", "--task", "translation", "--dataset", "fra-eng", "--data-dir", sharedDataDirectory(),
+                                            "--num-examples", "600", "--num-steps", "10", "--embed", "32", "--hidden", "32", "--layers", "2",
+                                            "--dropout", "0.1", "--batch-size", "64", "--optimizer", "adam", "--lr", "0.005", "--epochs", "150",
+                                            "--valid-examples", "50", "--checkpoint-dir", dir], timeout: 300)
+        guard r.status == 0 else { throw TrainingError("training failed: \(r.stderr)") }
+        return dir
+    }
+
+    @Test("D2L's setting learns its examples; translate reads arguments or stdin, one line each; --beam 1 is greedy")
+    func translateEndToEnd() throws {
+        let dir = try Self.checkpoint.get()
+        let r = try run(try rnnlmBinary(), ["translate", "--checkpoint", dir, "Go.", "I lost.", "I'm home."], timeout: 60)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == "va !\nj'ai perdu .\nje suis chez moi .\n", "\(r.stdout)")
+        let piped = try run("/bin/sh", ["-c", "printf 'Go.\\nI lost.\\n' | \"$0\" translate --checkpoint \"$1\" --beam 1", try rnnlmBinary(), dir], timeout: 60)
+        #expect(piped.stdout == "va !\nj'ai perdu .\n", "\(piped.stdout) \(piped.stderr)")
+        let beam = try run(try rnnlmBinary(), ["translate", "--checkpoint", dir, "--beam", "4", "Go."], timeout: 60)
+        #expect(beam.status == 0 && beam.stdout.split(separator: "\n").count == 1)
+        let e = try run(try rnnlmBinary(), ["eval", "--checkpoint", dir, "--data-dir", sharedDataDirectory()], timeout: 120)
+        #expect(e.status == 0, "\(e.stderr)")
+        #expect(e.stdout.contains("corpus BLEU") && e.stdout.contains("(50 pairs"), "\(e.stdout)")
+    }
+
+    @Test("clear errors: pairs without a TAB, an empty side, a checkpoint of the other task, flags of the other task")
+    func errors() throws {
+        let bin = try rnnlmBinary(), dir = temporaryDirectory()
+        try "no tab here\nnor here\n".write(toFile: dir + "/notab.txt", atomically: true, encoding: .utf8)
+        try "hello .\tbonjour .\n\tvide\n".write(toFile: dir + "/empty.txt", atomically: true, encoding: .utf8)
+        let common = ["train", "--task", "translation", "--embed", "8", "--hidden", "8", "--epochs", "1"]
+        let noTab = try run(bin, common + ["--pairs", dir + "/notab.txt"], timeout: 60)
+        #expect(noTab.status == 1 && noTab.stderr.contains("no `source<TAB>target` line"), "\(noTab.stderr)")
+        let empty = try run(bin, common + ["--pairs", dir + "/empty.txt"], timeout: 60)
+        #expect(empty.status == 1 && empty.stderr.contains("pair 2 has an empty source side"), "\(empty.stderr)")
+        let lmFlag = try run(bin, common + ["--pairs", dir + "/empty.txt", "--tokenizer", "word"], timeout: 60)
+        #expect(lmFlag.status == 1 && lmFlag.stderr.contains("--tokenizer is a language-model setting"), "\(lmFlag.stderr)")
+        let trFlag = try run(bin, ["train", "--dataset", "timemachine", "--bidirectional"], timeout: 60)
+        #expect(trFlag.status == 1 && trFlag.stderr.contains("--bidirectional is a translation setting"), "\(trFlag.stderr)")
+        let noEmbed = try run(bin, ["train", "--task", "translation", "--dataset", "fra-eng"], timeout: 60)
+        #expect(noEmbed.status == 1 && noEmbed.stderr.contains("needs an embedding width"), "\(noEmbed.stderr)")
+        // A language model's checkpoint given to translate, and a translation checkpoint given to generate.
+        let lm = dir + "/lm"
+        let t = try run(bin, ["train", "--dataset", "timemachine", "--data-dir", sharedDataDirectory(), "--max-tokens", "2000",
+                              "--hidden", "8", "--batch-size", "4", "--num-steps", "5", "--epochs", "1", "--checkpoint-dir", lm], timeout: 120)
+        #expect(t.status == 0, "\(t.stderr)")
+        let wrong = try run(bin, ["translate", "--checkpoint", lm, "Go."], timeout: 60)
+        #expect(wrong.status == 1 && wrong.stderr.contains("not a translation model"), "\(wrong.stderr)")
+        let wrong2 = try run(bin, ["generate", "--checkpoint", try Self.checkpoint.get(), "--prefix", "go"], timeout: 60)
+        #expect(wrong2.status == 1 && wrong2.stderr.contains("not a language model"), "\(wrong2.stderr)")
+    }
+}
