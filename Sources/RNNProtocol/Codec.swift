@@ -173,7 +173,7 @@ public enum Codec {
             let (g, state) = try split(payload!, stateCount: read(meta, 8))
             if let n = parameterCount, g.count != n { throw .parameterCount(expected: n, got: g.count) }
             if !allFinite(g) { throw .nonFinite("gradient") }
-            if !allFinite(state) { throw .nonFinite("hidden state") }
+            if !allFinite(state) { throw .nonFinite("carried state") }
             return .gradient(runID: h.runID, step: h.step, lossSum: loss, tokens: UInt32(h.aux), gradient: g, state: state,
                              computeNanos: read(meta, 12))
         case .stop:

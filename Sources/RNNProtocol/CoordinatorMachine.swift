@@ -192,7 +192,7 @@ public struct CoordinatorMachine {
                         .stepComplete(step: g.step, slowestComputeNanos: slowest)]
             }
             phase = .failed
-            let who = g.missing.map { i in workers[i].label + " (streams \(workers[i].columns))" }
+            let who = g.missing.map { i in workers[i].label + " (rows \(workers[i].columns))" }
             return [.failed("step \(g.step): no gradient from \(who.joined(separator: ", ")) within \(Int(stepTimeout))s; is the worker alive? (with --quorum Q the step goes on once Q workers answered)")]
         case (.gathering, .tick), (.idle, .tick), (.gathering, .startStep):
             return []
@@ -241,7 +241,7 @@ public struct CoordinatorMachine {
         for (peer, hello) in pendingJoins {
             let share = batchSize / (alive.count + 1)
             guard share >= 1 || alive.isEmpty else {
-                actions.append(.send(peer, .stop(runID: runID, reason: "no stream to spare: --batch-size \(batchSize) is already split over \(alive.count) workers")))
+                actions.append(.send(peer, .stop(runID: runID, reason: "no row to spare: the \(batchSize) rows of a minibatch (--batch-size) are already split over \(alive.count) workers")))
                 continue
             }
             let index = workers.count
@@ -258,14 +258,14 @@ public struct CoordinatorMachine {
                 }
             }
             guard !taken.isEmpty else {
-                actions.append(.send(peer, .stop(runID: runID, reason: "no stream to spare: every worker owns a single stream")))
+                actions.append(.send(peer, .stop(runID: runID, reason: "no row to spare: every worker owns a single row")))
                 continue
             }
             let w = AdmittedWorker(peer: peer, hello: hello, index: index, columns: taken.sorted())
             workers.append(w)
             alive.insert(index)
             pendingState.formUnion(donors.union([index]))
-            actions.append(.log("worker \(index) joined the running job: \(hello.name) on \(hello.host), pid \(hello.pid); streams \(w.columns) from \(donors.sorted().map { "worker \($0)" }.joined(separator: ", "))"))
+            actions.append(.log("worker \(index) joined the running job: \(hello.name) on \(hello.host), pid \(hello.pid); rows \(w.columns) from \(donors.sorted().map { "worker \($0)" }.joined(separator: ", "))"))
             actions.append(.welcome(w))
             for d in donors.sorted() { actions.append(.reassign(workers[d])) }
         }
@@ -295,8 +295,8 @@ public struct CoordinatorMachine {
         workers[i].columns = []
         let step = gather.map { " at step \($0.step)" } ?? asyncRun.map { $0.position(of: i) } ?? ""
         let destination = changed.isEmpty ? "are left (every other worker has finished)"
-            : "move to \(changed.sorted().map { "worker \($0)" }.joined(separator: ", ")) with their hidden state"
-        actions.append(.log("\(lost.label) lost\(step): \(why); its streams \(lost.columns) \(destination)"))
+            : "move to \(changed.sorted().map { "worker \($0)" }.joined(separator: ", ")) with their carried state"
+        actions.append(.log("\(lost.label) lost\(step): \(why); its rows \(lost.columns) \(destination)"))
         for t in changed.sorted() { actions.append(.reassign(workers[t])) }
         pendingState.formUnion(changed)
         if phase == .running { actions += asyncProgress() }
@@ -347,7 +347,7 @@ public struct CoordinatorMachine {
                 if phase == .running { return turnAwayAsyncJoin(peer, h) }
                 guard !pendingJoins.contains(where: { $0.0 == peer }) else { return [] }
                 pendingJoins.append((peer, h))
-                return [.log("\(h.name) on \(h.host), pid \(h.pid) asked to join; it gets streams at the next step")]
+                return [.log("\(h.name) on \(h.host), pid \(h.pid) asked to join; it gets rows at the next step")]
             }
             return [reject("message from an unknown peer", from: "unknown peer")]
         }
@@ -423,7 +423,7 @@ public struct CoordinatorMachine {
 /// Splits B stream columns into `workers` contiguous blocks as evenly as possible (the first `B % W` blocks
 /// get one more). Every worker needs at least one column.
 public func assignColumns(batch: Int, workers: Int) -> [[Int]] {
-    precondition(workers >= 1 && workers <= batch, "cannot split \(batch) streams over \(workers) workers")
+    precondition(workers >= 1 && workers <= batch, "cannot split \(batch) rows over \(workers) workers")
     var out: [[Int]] = []
     var start = 0
     for w in 0..<workers {

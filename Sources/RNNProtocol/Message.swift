@@ -112,7 +112,7 @@ public enum ProtocolError: Error, Equatable, CustomStringConvertible, Sendable {
         case .parameterCount(let e, let g): return "carries \(g) values, the model has \(e) parameters"
         case .stateCount(let d, let p): return "declares \(d) state values, more than its \(p)-value payload"
         case .nonFinite(let what): return "\(what) contains NaN or Inf"
-        case .badColumns: return "stream columns must be a non-empty list of distinct non-negative indices"
+        case .badColumns: return "rows must be a non-empty list of distinct non-negative indices"
         }
     }
 }

@@ -57,7 +57,7 @@ struct CodecTests {
         expectRejection(shortMeta, .badMeta("gradient metadata must be the loss sum, a state count and the compute time"))
         var bigState = Codec.encode(g); bigState[0][48] = 200
         expectRejection(bigState, .stateCount(declared: 200, payload: 6))
-        expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: 1, tokens: 5, gradient: [1, 1, 2], state: [.nan], computeNanos: 0)), .nonFinite("hidden state"))
+        expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: 1, tokens: 5, gradient: [1, 1, 2], state: [.nan], computeNanos: 0)), .nonFinite("carried state"))
         expectRejection(Codec.encode(.columns(runID: 7, step: 1, columns: [1, 1])), .badColumns)
         expectRejection(Codec.encode(.columns(runID: 7, step: 1, columns: [-2])), .badColumns)
         var badHello = Codec.encode(samples[0]); badHello[0] = Array(badHello[0].prefix(40)) + Array("{}".utf8); badHello[0][24] = 2

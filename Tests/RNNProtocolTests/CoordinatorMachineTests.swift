@@ -76,7 +76,7 @@ struct CoordinatorMachineTests {
         _ = m.handle(.received(peer: a, frames: gradient(step: 1, [0, 0, 0]), now: 101))
         #expect(m.handle(.tick(now: 104.9)).isEmpty)
         guard case .failed(let why) = m.handle(.tick(now: 105)).first else { Issue.record("no failure"); return }
-        #expect(why.contains("step 1: no gradient from worker 1 (b on host-b, pid 7) (streams [4, 5, 6, 7])"), "\(why)")
+        #expect(why.contains("step 1: no gradient from worker 1 (b on host-b, pid 7) (rows [4, 5, 6, 7])"), "\(why)")
     }
 
     @Test func staleUnknownMalformedAndForeignMessagesAreRejectedAndCounted() {

@@ -56,7 +56,7 @@ struct AsyncTrainingTests {
         #expect(p.terminationStatus == 0, "\(text)")
         // Worker indices follow the order the hellos arrived in: find the victim by its pid.
         let lost = try #require(lines.firstIndex { $0.contains("pid \(victims[1])) lost at step ") }, "\(text)")
-        #expect(lines[lost].contains("unreachable") && lines[lost].contains("move to worker") && lines[lost].contains("with their hidden state"),
+        #expect(lines[lost].contains("unreachable") && lines[lost].contains("move to worker") && lines[lost].contains("with their carried state"),
                 "\(lines[lost])")
         let ck = try Checkpoint<TrainingRecord>.read(from: try #require(latestCheckpoint(in: dir + "/ck")))
         #expect(ck.extra.history.count == epochs)
