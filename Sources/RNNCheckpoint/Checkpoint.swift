@@ -123,11 +123,25 @@ public struct Checkpoint<Extra: Codable & Equatable>: Equatable {
             precondition(fields.isDisjoint(with: exports.keys), "an export key would repeat a field of the checkpoint record")
             json = String(json.dropLast()) + "," + String(extra.dropFirst())
         }
-        try SafeTensors.write(tensors, metadata: ["format": "rnnlm", "rnnlm": json], to: path)
+        // The data section is the tensors' bytes in this order, so its checksum can be taken before it is laid out.
+        var crc = CRC32()
+        for t in tensors { crc.update(t.values) }
+        try SafeTensors.write(tensors, metadata: ["format": "rnnlm", "rnnlm": json, Self.checksumKey: crc.hex], to: path)
     }
+
+    /// `__metadata__` key of the CRC-32 of the data section (lowercase hex); files written before it existed lack it.
+    public static var checksumKey: String { "rnnlm_crc32" }
 
     public static func read(from path: String) throws -> Checkpoint {
         let (tensors, metadata) = try SafeTensors.read(path)
+        if let recorded = metadata[checksumKey] {
+            // `SafeTensors.read` returns the tensors in data-section order.
+            var crc = CRC32()
+            for t in tensors { crc.update(t.values) }
+            guard crc.hex == recorded else {
+                throw CheckpointError(path: path, "its data fails the checksum (CRC-32 \(crc.hex), recorded \(recorded)): the file was damaged after it was written; resume from an earlier checkpoint")
+            }
+        }
         guard let json = metadata["rnnlm"] else {
             throw CheckpointError(path: path, "has no rnnlm record in __metadata__: it was not written by rnnlm (a bare PyTorch state_dict cannot be resumed)")
         }

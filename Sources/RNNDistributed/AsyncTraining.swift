@@ -57,6 +57,7 @@ extension Coordinator {
             case .epochComplete(let epoch, let loss):
                 let seconds = Date().timeIntervalSince(epochStart.removeValue(forKey: epoch) ?? Date())
                 try trainer.endEpoch(trainLoss: loss, tokensTrained: loss.count, seconds: seconds)
+                if trainer.earlyStopReason != nil { finished = true }  // --early-stop; the workers are stopped after
             case .runFinished:
                 finished = true
             default:

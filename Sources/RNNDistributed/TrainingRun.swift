@@ -80,6 +80,10 @@ public final class TrainingRun {
             out.say("training is already complete (epoch \(trainer.record.epoch) of \(o.epochs)); pass a larger --epochs to continue")
             return summary(.alreadyComplete, trainer, seconds: 0)
         }
+        if let reason = trainer.earlyStopReason {
+            out.say("training already ended: \(reason); raise --early-stop to continue")
+            return summary(.alreadyComplete, trainer, seconds: 0)
+        }
         stop.arm()
         var coordinator: Coordinator?
         let context = distributed?.context ?? ZMQContext()
@@ -157,6 +161,7 @@ public final class TrainingRun {
             if let path = saved { sink.standardError("interrupted: saved \(path); continue with --resume\n") }
             return summary(.interrupted(checkpoint: saved), trainer, seconds: Date().timeIntervalSince(started))
         }
+        try trainer.requireLastSaveSucceeded()
         let wall = Date().timeIntervalSince(started)
         if let last = trainer.record.history.last {
             let final = last.showsLoss == true
@@ -189,13 +194,40 @@ public final class TrainingRun {
         return result
     }
 
-    /// A trainer for a new run, or resumed from the newest checkpoint.
+    /// The newest checkpoint in `dir` that reads and passes its checks. Each newer one that does not (truncated,
+    /// damaged, tensors of the wrong shape) is set aside as `NAME.bad`, with the reason reported; nil when the folder
+    /// holds no checkpoint; an error when it holds some and none is valid.
+    func newestValidCheckpoint(in dir: String) throws -> (path: String, checkpoint: Checkpoint<TrainingRecord>)? {
+        let files = checkpointFiles(in: dir)
+        var setAside: [String] = []
+        for file in files.reversed() {
+            do {
+                return (file.path, try Checkpoint<TrainingRecord>.read(from: file.path))
+            } catch let e as CheckpointError {
+                var bad = file.path + ".bad"
+                var n = 1
+                while FileManager.default.fileExists(atPath: bad) { n += 1; bad = file.path + ".bad\(n)" }
+                if rename(file.path, bad) != 0 {
+                    throw TrainingError("--resume: \(e); it cannot be set aside as \(bad) (\(String(cString: strerror(errno)))); move it away by hand")
+                }
+                setAside.append(bad)
+                sink.standardError("warning: \(e.description); set aside as \(bad), trying the one before\n")
+            }
+        }
+        guard files.isEmpty else {
+            throw TrainingError("--resume: none of the \(files.count) checkpoint(s) in \(dir) is valid (set aside: \(setAside.joined(separator: ", "))); restore a good one or start afresh in a new --checkpoint-dir")
+        }
+        return nil
+    }
+
+    /// A trainer for a new run, or resumed from the newest valid checkpoint.
     private func makeTrainer(_ out: RunLog) throws -> Trainer {
-        let latest: String?
-        if case .resume(let dir?, _, _) = settings.start { latest = latestCheckpoint(in: dir) } else { latest = nil }
+        var found: (path: String, checkpoint: Checkpoint<TrainingRecord>)?
+        if case .resume(let dir?, _, _) = settings.start { found = try newestValidCheckpoint(in: dir) }
+        let latest = found?.path
         switch settings.start {
-        case .resume(_, let reconcile, _) where latest != nil:
-            let ck = try Checkpoint<TrainingRecord>.read(from: latest!)
+        case .resume(_, let reconcile, _) where found != nil:
+            let ck = found!.checkpoint
             let options = try reconcile(ck.extra.options)
             let task = try TaskRegistry.task(resuming: ck.extra.task, options: options, dataDir: settings.dataDir)
             var resumed = ck

@@ -51,6 +51,9 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     public var checkpointSeconds: Double = 0
     /// How many step checkpoints to keep (the newest ones).
     public var keepCheckpoints: Int = 3
+    /// End training after this many epochs without a new best (`best.safetensors`); nil: off. Optional so that
+    /// checkpoints written before it existed still decode.
+    public var earlyStop: Int?
 
     /// Set for a translation run (`--task translation`); nil trains a language model.
     public var translation: TranslationOptions?
@@ -142,6 +145,7 @@ public struct TrainOptions: Codable, Equatable, Sendable {
         if !(checkpointSeconds >= 0) { throw ConfigError("--checkpoint-seconds must be 0 or more, got \(checkpointSeconds)") }
         if checkpointEvery < 0 { throw ConfigError("--checkpoint-every must be 0 or more, got \(checkpointEvery)") }
         if keepCheckpoints < 1 { throw ConfigError("--keep-checkpoints must be at least 1, got \(keepCheckpoints)") }
+        if let n = earlyStop, n < 1 { throw ConfigError("--early-stop must be at least 1 (epochs without improvement), got \(n)") }
         if let t = translation {
             if t.numExamples < 0 { throw ConfigError("--num-examples must be 0 or more, got \(t.numExamples)") }
             if t.validExamples < 0 { throw ConfigError("--valid-examples must be 0 or more, got \(t.validExamples)") }
@@ -180,6 +184,7 @@ extension TrainOptions {
             add("valid-examples", "\(t.validExamples)"); add("min-freq", "\(t.minFreq)"); add("bidirectional", "\(t.bidirectional)"); add("batching", q(t.batching.rawValue))
         }
         add("checkpoint-dir", checkpointDir.map(q)); add("checkpoint-every", "\(checkpointEvery)"); add("checkpoint-seconds", "\(checkpointSeconds)"); add("keep-checkpoints", "\(keepCheckpoints)")
+        add("early-stop", earlyStop.map { "\($0)" })
         if translation != nil {
             // Language-model settings a translation run does not read; as flags they would be refused.
             // The language model's min-freq (the first) gives way to the translation's.

@@ -287,8 +287,37 @@ public final class Trainer {
         record.epochTokens = 0
         log(report.line)
         onEpoch?(report)
-        try saveCheckpoint()
+        if bestEpoch == report.epoch { try attemptSave(best: true) }
+        try attemptSave()
+        if let reason = earlyStopReason { log(reason) }
         return report
+    }
+
+    // MARK: The best epoch and early stopping
+
+    /// What the best epoch is chosen by: validation loss when the task has a validation split, else training loss
+    /// (lower is better; perplexity is exp(loss), so either one ranks epochs alike).
+    public var bestCriterion: String {
+        record.history.last?.validPerplexity != nil ? "validation loss" : "training loss"
+    }
+
+    /// The finished epoch (1-based) with the lowest loss by `bestCriterion`, the earliest on a tie; nil before one.
+    /// Derived from the history, so it survives a resume.
+    public var bestEpoch: Int? {
+        var best: EpochReport?
+        for r in record.history where best == nil || Self.score(r) < Self.score(best!) { best = r }
+        return best?.epoch
+    }
+
+    private static func score(_ r: EpochReport) -> Double { r.validPerplexity ?? r.trainPerplexity }
+
+    /// Set when `--early-stop N` has ended the run: N epochs have passed since the best one. Says so, in words.
+    public var earlyStopReason: String? {
+        guard let n = options.earlyStop, let best = bestEpoch, let last = record.history.last,
+              last.epoch - best >= n, let b = record.history.first(where: { $0.epoch == best }) else { return nil }
+        let value = b.showsLoss == true ? String(format: "%.3f", Foundation.log(Self.score(b))) : String(format: "%.3f", Self.score(b))
+        let what = (b.showsLoss == true ? "loss " : "perplexity ") + value
+        return "early stop: no improvement in \(bestCriterion) for \(last.epoch - best) epochs (--early-stop \(n)); best was epoch \(best) (\(b.validPerplexity != nil ? "val " : "")\(what))\(options.checkpointDir.map { ", kept in \($0)/best.safetensors" } ?? "")"
     }
 
     /// Loss of a held-out split under the current parameters (no dropout); nil when it is empty.
@@ -300,7 +329,7 @@ public final class Trainer {
     public func run(maxSteps: Int? = nil, shouldStop: () -> Bool = { false }) throws -> [EpochReport] {
         var reports: [EpochReport] = []
         var taken = 0
-        while record.epoch < options.epochs {
+        while record.epoch < options.epochs && earlyStopReason == nil {
             let count = task.minibatchCount(epoch: record.epoch)
             guard count > 0 else {
                 throw TrainingError("epoch \(record.epoch + 1) has no minibatch: the training data is too small for --batch-size \(options.batchSize) × --num-steps \(options.numSteps)")
@@ -309,7 +338,7 @@ public final class Trainer {
             var tokensHere = 0
             while record.batchInEpoch < count {
                 if let m = maxSteps, taken >= m {
-                    try saveCheckpoint()
+                    try attemptSave()
                     return reports
                 }
                 if shouldStop() { return reports }
@@ -326,7 +355,7 @@ public final class Trainer {
                 taken += 1
                 if (options.checkpointEvery > 0 && record.step % options.checkpointEvery == 0)
                     || (options.checkpointSeconds > 0 && Date().timeIntervalSince(lastSave) >= options.checkpointSeconds) {
-                    try saveCheckpoint()
+                    try attemptSave()
                 }
             }
             let seconds = Date().timeIntervalSince(start)
@@ -346,21 +375,55 @@ public final class Trainer {
                    carried: task.carriedTensors(carried), extra: record, exports: task.checkpointExports)
     }
 
-    /// Writes `step-NNNNNNNN.safetensors` into the checkpoint folder (when one is set) and prunes old ones.
     private var lastSave = Date()
 
+    /// Writes `step-NNNNNNNN.safetensors` (or, with `best`, `best.safetensors`) into the checkpoint folder (when
+    /// one is set), atomically, then prunes the oldest step checkpoints beyond `--keep-checkpoints` (never the best).
+    /// A failed write (a full disk) leaves every earlier file as it was and throws.
     @discardableResult
-    public func saveCheckpoint() throws -> String? {
-        lastSave = Date()
+    public func saveCheckpoint(best: Bool = false) throws -> String? {
+        if !best { lastSave = Date() }
         guard let dir = options.checkpointDir else { return nil }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let path = dir + "/" + checkpointName(step: record.step)
+        let path = dir + "/" + (best ? bestCheckpointName : checkpointName(step: record.step))
         try checkpoint().write(to: path)
+        if best { return path }
         let all = checkpointFiles(in: dir)
         for old in all.dropLast(options.keepCheckpoints) { try? FileManager.default.removeItem(atPath: old.path) }
         return path
     }
+
+    /// Saves that failed in a row (a full disk, a vanished folder); 0 after any successful save.
+    public private(set) var failedSaves = 0
+    /// After this many failed saves in a row the run stops (non-zero status) rather than train on unsaved.
+    public static let maxFailedSaves = 3
+
+    /// A scheduled save: a failure is reported and retried at the next scheduled save (training goes on, the files
+    /// already written stay intact); the `maxFailedSaves`-th failure in a row stops the run with an error.
+    private func attemptSave(best: Bool = false) throws {
+        do {
+            try saveCheckpoint(best: best)
+            failedSaves = 0
+        } catch {
+            failedSaves += 1
+            let newest = options.checkpointDir.flatMap(latestCheckpoint(in:)) ?? "none"
+            guard failedSaves < Self.maxFailedSaves else {
+                throw TrainingError("\(failedSaves) checkpoint saves failed in a row, stopping at step \(record.step): \(error); newest checkpoint on disk: \(newest); free space in \(options.checkpointDir ?? "?") and continue with --resume")
+            }
+            log("warning: \(best ? "best model" : "checkpoint") not saved at step \(record.step) (\(failedSaves) of \(Self.maxFailedSaves) failures in a row before the run stops): \(error); newest checkpoint on disk: \(newest); retrying at the next checkpoint")
+        }
+    }
+
+    /// Throws when the last save failed, so a finished run whose final state is not on disk does not end with
+    /// status 0.
+    public func requireLastSaveSucceeded() throws {
+        guard failedSaves > 0 else { return }
+        throw TrainingError("training ended at step \(record.step) but its last checkpoint could not be written; newest on disk: \(options.checkpointDir.flatMap(latestCheckpoint(in:)) ?? "none"); free space and continue with --resume")
+    }
 }
+
+/// The best epoch's checkpoint, beside the step checkpoints and never pruned.
+public let bestCheckpointName = "best.safetensors"
 
 extension Trainer {
     /// A fresh language-model run over `data` (the reference trainer D2L's chapters describe).

@@ -64,6 +64,7 @@ struct TrainFlags: ParsableArguments {
     @Option(help: defaulted("Also checkpoint every N steps (0: epoch ends only).", defaults.checkpointEvery)) var checkpointEvery: Int?
     @Option(help: defaulted("Also checkpoint when this many seconds passed since the last one (0: off).", defaults.checkpointSeconds)) var checkpointSeconds: Double?
     @Option(help: defaulted("Keep the newest N checkpoints.", defaults.keepCheckpoints)) var keepCheckpoints: Int?
+    @Option(help: "Stop after N epochs without a new best (validation loss, else training loss; see best.safetensors). Default: off.") var earlyStop: Int?
     @Option(help: "Compute threads: each minibatch's streams are split across them (results are reproducible for a given count). With --workers N, per local worker.")
     var threads: Int = 1
     @Option(help: "Read settings from a TOML (key = value) or JSON file whose keys are these flags' names; flags given on the command line win.") var config: String?
@@ -200,6 +201,7 @@ struct TrainFlags: ParsableArguments {
         if let v = checkpointEvery { o.checkpointEvery = v }
         if let v = checkpointSeconds { o.checkpointSeconds = v }
         if let v = keepCheckpoints { o.keepCheckpoints = v }
+        if let v = earlyStop { o.earlyStop = v }
     }
 
     /// On `--resume`, a flag that contradicts the checkpoint is an error (rather than silently ignored).
