@@ -38,6 +38,7 @@ struct TrainFlags: ParsableArguments {
     @Option(help: defaulted("Stacked recurrent layers.", defaults.layers)) var layers: Int?
     @Option(help: defaulted("Hidden units per layer.", defaults.hidden)) var hidden: Int?
     @Option(help: defaulted("Embedding width; 0 feeds one-hot tokens as D2L does.", defaults.embed)) var embed: Int?
+    @Flag(help: "Tie the decoder's weight to the embedding (word_language_model's --tied): one tensor, encoder.weight, used by both; needs --embed equal to --hidden.") var tied = false
     @Option(help: defaulted("Dropout on the embedding, between layers and before the decoder.", defaults.dropout)) var dropout: Float?
     @Option(help: defaulted("Initialisation: pytorch's uniform, or normal (D2L's N(0, init-std²)).", defaults.initScheme.rawValue)) var initScheme: TrainOptions.InitSchemeName?
     @Option(help: defaulted("Standard deviation for --init-scheme normal.", defaults.initStd)) var initStd: Float?
@@ -110,7 +111,7 @@ struct TrainFlags: ParsableArguments {
             ("--corpus", corpus != nil), ("--valid", valid != nil), ("--test", test != nil), ("--valid-fraction", validFraction != nil),
             ("--tokenizer", tokenizer != nil), ("--lowercase", lowercase), ("--bpe-merges", bpeMerges != nil),
             ("--max-tokens", maxTokens != nil), ("--partition", partition != nil), ("--init-scheme", initScheme != nil),
-            ("--init-std", initStd != nil), ("--sample", sample != nil)]
+            ("--init-std", initStd != nil), ("--sample", sample != nil), ("--tied", tied)]
         let translationOnly: [(String, Bool)] = [
             ("--pairs", pairs != nil), ("--num-examples", numExamples != nil), ("--valid-examples", validExamples != nil),
             ("--bidirectional", bidirectional), ("--batching", batching != nil)]
@@ -169,6 +170,7 @@ struct TrainFlags: ParsableArguments {
         if let v = layers { o.layers = v }
         if let v = hidden { o.hidden = v }
         if let v = embed { o.embed = v }
+        if tied { o.tied = true }
         if let v = dropout { o.dropout = v }
         if let v = initScheme { o.initScheme = v }
         if let v = initStd { o.initStd = v }
