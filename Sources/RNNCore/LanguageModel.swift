@@ -140,6 +140,13 @@ public final class LanguageModel {
         return Array(UnsafeBufferPointer(start: ws.logits.pointer, count: steps * batch * config.vocabSize))
     }
 
+    /// The decoder's output `[V]` at the zero start state, before any token is read: the top layer's h is 0, so
+    /// the logits are the decoder's bias. Generation from an empty prefix draws its first token from these.
+    public var startLogits: [Float] {
+        let b = layout["decoder.bias"]
+        return Array(UnsafeBufferPointer(start: parameters.pointer + b.offset, count: b.count))
+    }
+
     private func checkShapes(inputs: [Int32], targets: [Int32]?, steps: Int, batch: Int, state: RecurrentState) {
         precondition(steps > 0 && batch > 0, "minibatch shape [T=\(steps), B=\(batch)] must be positive")
         precondition(inputs.count == steps * batch, "inputs hold \(inputs.count) tokens, expected T*B = \(steps * batch)")
