@@ -38,8 +38,9 @@ let package = Package(
         .target(name: "CKernels", cSettings: kernelFlags),
         // Numbers only: tensors, cells, forward/backward, loss, optimizers, clipping, sampling. No I/O.
         .target(name: "RNNCore", dependencies: ["CBLAS", "CKernels"], swiftSettings: cpuFlags),
-        // Text: tokenizers, vocabulary, corpora and datasets, truncated-BPTT batching.
-        .target(name: "RNNText"),
+        // Text: tokenizers, vocabulary, corpora and datasets, truncated-BPTT batching. Resources: The Time Machine
+        // (public domain; D2L's timemachine.txt, SHA-1 090b5e7e…), so `--dataset timemachine` trains offline.
+        .target(name: "RNNText", resources: [.copy("Resources/timemachine.txt")]),
         // safetensors checkpoints (atomic writes, strict reads).
         .target(name: "RNNCheckpoint", dependencies: ["RNNCore"]),
         // Wire messages, their strict validation, and the coordinator's state machine; no sockets, no clock.

@@ -15,6 +15,8 @@ public enum InitScheme: Equatable, Sendable {
 /// Embedding (or one-hot input) → L recurrent layers → linear decoder → softmax cross-entropy, composed of
 /// `Embedding`, `RecurrentStack`, `Linear` and `SoftmaxCrossEntropy` on one flat parameter buffer, with inverted
 /// dropout (`Dropout`, counter-based) on the embedding and after every recurrent layer, the last included.
+/// Tied (`config.tied`), the decoder's weight is the embedding table: backward adds the decoder's `dyᵀ x` and the
+/// embedding's scattered rows into the same gradient tensor, `encoder.weight`.
 public final class LanguageModel {
     public let config: ModelConfig
     public let layout: ParameterLayout
@@ -54,7 +56,8 @@ public final class LanguageModel {
             : Embedding(name: "encoder", vocabulary: c.vocabSize, width: c.embedSize, layout: layout)
         stack = RecurrentStack(cell: c.cell, inputSize: c.inputSize, hidden: c.hiddenSize, layers: c.layers,
                                dropout: c.dropout, dropoutSite: 1, prefix: "rnn.", layout: layout)
-        decoder = Linear(name: "decoder", inputs: c.hiddenSize, outputs: c.vocabSize, layout: layout)
+        decoder = Linear(name: "decoder", inputs: c.hiddenSize, outputs: c.vocabSize, layout: layout,
+                         weight: c.tied ? "encoder.weight" : nil)
         lossLayer = SoftmaxCrossEntropy(classes: c.vocabSize)
         embedDropout = c.dropout > 0 && c.embedSize > 0 ? Dropout(probability: c.dropout, site: 0) : nil
         topDropout = c.dropout > 0 ? Dropout(probability: c.dropout, site: UInt64(c.layers)) : nil
@@ -135,6 +138,13 @@ public final class LanguageModel {
         let ws = workspace(steps: steps, batch: batch)
         inputs.withUnsafeBufferPointer { forwardPass($0.baseAddress!, ws: ws, state: &state, dropout: nil) }
         return Array(UnsafeBufferPointer(start: ws.logits.pointer, count: steps * batch * config.vocabSize))
+    }
+
+    /// The decoder's output `[V]` at the zero start state, before any token is read: the top layer's h is 0, so
+    /// the logits are the decoder's bias. Generation from an empty prefix draws its first token from these.
+    public var startLogits: [Float] {
+        let b = layout["decoder.bias"]
+        return Array(UnsafeBufferPointer(start: parameters.pointer + b.offset, count: b.count))
     }
 
     private func checkShapes(inputs: [Int32], targets: [Int32]?, steps: Int, batch: Int, state: RecurrentState) {

@@ -31,15 +31,45 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public var cell: CellKind
     /// Inverted-dropout probability on the embedding, between layers, and before the decoder.
     public var dropout: Float
+    /// The decoder's weight is the embedding table (word_language_model's `--tied`; needs `E = H`): one tensor,
+    /// `encoder.weight [V, E]`, read by both layers, whose gradients accumulate into the same buffer.
+    public var tied: Bool
 
     public init(vocabSize: Int, embedSize: Int = 0, hiddenSize: Int, layers: Int = 1, cell: CellKind,
-                dropout: Float = 0) {
+                dropout: Float = 0, tied: Bool = false) {
         self.vocabSize = vocabSize
         self.embedSize = embedSize
         self.hiddenSize = hiddenSize
         self.layers = layers
         self.cell = cell
         self.dropout = dropout
+        self.tied = tied
+    }
+
+    private enum CodingKeys: String, CodingKey { case vocabSize, embedSize, hiddenSize, layers, cell, dropout, tied }
+
+    // `tied` is written only when set and read when present, so checkpoints and worker descriptions from before
+    // it existed decode (as untied), and an untied model's record is unchanged.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        vocabSize = try c.decode(Int.self, forKey: .vocabSize)
+        embedSize = try c.decode(Int.self, forKey: .embedSize)
+        hiddenSize = try c.decode(Int.self, forKey: .hiddenSize)
+        layers = try c.decode(Int.self, forKey: .layers)
+        cell = try c.decode(CellKind.self, forKey: .cell)
+        dropout = try c.decode(Float.self, forKey: .dropout)
+        tied = try c.decodeIfPresent(Bool.self, forKey: .tied) ?? false
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(vocabSize, forKey: .vocabSize)
+        try c.encode(embedSize, forKey: .embedSize)
+        try c.encode(hiddenSize, forKey: .hiddenSize)
+        try c.encode(layers, forKey: .layers)
+        try c.encode(cell, forKey: .cell)
+        try c.encode(dropout, forKey: .dropout)
+        if tied { try c.encode(tied, forKey: .tied) }
     }
 
     /// Width of layer 0's input.
@@ -52,6 +82,9 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         if hiddenSize < 1 { throw ConfigError("--hidden must be at least 1, got \(hiddenSize)") }
         if layers < 1 { throw ConfigError("--layers must be at least 1, got \(layers)") }
         if !(dropout >= 0 && dropout < 1) { throw ConfigError("--dropout must be in [0, 1), got \(dropout)") }
+        if tied && embedSize != hiddenSize {
+            throw ConfigError("--tied makes the decoder's weight [V, H] the embedding table [V, E], so it needs --embed equal to --hidden; got --embed \(embedSize), --hidden \(hiddenSize) (pass --embed \(hiddenSize))")
+        }
     }
 }
 

@@ -28,13 +28,16 @@ public struct ParameterLayout: Sendable, Equatable {
     /// The layout of a language model:
     /// `encoder.weight [V,E]` (absent for one-hot input), then for each layer k
     /// `rnn.weight_ih_l{k} [G*H, in]`, `rnn.weight_hh_l{k} [G*H, H]`, `rnn.bias_ih_l{k} [G*H]`,
-    /// `rnn.bias_hh_l{k} [G*H]`, then `decoder.weight [V,H]`, `decoder.bias [V]`.
+    /// `rnn.bias_hh_l{k} [G*H]`, then `decoder.weight [V,H]`, `decoder.bias [V]`. A tied model has no
+    /// `decoder.weight`: its decoder reads `encoder.weight` (PyTorch's tied `state_dict` holds the same tensor
+    /// under both names).
     public init(model c: ModelConfig) {
         var shapes: [(String, [Int])] = []
         if c.embedSize > 0 { shapes += Embedding.parameterShapes(name: "encoder", vocabulary: c.vocabSize, width: c.embedSize) }
         shapes += RecurrentStack.parameterShapes(cell: c.cell, inputSize: c.inputSize, hidden: c.hiddenSize,
                                                  layers: c.layers, prefix: "rnn.")
-        shapes += Linear.parameterShapes(name: "decoder", inputs: c.hiddenSize, outputs: c.vocabSize)
+        let decoder = Linear.parameterShapes(name: "decoder", inputs: c.hiddenSize, outputs: c.vocabSize)
+        shapes += c.tied ? decoder.filter { $0.0 != "decoder.weight" } : decoder
         self.init(shapes: shapes)
     }
 

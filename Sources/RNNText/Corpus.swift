@@ -33,6 +33,8 @@ public struct NamedDataset: Sendable {
     public let url: String
     public let sha1: String
     public let defaultTokenizer: TokenizerKind
+    /// Whether a copy ships inside the package (`embeddedPath`), used when no folder or cache holds the file.
+    public var isEmbedded: Bool { name == "timemachine" }
 
     public static let all: [NamedDataset] = [
         NamedDataset(name: "timemachine", fileName: "timemachine.txt",
@@ -64,8 +66,29 @@ public struct NamedDataset: Sendable {
         return (env["HOME"] ?? NSTemporaryDirectory()) + "/.cache/rnnlm"
     }
 
-    /// Finds the file (in `dataDir`, then `$RNNLM_DATA_DIR`, then the cache), downloading it into the cache
-    /// when it is nowhere; verifies its SHA-1 either way. Returns the path of the verified file.
+    /// The name of the resource bundle SwiftPM builds for RNNText, beside the executable (or test bundle).
+    static let resourceBundle = "rnnlm_RNNText.resources"
+
+    /// The copy shipped in the package, if this dataset has one and the resource bundle is found: beside the
+    /// running executable (where `swift build` puts it; install it beside the binary), or beside the binary a
+    /// symbolic link points to. Looked up by hand rather than through `Bundle.module`, which stops the process
+    /// when the bundle is missing: a binary copied without it downloads instead.
+    public var embeddedPath: String? {
+        guard isEmbedded else { return nil }
+        var folders = [Bundle.main.bundleURL]
+        if let exe = Bundle.main.executableURL {
+            folders += [exe.deletingLastPathComponent(), exe.resolvingSymlinksInPath().deletingLastPathComponent()]
+        }
+        for f in folders {
+            let path = f.appendingPathComponent(Self.resourceBundle).appendingPathComponent(fileName).path
+            if FileManager.default.fileExists(atPath: path) { return path }
+        }
+        return nil
+    }
+
+    /// Finds the file (in `dataDir`, then `$RNNLM_DATA_DIR`, then the cache, then the copy shipped in the package),
+    /// downloading it into the cache when it is nowhere; verifies its SHA-1 either way. Returns the path of the
+    /// verified file.
     public func locate(dataDir: String?, download: Bool = true) throws(CorpusError) -> String {
         let env = ProcessInfo.processInfo.environment[Self.dataDirVariable]
         let folders = [dataDir, env, Self.cacheDirectory].compactMap { $0 }.filter { !$0.isEmpty }
@@ -75,6 +98,10 @@ public struct NamedDataset: Sendable {
                 try verify(path)
                 return path
             }
+        }
+        if let path = embeddedPath {
+            try verify(path)
+            return path
         }
         let cachePath = Self.cacheDirectory + "/" + fileName
         let hint = "put \(fileName) in a folder and pass --data-dir FOLDER (or set \(Self.dataDirVariable)), or download it from \(url) to \(cachePath)"

@@ -50,8 +50,9 @@ public struct TrainedModel {
 public enum Decoding: Equatable, Sendable {
     /// D2L's `predict_ch8`: the most likely token each step.
     case greedy
-    /// Draw from softmax(logits / temperature), optionally among the top k.
-    case sample(temperature: Float, topK: Int, seed: UInt64)
+    /// Draw from softmax(logits / temperature), optionally among the top k, then among the nucleus of
+    /// probability `topP` (1: all).
+    case sample(temperature: Float, topK: Int, topP: Double = 1, seed: UInt64)
     /// Beam search with `width` beams; candidates ranked by log P / L^α (D2L's length penalty).
     case beam(width: Int, lengthPenalty: Double)
 }
@@ -61,46 +62,69 @@ public struct GenerationError: Error, CustomStringConvertible {
 }
 
 extension TrainedModel {
-    /// The prefix followed by `count` generated tokens, as text.
-    public func generate(prefix: String, count: Int, decoding: Decoding) throws -> String {
+    /// The prefix generation starts from when none is given: D2L's "time traveller" for a model trained on
+    /// timemachine; nil (a prefix is required) for any other text.
+    public var defaultPrefix: String? { record.options.dataset == "timemachine" ? "time traveller" : nil }
+
+    /// The prefix followed by `count` generated tokens, as text. `emit` receives the text as it is produced: the
+    /// prefix, then each token as greedy or sampling decoding chooses it; beam search emits everything at the end
+    /// (its best candidate is known only then). The pieces concatenate to the returned text.
+    ///
+    /// An empty prefix starts from the zero state: the first token is chosen (argmax, or drawn) from the decoder's
+    /// output there, `softmax(decoder.bias)`, the model's prediction before it has read anything.
+    public func generate(prefix: String, count: Int, decoding: Decoding,
+                         emit: (String) -> Void = { _ in }) throws -> String {
         let prefixTokens = tokenizer.tokenize(prefix)
-        guard !prefixTokens.isEmpty else {
-            throw GenerationError(description: "--prefix \"\(prefix)\" gives no tokens with the \(tokenizer.kind.rawValue) tokenizer; give some text to start from")
+        guard !prefixTokens.isEmpty || prefix.isEmpty else {
+            throw GenerationError(description: "--prefix \"\(prefix)\" gives no tokens with the \(tokenizer.kind.rawValue) tokenizer; give some text to start from (or --prefix \"\" to start from the zero state)")
+        }
+        if case .sample(_, _, let p, _) = decoding, !(p > 0 && p <= 1) {
+            throw GenerationError(description: "--top-p must be in (0, 1], got \(p)")
         }
         let ids = vocabulary.ids(prefixTokens)
-        let out: [Int32]
         switch decoding {
         case .greedy, .sample:
-            out = sampleContinuation(ids, count: count, decoding: decoding)
+            return withoutActuallyEscaping(emit) { emit in
+                var stream = TextStream(tokenizer: tokenizer, tokens: prefixTokens, emit: emit)
+                stream.flush()
+                sampleContinuation(ids, count: count, decoding: decoding) { stream.append(vocabulary.token($0)) }
+                return stream.text
+            }
         case .beam(let width, let alpha):
             guard width >= 1 else { throw GenerationError(description: "--beam must be at least 1") }
-            out = beamSearch(ids, count: count, width: width, alpha: alpha)
+            let out = beamSearch(ids, count: count, width: width, alpha: alpha)
+            let text = tokenizer.detokenize(prefixTokens + out.map(vocabulary.token))
+            emit(text)
+            return text
         }
-        return tokenizer.detokenize(prefixTokens + out.map(vocabulary.token))
     }
 
-    /// Warms the state up on the prefix and returns the logits after its last token.
+    /// Warms the state up on the prefix and returns the logits after its last token (an empty prefix: the zero
+    /// state and the decoder's output there, `startLogits`).
     private func warmUp(_ ids: [Int32], batch: Int) -> (RecurrentState, [Float]) {
         var state = RecurrentState.zeros(model.config, batch: batch)
-        var logits: [Float] = []
+        var logits: [Float] = Array((0..<batch).map { _ in model.startLogits }.joined())
         for id in ids {
             logits = model.logits(inputs: [Int32](repeating: id, count: batch), steps: 1, batch: batch, state: &state)
         }
         return (state, logits)
     }
 
-    private func sampleContinuation(_ ids: [Int32], count: Int, decoding: Decoding) -> [Int32] {
+    /// Chooses `count` tokens one at a time, handing each to `chosen` before the model reads it.
+    private func sampleContinuation(_ ids: [Int32], count: Int, decoding: Decoding, chosen: (Int32) -> Void) {
         var (state, logits) = warmUp(ids, batch: 1)
         var rng: RandomGenerator
-        var temperature: Float = 0, topK = 0
-        if case .sample(let t, let k, let seed) = decoding { temperature = t; topK = k; rng = RandomGenerator(seed: seed, stream: .sampling) } else { rng = RandomGenerator(seed: 0) }
-        var out: [Int32] = []
-        for _ in 0..<count {
-            let next = Int32(sample(logits[...], temperature: temperature, topK: topK, rng: &rng))
-            out.append(next)
-            logits = model.logits(inputs: [next], steps: 1, batch: 1, state: &state)
+        var temperature: Float = 0, topK = 0, topP = 1.0
+        if case .sample(let t, let k, let p, let seed) = decoding {
+            temperature = t; topK = k; topP = p; rng = RandomGenerator(seed: seed, stream: .sampling)
+        } else {
+            rng = RandomGenerator(seed: 0)
         }
-        return out
+        for i in 0..<count {
+            let next = Int32(sample(logits[...], temperature: temperature, topK: topK, topP: topP, rng: &rng))
+            chosen(next)
+            if i + 1 < count { logits = model.logits(inputs: [next], steps: 1, batch: 1, state: &state) }
+        }
     }
 
     private func beamSearch(_ ids: [Int32], count: Int, width: Int, alpha: Double) -> [Int32] {
@@ -131,6 +155,35 @@ extension TrainedModel {
         }
         let best = (finished + beams).max { score($0) < score($1) }!
         return best.tokens
+    }
+}
+
+/// Text grown token by token, handing each new piece to `emit` as soon as it is settled: the detokenized text
+/// so far minus what was already emitted (a tokenizer whose text is not a prefix of the next one's, which none
+/// of ours is, would hold the rest back until the end).
+struct TextStream {
+    let tokenizer: Tokenizer
+    var tokens: [String]
+    let emit: (String) -> Void
+    private(set) var emitted = ""
+
+    init(tokenizer: Tokenizer, tokens: [String], emit: @escaping (String) -> Void) {
+        self.tokenizer = tokenizer; self.tokens = tokens; self.emit = emit
+    }
+
+    var text: String { tokenizer.detokenize(tokens) }
+
+    mutating func append(_ token: String) {
+        tokens.append(token)
+        flush()
+    }
+
+    /// Compared as UTF-8 bytes, not characters: "\r" then "\n" are one character together but two tokens.
+    mutating func flush() {
+        let t = text
+        guard t.utf8.count > emitted.utf8.count, t.utf8.starts(with: emitted.utf8) else { return }
+        emit(String(decoding: t.utf8.dropFirst(emitted.utf8.count), as: UTF8.self))
+        emitted = t
     }
 }
 

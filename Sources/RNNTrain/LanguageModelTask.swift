@@ -108,7 +108,7 @@ public final class LanguageModelTask: TrainingTask {
 
     public var summary: [String] {
         let c = settings.model
-        return ["training \(c.cell.rawValue): \(c.layers) layer(s), hidden \(c.hiddenSize), \(c.embedSize == 0 ? "one-hot input" : "embedding \(c.embedSize)"), \(grouped(model.parameterCount)) parameters",
+        return ["training \(c.cell.rawValue): \(c.layers) layer(s), hidden \(c.hiddenSize), \(c.embedSize == 0 ? "one-hot input" : "embedding \(c.embedSize)\(c.tied ? " tied to the decoder" : "")"), \(grouped(model.parameterCount)) parameters",
                 "data: \(grouped(data.train.count)) training tokens\(data.valid.isEmpty ? "" : ", \(grouped(data.valid.count)) validation"), vocabulary \(data.vocabulary.count) (\(data.tokenizer.kind.rawValue)), \(minibatchCount(epoch: 0)) minibatches/epoch of \(settings.batchSize)×\(settings.numSteps)"]
     }
 

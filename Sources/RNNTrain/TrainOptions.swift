@@ -20,6 +20,9 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     public var hidden: Int = 256
     public var embed: Int = 0
     public var dropout: Float = 0
+    /// `--tied`: the decoder's weight is the embedding table. Optional so that checkpoints written before it
+    /// existed decode (nil: untied).
+    public var tied: Bool?
     public var initScheme: InitSchemeName = .pytorch
     public var initStd: Float = 0.01
     // Batching
@@ -88,7 +91,8 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     public enum ScheduleName: String, Codable, CaseIterable, Sendable { case constant, step, plateau }
 
     public var modelConfig: ModelConfig {
-        ModelConfig(vocabSize: 0, embedSize: embed, hiddenSize: hidden, layers: layers, cell: model, dropout: dropout)
+        ModelConfig(vocabSize: 0, embedSize: embed, hiddenSize: hidden, layers: layers, cell: model, dropout: dropout,
+                    tied: tied ?? false)
     }
 
     /// The optimizer with its hyperparameters. (Never throws now that the choice is an enum.)
@@ -147,6 +151,7 @@ public struct TrainOptions: Codable, Equatable, Sendable {
         if keepCheckpoints < 1 { throw ConfigError("--keep-checkpoints must be at least 1, got \(keepCheckpoints)") }
         if let n = earlyStop, n < 1 { throw ConfigError("--early-stop must be at least 1 (epochs without improvement), got \(n)") }
         if let t = translation {
+            if tied == true { throw ConfigError("--tied ties a language model's decoder to its embedding; --task translation does not take it") }
             if t.numExamples < 0 { throw ConfigError("--num-examples must be 0 or more, got \(t.numExamples)") }
             if t.validExamples < 0 { throw ConfigError("--valid-examples must be 0 or more, got \(t.validExamples)") }
             if t.minFreq < 1 { throw ConfigError("--min-freq must be at least 1, got \(t.minFreq)") }
@@ -173,6 +178,7 @@ extension TrainOptions {
         add("valid-fraction", "\(validFraction)"); add("tokenizer", q(tokenizer.rawValue)); add("lowercase", "\(lowercase)")
         add("bpe-merges", "\(bpeMerges)"); add("min-freq", "\(minFreq)"); add("max-tokens", maxTokens.map { "\($0)" })
         add("model", q(model.rawValue)); add("layers", "\(layers)"); add("hidden", "\(hidden)"); add("embed", "\(embed)")
+        add("tied", "\(tied ?? false)")
         add("dropout", "\(dropout)"); add("init-scheme", q(initScheme.rawValue)); add("init-std", "\(initStd)")
         add("batch-size", "\(batchSize)"); add("num-steps", "\(numSteps)"); add("partition", q(partition.rawValue))
         add("epochs", "\(epochs)"); add("optimizer", q(optimizer.rawValue)); add("lr", "\(lr)"); add("momentum", "\(momentum)")
@@ -190,7 +196,7 @@ extension TrainOptions {
             // The language model's min-freq (the first) gives way to the translation's.
             if let first = lines.firstIndex(where: { $0.hasPrefix("min-freq = ") }) { lines.remove(at: first) }
             let languageModelOnly: Set = ["corpus", "valid", "test", "valid-fraction", "tokenizer", "lowercase", "bpe-merges",
-                                          "max-tokens", "partition", "init-scheme", "init-std"]
+                                          "max-tokens", "partition", "init-scheme", "init-std", "tied"]
             lines = lines.filter { !languageModelOnly.contains(String($0.prefix { $0 != " " })) }
         }
         return lines

@@ -354,15 +354,17 @@ struct Generate: ParsableCommand {
 
     @Option(help: "Checkpoint file, or a checkpoint folder (its newest checkpoint).")
     var checkpoint: String
-    @Option(help: "Text to start from (tokenized as in training).")
-    var prefix: String = "time traveller"
+    @Option(help: "Text to start from (tokenized as in training). Required unless the checkpoint was trained on timemachine (then \"time traveller\"). An empty --prefix \"\" starts from the zero state: the first token is chosen from the decoder's output there, softmax(decoder.bias), the model's prediction before it reads anything.")
+    var prefix: String?
     @Option(help: "How many tokens to generate.")
     var tokens: Int = 100
     @Option(help: "Sample with this temperature instead of taking the most likely token (0 = greedy).")
     var temperature: Float = 0
     @Option(help: "With --temperature: sample only among the k most likely tokens (0 = all).")
     var topK: Int = 0
-    @Option(help: "Beam search with this many beams (overrides sampling).")
+    @Option(help: "With --temperature: nucleus sampling, only among the fewest most likely tokens whose probability (after --temperature and --top-k) sums to at least p (1 = all).")
+    var topP: Double = 1
+    @Option(help: "Beam search with this many beams (overrides sampling; prints when the search ends, greedy and sampling print each token as it is chosen).")
     var beam: Int?
     @Option(help: "Beam search length penalty α: candidates are ranked by log P / L^α (D2L uses 0.75).")
     var lengthPenalty: Double = 0.75
@@ -373,13 +375,26 @@ struct Generate: ParsableCommand {
         try runReportingErrors {
             guard tokens >= 0 else { throw ValidationError("--tokens must be 0 or more") }
             guard topK >= 0 else { throw ValidationError("--top-k must be 0 or more") }
+            guard topP > 0 && topP <= 1 else { throw ValidationError("--top-p must be in (0, 1], got \(topP)") }
+            if topP < 1 && temperature <= 0 && beam == nil {
+                throw ValidationError("--top-p samples: give it a --temperature above 0 (e.g. --temperature 1 --top-p 0.9)")
+            }
             setBLASThreads(1)
-            let m = try TrainedModel(checkpointPath: TrainedModel.resolve(checkpoint))
+            let path = try TrainedModel.resolve(checkpoint)
+            let m = try TrainedModel(checkpointPath: path)
+            guard let start = prefix ?? m.defaultPrefix else {
+                let text = m.record.options.dataset ?? m.record.options.corpus ?? "its own text"
+                throw ValidationError("--prefix is required: \(path) was trained on \(text), not timemachine; pass --prefix TEXT (or --prefix \"\" to start from the zero state)")
+            }
             let decoding: Decoding
             if let b = beam { decoding = .beam(width: b, lengthPenalty: lengthPenalty) }
-            else if temperature > 0 { decoding = .sample(temperature: temperature, topK: topK, seed: seed) }
+            else if temperature > 0 { decoding = .sample(temperature: temperature, topK: topK, topP: topP, seed: seed) }
             else { decoding = .greedy }
-            print(try m.generate(prefix: prefix, count: tokens, decoding: decoding))
+            // Each piece is written as soon as it is chosen (FileHandle is unbuffered), so a pipe sees it too.
+            _ = try m.generate(prefix: start, count: tokens, decoding: decoding) {
+                FileHandle.standardOutput.write(Data($0.utf8))
+            }
+            FileHandle.standardOutput.write(Data("\n".utf8))
         }
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import RNNCore
 import RNNDistributed
@@ -19,6 +20,7 @@ struct TrainFlags: ParsableArguments {
     @Option(help: "What to train: a language model over text, or an encoder-decoder over sentence pairs (translation).")
     var task: TaskName = .languageModel
     @Option(help: "Training text file (UTF-8).") var corpus: String?
+    @Option(help: "A folder in word_language_model's layout: DIR/train.txt, and DIR/valid.txt, DIR/test.txt when present (--valid/--test override them).") var data: String?
     @Option(help: "Named dataset: timemachine or tinyshakespeare; fra-eng (pairs) with --task translation (found in --data-dir, or downloaded and SHA-1 checked).") var dataset: String?
     @Option(help: "translation: a file of `source<TAB>target` lines (UTF-8), instead of --dataset fra-eng.") var pairs: String?
     @Option(help: defaulted("translation: read lines 0…N of the pairs file for training (D2L's num_examples; N = 600 gives 601 pairs).", defaults.translationDefaults.numExamples)) var numExamples: Int?
@@ -29,7 +31,7 @@ struct TrainFlags: ParsableArguments {
     @Option(name: .customLong("valid"), help: "Validation text file.") var valid: String?
     @Option(name: .customLong("test"), help: "Test text file (perplexity printed at the end).") var test: String?
     @Option(help: defaulted("Hold out this fraction of the training tokens (their end) for validation.", defaults.validFraction)) var validFraction: Double?
-    @Option(help: defaulted("Tokenizer: char is D2L's (letters and spaces, lowercased); lines adds <eos> per line.", defaults.tokenizer.rawValue)) var tokenizer: TokenizerKind?
+    @Option(help: "Tokenizer: char is D2L's (letters and spaces, lowercased), char-raw keeps every character; lines adds <eos> per line. (default: char-raw for --corpus and --data; the dataset's own for --dataset: char for timemachine, char-raw for tinyshakespeare)") var tokenizer: TokenizerKind?
     @Flag(help: "Lowercase words (word, lines, bpe tokenizers).") var lowercase = false
     @Option(help: defaulted("Number of BPE merges to learn (bpe tokenizer).", defaults.bpeMerges)) var bpeMerges: Int?
     @Option(help: ArgumentHelp("Tokens seen fewer times become <unk> (default: \(defaults.minFreq); \(defaults.translationDefaults.minFreq) with --task translation, as D2L).")) var minFreq: Int?
@@ -38,6 +40,7 @@ struct TrainFlags: ParsableArguments {
     @Option(help: defaulted("Stacked recurrent layers.", defaults.layers)) var layers: Int?
     @Option(help: defaulted("Hidden units per layer.", defaults.hidden)) var hidden: Int?
     @Option(help: defaulted("Embedding width; 0 feeds one-hot tokens as D2L does.", defaults.embed)) var embed: Int?
+    @Flag(help: "Tie the decoder's weight to the embedding (word_language_model's --tied): one tensor, encoder.weight, used by both; needs --embed equal to --hidden.") var tied = false
     @Option(help: defaulted("Dropout on the embedding, between layers and before the decoder.", defaults.dropout)) var dropout: Float?
     @Option(help: defaulted("Initialisation: pytorch's uniform, or normal (D2L's N(0, init-std²)).", defaults.initScheme.rawValue)) var initScheme: TrainOptions.InitSchemeName?
     @Option(help: defaulted("Standard deviation for --init-scheme normal.", defaults.initStd)) var initStd: Float?
@@ -108,10 +111,10 @@ struct TrainFlags: ParsableArguments {
     /// Flags of one task given to the other: refused, naming the flag, rather than silently ignored.
     func checkTaskFlags() throws {
         let languageModelOnly: [(String, Bool)] = [
-            ("--corpus", corpus != nil), ("--valid", valid != nil), ("--test", test != nil), ("--valid-fraction", validFraction != nil),
+            ("--corpus", corpus != nil), ("--data", data != nil), ("--valid", valid != nil), ("--test", test != nil), ("--valid-fraction", validFraction != nil),
             ("--tokenizer", tokenizer != nil), ("--lowercase", lowercase), ("--bpe-merges", bpeMerges != nil),
             ("--max-tokens", maxTokens != nil), ("--partition", partition != nil), ("--init-scheme", initScheme != nil),
-            ("--init-std", initStd != nil), ("--sample", sample != nil)]
+            ("--init-std", initStd != nil), ("--sample", sample != nil), ("--tied", tied)]
         let translationOnly: [(String, Bool)] = [
             ("--pairs", pairs != nil), ("--num-examples", numExamples != nil), ("--valid-examples", validExamples != nil),
             ("--bidirectional", bidirectional), ("--batching", batching != nil)]
@@ -144,6 +147,25 @@ struct TrainFlags: ParsableArguments {
         return o
     }
 
+    /// The training, validation and test files `--data DIR` names (word_language_model's layout); nil without
+    /// `--data`. `valid.txt` and `test.txt` count only when present.
+    func dataFolderFiles() throws -> (train: String, valid: String?, test: String?)? {
+        guard let dir = data else { return nil }
+        if corpus != nil || dataset != nil {
+            throw ConfigError("--data reads DIR/train.txt (and valid.txt, test.txt); pass it instead of --corpus or --dataset, not with them")
+        }
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+            throw ConfigError("--data \(dir): no such folder (it should hold train.txt, and optionally valid.txt and test.txt)")
+        }
+        let file = { (name: String) in (dir as NSString).appendingPathComponent(name) }
+        guard FileManager.default.fileExists(atPath: file("train.txt")) else {
+            throw ConfigError("--data \(dir): no train.txt in the folder (word_language_model's layout: train.txt, and optionally valid.txt and test.txt)")
+        }
+        let present = { (name: String) in FileManager.default.fileExists(atPath: file(name)) ? file(name) : nil }
+        return (file("train.txt"), present("valid.txt"), present("test.txt"))
+    }
+
     func apply(to o: inout TrainOptions) throws {
         if task == .translation {
             var t = o.translation ?? TrainOptions.TranslationOptions()
@@ -155,12 +177,16 @@ struct TrainFlags: ParsableArguments {
             if let v = minFreq { t.minFreq = v }
             o.translation = t
         }
-        o.corpus = corpus; o.dataset = dataset; o.validCorpus = valid; o.testCorpus = test
+        let folder = try dataFolderFiles()
+        o.corpus = folder?.train ?? corpus; o.dataset = dataset
+        o.validCorpus = valid ?? folder?.valid; o.testCorpus = test ?? folder?.test
         if let v = validFraction { o.validFraction = v }
         if let t = tokenizer {
             o.tokenizer = t
         } else if let d = dataset, task == .languageModel {
             o.tokenizer = try NamedDataset.named(d).defaultTokenizer
+        } else if o.corpus != nil, task == .languageModel {
+            o.tokenizer = .charRaw  // your own text keeps every character; D2L's char is timemachine's default
         }
         o.lowercase = lowercase
         if let v = bpeMerges { o.bpeMerges = v }
@@ -170,6 +196,7 @@ struct TrainFlags: ParsableArguments {
         if let v = layers { o.layers = v }
         if let v = hidden { o.hidden = v }
         if let v = embed { o.embed = v }
+        if tied { o.tied = true }
         if let v = dropout { o.dropout = v }
         if let v = initScheme { o.initScheme = v }
         if let v = initStd { o.initStd = v }
@@ -209,15 +236,16 @@ struct TrainFlags: ParsableArguments {
         var wanted = stored
         try apply(to: &wanted)
         wanted.epochs = stored.epochs
-        if corpus == nil && dataset == nil { wanted.corpus = stored.corpus; wanted.dataset = stored.dataset }
+        let folderGiven = data != nil
+        if corpus == nil && dataset == nil && !folderGiven { wanted.corpus = stored.corpus; wanted.dataset = stored.dataset }
         if tokenizer == nil { wanted.tokenizer = stored.tokenizer }
         if !lowercase { wanted.lowercase = stored.lowercase }
         if task == .languageModel && pairs == nil && numExamples == nil && validExamples == nil && !bidirectional && batching == nil {
             wanted.translation = stored.translation  // no task flag given: the checkpoint's task
         }
         if maxTokens == nil { wanted.maxTokens = stored.maxTokens }
-        if valid == nil { wanted.validCorpus = stored.validCorpus }
-        if test == nil { wanted.testCorpus = stored.testCorpus }
+        if valid == nil && !folderGiven { wanted.validCorpus = stored.validCorpus }
+        if test == nil && !folderGiven { wanted.testCorpus = stored.testCorpus }
         applyRunSettings(to: &wanted)
         var storedRun = stored
         applyRunSettings(to: &storedRun)

@@ -7,13 +7,16 @@ import Testing
 /// The tight check (1e-5) is against the float64 NumPy reference in ReferenceGradientTests.
 struct GradCheckCase: CustomTestStringConvertible, Sendable {
     let cell: CellKind, layers: Int, embed: Int, dropout: Float
-    var testDescription: String { "\(cell.rawValue) L=\(layers) E=\(embed) p=\(dropout)" }
+    var tied = false
+    var testDescription: String { "\(cell.rawValue) L=\(layers) E=\(embed) p=\(dropout)\(tied ? " tied" : "")" }
 }
 
 let gradCheckCases: [GradCheckCase] = CellKind.allCases.flatMap { cell in
     [GradCheckCase(cell: cell, layers: 1, embed: 0, dropout: 0),
      GradCheckCase(cell: cell, layers: 2, embed: 0, dropout: 0),
-     GradCheckCase(cell: cell, layers: 2, embed: 4, dropout: 0.3)]
+     GradCheckCase(cell: cell, layers: 2, embed: 4, dropout: 0.3),
+     // Tied (E = H = 6): encoder.weight's gradient is the embedding's and the decoder's, summed.
+     GradCheckCase(cell: cell, layers: 2, embed: 6, dropout: 0.3, tied: true)]
 }
 
 @Suite("Finite-difference gradient check")
@@ -23,7 +26,7 @@ struct GradientCheckTests {
     @Test(arguments: gradCheckCases)
     func gradientsMatchFiniteDifferences(_ c: GradCheckCase) throws {
         let config = ModelConfig(vocabSize: 7, embedSize: c.embed, hiddenSize: 6, layers: c.layers, cell: c.cell,
-                                 dropout: c.dropout)
+                                 dropout: c.dropout, tied: c.tied)
         let (T, B) = (5, 3)
         let model = try LanguageModel(config: config)
         var rng = RandomGenerator(seed: 42)
@@ -48,6 +51,7 @@ struct GradientCheckTests {
         model.forwardBackward(inputs: inputs, targets: targets, steps: T, batch: B, state: &state, dropout: key,
                               initialStateGradient: &dState)
         let analytic = model.gradients.array
+        if c.tied { #expect(model.layout.view("decoder.weight") == nil && model.layout.view("encoder.weight") != nil) }
         // Float32 rounding noise falls as ε grows (measured); ReLU's kink limits ε for rnn-relu.
         let eps: Float = c.cell == .rnnRelu ? 1e-3 : 1e-2
         var worst = 0.0

@@ -19,13 +19,16 @@ struct ProcessResult {
 }
 
 /// Runs a command under a watchdog: if it has not exited after `timeout` seconds it is killed and the test
-/// fails naming the command (a hang is a failure, never a stuck suite).
-func run(_ executable: String, _ args: [String], environment: [String: String] = [:], timeout: TimeInterval = 120) throws -> ProcessResult {
+/// fails naming the command (a hang is a failure, never a stuck suite). `unset` names variables removed from the
+/// inherited environment.
+func run(_ executable: String, _ args: [String], environment: [String: String] = [:], unset: [String] = [],
+         timeout: TimeInterval = 120) throws -> ProcessResult {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = args
     var env = ProcessInfo.processInfo.environment
     for (k, v) in environment { env[k] = v }
+    for k in unset { env[k] = nil }
     p.environment = env
     let outURL = URL(fileURLWithPath: NSTemporaryDirectory() + "rnnlm-out-\(UUID().uuidString)")
     let errURL = URL(fileURLWithPath: NSTemporaryDirectory() + "rnnlm-err-\(UUID().uuidString)")

@@ -12,9 +12,10 @@ public struct Linear: Sendable {
         [("\(name).weight", [outputs, inputs]), ("\(name).bias", [outputs])]
     }
 
-    /// Binds to the tensors `{name}.weight` and `{name}.bias` of `layout`.
-    public init(name: String, inputs: Int, outputs: Int, layout: ParameterLayout) {
-        let w = layout["\(name).weight"], b = layout["\(name).bias"]
+    /// Binds to the tensors `{name}.weight` and `{name}.bias` of `layout`; with `weight`, to that tensor instead
+    /// of `{name}.weight` (a tied decoder reads the embedding table, and its gradient accumulates there).
+    public init(name: String, inputs: Int, outputs: Int, layout: ParameterLayout, weight: String? = nil) {
+        let w = layout[weight ?? "\(name).weight"], b = layout["\(name).bias"]
         precondition(w.shape == [outputs, inputs] && b.shape == [outputs],
                      "\(name): layout has \(w.shape), \(b.shape); expected [\(outputs), \(inputs)], [\(outputs)]")
         self.inputs = inputs; self.outputs = outputs
