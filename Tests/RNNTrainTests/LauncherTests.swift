@@ -58,6 +58,17 @@ struct LauncherTests {
             #expect((r.stdout + r.stderr).contains("passed for resource \(resource)"), "\(resource) not validated")
         }
         let text = try String(contentsOfFile: manifest, encoding: .utf8)
+        let jobs = text.components(separatedBy: "kind: Job")
+        #expect(jobs.count == 3)
+        for job in jobs.dropFirst() {
+            #expect(job.contains("imagePullPolicy: IfNotPresent"), "a Job without imagePullPolicy: IfNotPresent")
+            #expect(job.contains("podFailurePolicy:") && job.contains("action: Ignore") && job.contains("type: DisruptionTarget"),
+                    "evictions must not count against backoffLimit")
+        }
+        let workers = try #require(jobs.last)
+        #expect(workers.contains("name: rnnlm-workers"))
+        #expect(!workers.contains("coordinator.secret") && workers.contains("key: worker.secret"),
+                "workers must mount only their own key and the coordinator's public key")
         let bin = try rnnlmBinary()
         let help = try run(bin, ["coordinator", "--help"]).stdout + (try run(bin, ["worker", "--help"]).stdout)
         let flags = Set(text.split(separator: "\n").compactMap { line -> String? in
