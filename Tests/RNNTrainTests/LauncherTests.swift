@@ -120,4 +120,16 @@ struct LauncherTests {
         print(single.stdout.split(separator: "\n").filter { $0.hasPrefix("slurm-train:") }.joined(separator: "; "))
         print(requeue.stdout.split(separator: "\n").filter { $0.hasPrefix("slurm-train:") }.joined(separator: "; "))
     }
+
+    @Test("Slurm, one node: SIGUSR1 to the batch shell (--signal=B:USR1@120) checkpoints, exits 138, requeues and resumes")
+    func slurmUSR1Requeues() throws {
+        guard getuid() == 0 else { Issue.record("needs root (Slurm daemons): run the suite as root, as CI does"); return }
+        let work = NSTemporaryDirectory() + "rnnlm-slurm-usr1-\(UUID().uuidString)"
+        let r = try slurm("usr1", ["--dataset", "timemachine", "--max-tokens", "20000", "--hidden", "64", "--epochs", "30",
+                                   "--checkpoint-every", "20", "--checkpoint-dir", work + "/ck"], work: work)
+        #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+        #expect(r.stdout.contains("exiting with status 138 so the job can be requeued"), "\(r.stdout)")
+        #expect(r.stdout.contains("requeueing job") && r.stdout.contains("(restart 1)"), "\(r.stdout)")
+        #expect(r.stdout.contains("resuming \(work)/ck/step-") && r.stdout.contains("done: 30 epochs"), "\(r.stdout)")
+    }
 }
