@@ -13,8 +13,49 @@ void rnnlm_unblock_stop_signals(void) {
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGUSR1);
     sigprocmask(SIG_UNBLOCK, &set, 0);
 }
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+static volatile sig_atomic_t stop_signal = 0;
+static char *interrupt_note = NULL;
+static size_t interrupt_note_length = 0;
+
+static void on_stop_signal(int sig) {
+    if (sig == SIGINT && stop_signal != 0) _exit(130);  // the second Ctrl-C: the user will not wait
+    if (stop_signal == 0) {
+        stop_signal = sig;
+        if (sig == SIGINT && interrupt_note) {
+            ssize_t ignored = write(STDERR_FILENO, interrupt_note, interrupt_note_length);
+            (void)ignored;
+        }
+    }
+}
+
+void rnnlm_install_stop_handlers(int usr1, const char *first_interrupt_note) {
+    if (first_interrupt_note && !interrupt_note) {
+        interrupt_note = strdup(first_interrupt_note);
+        interrupt_note_length = interrupt_note ? strlen(interrupt_note) : 0;
+    }
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_stop_signal;
+    action.sa_flags = SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, 0);
+    sigaction(SIGTERM, &action, 0);
+    if (usr1) {
+        sigaction(SIGUSR1, &action, 0);
+    } else {
+        signal(SIGUSR1, SIG_IGN);
+    }
+    rnnlm_unblock_stop_signals();
+}
+
+int rnnlm_stop_signal(void) { return stop_signal; }
 
 #if defined(__GLIBC__)
 #include <malloc.h>

@@ -24,10 +24,13 @@ public struct RunSummary: Sendable {
     public var checkpoint: String?
     /// Wall time of the training loop (0 when nothing was trained).
     public var seconds: Double
+    /// Why an interrupted run stopped.
+    public var stopCause: StopCause = .interrupt
 
-    /// The process exit status the command line uses: 130 when interrupted (as for SIGINT), else 0.
+    /// The process exit status the command line uses: the stop cause's when interrupted (130 for SIGINT, 143 for
+    /// SIGTERM, 138 for SIGUSR1), else 0.
     public var exitCode: Int32 {
-        if case .interrupted = outcome { return 130 }
+        if case .interrupted = outcome { return stopCause.exitCode }
         return 0
     }
 }

@@ -158,7 +158,11 @@ public final class TrainingRun {
         }
         if stop.isRequested() {
             let saved = try trainer.saveCheckpoint()
-            if let path = saved { sink.standardError("interrupted: saved \(path); continue with --resume\n") }
+            if let path = saved {
+                sink.standardError(stop.cause() == .requeue
+                    ? "SIGUSR1: saved \(path); exiting with status 138 so the job can be requeued (continue with --resume)\n"
+                    : "interrupted: saved \(path); continue with --resume\n")
+            }
             return summary(.interrupted(checkpoint: saved), trainer, seconds: Date().timeIntervalSince(started))
         }
         try trainer.requireLastSaveSucceeded()
@@ -262,8 +266,10 @@ public final class TrainingRun {
     }
 
     private func summary(_ outcome: RunSummary.Outcome, _ trainer: Trainer, seconds: Double) -> RunSummary {
-        RunSummary(outcome: outcome, options: trainer.options, epochs: trainer.record.epoch, steps: trainer.record.step,
-                   history: trainer.record.history, testPerplexity: nil,
-                   checkpoint: trainer.options.checkpointDir.flatMap(latestCheckpoint(in:)), seconds: seconds)
+        var r = RunSummary(outcome: outcome, options: trainer.options, epochs: trainer.record.epoch, steps: trainer.record.step,
+                           history: trainer.record.history, testPerplexity: nil,
+                           checkpoint: trainer.options.checkpointDir.flatMap(latestCheckpoint(in:)), seconds: seconds)
+        if case .interrupted = outcome { r.stopCause = stop.cause() }
+        return r
     }
 }

@@ -46,15 +46,20 @@ public struct WorkerRun {
     public struct Outcome: Sendable {
         /// The coordinator's reason for stopping this worker, or "interrupted".
         public var reason: String
-        /// Stopped by the `StopRequest` (the command line exits 130).
+        /// Stopped by the `StopRequest`.
         public var interrupted: Bool
+        /// Why, when `interrupted`.
+        public var stopCause: StopCause?
+
+        /// The process exit status the command line uses: the stop cause's (130 for SIGINT, 143 for SIGTERM), else 0.
+        public var exitCode: Int32 { interrupted ? (stopCause ?? .interrupt).exitCode : 0 }
     }
 
     public let settings: Settings
     let sink: OutputSink
     let stop: StopRequest
 
-    public init(settings: Settings, output: OutputSink = .console, stop: StopRequest = .signals) {
+    public init(settings: Settings, output: OutputSink = .console, stop: StopRequest = .workerSignals) {
         self.settings = settings
         self.sink = output
         self.stop = stop
@@ -72,6 +77,7 @@ public struct WorkerRun {
                                    warn: { sink.standardError("warning: \($0)\n") },
                                    delayMilliseconds: max(0, s.delayMilliseconds))
         if !s.quiet { sink.standardOutput("worker done: \(reason)\n") }
-        return Outcome(reason: reason, interrupted: stop.isRequested())
+        let interrupted = stop.isRequested()
+        return Outcome(reason: reason, interrupted: interrupted, stopCause: interrupted ? stop.cause() : nil)
     }
 }

@@ -18,7 +18,7 @@ struct RNNLM: ParsableCommand {
               rnnlm generate --checkpoint runs/gru --prefix "time traveller" --tokens 100
             """,
         version: "rnnlm 0.1.0 (libzmq \(ZeroMQ.version))",
-        subcommands: [Train.self, Coordinator.self, Worker.self, Keygen.self, Eval.self, Generate.self, Translate.self, Plot.self])
+        subcommands: [Train.self, Coordinator.self, Worker.self, Launch.self, Keygen.self, Eval.self, Generate.self, Translate.self, Plot.self])
 
     /// Expands `--config FILE` into flags, then parses as usual.
     static func main() {
@@ -121,7 +121,7 @@ struct Train: ParsableCommand {
     }
 }
 
-/// Exits 130 when the run was interrupted (as a shell reports SIGINT).
+/// Exits with the stop signal's status when the run was interrupted (130 SIGINT, 143 SIGTERM, 138 SIGUSR1).
 func finish(_ summary: RunSummary) throws {
     if summary.exitCode != 0 { throw ExitCode(summary.exitCode) }
 }
@@ -139,12 +139,7 @@ struct Coordinator: ParsableCommand {
     var joinTimeout: Double = 120
     @Option(help: "Seconds to wait for every worker's gradient in one step before giving up.")
     var stepTimeout: Double = 600
-    @Option(help: "The coordinator's CURVE key pair (a .secret file from `rnnlm keygen`): encrypts the connection and, with --authorized-keys, admits only known workers.")
-    var curveSecret: String?
-    @Option(help: "Folder of workers' .public key files; only these workers may join (required with --curve-secret).")
-    var authorizedKeys: String?
-    @Flag(help: "Allow listening on a non-loopback address without CURVE authentication (trusted, isolated networks only).")
-    var insecure = false
+    @OptionGroup var curve: CoordinatorCurveFlags
     @OptionGroup var distributedFlags: DistributedFlags
     @OptionGroup var flags: TrainFlags
     @Flag(help: "Continue from the newest checkpoint in --checkpoint-dir.")
@@ -155,24 +150,14 @@ struct Coordinator: ParsableCommand {
     }
 
     func validate() throws {
-        switch (curveSecret, authorizedKeys) {
-        case (_?, nil): throw ConfigError("--curve-secret needs --authorized-keys FOLDER (the workers' .public files); without it any key would be admitted")
-        case (nil, _?): throw ConfigError("--authorized-keys needs --curve-secret (the coordinator's own key pair from `rnnlm keygen`)")
-        default: break
-        }
-        if bind.hasPrefix("tcp://") && !CoordinatorSettings.isLoopback(bind) && curveSecret == nil && !insecure {
-            throw ConfigError("refusing to listen on \(bind) without authentication: create keys with `rnnlm keygen` and pass --curve-secret and --authorized-keys, bind to tcp://127.0.0.1:PORT, or pass --insecure on a trusted network")
-        }
+        try curve.requireAuthentication(bind: bind)
         try flags.validate(resume: resume, coordinator: coordinator)
     }
 
     func run() throws {
         try runReportingErrors {
             var c = coordinator
-            if let s = curveSecret, let a = authorizedKeys {
-                c.curve = (try CurveKeyPair.read(secretFile: s), try CurveKeyPair.authorizedKeys(in: a))
-            }
-            if insecure && c.curve == nil { FileHandle.standardError.write(Data("warning: --insecure: any peer that can reach \(bind) can join this run\n".utf8)) }
+            try curve.apply(to: &c)
             try finish(try TrainingRun(settings: flags.runSettings(resume: resume, coordinator: c)).run())
         }
     }
@@ -193,10 +178,7 @@ struct Worker: ParsableCommand {
     var timeout: Double = 900
     @Option(help: "Seconds a worker that lost its coordinator keeps trying to rejoin (a coordinator restarted with --resume on the same address).")
     var rejoinGrace: Double = 60
-    @Option(help: "The coordinator's CURVE public key (its .public file, or the 40-character key) when it requires keys.")
-    var curveServerKey: String?
-    @Option(help: "This worker's CURVE key pair (a .secret file from `rnnlm keygen`); its .public file must be in the coordinator's --authorized-keys.")
-    var curveKey: String?
+    @OptionGroup var curve: WorkerCurveFlags
     @Flag(help: "Print only errors.")
     var quiet = false
     @Option(help: ArgumentHelp("Sleep this long before each gradient (to test straggler handling).", visibility: .hidden))
@@ -217,22 +199,16 @@ struct Worker: ParsableCommand {
     }
 
     func validate() throws {
-        switch (curveServerKey, curveKey) {
-        case (_?, nil): throw ConfigError("--curve-server-key needs --curve-key (this worker's key pair from `rnnlm keygen`, authorised on the coordinator)")
-        case (nil, _?): throw ConfigError("--curve-key needs --curve-server-key (the coordinator's .public file)")
-        default: break
-        }
         try settings.validate()
     }
 
     func run() throws {
         try runReportingErrors {
             var s = settings
-            if let server = curveServerKey, let key = curveKey {
-                s.curve = (try CurveKeyPair.publicKey(fileOrKey: server), try CurveKeyPair.read(secretFile: key))
-            }
+            s.curve = try curve.keys()
             guard LocalWorkers.bindToParentIfSpawned() else { throw ExitCode(1) }
-            if try WorkerRun(settings: s).run().interrupted { throw ExitCode(130) }
+            let outcome = try WorkerRun(settings: s).run()
+            if outcome.exitCode != 0 { throw ExitCode(outcome.exitCode) }
         }
     }
 }

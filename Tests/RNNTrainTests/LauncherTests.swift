@@ -58,6 +58,17 @@ struct LauncherTests {
             #expect((r.stdout + r.stderr).contains("passed for resource \(resource)"), "\(resource) not validated")
         }
         let text = try String(contentsOfFile: manifest, encoding: .utf8)
+        let jobs = text.components(separatedBy: "kind: Job")
+        #expect(jobs.count == 3)
+        for job in jobs.dropFirst() {
+            #expect(job.contains("imagePullPolicy: IfNotPresent"), "a Job without imagePullPolicy: IfNotPresent")
+            #expect(job.contains("podFailurePolicy:") && job.contains("action: Ignore") && job.contains("type: DisruptionTarget"),
+                    "evictions must not count against backoffLimit")
+        }
+        let workers = try #require(jobs.last)
+        #expect(workers.contains("name: rnnlm-workers"))
+        #expect(!workers.contains("coordinator.secret") && workers.contains("key: worker.secret"),
+                "workers must mount only their own key and the coordinator's public key")
         let bin = try rnnlmBinary()
         let help = try run(bin, ["coordinator", "--help"]).stdout + (try run(bin, ["worker", "--help"]).stdout)
         let flags = Set(text.split(separator: "\n").compactMap { line -> String? in
@@ -108,5 +119,17 @@ struct LauncherTests {
         #expect(requeue.stdout.contains("done: 30 epochs"))
         print(single.stdout.split(separator: "\n").filter { $0.hasPrefix("slurm-train:") }.joined(separator: "; "))
         print(requeue.stdout.split(separator: "\n").filter { $0.hasPrefix("slurm-train:") }.joined(separator: "; "))
+    }
+
+    @Test("Slurm, one node: SIGUSR1 to the batch shell (--signal=B:USR1@120) checkpoints, exits 138, requeues and resumes")
+    func slurmUSR1Requeues() throws {
+        guard getuid() == 0 else { Issue.record("needs root (Slurm daemons): run the suite as root, as CI does"); return }
+        let work = NSTemporaryDirectory() + "rnnlm-slurm-usr1-\(UUID().uuidString)"
+        let r = try slurm("usr1", ["--dataset", "timemachine", "--max-tokens", "20000", "--hidden", "64", "--epochs", "30",
+                                   "--checkpoint-every", "20", "--checkpoint-dir", work + "/ck"], work: work)
+        #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+        #expect(r.stdout.contains("exiting with status 138 so the job can be requeued"), "\(r.stdout)")
+        #expect(r.stdout.contains("requeueing job") && r.stdout.contains("(restart 1)"), "\(r.stdout)")
+        #expect(r.stdout.contains("resuming \(work)/ck/step-") && r.stdout.contains("done: 30 epochs"), "\(r.stdout)")
     }
 }

@@ -60,11 +60,13 @@ func run(_ executable: String, _ args: [String], environment: [String: String] =
     return result
 }
 
-/// Starts a long-running command in the background with its output (stdout and stderr) in the file `log`.
-func startProcess(_ executable: String, _ args: [String], log: String) throws -> Process {
+/// Starts a long-running command in the background with its output (stdout and stderr) in the file `log`, with
+/// `environment` added to this process's.
+func startProcess(_ executable: String, _ args: [String], log: String, environment: [String: String] = [:]) throws -> Process {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = args
+    if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     _ = FileManager.default.createFile(atPath: log, contents: nil)
     p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
     p.standardError = p.standardOutput

@@ -44,7 +44,7 @@ struct ProcessLifecycleTests {
         } + workerProcesses(parent: parent)
     }
 
-    @Test("SIGTERM: checkpoint, stop the workers, exit 130, no orphans")
+    @Test("SIGTERM: checkpoint, stop the workers, exit 143, no orphans")
     func terminateIsClean() throws {
         let dir = NSTemporaryDirectory() + "rnnlm-sig-\(UUID().uuidString)"
         let p = try startTraining(dir)
@@ -54,7 +54,7 @@ struct ProcessLifecycleTests {
         let deadline = Date().addingTimeInterval(30)
         while p.isRunning && Date() < deadline { usleep(50_000) }
         if p.isRunning { kill(p.processIdentifier, SIGKILL); Issue.record("watchdog: rnnlm train did not exit 30s after SIGTERM") }
-        #expect(p.terminationStatus == 130)
+        #expect(p.terminationStatus == 143, "SIGTERM exits 128 + 15, as a shell reports it")
         // A checkpoint of the state at the stop was written after the signal (same step name if the signal
         // landed right after an epoch-end save: it is rewritten, atomically).
         let latest = try #require(latestCheckpoint(in: dir))
@@ -62,6 +62,62 @@ struct ProcessLifecycleTests {
         #expect(written >= signalled.addingTimeInterval(-0.01), "no checkpoint written on SIGTERM")
         #expect(waitGone(p.processIdentifier).isEmpty, "workers left running after SIGTERM")
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir).allSatisfy { !$0.contains(".tmp.") }, "partial file left")
+    }
+
+    /// `rnnlm train` (one process) in the background with stdout and stderr in files, once its signal handlers are
+    /// armed (they are installed right after the "config:" line).
+    func startSingle(_ extra: [String], dir: String) throws -> (Process, stdout: String, stderr: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try rnnlmBinary())
+        p.arguments = ["train", "--dataset", "timemachine", "--model", "gru", "--epochs", "1000", "--checkpoint-dir", dir + "/ck",
+                       "--data-dir", sharedDataDirectory()] + extra
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let out = dir + "/stdout", err = dir + "/stderr"
+        _ = FileManager.default.createFile(atPath: out, contents: nil)
+        _ = FileManager.default.createFile(atPath: err, contents: nil)
+        p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+        p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
+        try p.run()
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline && !((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains("config:") { usleep(20_000) }
+        usleep(300_000)
+        return (p, out, err)
+    }
+
+    @Test("SIGUSR1 (Slurm's --signal=B:USR1@120): a checkpoint, the message, exit 138")
+    func usr1CheckpointsForRequeue() throws {
+        let dir = NSTemporaryDirectory() + "rnnlm-usr1-\(UUID().uuidString)"
+        let (p, _, err) = try startSingle(["--hidden", "64"], dir: dir)
+        let deadline = Date().addingTimeInterval(60)
+        while p.isRunning && Date() < deadline && latestCheckpoint(in: dir + "/ck") == nil { usleep(50_000) }
+        let signalled = Date()
+        kill(p.processIdentifier, SIGUSR1)
+        waitForExit(p, 30, "rnnlm train after SIGUSR1")
+        #expect(p.terminationStatus == 138)
+        let latest = try #require(latestCheckpoint(in: dir + "/ck"))
+        let written = try #require(try FileManager.default.attributesOfItem(atPath: latest)[.modificationDate] as? Date)
+        #expect(written >= signalled.addingTimeInterval(-0.01), "no checkpoint written on SIGUSR1")
+        let stderr = try String(contentsOfFile: err, encoding: .utf8)
+        #expect(stderr == "SIGUSR1: saved \(latest); exiting with status 138 so the job can be requeued (continue with --resume)\n")
+    }
+
+    @Test("a second Ctrl-C exits at once: status 130, no checkpoint wait")
+    func secondInterruptExitsAtOnce() throws {
+        let dir = NSTemporaryDirectory() + "rnnlm-int2-\(UUID().uuidString)"
+        // Steps of several seconds, so the second Ctrl-C lands while the first step still runs.
+        let (p, _, err) = try startSingle(["--hidden", "1024", "--batch-size", "64", "--num-steps", "64"], dir: dir)
+        kill(p.processIdentifier, SIGINT)
+        let noted = Date().addingTimeInterval(10)
+        while Date() < noted && !((try? String(contentsOfFile: err, encoding: .utf8)) ?? "").contains("Ctrl-C again") { usleep(10_000) }
+        #expect(p.isRunning, "the first Ctrl-C must wait for the step")
+        let second = Date()
+        kill(p.processIdentifier, SIGINT)
+        waitForExit(p, 10, "rnnlm train after a second SIGINT")
+        #expect(Date().timeIntervalSince(second) < 2, "the second Ctrl-C took \(Date().timeIntervalSince(second)) s")
+        #expect(p.terminationStatus == 130)
+        let stderr = try String(contentsOfFile: err, encoding: .utf8)
+        #expect(stderr == "\nstopping after this step (a checkpoint is saved); Ctrl-C again to exit at once\n", "\(stderr)")
+        #expect(latestCheckpoint(in: dir + "/ck") == nil, "no checkpoint after an immediate exit")
     }
 
     @Test("SIGKILL of the parent: the workers die with it")

@@ -7,10 +7,14 @@
 #   three    three nodes h1..h3 in network namespaces (netns-up.sh), 1 task each: coordinator on h1
 #   requeue  one node; the job is cancelled after its first checkpoint, then the same command is submitted
 #            again and must resume from that checkpoint
+#   usr1     one node; after the first checkpoint the batch shell gets SIGUSR1 (as --signal=B:USR1@120 sends it
+#            before the time limit): the run checkpoints, the job requeues itself and resumes to the end
+#   launch   one node, no batch script: `srun -n 3 rnnlm launch` with CURVE keys (task 0 coordinates)
 # The training flags must include --checkpoint-dir. Prints each job's output; daemons are stopped by PID and
 # namespaces removed on any exit.
 set -euo pipefail
 lab="$(cd "${1:?LAB_DIR}" && pwd)"; work="${2:?WORK_DIR}"; rnnlm="${3:?RNNLM}"; mode="${4:?MODE}"; shift 4
+case "$rnnlm" in /*) ;; *) rnnlm="$PWD/$rnnlm" ;; esac
 [ "${1:-}" = "--" ] && shift
 [ "$(id -u)" = 0 ] || { echo "slurm-train: needs root (Slurm daemons)" >&2; exit 1; }
 mkdir -p "$work"; work="$(cd "$work" && pwd)"
@@ -41,6 +45,23 @@ wait_job() {  # JOB SECONDS
         sleep 0.2
     done
 }
+if [ "$mode" = launch ]; then
+    # Every task gets the same command; rank 0 uses the coordinator's keys, the others the worker's.
+    "$rnnlm" keygen --name coordinator --out "$work/keys" >/dev/null
+    "$rnnlm" keygen --name worker --out "$work/keys" >/dev/null
+    mkdir -p "$work/keys/authorized" && cp "$work/keys/worker.public" "$work/keys/authorized/"
+    # A port of its own (other runs may hold 5555 on this machine); srun passes the environment to the tasks.
+    export MASTER_PORT=$(( 20000 + RANDOM % 20000 ))
+    start=$(date +%s.%N)
+    status=0
+    timeout 240 srun -n 3 --overcommit --kill-on-bad-exit=0 --chdir "$work" "$rnnlm" launch \
+        --curve-secret "$work/keys/coordinator.secret" --authorized-keys "$work/keys/authorized" \
+        --curve-server-key "$work/keys/coordinator.public" --curve-key "$work/keys/worker.secret" "$@" \
+        > "$work/launch.out" 2>&1 || status=$?
+    cat "$work/launch.out"
+    echo "slurm-train: launch exited $status in $(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }') s"
+    exit "$status"
+fi
 submit() { sbatch --parsable "${shape[@]}" --chdir "$work" "$here/cluster/slurm/train.sbatch" "$@"; }
 start=$(date +%s.%N)
 job=$(submit "$@")
@@ -58,6 +79,16 @@ if [ "$mode" = requeue ]; then
     sed "s/^/[job $job] /" "$work/rnnlm-$job.out"
     job=$(submit "$@")
     echo "slurm-train: resubmitted as job $job"
+fi
+if [ "$mode" = usr1 ]; then
+    deadline=$(( $(date +%s) + 120 ))
+    until ls "$ckpt" 2>/dev/null | grep -q '^step-'; do
+        [ "$(date +%s)" -lt "$deadline" ] || { echo "slurm-train: no checkpoint appeared" >&2; exit 1; }
+        sleep 0.05
+    done
+    sleep 0.3
+    scancel --signal=USR1 --batch "$job"   # what Slurm does at --signal=B:USR1@120
+    echo "slurm-train: sent SIGUSR1 to job $job's batch shell"
 fi
 wait_job "$job" 300
 sed "s/^/[job $job] /" "$work/rnnlm-$job.out"

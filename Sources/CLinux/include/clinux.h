@@ -5,10 +5,19 @@
 int rnnlm_die_with_parent(void);
 #endif
 
-/// Unblocks SIGINT and SIGTERM in this thread's signal mask. A process inherits its spawner's mask, and
+/// Unblocks SIGINT, SIGTERM and SIGUSR1 in this thread's signal mask. A process inherits its spawner's mask, and
 /// some launchers (test runners, supervisors) spawn with them blocked, which would make Ctrl-C and
 /// SIGTERM pend forever instead of reaching rnnlm's handlers.
 void rnnlm_unblock_stop_signals(void);
+
+/// Installs the stop handlers of a command-line run. The first SIGINT or SIGTERM (and SIGUSR1 when `usr1` != 0)
+/// is recorded for `rnnlm_stop_signal`; the run stops at its next step boundary. A SIGINT arriving after any of
+/// them exits at once with status 130 (`_exit`, no checkpoint). With `usr1` == 0, SIGUSR1 is ignored (a worker: the
+/// coordinator checkpoints and stops it). `first_interrupt_note`, when not NULL, is written to stderr on the first
+/// SIGINT (copied). Unblocks the signals, as `rnnlm_unblock_stop_signals` does.
+void rnnlm_install_stop_handlers(int usr1, const char *first_interrupt_note);
+/// The first stop signal received since `rnnlm_install_stop_handlers` (SIGINT, SIGTERM, SIGUSR1), or 0.
+int rnnlm_stop_signal(void);
 
 /// Makes glibc's malloc serve and keep large (up to 32 MB) buffers on the heap instead of mmap'ing and
 /// unmapping them per allocation (a no-op on other C libraries). Call once at startup.
