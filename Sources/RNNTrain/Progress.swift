@@ -26,7 +26,8 @@ struct IntervalStats {
 
 /// The live view of a run. On a terminal: one status line redrawn in place (at most 5 times a second) with
 /// epoch, step/total, tokens/s, loss and perplexity, learning rate, gradient norm and clip rate, workers
-/// alive and ETA; epoch lines scroll above it. Otherwise: a plain line every `every` steps.
+/// alive and ETA, cut to the terminal's width so it never wraps; epoch lines scroll above it. Otherwise: a plain line
+/// every `every` steps.
 public final class ProgressReporter {
     public let isTerminal: Bool
     public let level: LogLevel
@@ -36,6 +37,8 @@ public final class ProgressReporter {
     public let epochs: Int
     /// Workers alive / expected, when training is distributed.
     public var workers: () -> (alive: Int, expected: Int)? = { nil }
+    /// The terminal's width in columns, read at each redraw (the window may be resized).
+    public var columns: () -> Int = ProgressReporter.terminalColumns
     private var stats = IntervalStats()
     private var redrawStats = IntervalStats()
     private var lastRedraw = Date.distantPast
@@ -53,6 +56,27 @@ public final class ProgressReporter {
     /// Whether standard output is a terminal.
     public static var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
 
+    /// The width of the terminal on standard output (`TIOCGWINSZ`), else `$COLUMNS`, else 80.
+    public static func terminalColumns() -> Int {
+        var size = winsize()
+        #if os(Linux)
+        let request = UInt(TIOCGWINSZ)
+        #else
+        let request: UInt = 0x4008_7468  // Darwin's _IOR('t', 104, struct winsize)
+        #endif
+        if ioctl(STDOUT_FILENO, request, &size) == 0, size.ws_col > 0 { return Int(size.ws_col) }
+        if let c = ProcessInfo.processInfo.environment["COLUMNS"].flatMap({ Int($0) }), c > 0 { return c }
+        return 80
+    }
+
+    /// `line` cut to `columns` − 1 characters: a line that fills the last column makes some terminals wrap, and a
+    /// wrapped status line is not erased by the next redraw. Cuts between characters, never inside one (each character
+    /// is taken as one column, true of the status line's ASCII).
+    public static func fit(_ line: String, columns: Int) -> String {
+        let room = max(columns - 1, 0)
+        return line.count <= room ? line : String(line.prefix(room))
+    }
+
     public func step(_ s: StepInfo) {
         if firstStep == nil { firstStep = s.step - 1 }
         stats.add(s)
@@ -60,7 +84,7 @@ public final class ProgressReporter {
         guard level >= .info else { return }
         if isTerminal {
             if Date().timeIntervalSince(lastRedraw) >= 0.2 {
-                write("\r" + statusLine(s, redrawStats) + "\u{1B}[K")
+                write("\r" + Self.fit(statusLine(s, redrawStats), columns: columns()) + "\u{1B}[K")
                 statusVisible = true
                 lastRedraw = Date()
                 redrawStats = IntervalStats()
