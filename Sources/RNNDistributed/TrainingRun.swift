@@ -134,7 +134,8 @@ public final class TrainingRun {
         reporter.workers = { coordinator.map { ($0.peers.count, expected ?? $0.peers.count) } }
         out.reporter = reporter
         let metricsPath = settings.metrics ?? o.checkpointDir.map { $0 + "/metrics.jsonl" }
-        let metrics = try metricsPath.map { try MetricsWriter(path: $0, every: every) }
+        // A TensorBoard event file beside the metrics file, with the resolved settings as text.
+        let metrics = try metricsPath.map { try MetricsWriter(path: $0, every: every, tensorBoard: o.tomlLines(), step: trainer.record.step) }
         metrics?.workers = { coordinator?.peers.count }
         trainer.onStep = { info in
             if let c = asyncCoordinator { reporter.totalSteps = info.step + c.asyncRemaining }

@@ -33,14 +33,19 @@ public struct TrainedModel {
         self.model = model; self.tokenizer = tokenizer; self.vocabulary = vocabulary; self.record = record
     }
 
-    /// Accepts a checkpoint file or a checkpoint folder (its newest checkpoint).
-    public static func resolve(_ path: String) throws -> String {
+    /// Accepts a checkpoint file or a checkpoint folder: the folder's `best.safetensors` when it has one (the best
+    /// validation score), else its newest step checkpoint. For a folder, says `using FILE` through `log` (standard
+    /// error by default, so standard output stays the command's result).
+    public static func resolve(_ path: String,
+                               log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) throws -> String {
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
-            guard let latest = latestCheckpoint(in: path) else {
-                throw CheckpointError(path: path, "folder holds no step-*.safetensors checkpoint")
+            let best = (path as NSString).appendingPathComponent("best.safetensors")
+            guard let file = FileManager.default.fileExists(atPath: best) ? best : latestCheckpoint(in: path) else {
+                throw CheckpointError(path: path, "folder holds no best.safetensors or step-*.safetensors checkpoint")
             }
-            return latest
+            log("using \(file)")
+            return file
         }
         return path
     }

@@ -26,7 +26,8 @@ struct IntervalStats {
 
 /// The live view of a run. On a terminal: one status line redrawn in place (at most 5 times a second) with
 /// epoch, step/total, tokens/s, loss and perplexity, learning rate, gradient norm and clip rate, workers
-/// alive and ETA; epoch lines scroll above it. Otherwise: a plain line every `every` steps.
+/// alive and ETA, cut to the terminal's width so it never wraps; epoch lines scroll above it. Otherwise: a plain line
+/// every `every` steps.
 public final class ProgressReporter {
     public let isTerminal: Bool
     public let level: LogLevel
@@ -36,6 +37,8 @@ public final class ProgressReporter {
     public let epochs: Int
     /// Workers alive / expected, when training is distributed.
     public var workers: () -> (alive: Int, expected: Int)? = { nil }
+    /// The terminal's width in columns, read at each redraw (the window may be resized).
+    public var columns: () -> Int = ProgressReporter.terminalColumns
     private var stats = IntervalStats()
     private var redrawStats = IntervalStats()
     private var lastRedraw = Date.distantPast
@@ -53,6 +56,27 @@ public final class ProgressReporter {
     /// Whether standard output is a terminal.
     public static var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
 
+    /// The width of the terminal on standard output (`TIOCGWINSZ`), else `$COLUMNS`, else 80.
+    public static func terminalColumns() -> Int {
+        var size = winsize()
+        #if os(Linux)
+        let request = UInt(TIOCGWINSZ)
+        #else
+        let request: UInt = 0x4008_7468  // Darwin's _IOR('t', 104, struct winsize)
+        #endif
+        if ioctl(STDOUT_FILENO, request, &size) == 0, size.ws_col > 0 { return Int(size.ws_col) }
+        if let c = ProcessInfo.processInfo.environment["COLUMNS"].flatMap({ Int($0) }), c > 0 { return c }
+        return 80
+    }
+
+    /// `line` cut to `columns` − 1 characters: a line that fills the last column makes some terminals wrap, and a
+    /// wrapped status line is not erased by the next redraw. Cuts between characters, never inside one (each character
+    /// is taken as one column, true of the status line's ASCII).
+    public static func fit(_ line: String, columns: Int) -> String {
+        let room = max(columns - 1, 0)
+        return line.count <= room ? line : String(line.prefix(room))
+    }
+
     public func step(_ s: StepInfo) {
         if firstStep == nil { firstStep = s.step - 1 }
         stats.add(s)
@@ -60,7 +84,7 @@ public final class ProgressReporter {
         guard level >= .info else { return }
         if isTerminal {
             if Date().timeIntervalSince(lastRedraw) >= 0.2 {
-                write("\r" + statusLine(s, redrawStats) + "\u{1B}[K")
+                write("\r" + Self.fit(statusLine(s, redrawStats), columns: columns()) + "\u{1B}[K")
                 statusVisible = true
                 lastRedraw = Date()
                 redrawStats = IntervalStats()
@@ -115,16 +139,24 @@ public func duration(_ seconds: Double) -> String {
 }
 
 /// Appends one JSON object per line to a metrics file as training goes (each line is one `write(2)`, so a
-/// crash keeps everything written before it). A step record every `every` steps, an epoch record per epoch.
+/// crash keeps everything written before it). A step record every `every` steps, an epoch record per epoch; every
+/// record has `wall_time` (Unix seconds). With `tensorBoard` settings, the same scalars also go to a TensorBoard event
+/// file beside the metrics file (tags `train/<field>` and `epoch/<field>`, step = optimizer step), and the settings
+/// as a text summary `run/settings`.
 public final class MetricsWriter {
     public let path: String
     public let every: Int
+    /// The TensorBoard event file, when there is one.
+    public let events: EventFileWriter?
     private let handle: FileHandle
     private let start = Date()
     private var stats = IntervalStats()
     public var workers: () -> Int? = { nil }
 
-    public init(path: String, every: Int) throws {
+    /// - Parameters:
+    ///   - tensorBoard: the run's resolved settings (`TrainOptions.tomlLines()`); nil writes no event file.
+    ///   - step: the optimizer step the run starts at (the step of the settings summary).
+    public init(path: String, every: Int, tensorBoard settings: [String]? = nil, step: Int = 0) throws {
         self.path = path
         self.every = max(1, every)
         if !FileManager.default.fileExists(atPath: path) {
@@ -135,25 +167,33 @@ public final class MetricsWriter {
         guard let h = FileHandle(forWritingAtPath: path) else { throw TrainingError("cannot open the metrics file \(path)") }
         h.seekToEndOfFile()
         handle = h
+        if let settings {
+            let now = Date().timeIntervalSince1970
+            let events = try EventFileWriter(directory: (path as NSString).deletingLastPathComponent, wallTime: now)
+            events.text(tag: "run/settings", "```toml\n" + settings.joined(separator: "\n") + "\n```", step: step, wallTime: now)
+            self.events = events
+        } else {
+            events = nil
+        }
     }
 
     deinit { try? handle.close() }
 
+    /// Writes one record: `kind`, `step`, `epoch`, `time` (seconds since this writer started), the measurements, then
+    /// `wall_time`.
     func emit(_ fields: [(String, Any?)]) {
-        var parts: [String] = []
-        for (k, v) in fields {
-            let value: String
-            switch v {
-            case nil: value = "null"
-            case let d as Double: value = d.isFinite ? String(format: "%.6g", d) : "null"
-            case let f as Float: value = f.isFinite ? "\(f)" : "null"
-            case let i as Int: value = String(i)
-            case let s as String: value = "\"\(s)\""
-            default: value = "\(v!)"
-            }
-            parts.append("\"\(k)\":\(value)")
+        let now = Date()
+        var all = Array(fields.prefix(3))
+        all.append(("time", now.timeIntervalSince(start)))
+        all += fields.dropFirst(3)
+        all.append(("wall_time", now.timeIntervalSince1970))
+        let record = MetricsRecord(all)
+        // Every value is an Int, a Double or a String, which JSONEncoder always encodes.
+        guard let line = try? record.json() else { return }
+        handle.write(Data((line + "\n").utf8))
+        if let events, case .int(let step) = record["step"] {
+            events.scalars(record.tensorBoardScalars, step: step, wallTime: now.timeIntervalSince1970)
         }
-        handle.write(Data(("{" + parts.joined(separator: ",") + "}\n").utf8))
     }
 
     public func step(_ s: StepInfo) {
@@ -161,7 +201,7 @@ public final class MetricsWriter {
         guard s.step % every == 0 else { return }
         let seconds = max(Date().timeIntervalSince(stats.start), 1e-9)
         let mean = stats.loss.sum / Double(max(stats.loss.count, 1))
-        emit([("kind", "step"), ("step", s.step), ("epoch", s.epoch + 1), ("time", Date().timeIntervalSince(start)),
+        emit([("kind", "step"), ("step", s.step), ("epoch", s.epoch + 1),
               ("loss", mean), ("perplexity", exp(mean)), ("val_perplexity", nil),
               ("tokens_per_s", Double(stats.loss.count) / seconds), ("lr", s.lr),
               ("grad_norm", stats.normSum / Double(max(stats.steps, 1))),
@@ -170,7 +210,7 @@ public final class MetricsWriter {
     }
 
     public func epoch(_ r: EpochReport, step: Int) {
-        emit([("kind", "epoch"), ("step", step), ("epoch", r.epoch), ("time", Date().timeIntervalSince(start)),
+        emit([("kind", "epoch"), ("step", step), ("epoch", r.epoch),
               ("loss", log(r.trainPerplexity)), ("perplexity", r.trainPerplexity), ("val_perplexity", r.validPerplexity),
               ("val_loss", r.validPerplexity.map { log($0) })]
              + (r.validScores ?? [:]).sorted { $0.key < $1.key }.map { (key: String, value: Double) -> (String, Any?) in ("val_" + key, value) }

@@ -218,7 +218,7 @@ struct Eval: ParsableCommand {
         abstract: "Perplexity of a text under a language model; loss, perplexity and BLEU of sentence pairs under a translation model.",
         discussion: "A translation checkpoint scores --pairs FILE (all its lines), or by default the validation pairs of its training run.")
 
-    @Option(help: "Checkpoint file, or a checkpoint folder (its newest checkpoint).")
+    @Option(help: "Checkpoint file, or a checkpoint folder (its best.safetensors if present, else its newest checkpoint).")
     var checkpoint: String
     @Option(help: "Text file to evaluate.")
     var corpus: String?
@@ -284,7 +284,7 @@ struct Translate: ParsableCommand {
               rnnlm translate --checkpoint runs/fra "Go." "I lost." --beam 4
             """)
 
-    @Option(help: "Checkpoint file, or a checkpoint folder (its newest checkpoint).")
+    @Option(help: "Checkpoint file, or a checkpoint folder (its best.safetensors if present, else its newest checkpoint).")
     var checkpoint: String
     @Argument(help: "Sentences to translate (default: read them from standard input, one per line).")
     var sentences: [String] = []
@@ -328,7 +328,7 @@ struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Continue a prefix with a trained model: greedy (default), sampling, or beam search.")
 
-    @Option(help: "Checkpoint file, or a checkpoint folder (its newest checkpoint).")
+    @Option(help: "Checkpoint file, or a checkpoint folder (its best.safetensors if present, else its newest checkpoint).")
     var checkpoint: String
     @Option(help: "Text to start from (tokenized as in training). Required unless the checkpoint was trained on timemachine (then \"time traveller\"). An empty --prefix \"\" starts from the zero state: the first token is chosen from the decoder's output there, softmax(decoder.bias), the model's prediction before it reads anything.")
     var prefix: String?

@@ -57,8 +57,9 @@ struct UserExperienceTests {
     func liveLineOnATerminalPlainLinesOtherwise() throws {
         let bin = try rnnlmBinary()
         let args = ["train", "--epochs", "3", "--log-every", "20"] + small + data
-        // util-linux `script` gives the command a pty and copies what it prints.
-        let command = ([bin] + args).map { "'\($0)'" }.joined(separator: " ")
+        // util-linux `script` gives the command a pty and copies what it prints; a wide one, since the status line is
+        // cut to the terminal's width (StatusLineTests).
+        let command = "stty cols 200; " + ([bin] + args).map { "'\($0)'" }.joined(separator: " ")
         let tty = try run("/usr/bin/script", ["-qec", command, "/dev/null"], environment: ["TERM": "xterm"])
         #expect(tty.status == 0, "\(tty.stdout)\(tty.stderr)")
         #expect(tty.stdout.contains("\r"), "no carriage return: the status line was not redrawn")
