@@ -80,6 +80,7 @@ struct CheckpointTests {
         let dir = temporaryDirectory(), path = dir + "/d.safetensors"
         try sample().write(to: path)
         var (tensors, metadata) = try SafeTensors.read(path)
+        metadata["rnnlm_crc32"] = nil  // the data changes below on purpose: test the shape checks, not the checksum
         let i = try #require(tensors.firstIndex { $0.name == "decoder.bias" })
         tensors[i] = SafeTensor(name: "decoder.bias", shape: [6], values: [0, 0, 0, 0, 0, 0])
         try SafeTensors.write(tensors, metadata: metadata, to: path)

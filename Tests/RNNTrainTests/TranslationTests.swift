@@ -113,7 +113,10 @@ struct TranslationCLITests {
 
     @Test("D2L's setting learns its examples; translate reads arguments or stdin, one line each; --beam 1 is greedy")
     func translateEndToEnd() throws {
-        let dir = try Self.checkpoint.get()
+        // The last epoch's checkpoint: the folder's best.safetensors is the epoch of lowest validation loss, which
+        // on 600 training pairs comes early.
+        let folder = try Self.checkpoint.get()
+        let dir = try #require(latestCheckpoint(in: folder))
         let r = try run(try rnnlmBinary(), ["translate", "--checkpoint", dir, "Go.", "I lost.", "I'm home."], timeout: 60)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout == "va !\nj'ai perdu .\nje suis chez moi .\n", "\(r.stdout)")
@@ -121,7 +124,8 @@ struct TranslationCLITests {
         #expect(piped.stdout == "va !\nj'ai perdu .\n", "\(piped.stdout) \(piped.stderr)")
         let beam = try run(try rnnlmBinary(), ["translate", "--checkpoint", dir, "--beam", "4", "Go."], timeout: 60)
         #expect(beam.status == 0 && beam.stdout.split(separator: "\n").count == 1)
-        let e = try run(try rnnlmBinary(), ["eval", "--checkpoint", dir, "--data-dir", sharedDataDirectory()], timeout: 120)
+        let e = try run(try rnnlmBinary(), ["eval", "--checkpoint", folder, "--data-dir", sharedDataDirectory()], timeout: 120)
+        #expect(e.stderr.contains("using \(folder)/best.safetensors"), "\(e.stderr)")
         #expect(e.status == 0, "\(e.stderr)")
         #expect(e.stdout.contains("corpus BLEU") && e.stdout.contains("(50 pairs"), "\(e.stdout)")
     }
