@@ -52,6 +52,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         if hiddenSize < 1 { throw ConfigError("--hidden must be at least 1, got \(hiddenSize)") }
         if layers < 1 { throw ConfigError("--layers must be at least 1, got \(layers)") }
         if !(dropout >= 0 && dropout < 1) { throw ConfigError("--dropout must be in [0, 1), got \(dropout)") }
+        try ModelSpec.checkSizes([("vocabulary", vocabSize), ("--embed", embedSize), ("--hidden", hiddenSize)], layers: layers)
     }
 }
 
