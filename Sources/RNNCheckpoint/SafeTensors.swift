@@ -12,7 +12,7 @@ public struct SafeTensor: Equatable, Sendable {
     public var shape: [Int]
     public var values: [Float]
     public init(name: String, shape: [Int], values: [Float]) {
-        precondition(shape.reduce(1, *) == values.count, "tensor \(name): shape \(shape) does not hold \(values.count) values")
+        precondition(SafeTensors.elementCount(shape) == values.count, "tensor \(name): shape \(shape) does not hold \(values.count) values")
         self.name = name; self.shape = shape; self.values = values
     }
 }
@@ -28,6 +28,16 @@ public struct CheckpointError: Error, CustomStringConvertible, Equatable {
 /// The safetensors format (8-byte little-endian header length, a JSON header, then raw little-endian
 /// tensor data), restricted to what rnnlm writes: F32 tensors and a `__metadata__` string map.
 public enum SafeTensors {
+    /// The number of elements of a tensor of this shape; nil when a dimension is negative or the product overflows.
+    public static func elementCount(_ shape: [Int]) -> Int? {
+        var n = 1
+        for d in shape {
+            guard d >= 0, case (let p, false) = n.multipliedReportingOverflow(by: d) else { return nil }
+            n = p
+        }
+        return n
+    }
+
     /// Writes atomically: a temporary file beside `path`, fsync, rename over `path`, fsync the folder.
     /// A crash at any moment leaves either the old file or the new one, never a partial file.
     public static func write(_ tensors: [SafeTensor], metadata: [String: String], to path: String) throws {
@@ -101,8 +111,12 @@ public enum SafeTensors {
             guard shape.allSatisfy({ $0 >= 0 }), offs[0] >= 0, offs[1] >= offs[0], offs[1] <= body else {
                 throw CheckpointError(path: path, "tensor '\(name)' data offsets \(offs) fall outside the \(body)-byte data section (file truncated?)")
             }
-            guard shape.reduce(1, *) * 4 == offs[1] - offs[0] else {
-                throw CheckpointError(path: path, "tensor '\(name)' of shape \(shape) needs \(shape.reduce(1, *) * 4) bytes, header gives \(offs[1] - offs[0])")
+            // A crafted header's dimensions can multiply past Int.max: checked, never trapped.
+            guard let elements = elementCount(shape), case (let bytes, false) = elements.multipliedReportingOverflow(by: 4) else {
+                throw CheckpointError(path: path, "tensor '\(name)' of shape \(shape) has more elements than any file can hold (the product of its dimensions overflows); the header is corrupt or crafted")
+            }
+            guard bytes == offs[1] - offs[0] else {
+                throw CheckpointError(path: path, "tensor '\(name)' of shape \(shape) needs \(bytes) bytes, header gives \(offs[1] - offs[0])")
             }
             entries.append((name, shape, offs[0], offs[1]))
         }

@@ -41,6 +41,8 @@ public struct EncoderDecoderConfig: Codable, Equatable, Sendable {
         if layers < 1 { throw ConfigError("--layers must be at least 1, got \(layers)") }
         if cell != .gru && cell != .lstm { throw ConfigError("translation uses --model gru or lstm, got \(cell.rawValue)") }
         if !(dropout >= 0 && dropout < 1) { throw ConfigError("--dropout must be in [0, 1), got \(dropout)") }
+        try ModelSpec.checkSizes([("source vocabulary", sourceVocabSize), ("target vocabulary", targetVocabSize),
+                                  ("--embed", embedSize), ("--hidden", hiddenSize)], layers: layers)
     }
 }
 

@@ -85,6 +85,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         if tied && embedSize != hiddenSize {
             throw ConfigError("--tied makes the decoder's weight [V, H] the embedding table [V, E], so it needs --embed equal to --hidden; got --embed \(embedSize), --hidden \(hiddenSize) (pass --embed \(hiddenSize))")
         }
+        try ModelSpec.checkSizes([("vocabulary", vocabSize), ("--embed", embedSize), ("--hidden", hiddenSize)], layers: layers)
     }
 }
 

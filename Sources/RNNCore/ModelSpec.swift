@@ -24,6 +24,20 @@ public enum ModelSpec: Codable, Equatable, Sendable {
         }
     }
 
+    /// The largest vocabulary, embedding or hidden size, and the most layers, a model may have: bounds under which
+    /// no tensor's element count (at most 4H × max(V, E, H) per layer) nor their sum can overflow `Int`, so a layout
+    /// never traps, even for a spec read from a crafted checkpoint; far beyond any machine's memory anyway.
+    public static let maxDimension = 1 << 24
+    public static let maxLayers = 256
+
+    /// Throws naming the first size past `maxDimension`, or layers past `maxLayers`.
+    static func checkSizes(_ sizes: [(String, Int)], layers: Int) throws(ConfigError) {
+        for (name, n) in sizes where n > maxDimension {
+            throw ConfigError("\(name) of \(n) is larger than rnnlm supports (\(maxDimension))")
+        }
+        if layers > maxLayers { throw ConfigError("--layers \(layers) is more than rnnlm supports (\(maxLayers))") }
+    }
+
     /// The family's name, as logs and errors show it.
     public var family: String {
         switch self {

@@ -1,6 +1,14 @@
 import CKernels
 /// Which update rule, with its hyperparameters (PyTorch's semantics and defaults).
 public enum OptimizerKind: Equatable, Sendable, Codable {
+    /// Buffers of one value per parameter the optimizer keeps (momentum; Adam's two moments).
+    public var slotCount: Int {
+        switch self {
+        case .sgd(let momentum, _): return momentum == 0 ? 0 : 1
+        case .adam: return 2
+        }
+    }
+
     /// `torch.optim.SGD`: `g += wd·θ; buf = μ·buf + g (buf = g at the first step); θ -= lr·buf`.
     case sgd(momentum: Float, weightDecay: Float)
     /// `torch.optim.Adam` with bias correction; L2 weight decay added to the gradient.

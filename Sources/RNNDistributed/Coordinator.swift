@@ -29,8 +29,9 @@ public final class Coordinator: GradientSource {
     }
     /// After `--step-timeout`, proceed once this many workers answered (nil: all).
     public var quorum: Int?
-    /// Pause while fewer workers than this are alive.
-    public var minWorkers = 1
+    /// Pause while fewer workers than this are alive; when given, admission also starts with this many once
+    /// the join timeout passed (nil: 1, and every expected worker must join).
+    public var minWorkers: Int?
     /// The welcome message for a worker (its assignment and the task's description), built once admission starts.
     private var welcomeFor: ((AdmittedWorker) throws -> [[UInt8]])?
     let parameterCount: Int
@@ -81,7 +82,7 @@ public final class Coordinator: GradientSource {
         if let frames = try socket.receive(timeoutMs: timeoutMs), frames.count >= 2 {
             guard let body = restoringSharedPayload(Array(frames.dropFirst()), from: regions[frames[0]], .toCoordinator) else {
                 reject("its shared-memory payload was incomplete (rewritten while read)",
-                       from: machine!.workers.first { $0.peer == frames[0] }?.label ?? "an unknown peer")
+                       from: machine!.member(frames[0])?.label ?? "an unknown peer")
                 return machine!.handle(.tick(now: Self.now()))
             }
             return machine!.handle(.received(peer: frames[0], frames: body, now: Self.now()))
@@ -148,7 +149,8 @@ public final class Coordinator: GradientSource {
                                      stateValuesPerStream: task.carriedPerRow, joinTimeout: joinTimeout,
                                      stepTimeout: stepTimeout, now: Self.now())
         machine!.quorum = quorum ?? count
-        machine!.minWorkers = minWorkers
+        machine!.minWorkers = minWorkers ?? 1
+        machine!.startMinimum = minWorkers.map { Swift.min($0, count) }
         let description = try task.workerDescription(), kind = trainer.record.task.kind
         let runID = runID
         let capacity = sharedPayloadCapacity(parameterCount: parameterCount, carriedValues: rows * task.carriedPerRow)
@@ -164,7 +166,7 @@ public final class Coordinator: GradientSource {
             }
             return Codec.encode(.welcome(runID: runID, assignment: Array(try JSONEncoder().encode(assignment)), task: description))
         }
-        log("waiting for \(count) worker(s) (up to \(Int(joinTimeout))s)")
+        log("waiting for \(count) worker(s) (up to \(Int(joinTimeout))s\(minWorkers.map { m in m < count ? "; then starting with at least \(m) (--min-workers)" : "" } ?? ""))")
         var admitted = false
         while !admitted {
             for a in try performCommon(try pump()) {

@@ -22,7 +22,9 @@ public struct CoordinatorSettings {
     public var maxStaleness: Int?
     /// sync: after `stepTimeout`, go on with this many gradients (nil: all workers).
     public var quorum: Int?
-    public var minWorkers = 1
+    /// Pause while fewer workers are alive; admission starts with this many after `joinTimeout` (nil: 1, and
+    /// admission waits for all `expectWorkers`).
+    public var minWorkers: Int?
     public var heartbeatTimeout: Double = 5
     /// A folder private to this coordinator for shared-memory payload files (local workers only).
     public var sharedMemory: String?
@@ -47,7 +49,7 @@ public struct CoordinatorSettings {
         if let q = quorum, !(q >= 1 && q <= expectWorkers) {
             throw ConfigError("--quorum must be between 1 and --expect-workers (\(expectWorkers)), got \(q)")
         }
-        guard minWorkers >= 1 else { throw ConfigError("--min-workers must be at least 1") }
+        if let m = minWorkers, m < 1 { throw ConfigError("--min-workers must be at least 1") }
         if mode == .async, let s = maxStaleness, s < 0 { throw ConfigError("--max-staleness must be 0 or more") }
     }
 

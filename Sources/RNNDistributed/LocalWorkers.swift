@@ -4,7 +4,7 @@ import Foundation
 /// The worker processes of `rnnlm train --workers N`, and the private folders they share with the coordinator:
 /// an ipc socket's folder and, in synchronous mode, a tmpfs folder for shared-memory payloads. The workers are
 /// this executable run as `worker`; they die with this process (PR_SET_PDEATHSIG).
-public final class LocalWorkers {
+public final class LocalWorkers: @unchecked Sendable {  // mutable state behind `lock`
     /// Where the coordinator listens and the workers connect.
     public let endpoint: String
     /// The shared-memory folder, when payloads bypass the socket.
@@ -12,6 +12,18 @@ public final class LocalWorkers {
     private let socketFolder: String
     private let executable: String
     private var processes: [Process] = []
+    /// Guards `processes`, `stopping` and `restarts` (termination handlers run on another thread).
+    private let lock = NSLock()
+    private var stopping = false
+    /// When workers were restarted (for the per-minute bound).
+    private var restarts: [Date] = []
+    private var threads = 1
+    /// A worker that dies (killed, or exits with an error) while the run goes on is replaced by a new process,
+    /// which joins the running job; at most this many times in any minute (0: never). Past the bound the run
+    /// goes on with fewer workers.
+    public var restartsPerMinute = 3
+    /// Where restarts (and the refusal to restart past the bound) are reported.
+    public var report: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(("rnnlm: " + $0 + "\n").utf8)) }
 
     /// Set in a worker's environment so it asks to die with its parent (see `bindToParentIfSpawned`).
     static let dieWithParentVariable = "RNNLM_DIE_WITH_PARENT"
@@ -52,26 +64,64 @@ public final class LocalWorkers {
 
     /// Starts `count` workers of `threads` compute threads each, connecting to `endpoint`.
     public func start(count: Int, threads: Int) throws {
-        for i in 0..<count {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: executable)
-            p.arguments = ["worker", "--connect", endpoint, "--threads", String(threads), "--name", "local-\(i)", "--quiet"]
-                + (sharedMemory.map { ["--shared-memory-dir", $0] } ?? [])
-            var env = ProcessInfo.processInfo.environment
-            env[Self.dieWithParentVariable] = "1"
-            p.environment = env
-            try p.run()
-            processes.append(p)
+        self.threads = threads
+        for i in 0..<count { try launch(name: "local-\(i)") }
+    }
+
+    /// Starts one worker named `name`; when it dies while the run goes on, `replace` decides.
+    private func launch(name: String) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: executable)
+        p.arguments = ["worker", "--connect", endpoint, "--threads", String(threads), "--name", name, "--quiet"]
+            + (sharedMemory.map { ["--shared-memory-dir", $0] } ?? [])
+        var env = ProcessInfo.processInfo.environment
+        env[Self.dieWithParentVariable] = "1"
+        p.environment = env
+        p.terminationHandler = { [weak self] p in self?.replace(p, name: name) }
+        lock.lock()
+        defer { lock.unlock() }
+        guard !stopping else { return }
+        try p.run()
+        processes.append(p)
+    }
+
+    /// A worker exited: a clean exit (the run told it to stop) is left alone; a death while the run goes on is
+    /// replaced, within `restartsPerMinute`.
+    private func replace(_ p: Process, name: String) {
+        let how = p.terminationReason == .uncaughtSignal ? "killed by signal \(p.terminationStatus)" : "exit status \(p.terminationStatus)"
+        lock.lock()
+        let dead = !stopping && (p.terminationReason == .uncaughtSignal || p.terminationStatus != 0)
+        let now = Date()
+        restarts.removeAll { now.timeIntervalSince($0) >= 60 }
+        let allowed = dead && restarts.count < restartsPerMinute
+        if allowed { restarts.append(now) }
+        let count = restarts.count
+        lock.unlock()
+        guard dead else { return }
+        guard allowed else {
+            report("local worker \(name) (pid \(p.processIdentifier)) died (\(how)); not restarted: \(restartsPerMinute) restart(s) in the last minute is the bound; the run goes on with fewer workers")
+            return
+        }
+        let replacement = name.split(separator: ".").first.map(String.init)! + ".r\(count)"
+        do {
+            try launch(name: replacement)
+            report("local worker \(name) (pid \(p.processIdentifier)) died (\(how)); started \(replacement) in its place, which joins the running job (restart \(count) of at most \(restartsPerMinute) a minute)")
+        } catch {
+            report("local worker \(name) (pid \(p.processIdentifier)) died (\(how)); its replacement could not start: \(error)")
         }
     }
 
-    /// Terminates the workers (SIGTERM, then SIGKILL after 5 s).
+    /// Terminates the workers (SIGTERM, then SIGKILL after 5 s); none is replaced from now on.
     public func stop() {
-        for p in processes where p.isRunning { p.terminate() }
-        let deadline = Date().addingTimeInterval(5)
-        while processes.contains(where: \.isRunning) && Date() < deadline { usleep(20_000) }
-        for p in processes where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        lock.lock()
+        stopping = true
+        let all = processes
         processes.removeAll()
+        lock.unlock()
+        for p in all where p.isRunning { p.terminate() }
+        let deadline = Date().addingTimeInterval(5)
+        while all.contains(where: \.isRunning) && Date() < deadline { usleep(20_000) }
+        for p in all where p.isRunning { kill(p.processIdentifier, SIGKILL) }
     }
 
     /// Stops the workers and removes the folders.

@@ -59,6 +59,8 @@ public func runWorker(endpoint: String, name: String, curve: (serverKey: String,
                 do { welcome = (try JSONDecoder().decode(WorkerAssignment.self, from: Data(assignment)), task, r) } catch {
                     throw DistributedError("the coordinator's configuration cannot be decoded (\(error)); are both the same rnnlm version?")
                 }
+            case .stop(_, let reason) where reason == Message.takenOutReason:
+                continue  // an answer to what this worker sent before it was taken out; the hello is on its way
             case .stop(_, let reason):
                 throw DistributedError("the coordinator turned this worker away: \(reason)")
             default:
@@ -76,11 +78,19 @@ public func runWorker(endpoint: String, name: String, curve: (serverKey: String,
             lostAt = at
             warn("lost the coordinator at \(endpoint) \(at); trying to rejoin for up to \(Int(rejoinGrace))s")
             joinDeadline = Date().addingTimeInterval(rejoinGrace)
+        case .takenOut(let at):
+            // The coordinator is there but declared this worker lost (frozen or cut off past its heartbeat
+            // timeout): say hello again and come back as a new member with fresh weights and rows.
+            lostAt = at
+            warn("the coordinator at \(endpoint) took this worker out of the run \(at) (silent past its heartbeat timeout?); rejoining as a new member")
+            joinDeadline = Date().addingTimeInterval(rejoinGrace)
         }
     }
 }
 
-enum ServeOutcome { case stopped(String), lost(String) }
+/// How a session ended: stopped by the coordinator, the coordinator lost, or this worker taken out of a run
+/// that goes on.
+enum ServeOutcome { case stopped(String), lost(String), takenOut(String) }
 
 /// Called with a send function, the frames of the gradient about to be sent, its step and the run id, just
 /// before sending (tests use it to interleave hostile traffic from an admitted worker).
@@ -132,17 +142,18 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
         }
         switch m {
         case .weights(_, let step, let epoch, let index, let reset, let params, let st):
-            params.withUnsafeBufferPointer { task.parameters.copy(from: $0) }
-            if reset { for i in carried.indices { carried[i] = 0 } }
-            if !st.isEmpty {
-                guard st.count == carried.count else {
-                    throw DistributedError("step \(step): the coordinator sent \(st.count) carried values, this worker's \(a.rows.count) rows need \(carried.count)")
-                }
-                carried = st
+            // A message that fails these checks is rejected (and counted) without touching this worker's state.
+            guard st.isEmpty || st.count == carried.count else {
+                warn("ignored weights for step \(step): \(st.count) carried values, this worker's \(a.rows.count) rows need \(carried.count)")
+                continue
             }
             guard Int(index) < task.minibatchCount(epoch: Int(epoch)) else {
-                throw DistributedError("step \(step): minibatch \(index) of epoch \(epoch) does not exist here; coordinator and worker disagree about the data")
+                warn("ignored weights for step \(step): minibatch \(index) of epoch \(epoch) does not exist here; do coordinator and worker disagree about the data?")
+                continue
             }
+            params.withUnsafeBufferPointer { task.parameters.copy(from: $0) }
+            if reset { for i in carried.indices { carried[i] = 0 } }
+            if !st.isEmpty { carried = st }
             if delayMilliseconds > 0 { usleep(UInt32(delayMilliseconds) * 1000) }  // testing stragglers
             let t0 = DispatchTime.now().uptimeNanoseconds
             task.gradients.zero()
@@ -165,16 +176,21 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
                 try socket.send(frames)
             }
         case .columns(_, _, let cols):
-            guard cols.allSatisfy({ Int($0) < B }) else {
-                throw DistributedError("the coordinator assigned rows \(cols) outside 0..<\(B)")
+            guard !cols.isEmpty, cols.allSatisfy({ $0 >= 0 && Int($0) < B }), Set(cols).count == cols.count else {
+                warn("ignored an assignment of rows \(cols.prefix(8)) (a minibatch has rows 0..<\(B), each owned once)")
+                continue
             }
             a.rows = cols.map(Int.init).sorted()
             carried = [Float](repeating: 0, count: a.rows.count * perRow)  // replaced by the next weights' values
             log("worker \(a.workerIndex): now owns \(a.rows.count) rows")
+        case .stop(_, let reason) where reason == Message.takenOutReason:
+            return .takenOut("after step \(lastStep)")
         case .stop(_, let reason):
             return .stopped(reason)
-        default:
+        case .heartbeat:
             continue
+        case .hello, .welcome, .gradient:
+            warn("ignored a \(m.type) message from the coordinator during the run")
         }
     }
 }

@@ -82,6 +82,9 @@ public struct CoordinatorMachine {
     public var quorum: Int
     /// Below this many live workers the coordinator pauses at the next step until workers join.
     public var minWorkers: Int = 1
+    /// When set, admission does not fail at `joinTimeout` if at least this many workers joined: the run starts with
+    /// them (the others may join later). Nil: all `expectedWorkers` must join.
+    public var startMinimum: Int?
 
     public internal(set) var phase: Phase = .admitting
     public private(set) var workers: [AdmittedWorker] = []
@@ -151,8 +154,13 @@ public struct CoordinatorMachine {
             return admit(peer, frames)
         case (.admitting, .tick(let now)), (.admitting, .startStep(_, _, _, _, _, let now)):
             guard now >= deadline else { return [] }
+            if let m = startMinimum, joining.count >= m {
+                return [.log("starting with \(joining.count) of \(expectedWorkers) workers: --join-timeout \(Int(joinTimeout))s passed and --min-workers \(m) joined; the others may join the running job")]
+                    + admitJoining()
+            }
             phase = .failed
-            return [.failed("only \(joining.count) of \(expectedWorkers) workers joined within \(Int(joinTimeout))s; start them with `rnnlm worker --connect ENDPOINT`, or lower --expect-workers / raise --join-timeout")]
+            let floor = startMinimum.map { " (--min-workers \($0))" } ?? ""
+            return [.failed("only \(joining.count) of \(expectedWorkers) workers joined within \(Int(joinTimeout))s\(floor); start them with `rnnlm worker --connect ENDPOINT`, or lower --expect-workers / --min-workers, or raise --join-timeout")]
         case (.idle, .startStep(let step, let epoch, let index, let reset, let sendState, let now)):
             var joined = admitPendingJoins()
             if alive.count < minWorkers {
@@ -164,8 +172,8 @@ public struct CoordinatorMachine {
             return joined + beginStep(step: step, epoch: epoch, index: index, reset: reset, sendState: sendState, now: now)
         case (.paused, .received(let peer, let frames, let now)):
             guard let m = try? Codec.decode(frames, runID: runID), case .hello(let h) = m,
-                  !workers.contains(where: { $0.peer == peer }) else { return receivedDuringRun(peer, frames, now: now) }
-            pendingJoins.append((peer, h))
+                  member(peer).map({ alive.contains($0.index) }) != true else { return receivedDuringRun(peer, frames, now: now) }
+            if !pendingJoins.contains(where: { $0.0 == peer }) { pendingJoins.append((peer, h)) }
             var actions = admitPendingJoins()
             if alive.count >= minWorkers, let p = pausedStep {
                 pausedStep = nil
@@ -175,7 +183,7 @@ public struct CoordinatorMachine {
             }
             return actions
         case (.paused, .peerUnreachable(let peer, _)):
-            guard let w = workers.first(where: { $0.peer == peer }), alive.contains(w.index) else { return [] }
+            guard let w = member(peer), alive.contains(w.index) else { return [] }
             return declareLost(w.index, "unreachable (its process died or its connection broke)")
         case (.paused, _):
             return []
@@ -203,7 +211,7 @@ public struct CoordinatorMachine {
         case (.idle, .peerUnreachable(let peer, _)), (.gathering, .peerUnreachable(let peer, _)),
              (.running, .peerUnreachable(let peer, _)):
             // An async worker that has walked every epoch exits after its stop: not a loss.
-            guard let w = workers.first(where: { $0.peer == peer }), alive.contains(w.index),
+            guard let w = member(peer), alive.contains(w.index),
                   asyncRun?.hasFinished(w.index) != true else { return [] }
             return declareLost(w.index, "unreachable (its process died or its connection broke)")
         }
@@ -322,15 +330,23 @@ public struct CoordinatorMachine {
         joining.append((peer, h))
         var actions: [Action] = [.log("worker \(joining.count - 1) joined: \(h.name) on \(h.host), pid \(h.pid)")]
         if joining.count == expectedWorkers {
-            let blocks = assignColumns(batch: batchSize, workers: expectedWorkers)
-            workers = joining.enumerated().map { i, p in AdmittedWorker(peer: p.0, hello: p.1, index: i, columns: blocks[i]) }
-            alive = Set(workers.map(\.index))
-            actions += workers.map { .welcome($0) }
-            actions.append(.admitted(workers))
-            phase = .idle
+            if startMinimum != nil { actions.append(.log("starting with all \(expectedWorkers) workers (--expect-workers)")) }
+            actions += admitJoining()
         }
         return actions
     }
+
+    /// Starts the run with the workers that joined so far: rows split evenly among them.
+    private mutating func admitJoining() -> [Action] {
+        let blocks = assignColumns(batch: batchSize, workers: joining.count)
+        workers = joining.enumerated().map { i, p in AdmittedWorker(peer: p.0, hello: p.1, index: i, columns: blocks[i]) }
+        alive = Set(workers.map(\.index))
+        phase = .idle
+        return workers.map { .welcome($0) } + [.admitted(workers)]
+    }
+
+    /// The current membership of `peer`: a peer taken out of the run and admitted again has a newer entry.
+    public func member(_ peer: PeerID) -> AdmittedWorker? { workers.last { $0.peer == peer } }
 
     /// A peer that speaks another protocol version is told so in its own framing (which has not changed), and the
     /// refusal is logged with both versions.
@@ -341,7 +357,7 @@ public struct CoordinatorMachine {
     }
 
     private mutating func receivedDuringRun(_ peer: PeerID, _ frames: [[UInt8]], now: Double) -> [Action] {
-        guard let w = workers.first(where: { $0.peer == peer }) else {
+        guard let w = member(peer) else {
             if let v = Codec.declaredVersion(frames.first ?? []), v != Header.version { return refuseVersion(v, peer: peer) }
             if let m = try? Codec.decode(frames, runID: runID), case .hello(let h) = m {
                 if phase == .running { return turnAwayAsyncJoin(peer, h) }
@@ -349,10 +365,23 @@ public struct CoordinatorMachine {
                 pendingJoins.append((peer, h))
                 return [.log("\(h.name) on \(h.host), pid \(h.pid) asked to join; it gets rows at the next step")]
             }
+            if let h = try? Codec.header(frames.first ?? []), h.runID == runID, h.type != .hello {
+                return [.send(peer, .stop(runID: runID, reason: Message.takenOutReason)),
+                        reject("message from an unknown peer", from: "unknown peer")]
+            }
             return [reject("message from an unknown peer", from: "unknown peer")]
         }
         guard alive.contains(w.index) else {
-            return [.send(peer, .stop(runID: runID, reason: "this worker was taken out of the run")),
+            // A worker declared lost (frozen past the heartbeat timeout, say) that is back: its hello makes it a
+            // new member at the next step; anything else it sends (a stale gradient) is discarded, and it is told
+            // it was taken out so that it says hello again.
+            if let m = try? Codec.decode(frames, runID: runID), case .hello(let h) = m {
+                if phase == .running { return turnAwayAsyncJoin(peer, h) }
+                guard !pendingJoins.contains(where: { $0.0 == peer }) else { return [] }
+                pendingJoins.append((peer, h))
+                return [.log("\(w.label), taken out of the run, asked to rejoin; it gets rows at the next step as a new member")]
+            }
+            return [.send(peer, .stop(runID: runID, reason: Message.takenOutReason)),
                     reject("message from a worker no longer in the run", from: w.label)]
         }
         let message: Message

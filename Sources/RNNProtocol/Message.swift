@@ -48,6 +48,10 @@ public enum Message: Equatable, Sendable {
     /// joined); their state arrives with the next weights.
     case columns(runID: UInt64, step: UInt64, columns: [Int32])
 
+    /// The reason of the stop a worker gets when it speaks to a coordinator that took it out of the run (it was
+    /// declared lost, e.g. frozen past the heartbeat timeout): it should say hello again to rejoin as a new member.
+    public static let takenOutReason = "this worker was taken out of the run; say hello to rejoin"
+
     public var type: MessageType {
         switch self {
         case .hello: return .hello

@@ -40,6 +40,10 @@ public final class LanguageModelTask: TrainingTask {
     public convenience init(options: TrainOptions, data: TextData) throws {
         var config = options.modelConfig
         config.vocabSize = data.vocabulary.count
+        try config.validate()
+        try ModelSpec.languageModel(config)
+            .trainingMemory(rows: options.batchSize, steps: options.numSteps, optimizerSlots: try options.optimizerKind().slotCount)
+            .check(lower: "lower --hidden, --embed, --layers, --batch-size or --num-steps")
         let model = try LanguageModel(config: config)
         var rng = RandomGenerator(seed: options.seed, stream: .initialization)
         model.initialize(try options.initialization(), rng: &rng)
@@ -212,6 +216,10 @@ public final class LanguageModelTask: TrainingTask {
             throw TrainingError("the coordinator sent token id \(bad), outside the vocabulary of \(s.model.vocabSize)")
         }
         guard s.batchSize >= 1, s.numSteps >= 1 else { throw TrainingError("the coordinator sent batch size \(s.batchSize) and \(s.numSteps) steps") }
+        try s.model.validate()
+        // A worker holds a replica and its gradient (the coordinator keeps the optimizer); the minibatch bounds its rows.
+        try ModelSpec.languageModel(s.model).trainingMemory(rows: s.batchSize, steps: s.numSteps, optimizerSlots: 0)
+            .check(who: "this worker", lower: "run it on a host with more memory, or train a smaller model")
         let model = try LanguageModel(config: s.model)
         let data = TextData(tokenizer: Tokenizer(kind: .char), vocabulary: Vocabulary(tokens: header.vocabulary), train: tokens)
         self.init(settings: s, model: model, data: data)

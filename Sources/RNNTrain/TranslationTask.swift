@@ -40,6 +40,10 @@ public final class TranslationTask: TrainingTask {
             sourceVocabSize: data.sourceVocabulary.count, targetVocabSize: data.targetVocabulary.count, embedSize: options.embed,
             hiddenSize: options.hidden, layers: options.layers, cell: options.model, bidirectional: t.bidirectional,
             dropout: options.dropout, packedSource: t.batching == .bucketed)
+        try config.validate()
+        try ModelSpec.translation(config)
+            .trainingMemory(rows: options.batchSize, steps: options.numSteps, optimizerSlots: try options.optimizerKind().slotCount)
+            .check(lower: "lower --hidden, --embed, --layers, --batch-size or --num-steps")
         let model = try EncoderDecoder(config: config)
         var rng = RandomGenerator(seed: options.seed, stream: .initialization)
         model.initialize(rng: &rng)
@@ -215,6 +219,9 @@ public final class TranslationTask: TrainingTask {
                                    train: (source, target), validPairs: SentencePairs(source: [], target: []),
                                    valid: (PaddedSentences([], vocabulary: placeholder(5), steps: T), PaddedSentences([], vocabulary: placeholder(5), steps: T)),
                                    fingerprint: "")
+        try c.validate()
+        try ModelSpec.translation(c).trainingMemory(rows: s.batchSize, steps: s.numSteps, optimizerSlots: 0)
+            .check(who: "this worker", lower: "run it on a host with more memory, or train a smaller model")
         self.init(settings: s, model: try EncoderDecoder(config: c), data: data)
     }
 }

@@ -115,6 +115,7 @@ struct Train: ParsableCommand {
             defer { pool.close() }
             var c = coordinator(bind: pool.endpoint, sharedMemory: pool.sharedMemory)!
             let threads = flags.threads
+            pool.restartsPerMinute = c.mode == .sync ? 3 : 0  // async runs admit workers only at their start
             c.afterBind = { try pool.start(count: workers, threads: threads) }
             try finish(try TrainingRun(settings: flags.runSettings(resume: resume, coordinator: c)).run())
         }

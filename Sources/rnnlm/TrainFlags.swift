@@ -267,8 +267,8 @@ struct DistributedFlags: ParsableArguments {
     var maxStaleness: Int?
     @Option(help: "sync: after --step-timeout, go on with the gradients of at least this many workers (stragglers' late gradients are discarded). Default: all workers.")
     var quorum: Int?
-    @Option(help: "Pause (and say so) while fewer workers than this are alive; workers may join a running job.")
-    var minWorkers: Int = 1
+    @Option(help: "Pause (and say so) while fewer workers than this are alive; workers may join a running job. At the start, once --join-timeout has passed, begin with this many if not all of --expect-workers joined.")
+    var minWorkers: Int?
     @Option(help: "Seconds without heartbeats after which a worker is declared dead (a killed worker is noticed at once).")
     var heartbeatTimeout: Double = 5
 

@@ -138,7 +138,7 @@ struct AsyncRunTests {
         #expect(m.alive == [0] && m.workers[0].columns == Array(0..<8))
         #expect(logs(out).contains { $0.contains("worker 1 (w1 on host-w1, pid 7) lost") && $0.contains("no gradient for its minibatch within 5s") }, "\(out)")
         let late = m.handle(.received(peer: b, frames: gradient(version: 0, streams: 4), now: 7))
-        #expect(late.first == .send(b, .stop(runID: run, reason: "this worker was taken out of the run")))
+        #expect(late.first == .send(b, .stop(runID: run, reason: Message.takenOutReason)))
         var end: [Action] = []
         for _ in 0..<3 { end += answer(&m, a, now: 7) }
         #expect(end.suffix(2) == [.epochComplete(epoch: 0, loss: LossSum(sum: 8, count: 40)), .runFinished])

@@ -131,7 +131,7 @@ struct CoordinatorMachineTests {
         #expect(next == [.sendWeightsWithState(step: 2, epoch: 0, index: 1, to: m.workers[0]),
                          .sendWeightsWithState(step: 2, epoch: 0, index: 1, to: m.workers[2])])
         // A message from the lost worker is refused.
-        #expect(m.handle(.received(peer: b, frames: gradient(step: 2, [0, 0, 0]), now: 11)).first == .send(b, .stop(runID: run, reason: "this worker was taken out of the run")))
+        #expect(m.handle(.received(peer: b, frames: gradient(step: 2, [0, 0, 0]), now: 11)).first == .send(b, .stop(runID: run, reason: Message.takenOutReason)))
         // Losing everyone ends the run with a message that says what to do.
         _ = m.handle(.peerUnreachable(peer: a, now: 12))
         guard case .failed(let why) = m.handle(.peerUnreachable(peer: c, now: 12)).first else { Issue.record("no failure"); return }
