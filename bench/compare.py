@@ -6,6 +6,10 @@ rnnlm/PyTorch, peak RSS per process, and model FLOP utilisation (achieved GFLOP/
 products ÷ the sgemm rate this run measures at the same thread count). Char-level timemachine, one-hot
 input, SGD lr 1, clip 1, T=35. Both sides train on the same first MAX_TOKENS tokens (the peer via
 --max-batches with the same number of minibatches per epoch).
+
+--baseline PATH adds a before/after comparison in the same run: each repeat runs the current rnnlm, the
+baseline rnnlm (same command line; these rows use only flags every version knows) and, unless --no-peer, the
+peer, in that order, and each row gains "after/before" (ratio of the median tokens/s).
 """
 import argparse, json, os, re, statistics, subprocess, sys, tempfile, time
 
@@ -44,7 +48,8 @@ def timed(cmd, env=None):
     rss = int(re.search(r"@@RSS (\d+)", out.stderr).group(1)) / 1024
     return out.stdout, rss
 
-def rnnlm_run(args, c, tmp):
+def rnnlm_run(args, c, tmp, binary=None):
+    binary = binary or args.rnnlm
     name, cell, hidden, layers, batch, threads, workers = c
     ck = tempfile.mkdtemp(dir=tmp)
     flags = ["--dataset", "timemachine", "--data-dir", DATA, "--model", cell, "--hidden", str(hidden), "--layers", str(layers),
@@ -52,13 +57,13 @@ def rnnlm_run(args, c, tmp):
              "--lr", "1", "--clip", "1", "--seed", "0", "--checkpoint-dir", ck, "--quiet"]
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
     if workers == 0:
-        _, rss = timed([args.rnnlm, "train", "--threads", str(threads)] + flags, env)
+        _, rss = timed([binary, "train", "--threads", str(threads)] + flags, env)
         rss_all = [rss]
     else:
         port = str(41000 + int(time.time() * 1000) % 1000)
-        coord = subprocess.Popen(["/usr/bin/time", "-f", "@@RSS %M", args.rnnlm, "coordinator", "--bind", "tcp://127.0.0.1:" + port,
+        coord = subprocess.Popen(["/usr/bin/time", "-f", "@@RSS %M", binary, "coordinator", "--bind", "tcp://127.0.0.1:" + port,
                                   "--expect-workers", str(workers)] + flags, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        ws = [subprocess.Popen(["/usr/bin/time", "-f", "@@RSS %M", args.rnnlm, "worker", "--connect", "tcp://127.0.0.1:" + port,
+        ws = [subprocess.Popen(["/usr/bin/time", "-f", "@@RSS %M", binary, "worker", "--connect", "tcp://127.0.0.1:" + port,
                                 "--threads", "1", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
               for _ in range(workers)]
         outs = [p.communicate() for p in [coord] + ws]
@@ -103,41 +108,72 @@ def sgemm_rates():
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rnnlm", required=True)
+    ap.add_argument("--baseline", default="", help="an older rnnlm binary to compare against (after/before column)")
+    ap.add_argument("--no-peer", action="store_true", help="skip the PyTorch peer (with --baseline: before/after only)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--max-tokens", type=int, default=45000)
     ap.add_argument("--only", default="")
     args = ap.parse_args()
     configs = [c for c in CONFIGS if not args.only or c[0] in args.only.split(",")]
-    rates = sgemm_rates()
-    print(f"sgemm (numpy/OpenBLAS, square 1024): {', '.join(f'{t} thread(s) {r:.1f} GFLOP/s' for t, r in sorted(rates.items()))}", flush=True)
+    if not configs:
+        sys.exit(f"compare: no configuration named {args.only}; known: {', '.join(c[0] for c in CONFIGS)}")
+    nan = float("nan")
+    rates = {} if args.no_peer else sgemm_rates()
+    if rates:
+        print(f"sgemm (numpy/OpenBLAS, square 1024): {', '.join(f'{t} thread(s) {r:.1f} GFLOP/s' for t, r in sorted(rates.items()))}", flush=True)
     tmp = tempfile.mkdtemp()
     rows = []
     for c in configs:
         name, cell, hidden, layers, batch, threads, workers = c
         batches = (args.max_tokens - 36) // batch // 35
-        r_tps, t_tps, r_rss, t_rss = [], [], [], []
-        for _ in range(args.repeats):  # alternate: rnnlm, torch, rnnlm, torch, ...
+        r_tps, b_tps, t_tps, r_rss, b_rss, t_rss = [], [], [], [], [], []
+        for _ in range(args.repeats):  # alternate: rnnlm, [baseline], [torch], rnnlm, ...
             tps, rss = rnnlm_run(args, c, tmp); r_tps += tps; r_rss.append(rss)
-            tps, rss = torch_run(args, c, batches); t_tps += tps; t_rss.append(rss)
+            if args.baseline:
+                tps, rss = rnnlm_run(args, c, tmp, args.baseline); b_tps += tps; b_rss.append(rss)
+            if not args.no_peer:
+                tps, rss = torch_run(args, c, batches); t_tps += tps; t_rss.append(rss)
         r = statistics.median(r_tps)
-        t = statistics.median(t_tps) if t_tps else float("nan")
+        b = statistics.median(b_tps) if b_tps else nan
+        t = statistics.median(t_tps) if t_tps else nan
         fpt = flops_per_token(cell, hidden, layers)
         # MFU against the sgemm rate at the threads the run uses (2 worker processes: 2 cores).
         cores = threads if workers == 0 else workers
-        rate = rates.get(cores, rates.get(1, 1) * cores)
-        rows.append(dict(name=name, rnnlm=r, torch=t, ratio=r / t, rnnlm_rss=max(r_rss), torch_rss=max(t_rss),
-                         mfu_rnnlm=r * fpt / 1e9 / rate, mfu_torch=t * fpt / 1e9 / rate))
-        x = rows[-1]
-        print(f"{name:20} rnnlm {r:10,.0f} tok/s  torch {t:10,.0f} tok/s  ratio {x['ratio']:5.2f}  RSS {x['rnnlm_rss']:6.0f} / {x['torch_rss']:6.0f} MiB"
-              f"  MFU {100 * x['mfu_rnnlm']:4.0f}% / {100 * x['mfu_torch']:4.0f}%", flush=True)
+        rate = rates.get(cores, rates.get(1, nan) * cores)
+        x = dict(name=name, rnnlm=r, torch=t, ratio=r / t, rnnlm_rss=max(r_rss), torch_rss=max(t_rss, default=nan),
+                 mfu_rnnlm=r * fpt / 1e9 / rate, mfu_torch=t * fpt / 1e9 / rate)
+        if args.baseline:
+            x.update(before=b, after_before=r / b, before_rss=max(b_rss), rnnlm_runs=r_tps, before_runs=b_tps)
+        rows.append(x)
+        line = f"{name:20} rnnlm {r:10,.0f} tok/s"
+        if args.baseline:
+            line += f"  before {b:10,.0f} tok/s  after/before {x['after_before']:5.3f}"
+        if not args.no_peer:
+            line += (f"  torch {t:10,.0f} tok/s  ratio {x['ratio']:5.2f}  RSS {x['rnnlm_rss']:6.0f} / {x['torch_rss']:6.0f} MiB"
+                     f"  MFU {100 * x['mfu_rnnlm']:4.0f}% / {100 * x['mfu_torch']:4.0f}%")
+        else:
+            line += f"  RSS {x['rnnlm_rss']:6.0f} MiB"
+        print(line, flush=True)
     print()
-    print("| configuration | rnnlm tok/s | PyTorch tok/s | ratio | peak RSS rnnlm / PyTorch (MiB) | MFU rnnlm / PyTorch |")
-    print("|---|---:|---:|---:|---:|---:|")
+    head, rule = "| configuration | rnnlm tok/s |", "|---|---:|"
+    if args.baseline:
+        head += " before tok/s | after/before |"; rule += "---:|---:|"
+    if not args.no_peer:
+        head += " PyTorch tok/s | ratio | peak RSS rnnlm / PyTorch (MiB) | MFU rnnlm / PyTorch |"; rule += "---:|---:|---:|---:|"
+    print(head); print(rule)
     for x in rows:
-        print(f"| {x['name']} | {x['rnnlm']:,.0f} | {x['torch']:,.0f} | {x['ratio']:.2f}x | {x['rnnlm_rss']:.0f} / {x['torch_rss']:.0f} | "
-              f"{100 * x['mfu_rnnlm']:.0f}% / {100 * x['mfu_torch']:.0f}% |")
-    print(json.dumps({"bench": "compare", "rows": rows, "sgemm": rates}))
+        line = f"| {x['name']} | {x['rnnlm']:,.0f} |"
+        if args.baseline:
+            line += f" {x['before']:,.0f} | {x['after_before']:.3f} |"
+        if not args.no_peer:
+            line += (f" {x['torch']:,.0f} | {x['ratio']:.2f}x | {x['rnnlm_rss']:.0f} / {x['torch_rss']:.0f} | "
+                     f"{100 * x['mfu_rnnlm']:.0f}% / {100 * x['mfu_torch']:.0f}% |")
+        print(line)
+    clean = lambda v: None if isinstance(v, float) and v != v else v  # NaN (a side not run) as null: strict JSON
+    rows = [{k: clean(v) for k, v in x.items()} for x in rows]
+    print(json.dumps({"bench": "compare", "rows": rows, "sgemm": rates, "baseline": args.baseline or None,
+                      "repeats": args.repeats, "epochs": args.epochs}))
 
 if __name__ == "__main__":
     main()
