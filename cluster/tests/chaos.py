@@ -165,6 +165,8 @@ class Chaos:
         port = self.next_port()
         ck = os.path.join(self.work, f"w{port}")
         extra = ["--mode", "async"] if mode == "async" else []
+        if kind == "stop":  # the run must outlast the freeze for the thawed worker to rejoin it
+            extra += ["--epochs", str(max(3, int(3 * (hold + 10) / 4)))]
         start = time.time()
         c = self.coordinator(f"c{port}", port, ck, task, extra, workers=3)
         ws = [self.worker(f"w{port}-{i}", port) for i in range(3)]
@@ -177,6 +179,7 @@ class Chaos:
             thaw = hit + hold
             while time.time() < thaw and c.p.poll() is None:
                 time.sleep(0.1)
+            ended_frozen = c.p.poll() is not None  # the run finished before the worker thawed: nothing to rejoin
             victim.signal(signal.SIGCONT)
         rc = self.finish(row, c, start + self.args.watchdog, (task, mode))
         lost = c.first(r"lost", after=hit)
@@ -191,7 +194,7 @@ class Chaos:
             what = "finished"
             if kind == "stop":
                 what += "; worker rejoined" if rejoined else "; worker dropped (did not rejoin)" if c.p.poll() is not None and lost else ""
-                if lost and not rejoined and hold < self.args.watchdog:
+                if lost and not rejoined and not ended_frozen and hold < self.args.watchdog:
                     row.ok = False  # a thawed worker must come back as a new member
             row.outcome = what
         elif rc is not None:

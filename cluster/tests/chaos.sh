@@ -10,4 +10,6 @@
 # say SKIPPED. Logs of every process stay in the folder printed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# The corpora (timemachine, fra-eng) come from the project's data-directory setting, as in CI.
+export RNNLM_DATA_DIR="${RNNLM_DATA_DIR:-$(cd .. && pwd)/shared/data}"
 exec python3 cluster/tests/chaos.py "$@"
