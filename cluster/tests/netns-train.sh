@@ -11,6 +11,10 @@
 # Prints every host's log prefixed by its name; exits with the coordinator's status. Everything it starts is
 # stopped by PID and the namespaces are removed on any exit.
 set -euo pipefail
+# One lab at a time: Slurm's daemons use fixed ports and the h1..h3 namespaces are shared, and test suites run
+# side by side. Every lab script takes this lock for its whole run (held on fd 9, released at exit).
+exec 9> "${TMPDIR:-/tmp}/rnnlm-lab.lock"
+flock -w 600 9 || echo "lab lock still held after 600 s; going on" >&2
 lab="$(cd "${1:?LAB_DIR}" && pwd)"; work="${2:?WORK_DIR}"; rnnlm="${3:?RNNLM}"; shift 3
 shape_host="" shape_rate=""
 if [ "${1:-}" = "--shape" ]; then shape_host="$2"; shape_rate="$3"; shift 3; fi

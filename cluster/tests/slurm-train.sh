@@ -13,6 +13,10 @@
 # The training flags must include --checkpoint-dir. Prints each job's output; daemons are stopped by PID and
 # namespaces removed on any exit.
 set -euo pipefail
+# One lab at a time: Slurm's daemons use fixed ports and the h1..h3 namespaces are shared, and test suites run
+# side by side. Every lab script takes this lock for its whole run (held on fd 9, released at exit).
+exec 9> "${TMPDIR:-/tmp}/rnnlm-lab.lock"
+flock -w 600 9 || echo "lab lock still held after 600 s; going on" >&2
 lab="$(cd "${1:?LAB_DIR}" && pwd)"; work="${2:?WORK_DIR}"; rnnlm="${3:?RNNLM}"; mode="${4:?MODE}"; shift 4
 case "$rnnlm" in /*) ;; *) rnnlm="$PWD/$rnnlm" ;; esac
 [ "${1:-}" = "--" ] && shift

@@ -7,6 +7,10 @@
 # With --interrupt-after, the launcher gets SIGTERM after that many seconds (to test that it stops every
 # remote process). Everything started here is stopped by PID and the namespaces removed on any exit.
 set -euo pipefail
+# One lab at a time: Slurm's daemons use fixed ports and the h1..h3 namespaces are shared, and test suites run
+# side by side. Every lab script takes this lock for its whole run (held on fd 9, released at exit).
+exec 9> "${TMPDIR:-/tmp}/rnnlm-lab.lock"
+flock -w 600 9 || echo "lab lock still held after 600 s; going on" >&2
 lab="$(cd "${1:?LAB_DIR}" && pwd)"; work="${2:?WORK_DIR}"; rnnlm="${3:?RNNLM}"; shift 3
 interrupt=""
 if [ "${1:-}" = "--interrupt-after" ]; then interrupt="$2"; shift 2; fi
