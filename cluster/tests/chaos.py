@@ -181,7 +181,8 @@ class Chaos:
                 time.sleep(0.1)
             ended_frozen = c.p.poll() is not None  # the run finished before the worker thawed: nothing to rejoin
             victim.signal(signal.SIGCONT)
-        rc = self.finish(row, c, start + self.args.watchdog, (task, mode))
+        # A freeze row trains longer than the undisturbed run (to outlast the freeze): no like-for-like perplexity.
+        rc = self.finish(row, c, start + self.args.watchdog, (task, mode) if kind == "kill" else None)
         lost = c.first(r"lost", after=hit)
         rejoined = c.first(r"joined the running job", after=hit)
         if lost:
