@@ -182,32 +182,12 @@ public final class LanguageModelTask: TrainingTask {
 
     /// JSON (settings and vocabulary), then the training tokens: `[UInt32 JSON length][JSON][Int32 tokens…]`.
     public func workerDescription() throws -> [UInt8] {
-        let json = Array(try JSONEncoder().encode(WorkerHeader(settings: settings, vocabulary: data.vocabulary.tokens)))
-        var out = [UInt8]()
-        out.reserveCapacity(4 + json.count + 4 * data.train.count)
-        withUnsafeBytes(of: UInt32(json.count).littleEndian) { out += $0 }
-        out += json
-        data.train.withUnsafeBytes { out += $0 }
-        return out
+        try WorkerDescription.encode(WorkerHeader(settings: settings, vocabulary: data.vocabulary.tokens), values: [data.train])
     }
 
     /// A worker's task, rebuilt from `workerDescription()`; every field is checked.
     public convenience init(workerDescription d: [UInt8]) throws {
-        guard d.count >= 4 else { throw TrainingError("the language-model description has \(d.count) bytes, fewer than its 4-byte header") }
-        let n = Int(d.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) })
-        guard n <= d.count - 4, (d.count - 4 - n) % 4 == 0 else {
-            throw TrainingError("the language-model description is malformed (header length \(n) of \(d.count) bytes)")
-        }
-        let header: WorkerHeader
-        do { header = try JSONDecoder().decode(WorkerHeader.self, from: Data(d[4..<(4 + n)])) } catch {
-            throw TrainingError("the language-model description cannot be decoded (\(error)); are coordinator and worker the same rnnlm version?")
-        }
-        let tokens = [Int32](unsafeUninitializedCapacity: (d.count - 4 - n) / 4) { buf, count in
-            d.withUnsafeBytes { raw in
-                UnsafeMutableRawBufferPointer(buf).copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[(4 + n)...]))
-            }
-            count = (d.count - 4 - n) / 4
-        }
+        let (header, tokens) = try WorkerDescription.decode(d, as: WorkerHeader.self, family: "language-model")
         let s = header.settings
         guard header.vocabulary.count == s.model.vocabSize else {
             throw TrainingError("the coordinator sent a vocabulary of \(header.vocabulary.count) tokens for a model of \(s.model.vocabSize)")

@@ -1,3 +1,4 @@
+import Foundation
 import RNNCheckpoint
 import RNNCore
 
@@ -88,5 +89,37 @@ public func assignCarriedRows(_ carried: inout [Float], perRow: Int, rows: [Int]
     guard perRow > 0 else { return }
     for (i, r) in rows.enumerated() {
         carried.replaceSubrange((r * perRow)..<((r + 1) * perRow), with: part[(i * perRow)..<((i + 1) * perRow)])
+    }
+}
+
+/// The framing of a task's worker description: `[UInt32 JSON length][JSON header][Int32 values…]`, the header
+/// describing the model and the values holding the training data.
+enum WorkerDescription {
+    static func encode(_ header: some Encodable, values arrays: [[Int32]]) throws -> [UInt8] {
+        let json = Array(try JSONEncoder().encode(header))
+        var out = [UInt8]()
+        out.reserveCapacity(4 + json.count + 4 * arrays.reduce(0) { $0 + $1.count })
+        withUnsafeBytes(of: UInt32(json.count).littleEndian) { out += $0 }
+        out += json
+        for a in arrays { a.withUnsafeBytes { out += $0 } }
+        return out
+    }
+
+    /// The header and the values of `d`; every malformed field is an error naming `family`'s description.
+    static func decode<Header: Decodable>(_ d: [UInt8], as: Header.Type, family: String) throws -> (Header, [Int32]) {
+        guard d.count >= 4 else { throw TrainingError("the \(family) description has \(d.count) bytes, fewer than its 4-byte header") }
+        let n = Int(d.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) })
+        guard n <= d.count - 4, (d.count - 4 - n) % 4 == 0 else {
+            throw TrainingError("the \(family) description is malformed (header length \(n) of \(d.count) bytes)")
+        }
+        let header: Header
+        do { header = try JSONDecoder().decode(Header.self, from: Data(d[4..<(4 + n)])) } catch {
+            throw TrainingError("the \(family) description cannot be decoded (\(error)); are coordinator and worker the same rnnlm version?")
+        }
+        let values = [Int32](unsafeUninitializedCapacity: (d.count - 4 - n) / 4) { buf, count in
+            d.withUnsafeBytes { UnsafeMutableRawBufferPointer(buf).copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[(4 + n)...])) }
+            count = (d.count - 4 - n) / 4
+        }
+        return (header, values)
     }
 }

@@ -179,32 +179,17 @@ public final class TranslationTask: TrainingTask {
     /// JSON (settings, pair count), then the training arrays as Int32: source ids `[N, S]`, source lengths `[N]`,
     /// target ids `[N, T]`, target lengths `[N]`.
     public func workerDescription() throws -> [UInt8] {
-        let json = Array(try JSONEncoder().encode(WorkerHeader(settings: settings, pairs: data.train.source.count)))
-        var out = [UInt8]()
-        withUnsafeBytes(of: UInt32(json.count).littleEndian) { out += $0 }
-        out += json
-        for a in [data.train.source.ids, data.train.source.lengths, data.train.target.ids, data.train.target.lengths] {
-            a.withUnsafeBytes { out += $0 }
-        }
-        return out
+        try WorkerDescription.encode(WorkerHeader(settings: settings, pairs: data.train.source.count),
+                                     values: [data.train.source.ids, data.train.source.lengths, data.train.target.ids,
+                                              data.train.target.lengths])
     }
 
     /// A worker's task, rebuilt from `workerDescription()`; every field is checked.
     public convenience init(workerDescription d: [UInt8]) throws {
-        guard d.count >= 4 else { throw TrainingError("the translation description has \(d.count) bytes, fewer than its header") }
-        let n = Int(d.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) })
-        guard n <= d.count - 4 else { throw TrainingError("the translation description is malformed (header length \(n))") }
-        let header: WorkerHeader
-        do { header = try JSONDecoder().decode(WorkerHeader.self, from: Data(d[4..<(4 + n)])) } catch {
-            throw TrainingError("the translation description cannot be decoded (\(error)); are coordinator and worker the same rnnlm version?")
-        }
+        let (header, values) = try WorkerDescription.decode(d, as: WorkerHeader.self, family: "translation")
         let s = header.settings, N = header.pairs, T = s.numSteps
-        guard N >= 1, T >= 1, s.batchSize >= 1, d.count - 4 - n == 4 * (2 * N * T + 2 * N) else {
-            throw TrainingError("the translation description holds \(d.count - 4 - n) data bytes, not \(N) pairs of \(T) steps")
-        }
-        let values = [Int32](unsafeUninitializedCapacity: (d.count - 4 - n) / 4) { buf, count in
-            d.withUnsafeBytes { UnsafeMutableRawBufferPointer(buf).copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[(4 + n)...])) }
-            count = (d.count - 4 - n) / 4
+        guard N >= 1, T >= 1, s.batchSize >= 1, values.count == 2 * N * T + 2 * N else {
+            throw TrainingError("the translation description holds \(4 * values.count) data bytes, not \(N) pairs of \(T) steps")
         }
         var source = PaddedSentences([], vocabulary: Vocabulary(tokens: []), steps: T), target = source
         source.ids = Array(values[0..<(N * T)]); source.lengths = Array(values[(N * T)..<(N * T + N)])
