@@ -58,6 +58,10 @@ public final class Coordinator: GradientSource {
     /// it get a `SharedPayloadRegion` there, and their weights and gradients bypass the socket.
     public var sharedMemoryDirectory: String?
     var regions: [PeerID: SharedPayloadRegion] = [:]
+    /// What crosses to and from the workers (socket frames and shared-memory payloads), and its count when
+    /// admission ended (the welcomes are not part of a step's traffic).
+    public let traffic = TrafficMeter()
+    var trafficAtAdmission = (sent: 0, received: 0)
 
     public init(socket: ZMQSocket, runID: UInt64, parameterCount: Int, joinTimeout: TimeInterval, stepTimeout: TimeInterval,
                 log: @escaping (String) -> Void) {
@@ -67,6 +71,7 @@ public final class Coordinator: GradientSource {
         self.joinTimeout = joinTimeout
         self.stepTimeout = stepTimeout
         self.log = log
+        socket.meter = traffic
     }
 
     static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
@@ -161,6 +166,7 @@ public final class Coordinator: GradientSource {
                 let path = dir + "/worker-\(w.index).shm"
                 regions = regions.filter { $0.value.path != path }
                 regions[w.peer] = try SharedPayloadRegion(path: path, capacity: capacity, create: true)
+                regions[w.peer]!.meter = traffic
                 assignment.sharedMemory = path
                 log("\(w.label): weights and gradients through shared memory (\(path))")
             }
@@ -178,6 +184,7 @@ public final class Coordinator: GradientSource {
             }
         }
         needsState = Set(peers.map(\.index))
+        trafficAtAdmission = (traffic.sent, traffic.received)
     }
 
     public func gradient(task: any TrainingTask, epoch: Int, index: Int, reset: Bool, step: Int,
@@ -281,7 +288,7 @@ public final class Coordinator: GradientSource {
         let share = max(0, stepSeconds - workerComputeSeconds) / stepSeconds
         return String(format: "parameter server: %.1f%% of step time", 100 * share)
             + " (per step \(ms(stepSeconds)): slowest worker computes \(ms(workerComputeSeconds)); broadcast \(ms(broadcastSeconds)),"
-            + " waiting \(ms(waitSeconds)), summing \(ms(reduceSeconds)), clip+update \(ms(updateSeconds)))"
+            + " waiting \(ms(waitSeconds)), summing \(ms(reduceSeconds)), clip+update \(ms(updateSeconds))); \(trafficSummary())"
     }
 
     /// Tells every worker the run is over.

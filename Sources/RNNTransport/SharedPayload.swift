@@ -19,6 +19,8 @@ public final class SharedPayloadRegion {
     private let mappedBytes: Int
     private let stride: Int
     private static let headerBytes = 64  // counter and length, on their own cache line
+    /// Counts the payload bytes this side writes (sent) and reads back whole (received), when set.
+    public var meter: TrafficMeter?
 
     /// Creates (`create`, the coordinator) or opens (a worker) the region file at `path`.
     public init(path: String, capacity: Int, create: Bool) throws {
@@ -55,6 +57,7 @@ public final class SharedPayloadRegion {
             at += p.count
         }
         rnnlm_seq_end_write(c, odd &+ 1)
+        meter?.didSend(total)
     }
 
     /// The slot's payload, or nil when it was never written or was being rewritten while read.
@@ -68,7 +71,9 @@ public final class SharedPayloadRegion {
             if n > 0 { UnsafeMutableRawPointer(buf.baseAddress!).copyMemory(from: UnsafeRawPointer(c) + Self.headerBytes, byteCount: n) }
             count = n
         }
-        return rnnlm_seq_end_read(c) == before ? out : nil
+        guard rnnlm_seq_end_read(c) == before else { return nil }
+        meter?.didReceive(n)
+        return out
     }
 
     /// Simulates a writer caught mid-copy (tests).

@@ -36,6 +36,8 @@ public final class ZMQSocket {
     public let kind: Kind
     private let context: ZMQContext  // keeps the context alive while the socket lives
     var contextRef: ZMQContext { context }
+    /// Counts the frames this socket sends and receives (peer-identity frames excluded), when set.
+    public var meter: TrafficMeter?
 
     /// `heartbeatTimeout`: seconds without ZMTP heartbeats after which libzmq drops the connection (a frozen
     /// peer); heartbeats go every second from libzmq's I/O thread, so a busy peer still answers.
@@ -83,6 +85,7 @@ public final class ZMQSocket {
     /// Sends `frames` as one multipart message; on a ROUTER, to peer `identity`.
     public func send(_ frames: [[UInt8]], to identity: [UInt8]? = nil) throws {
         try send(identity.map { [$0] + frames } ?? frames, more: false)
+        meter?.didSend(frames.reduce(0) { $0 + $1.count })
     }
 
     /// Sends the same message to several ROUTER peers; the last (large) frame is copied into one ZeroMQ
@@ -109,6 +112,7 @@ public final class ZMQSocket {
                 zmq_msg_close(part)
                 throw TransportError("broadcast send failed")
             }
+            meter?.didSend(head.count + payload.count)
         }
         return unreachable
     }
@@ -149,6 +153,7 @@ public final class ZMQSocket {
             zmq_msg_close(msg)
             if more == 0 { break }
         } while true
+        meter?.didReceive(frames.dropFirst(kind == .router ? 1 : 0).reduce(0) { $0 + $1.count })
         return frames
     }
 }
