@@ -352,26 +352,26 @@ double rk_sum_squares(const float *x, int64_t n) {
 }
 
 void rk_adam_update(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, int64_t n,
-                    float b1, float b2, float eps, float wd, float step_size, float bc2_sqrt) {
+                    float gscale, float b1, float b2, float eps, float wd, float step_size, float bc2_sqrt) {
     RK_SIMD
     for (int64_t i = 0; i < n; i++) {
-        float d = g[i] + wd * p[i];
+        float d = gscale * g[i] + wd * p[i];
         m[i] = b1 * m[i] + (1 - b1) * d;
         v[i] = b2 * v[i] + (1 - b2) * d * d;
         p[i] -= step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
     }
 }
 
-void rk_sgd_update(float *restrict p, const float *restrict g, float *restrict buf, int64_t n, float lr, float momentum,
-                   float wd, int first) {
+void rk_sgd_update(float *restrict p, const float *restrict g, float *restrict buf, int64_t n, float gscale, float lr,
+                   float momentum, float wd, int first) {
     if (buf == 0) {
         RK_SIMD
-        for (int64_t i = 0; i < n; i++) p[i] -= lr * (g[i] + wd * p[i]);
+        for (int64_t i = 0; i < n; i++) p[i] -= lr * (gscale * g[i] + wd * p[i]);
         return;
     }
     RK_SIMD
     for (int64_t i = 0; i < n; i++) {
-        float d = g[i] + wd * p[i];
+        float d = gscale * g[i] + wd * p[i];
         buf[i] = first ? d : momentum * buf[i] + d;
         p[i] -= lr * buf[i];
     }

@@ -9,3 +9,7 @@ public func clipGlobalNorm(_ g: FloatBuffer, maxNorm: Double) -> Double {
     if maxNorm > 0, norm > maxNorm { g.scale(by: Float(maxNorm / norm)) }
     return norm
 }
+
+/// The factor D2L's clipping multiplies a gradient of global norm `norm` by: `maxNorm / norm` when the norm exceeds
+/// `maxNorm` (> 0), else 1. The trainer folds it into the optimizer's gradient scale instead of rescaling the buffer.
+public func clipFactor(norm: Double, maxNorm: Double) -> Double { maxNorm > 0 && norm > maxNorm ? maxNorm / norm : 1 }

@@ -1,4 +1,5 @@
 import CKernels
+import Dispatch
 /// Which update rule, with its hyperparameters (PyTorch's semantics and defaults).
 public enum OptimizerKind: Equatable, Sendable, Codable {
     /// Buffers of one value per parameter the optimizer keeps (momentum; Adam's two moments).
@@ -44,20 +45,29 @@ public final class Optimizer {
         }
     }
 
-    /// Applies one update with learning rate `lr` to `params` from `grads` (both in the same layout).
-    public func update(params: FloatBuffer, grads: FloatBuffer, lr: Float) {
+    /// Applies one update with learning rate `lr` to `params` from `gradScale`·`grads` (both in the same layout),
+    /// split over `threads` threads in contiguous ranges (elementwise, so the result is the same for any split).
+    public func update(params: FloatBuffer, grads: FloatBuffer, lr: Float, gradScale: Float = 1, threads: Int = 1) {
         precondition(params.count == count && grads.count == count,
                      "optimizer built for \(count) parameters got \(params.count) parameters and \(grads.count) gradients")
-        let p = params.pointer, g = grads.pointer
         step += 1
-        switch kind {
-        case .sgd(let momentum, let wd):
-            rk_sgd_update(p, g, momentum == 0 ? nil : slots[0].pointer, Int64(count), lr, momentum, wd, step == 1 ? 1 : 0)
-        case .adam(let b1, let b2, let eps, let wd):
-            let m = slots[0].pointer, v = slots[1].pointer
+        let kind = kind, first: Int32 = step == 1 ? 1 : 0
+        var corrected: (stepSize: Float, bc2Sqrt: Float) = (0, 0)
+        if case .adam(let b1, let b2, _, _) = kind {
             let bc1 = 1 - pow(Double(b1), Double(step)), bc2 = 1 - pow(Double(b2), Double(step))
-            let stepSize = Float(Double(lr) / bc1), bc2Sqrt = Float(bc2.squareRoot())
-            rk_adam_update(p, g, m, v, Int64(count), b1, b2, eps, wd, stepSize, bc2Sqrt)
+            corrected = (Float(Double(lr) / bc1), Float(bc2.squareRoot()))
+        }
+        let (stepSize, bc2Sqrt) = corrected
+        let p = SendablePointer(params.pointer), g = SendablePointer(grads.pointer)
+        let s0 = slots.first.map { SendablePointer($0.pointer) }, s1 = slots.count > 1 ? SendablePointer(slots[1].pointer) : nil
+        forEachRange(count: count, threads: threads) { r in
+            let n = Int64(r.count), o = r.lowerBound
+            switch kind {
+            case .sgd(let momentum, let wd):
+                rk_sgd_update(p.at(o), g.at(o), s0?.at(o), n, gradScale, lr, momentum, wd, first)
+            case .adam(let b1, let b2, let eps, let wd):
+                rk_adam_update(p.at(o), g.at(o), s0!.at(o), s1!.at(o), n, gradScale, b1, b2, eps, wd, stepSize, bc2Sqrt)
+            }
         }
     }
 }

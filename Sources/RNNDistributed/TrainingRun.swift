@@ -116,6 +116,9 @@ public final class TrainingRun {
                 return summary(.interrupted(checkpoint: nil), trainer, seconds: 0)
             }
             trainer.source = c
+            // A synchronous step's workers wait for the update, so it may use every core; an asynchronous one
+            // updates while they compute, and keeps to --threads.
+            if d.mode == .sync { trainer.updateThreads = max(threads, ProcessInfo.processInfo.activeProcessorCount) }
             coordinator = c
         }
         defer { coordinator?.stopAll(reason: "training finished") }

@@ -130,29 +130,43 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
             if deadline.timeIntervalSinceNow < 0 { return .lost("after step \(lastStep) (no message for \(Int(timeout))s)") }
             continue
         }
-        guard let frames = restoringSharedPayload(received, from: region, .toWorker) else {
-            warn("ignored weights whose shared-memory payload was rewritten while read (the coordinator moved on)")
-            continue
-        }
-        deadline = Date().addingTimeInterval(timeout)
-        let m: Message
-        do { m = try Codec.decode(frames, runID: runID, parameterCount: task.parameterCount) } catch {
-            warn("ignored a bad message from the coordinator: \(error)")
-            continue
-        }
-        switch m {
-        case .weights(_, let step, let epoch, let index, let reset, let params, let st):
-            // A message that fails these checks is rejected (and counted) without touching this worker's state.
+        deadline = Date().addingTimeInterval(timeout)  // the coordinator is there
+        if let head = received.first, (try? Codec.header(Codec.clearingSharedPayloadFlag(head)))?.type == .weights {
+            // Weights, the step's largest message, go straight into the task's parameters: read in place from the
+            // shared-memory slot, or from the socket frame.
+            let fields: Codec.WeightsFields
+            do {
+                let h = Codec.clearingSharedPayloadFlag(head), params = task.parameters.buffer
+                let flag = head.count > Codec.sharedPayloadFlagOffset ? head[Codec.sharedPayloadFlagOffset] : 0
+                // Only a lone head may carry the flag; anything else with the reserved byte set is malformed.
+                guard flag == 0 || Codec.isSharedPayloadHead(received) else { throw ProtocolError.reservedNonZero(flag) }
+                if flag != 0 {
+                    guard let region else { throw DistributedError("weights flagged as in shared memory, but this worker was offered none") }
+                    guard let f = try region.withPayload(.toWorker, { try Codec.decodeWeights(head: h, payload: $0, runID: runID, into: params) }) else {
+                        warn("ignored weights whose shared-memory payload was rewritten while read (the coordinator moved on)")
+                        continue
+                    }
+                    fields = f
+                } else {
+                    guard received.count == 2 else { throw ProtocolError.frameCount(received.count) }
+                    fields = try received[1].withUnsafeBytes { try Codec.decodeWeights(head: h, payload: $0, runID: runID, into: params) }
+                }
+            } catch {
+                warn("ignored a bad message from the coordinator: \(error)")
+                continue
+            }
+            let step = fields.step, epoch = fields.epoch, index = fields.batch, st = fields.state
+            // A message that fails these checks is rejected (and counted) without touching this worker's carried
+            // values (its parameters are rewritten by every weights message before any use).
             guard st.isEmpty || st.count == carried.count else {
                 warn("ignored weights for step \(step): \(st.count) carried values, this worker's \(a.rows.count) rows need \(carried.count)")
                 continue
             }
-            guard Int(index) < task.minibatchCount(epoch: Int(epoch)) else {
+            guard step <= UInt64(Int.max), Int(index) < task.minibatchCount(epoch: Int(epoch)) else {
                 warn("ignored weights for step \(step): minibatch \(index) of epoch \(epoch) does not exist here; do coordinator and worker disagree about the data?")
                 continue
             }
-            params.withUnsafeBufferPointer { task.parameters.copy(from: $0) }
-            if reset { for i in carried.indices { carried[i] = 0 } }
+            if fields.resetState { for i in carried.indices { carried[i] = 0 } }
             if !st.isEmpty { carried = st }
             if delayMilliseconds > 0 { usleep(UInt32(delayMilliseconds) * 1000) }  // testing stragglers
             let t0 = DispatchTime.now().uptimeNanoseconds
@@ -175,6 +189,20 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
                 try beforeGradient?({ try socket.send($0) }, frames, step, runID)
                 try socket.send(frames)
             }
+            continue
+        }
+        guard let frames = restoringSharedPayload(received, from: region, .toWorker) else {
+            warn("ignored a message whose shared-memory payload was rewritten while read (the coordinator moved on)")
+            continue
+        }
+        let m: Message
+        do { m = try Codec.decode(frames, runID: runID, parameterCount: task.parameterCount) } catch {
+            warn("ignored a bad message from the coordinator: \(error)")
+            continue
+        }
+        switch m {
+        case .weights:
+            continue  // decoded above, in place
         case .columns(_, _, let cols):
             guard !cols.isEmpty, cols.allSatisfy({ $0 >= 0 && Int($0) < B }), Set(cols).count == cols.count else {
                 warn("ignored an assignment of rows \(cols.prefix(8)) (a minibatch has rows 0..<\(B), each owned once)")

@@ -71,11 +71,17 @@ public enum Codec {
         frames.count == 1 && frames[0].count >= Header.size && frames[0][sharedPayloadFlagOffset] == 1
     }
 
+    /// `head` with the "payload in shared memory" flag cleared, as `decode` and `decodeWeights` expect it.
+    public static func clearingSharedPayloadFlag(_ head: [UInt8]) -> [UInt8] {
+        var h = head
+        if h.count > sharedPayloadFlagOffset { h[sharedPayloadFlagOffset] = 0 }
+        return h
+    }
+
     /// The message with its payload restored from shared memory, ready for `decode`; nil when the payload's
     /// length is not the one the head declares.
     public static func restoringSharedPayload(_ frames: [[UInt8]], payload: [UInt8]) -> [[UInt8]]? {
-        var h = frames[0]
-        h[sharedPayloadFlagOffset] = 0
+        let h = clearingSharedPayloadFlag(frames[0])
         let declared: UInt32 = read(h, 28)
         guard Int(declared) == payload.count else { return nil }
         return [h, payload]
@@ -157,7 +163,7 @@ public enum Codec {
         case .welcome:
             return .welcome(runID: h.runID, assignment: meta, task: payload!)
         case .weights:
-            guard meta.count == 5, meta[0] <= 1 else { throw .badMeta("weights metadata must be a reset byte (0 or 1) and a state count") }
+            try checkWeightsMeta(meta)
             let (params, state) = try split(payload!, stateCount: read(meta, 1))
             if let n = parameterCount, params.count != n { throw .parameterCount(expected: n, got: params.count) }
             if !allFinite(params) || !allFinite(state) { throw .nonFinite("weights") }
@@ -187,6 +193,52 @@ public enum Codec {
             guard !cols.isEmpty, cols.allSatisfy({ $0 >= 0 }), Set(cols).count == cols.count else { throw .badColumns }
             return .columns(runID: h.runID, step: h.step, columns: cols)
         }
+    }
+
+    static func checkWeightsMeta(_ meta: [UInt8]) throws(ProtocolError) {
+        guard meta.count == 5, meta[0] <= 1 else { throw .badMeta("weights metadata must be a reset byte (0 or 1) and a state count") }
+    }
+
+    /// A weights message but its parameters, which `decodeWeights` puts straight where they are used.
+    public struct WeightsFields: Equatable {
+        public var step: UInt64
+        public var epoch: UInt32
+        public var batch: UInt32
+        public var resetState: Bool
+        public var state: [Float]
+        public init(step: UInt64, epoch: UInt32, batch: UInt32, resetState: Bool, state: [Float]) {
+            self.step = step; self.epoch = epoch; self.batch = batch; self.resetState = resetState; self.state = state
+        }
+    }
+
+    /// Decodes a weights message from its (unflagged) head and its payload bytes, wherever those are (a socket
+    /// frame, a shared-memory slot read in place), with `decode`'s checks, copying the parameters straight into
+    /// `parameters` (whose count is the expected parameter count): the largest message of a step crosses one copy.
+    /// When it throws, `parameters` may hold part of the payload; the caller must not use them.
+    public static func decodeWeights(head: [UInt8], payload: UnsafeRawBufferPointer, runID expectedRun: UInt64,
+                                     into parameters: UnsafeMutableBufferPointer<Float>) throws(ProtocolError) -> WeightsFields {
+        let h = try header(head)
+        guard h.type == .weights else { throw .badMeta("expected a weights message, got \(h.type)") }
+        let meta = Array(head[Header.size...])
+        guard Int(h.metaLength) == meta.count else { throw .metaLength(declared: h.metaLength, actual: meta.count) }
+        guard Int(h.payloadLength) == payload.count else { throw .payloadLength(declared: h.payloadLength, actual: payload.count) }
+        guard payload.count % 4 == 0 else { throw .payloadNotAligned(payload.count) }
+        guard h.runID == expectedRun else { throw .wrongRun(expected: expectedRun, got: h.runID) }
+        try checkWeightsMeta(meta)
+        let stateCount: UInt32 = read(meta, 1), count = payload.count / 4
+        guard Int(stateCount) <= count else { throw .stateCount(declared: stateCount, payload: count) }
+        let n = count - Int(stateCount)
+        guard n == parameters.count else { throw .parameterCount(expected: parameters.count, got: n) }
+        if n > 0 { UnsafeMutableRawPointer(parameters.baseAddress!).copyMemory(from: payload.baseAddress!, byteCount: 4 * n) }
+        let state = [Float](unsafeUninitializedCapacity: Int(stateCount)) { buf, done in
+            if stateCount > 0 {
+                UnsafeMutableRawPointer(buf.baseAddress!).copyMemory(from: payload.baseAddress! + 4 * n, byteCount: 4 * Int(stateCount))
+            }
+            done = Int(stateCount)
+        }
+        guard allFinite(UnsafeBufferPointer(parameters)), allFinite(state) else { throw .nonFinite("weights") }
+        return WeightsFields(step: h.step, epoch: UInt32(h.aux >> 32), batch: UInt32(truncatingIfNeeded: h.aux),
+                             resetState: meta[0] == 1, state: state)
     }
 
     /// A Float32 payload's leading values and its trailing `stateCount` values, each decoded with one copy.

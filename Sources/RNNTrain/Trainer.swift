@@ -224,10 +224,16 @@ public final class Trainer {
         source = local
     }
 
+    /// Threads for the update (the gradient's norm and the optimizer, both streaming over every parameter). The
+    /// result does not depend on it (`FloatBuffer.sumOfSquares` sums fixed blocks in order; the update is elementwise).
+    public var updateThreads = 1
+
     /// Computes local gradients on `threads` threads, splitting each minibatch's rows between them
-    /// (`DataParallel`); 1 is the reference path. The caller keeps OpenBLAS single-threaded when this is > 1.
+    /// (`DataParallel`), and updates on as many; 1 is the reference path. The caller keeps OpenBLAS
+    /// single-threaded when this is > 1.
     public func useThreads(_ threads: Int) {
         local.parallel = threads > 1 ? DataParallel(task: task, threads: threads) : nil
+        updateThreads = threads
     }
 
     /// One optimizer step on minibatch `index` of `epoch`, from the carried values: gradient of the summed
@@ -247,7 +253,8 @@ public final class Trainer {
     }
 
     /// The update half of a step, on the Σ-loss gradient already in `task.gradients`: scale by 1/tokens,
-    /// clip the global norm, apply the optimizer at the schedule's rate. Returns the norm before clipping.
+    /// clip the global norm, apply the optimizer at the schedule's rate (the buffer itself keeps the Σ-loss
+    /// gradient: the scaling happens inside the optimizer's pass). Returns the norm before clipping.
     @discardableResult
     public func applyGradient(_ loss: LossSum) throws -> Double {
         // A distributed step where every contribution was dropped: nothing to learn from, skip the update.
@@ -255,12 +262,14 @@ public final class Trainer {
             record.step += 1
             return 0
         }
-        task.gradients.scale(by: 1 / Float(loss.count))
-        let norm = clipGlobalNorm(task.gradients, maxNorm: options.clip)
+        // The mean (1/tokens) and the clipping factor scale the gradient inside the optimizer's one pass over it.
+        let mean = 1 / Double(loss.count)
+        let norm = task.gradients.sumOfSquares(threads: updateThreads).squareRoot() * mean
         guard loss.sum.isFinite, norm.isFinite else {
             throw TrainingError("training diverged at step \(record.step + 1) (loss \(loss.mean), gradient norm \(norm)); lower --lr, set --clip, and resume from the last checkpoint")
         }
-        optimizer.update(params: task.parameters, grads: task.gradients, lr: record.schedule.lr)
+        optimizer.update(params: task.parameters, grads: task.gradients, lr: record.schedule.lr,
+                         gradScale: Float(mean * clipFactor(norm: norm, maxNorm: options.clip)), threads: updateThreads)
         record.step += 1
         return norm
     }

@@ -61,19 +61,20 @@ public final class SharedPayloadRegion {
     }
 
     /// The slot's payload, or nil when it was never written or was being rewritten while read.
-    public func read(_ s: Slot) -> [UInt8]? {
+    public func read(_ s: Slot) -> [UInt8]? { withPayload(s) { [UInt8]($0) } }
+
+    /// `body`'s result on the slot's payload read in place (no copy), or nil when the slot was never written or
+    /// was rewritten while `body` ran, in which case whatever `body` made of the bytes must be thrown away.
+    public func withPayload<R>(_ s: Slot, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R? {
         let c = counter(s)
         let before = rnnlm_seq_begin_read(c)
         guard before != 0, before & 1 == 0 else { return nil }
         let n = Int((c + 1).pointee)
         guard n <= capacity else { return nil }
-        let out = [UInt8](unsafeUninitializedCapacity: n) { buf, count in
-            if n > 0 { UnsafeMutableRawPointer(buf.baseAddress!).copyMemory(from: UnsafeRawPointer(c) + Self.headerBytes, byteCount: n) }
-            count = n
-        }
+        let result = try body(UnsafeRawBufferPointer(start: UnsafeRawPointer(c) + Self.headerBytes, count: n))
         guard rnnlm_seq_end_read(c) == before else { return nil }
         meter?.didReceive(n)
-        return out
+        return result
     }
 
     /// Simulates a writer caught mid-copy (tests).

@@ -20,6 +20,17 @@ struct ReductionTests {
         #expect(allFinite([Float.greatestFiniteMagnitude, -.greatestFiniteMagnitude, .leastNonzeroMagnitude, 0, -0.0]))
     }
 
+    /// The global norm must not depend on how many threads compute it (results may not depend on the split).
+    @Test(arguments: [1, FloatBuffer.sumOfSquaresBlock - 1, FloatBuffer.sumOfSquaresBlock + 1, 5 * FloatBuffer.sumOfSquaresBlock + 7])
+    func sumOfSquaresIsTheSameOnAnyThreadCount(_ n: Int) {
+        var rng = RandomGenerator(seed: 11)
+        let x = FloatBuffer((0..<n).map { _ in rng.uniform(-2, 2) })
+        let one = x.sumOfSquares()
+        for threads in [2, 3, 8] { #expect(x.sumOfSquares(threads: threads) == one, "\(threads) threads, n=\(n)") }
+        let exact = x.array.reduce(0.0) { $0 + Double($1) * Double($1) }
+        #expect(abs(one - exact) <= 1e-12 * max(exact, 1))
+    }
+
     @Test(arguments: [0, 1, 15, 16, 17, 100_003])
     func sumOfSquaresMatchesDouble(_ n: Int) {
         var rng = RandomGenerator(seed: 9)

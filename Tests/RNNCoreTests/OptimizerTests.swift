@@ -1,3 +1,4 @@
+import Foundation
 import RNNCore
 import Testing
 
@@ -33,6 +34,43 @@ struct OptimizerTests {
         let expected = 0.99 - 0.01 * mHat / (vHat.squareRoot() + 1e-8)
         #expect(abs(Double(p[0]) - expected) < 1e-6, "Adam step 2 gave \(p[0]), hand value \(expected)")
         #expect(abs(p[1] + 0.98) < 1e-6)
+    }
+
+    /// The gradient scale folded into the update equals scaling the gradient first, and splitting the update over
+    /// threads changes nothing: every element against a Float64 evaluation of the same formula.
+    @Test(arguments: [OptimizerKind.sgd(momentum: 0, weightDecay: 0), .sgd(momentum: 0.9, weightDecay: 0.01),
+                      .adam(beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.001)])
+    func scaledThreadedUpdateMatchesTheFormula(_ kind: OptimizerKind) {
+        let n = 3 * (1 << 16) + 5, scale: Float = 0.37, lr: Float = 0.05
+        var rng = RandomGenerator(seed: 3)
+        let p0 = (0..<n).map { _ in rng.uniform(-1, 1) }, g = FloatBuffer((0..<n).map { _ in rng.uniform(-1, 1) })
+        let one = FloatBuffer(p0), many = FloatBuffer(p0)
+        let o1 = Optimizer(kind, parameterCount: n), o2 = Optimizer(kind, parameterCount: n)
+        for _ in 0..<2 {
+            o1.update(params: one, grads: g, lr: lr, gradScale: scale, threads: 1)
+            o2.update(params: many, grads: g, lr: lr, gradScale: scale, threads: 3)
+        }
+        #expect(one.array == many.array, "the thread split changed the update")
+        // Float64 reference of two steps.
+        var worst = 0.0
+        for i in stride(from: 0, to: n, by: 997) {
+            var p = Double(p0[i]), m = 0.0, v = 0.0, buf = 0.0
+            for t in 1...2 {
+                switch kind {
+                case .sgd(let mu, let wd):
+                    let d = Double(scale) * Double(g[i]) + Double(wd) * p
+                    buf = (mu == 0 || t == 1) ? d : Double(mu) * buf + d
+                    p -= Double(lr) * buf
+                case .adam(let b1, let b2, let eps, let wd):
+                    let d = Double(scale) * Double(g[i]) + Double(wd) * p
+                    m = Double(b1) * m + (1 - Double(b1)) * d; v = Double(b2) * v + (1 - Double(b2)) * d * d
+                    let mHat = m / (1 - pow(Double(b1), Double(t))), vHat = v / (1 - pow(Double(b2), Double(t)))
+                    p -= Double(lr) * mHat / (vHat.squareRoot() + Double(eps))
+                }
+            }
+            worst = max(worst, abs(p - Double(one[i])))
+        }
+        #expect(worst < 1e-5, "largest difference from the Float64 formula: \(worst)")
     }
 
     @Test func clippingScalesToMaxNormAndReportsNormBefore() {

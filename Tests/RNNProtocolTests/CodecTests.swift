@@ -64,6 +64,42 @@ struct CodecTests {
         expectRejection(badHello, .badMeta("hello is not a WorkerHello JSON object"))
     }
 
+    /// `decodeWeights` (the worker's in-place path) against `decode`: the same fields for every well-formed weights
+    /// message, and the same rejection, with the same reason, for every malformed one `decode` rejects.
+    @Test func inPlaceWeightsDecodingAgreesWithDecode() throws {
+        func inPlace(_ frames: [[UInt8]], runID: UInt64 = 7, count: Int = 3) throws -> (Codec.WeightsFields, [Float]) {
+            var params = [Float](repeating: -99, count: count)
+            let payload = frames.count > 1 ? frames[1] : []
+            let fields = try payload.withUnsafeBytes { raw in
+                try params.withUnsafeMutableBufferPointer { p in
+                    try Codec.decodeWeights(head: frames[0], payload: raw, runID: runID, into: p)
+                }
+            }
+            return (fields, params)
+        }
+        for m in samples {
+            guard case .weights(_, let step, let epoch, let batch, let reset, let params, let state) = m else { continue }
+            let (f, p) = try inPlace(Codec.encode(m))
+            #expect(f == Codec.WeightsFields(step: step, epoch: epoch, batch: batch, resetState: reset, state: state))
+            #expect(p == params)
+        }
+        let w = samples[3]
+        let malformed: [([[UInt8]], UInt64, Int)] = [
+            (patched(w, at: 0, [0x58]), 7, 3), (patched(w, at: 4, [1, 0]), 7, 3), (patched(w, at: 7, [1]), 7, 3),
+            (patched(w, at: 24, [9]), 7, 3), (patched(w, at: 28, [16]), 7, 3), (Codec.encode(w), 8, 3), (Codec.encode(w), 7, 4),
+            (patched(w, at: 41, [200]), 7, 3), (patched(w, at: 40, [2]), 7, 3),
+            (Codec.encode(.weights(runID: 7, step: 1, epoch: 0, batch: 0, resetState: false, parameters: [1, .nan, 2], state: [])), 7, 3),
+            (Codec.encode(.weights(runID: 7, step: 1, epoch: 0, batch: 0, resetState: false, parameters: [1, 1, 2], state: [.infinity])), 7, 3),
+        ]
+        for (frames, run, count) in malformed {
+            var expected: ProtocolError?
+            do { _ = try Codec.decode(frames, runID: run, parameterCount: count) } catch { expected = error }
+            #expect(expected != nil, "decode accepted a malformed message")
+            #expect(throws: expected!) { _ = try inPlace(frames, runID: run, count: count) }
+        }
+        #expect(throws: ProtocolError.badMeta("expected a weights message, got gradient")) { _ = try inPlace(Codec.encode(samples[4])) }
+    }
+
     @Test func randomBytesNeverCrashTheDecoder() {
         var state: UInt64 = 12345
         func next() -> UInt8 { state = state &* 6364136223846793005 &+ 1; return UInt8(truncatingIfNeeded: state >> 56) }
