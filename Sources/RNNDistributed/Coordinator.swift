@@ -193,6 +193,14 @@ public final class Coordinator: GradientSource {
         var t1 = t0
         var slowest: UInt64?
         var lastProbe = Self.now()
+        // Gradients are summed as they become addable in worker order, while slower workers still compute.
+        var summed: [Int] = [], loss = LossSum(), zeroed = false
+        func sumArrived() {
+            guard zeroed, let g = machine!.gather, g.step == UInt64(step) else { return }
+            let ready = g.summable(after: summed)
+            g.add(ready, into: task.gradients, total: &loss)
+            summed += ready
+        }
         while slowest == nil {
             var gone: [[UInt8]] = []
             for a in pending {
@@ -212,8 +220,13 @@ public final class Coordinator: GradientSource {
                     break
                 }
             }
-            if t1 == t0 { t1 = DispatchTime.now().uptimeNanoseconds }
+            if t1 == t0 {
+                t1 = DispatchTime.now().uptimeNanoseconds
+                task.gradients.zero()
+                zeroed = true
+            }
             if slowest != nil { break }
+            sumArrived()
             pending = []
             for peer in gone { pending += try performCommon(machine!.handle(.peerUnreachable(peer: peer, now: Self.now()))) }
             if !pending.isEmpty { continue }
@@ -226,7 +239,10 @@ public final class Coordinator: GradientSource {
         }
         let t2 = DispatchTime.now().uptimeNanoseconds
         let gather = machine!.gather!
-        let loss = gather.sum(into: task.gradients)
+        sumArrived()
+        if summed != gather.received.keys.sorted() {
+            loss = gather.sum(into: task.gradients)  // (not expected: the running sum is redone from scratch)
+        }
         // Rows of workers that answered move on; those of a dropped or lost contribution keep the coordinator's
         // copy (and go to their owner with the next weights).
         for (i, c) in gather.received {
