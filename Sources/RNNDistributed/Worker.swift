@@ -116,6 +116,12 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
             throw DistributedError("the coordinator offered shared memory this worker cannot use: \(error)")
         }
     }
+    var sharedWeights: SharedPayloadRegion?
+    if let path = a.sharedWeights {
+        do { sharedWeights = try SharedPayloadRegion(path: path, capacity: 4 * task.parameterCount, create: false) } catch {
+            throw DistributedError("the coordinator offered shared weights this worker cannot use: \(error)")
+        }
+    }
     let parallel = threads > 1 ? DataParallel(task: task, threads: threads) : nil
     var carried = [Float](repeating: 0, count: a.rows.count * perRow)
     for line in task.summary { log("worker \(a.workerIndex) of \(a.workers): \(line)") }
@@ -138,11 +144,15 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
             do {
                 let h = Codec.clearingSharedPayloadFlag(head), params = task.parameters.buffer
                 let flag = head.count > Codec.sharedPayloadFlagOffset ? head[Codec.sharedPayloadFlagOffset] : 0
-                // Only a lone head may carry the flag; anything else with the reserved byte set is malformed.
-                guard flag == 0 || Codec.isSharedPayloadHead(received) else { throw ProtocolError.reservedNonZero(flag) }
+                // Only a lone head may carry a flag; anything else with the reserved byte set is malformed.
+                guard flag == 0 || Codec.isSharedPayloadHead(received) || Codec.isSharedWeightsHead(received) else {
+                    throw ProtocolError.reservedNonZero(flag)
+                }
                 if flag != 0 {
-                    guard let region else { throw DistributedError("weights flagged as in shared memory, but this worker was offered none") }
-                    guard let f = try region.withPayload(.toWorker, { try Codec.decodeWeights(head: h, payload: $0, runID: runID, into: params) }) else {
+                    guard let from = flag == Codec.sharedWeightsFlag ? sharedWeights : region else {
+                        throw DistributedError("weights flagged as in shared memory, but this worker was offered none")
+                    }
+                    guard let f = try from.withPayload(.toWorker, { try Codec.decodeWeights(head: h, payload: $0, runID: runID, into: params) }) else {
                         warn("ignored weights whose shared-memory payload was rewritten while read (the coordinator moved on)")
                         continue
                     }
