@@ -11,4 +11,7 @@ public struct WorkerAssignment: Codable, Equatable, Sendable {
     public var rows: [Int]
     /// The shared-memory file for this worker's payloads, when it runs beside the coordinator (`SharedPayloadRegion`).
     public var sharedMemory: String?
+    /// The shared-memory file every local worker reads a synchronous step's weights from (written once per step,
+    /// whatever the number of local workers); its `.toWorker` slot holds the parameters.
+    public var sharedWeights: String?
 }

@@ -58,6 +58,8 @@ public final class Coordinator: GradientSource {
     /// it get a `SharedPayloadRegion` there, and their weights and gradients bypass the socket.
     public var sharedMemoryDirectory: String?
     var regions: [PeerID: SharedPayloadRegion] = [:]
+    /// One region all local workers read a synchronous step's parameters from: written once per step.
+    var sharedWeights: SharedPayloadRegion?
     /// What crosses to and from the workers (socket frames and shared-memory payloads), and its count when
     /// admission ended (the welcomes are not part of a step's traffic).
     public let traffic = TrafficMeter()
@@ -168,6 +170,11 @@ public final class Coordinator: GradientSource {
                 regions[w.peer] = try SharedPayloadRegion(path: path, capacity: capacity, create: true)
                 regions[w.peer]!.meter = traffic
                 assignment.sharedMemory = path
+                if sharedWeights == nil {
+                    sharedWeights = try SharedPayloadRegion(path: dir + "/weights.shm", capacity: 4 * parameterCount, create: true)
+                    sharedWeights!.meter = traffic
+                }
+                assignment.sharedWeights = sharedWeights!.path
                 log("\(w.label): weights and gradients through shared memory (\(path))")
             }
             return Codec.encode(.welcome(runID: runID, assignment: Array(try JSONEncoder().encode(assignment)), task: description))
@@ -200,6 +207,14 @@ public final class Coordinator: GradientSource {
         var t1 = t0
         var slowest: UInt64?
         var lastProbe = Self.now()
+        // Gradients are summed as they become addable in worker order, while slower workers still compute.
+        var summed: [Int] = [], loss = LossSum(), zeroed = false
+        func sumArrived() {
+            guard zeroed, let g = machine!.gather, g.step == UInt64(step) else { return }
+            let ready = g.summable(after: summed)
+            g.add(ready, into: task.gradients, total: &loss)
+            summed += ready
+        }
         while slowest == nil {
             var gone: [[UInt8]] = []
             for a in pending {
@@ -212,15 +227,20 @@ public final class Coordinator: GradientSource {
                 }
                 switch a {
                 case .broadcastWeights, .sendWeightsWithState:
-                    gone += try sendWeights(a, task: task, carried: carried)
+                    gone += try sendWeights(a, task: task, carried: carried, sharedBroadcast: true)
                 case .stepComplete(_, let nanos):
                     slowest = nanos
                 default:
                     break
                 }
             }
-            if t1 == t0 { t1 = DispatchTime.now().uptimeNanoseconds }
+            if t1 == t0 {
+                t1 = DispatchTime.now().uptimeNanoseconds
+                task.gradients.zero()
+                zeroed = true
+            }
             if slowest != nil { break }
+            sumArrived()
             pending = []
             for peer in gone { pending += try performCommon(machine!.handle(.peerUnreachable(peer: peer, now: Self.now()))) }
             if !pending.isEmpty { continue }
@@ -233,7 +253,10 @@ public final class Coordinator: GradientSource {
         }
         let t2 = DispatchTime.now().uptimeNanoseconds
         let gather = machine!.gather!
-        let loss = gather.sum(into: task.gradients)
+        sumArrived()
+        if summed != gather.received.keys.sorted() {
+            loss = gather.sum(into: task.gradients)  // (not expected: the running sum is redone from scratch)
+        }
         // Rows of workers that answered move on; those of a dropped or lost contribution keep the coordinator's
         // copy (and go to their owner with the next weights).
         for (i, c) in gather.received {
@@ -251,16 +274,28 @@ public final class Coordinator: GradientSource {
 
     /// Carries out a weights action: the parameters (and, for `.sendWeightsWithState`, the worker's rows of
     /// `carried`) through shared memory to local workers and the socket to the others (one shared buffer for a
-    /// broadcast). Returns the peers found gone.
-    func sendWeights(_ action: CoordinatorMachine.Action, task: any TrainingTask, carried: [Float]) throws -> [PeerID] {
+    /// broadcast). With `sharedBroadcast` (a synchronous step, which no worker is still reading the last weights
+    /// for) the local workers of a broadcast all read one copy in the shared weights region; asynchronous workers
+    /// take their weights at different times and keep to their own slots. Returns the peers found gone.
+    func sendWeights(_ action: CoordinatorMachine.Action, task: any TrainingTask, carried: [Float],
+                     sharedBroadcast: Bool = false) throws -> [PeerID] {
         let params = UnsafeBufferPointer(start: task.parameters.pointer, count: task.parameterCount)
         var gone: [PeerID] = []
         switch action {
         case .broadcastWeights(let s, let e, let i, let r, let to):
             let head = Codec.weightsHead(runID: runID, step: s, epoch: e, batch: i, resetState: r, parameterCount: params.count)
             var viaSocket: [PeerID] = []
+            let local = to.filter { regions[$0.peer] != nil }
+            if sharedBroadcast, let shared = sharedWeights, !local.isEmpty {
+                try shared.write(.toWorker, [UnsafeRawBufferPointer(params)])
+                let flagged = Codec.flaggingSharedWeights(head)
+                for w in local {
+                    do { try socket.send([flagged], to: w.peer) } catch let e as TransportError where e.unreachable { gone.append(w.peer) }
+                }
+            }
             for w in to {
                 guard let region = regions[w.peer] else { viaSocket.append(w.peer); continue }
+                if sharedBroadcast && sharedWeights != nil { continue }
                 if !(try send(head, payload: UnsafeRawBufferPointer(params), through: region, to: w.peer)) { gone.append(w.peer) }
             }
             if !viaSocket.isEmpty { gone += try socket.broadcast(head: head, payload: UnsafeRawBufferPointer(params), to: viaSocket) }

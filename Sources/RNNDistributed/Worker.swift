@@ -96,6 +96,25 @@ enum ServeOutcome { case stopped(String), lost(String), takenOut(String) }
 /// before sending (tests use it to interleave hostile traffic from an admitted worker).
 public typealias GradientHook = (_ send: ([[UInt8]]) throws -> Void, _ gradient: [[UInt8]], _ step: UInt64, _ runID: UInt64) throws -> Void
 
+/// Decodes a weights message straight into `params`, its payload read in place from the worker's own shared-memory
+/// `slot` or the run's `shared` weights region when the head is flagged so, else from the socket frame. Nil when a
+/// shared-memory payload was rewritten while read (the coordinator moved on).
+private func decodeWeights(_ frames: [[UInt8]], slot: SharedPayloadRegion?, shared: SharedPayloadRegion?, runID: UInt64,
+                           into params: UnsafeMutableBufferPointer<Float>) throws -> Codec.WeightsFields? {
+    let head = frames[0], h = Codec.clearingSharedPayloadFlag(head)
+    let flag = head.count > Codec.sharedPayloadFlagOffset ? head[Codec.sharedPayloadFlagOffset] : 0
+    if flag == 0 {
+        guard frames.count == 2 else { throw ProtocolError.frameCount(frames.count) }
+        return try frames[1].withUnsafeBytes { try Codec.decodeWeights(head: h, payload: $0, runID: runID, into: params) }
+    }
+    // Only a lone head may carry a flag; anything else with the reserved byte set is malformed.
+    guard Codec.isSharedPayloadHead(frames) || Codec.isSharedWeightsHead(frames) else { throw ProtocolError.reservedNonZero(flag) }
+    guard let from = flag == Codec.sharedWeightsFlag ? shared : slot else {
+        throw DistributedError("weights flagged as in shared memory, but this worker was offered none")
+    }
+    return try from.withPayload(.toWorker) { try Codec.decodeWeights(head: h, payload: $0, runID: runID, into: params) }
+}
+
 /// Serves one coordinator session: weights in, gradients out, until stopped or the coordinator is lost.
 func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssignment, description: [UInt8], runID: UInt64,
            timeout: TimeInterval, shouldStop: () -> Bool, log: (String) -> Void, warn: (String) -> Void,
@@ -114,6 +133,12 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
         let capacity = sharedPayloadCapacity(parameterCount: task.parameterCount, carriedValues: B * perRow)
         do { region = try SharedPayloadRegion(path: path, capacity: capacity, create: false) } catch {
             throw DistributedError("the coordinator offered shared memory this worker cannot use: \(error)")
+        }
+    }
+    var sharedWeights: SharedPayloadRegion?
+    if let path = a.sharedWeights {
+        do { sharedWeights = try SharedPayloadRegion(path: path, capacity: 4 * task.parameterCount, create: false) } catch {
+            throw DistributedError("the coordinator offered shared weights this worker cannot use: \(error)")
         }
     }
     let parallel = threads > 1 ? DataParallel(task: task, threads: threads) : nil
@@ -136,21 +161,12 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
             // shared-memory slot, or from the socket frame.
             let fields: Codec.WeightsFields
             do {
-                let h = Codec.clearingSharedPayloadFlag(head), params = task.parameters.buffer
-                let flag = head.count > Codec.sharedPayloadFlagOffset ? head[Codec.sharedPayloadFlagOffset] : 0
-                // Only a lone head may carry the flag; anything else with the reserved byte set is malformed.
-                guard flag == 0 || Codec.isSharedPayloadHead(received) else { throw ProtocolError.reservedNonZero(flag) }
-                if flag != 0 {
-                    guard let region else { throw DistributedError("weights flagged as in shared memory, but this worker was offered none") }
-                    guard let f = try region.withPayload(.toWorker, { try Codec.decodeWeights(head: h, payload: $0, runID: runID, into: params) }) else {
-                        warn("ignored weights whose shared-memory payload was rewritten while read (the coordinator moved on)")
-                        continue
-                    }
-                    fields = f
-                } else {
-                    guard received.count == 2 else { throw ProtocolError.frameCount(received.count) }
-                    fields = try received[1].withUnsafeBytes { try Codec.decodeWeights(head: h, payload: $0, runID: runID, into: params) }
+                guard let f = try decodeWeights(received, slot: region, shared: sharedWeights, runID: runID,
+                                                into: task.parameters.buffer) else {
+                    warn("ignored weights whose shared-memory payload was rewritten while read (the coordinator moved on)")
+                    continue
                 }
+                fields = f
             } catch {
                 warn("ignored a bad message from the coordinator: \(error)")
                 continue

@@ -59,16 +59,32 @@ public enum Codec {
     /// `decode`, so an unexpected flagged head is still rejected there.
     public static let sharedPayloadFlagOffset = 7
 
-    /// `head` marked "payload in shared memory".
+    /// `head` marked "payload in shared memory" (the sender's own slot).
     public static func flaggingSharedPayload(_ head: [UInt8]) -> [UInt8] {
         var h = head
         h[sharedPayloadFlagOffset] = 1
         return h
     }
 
+    /// The flag value of a weights head whose parameters wait in the run's shared weights region (one copy read by
+    /// every local worker) rather than in the worker's own slot.
+    public static let sharedWeightsFlag: UInt8 = 2
+
+    /// `head` marked "parameters in the shared weights region".
+    public static func flaggingSharedWeights(_ head: [UInt8]) -> [UInt8] {
+        var h = head
+        h[sharedPayloadFlagOffset] = sharedWeightsFlag
+        return h
+    }
+
     /// True for a lone head frame flagged by `flaggingSharedPayload`.
     public static func isSharedPayloadHead(_ frames: [[UInt8]]) -> Bool {
         frames.count == 1 && frames[0].count >= Header.size && frames[0][sharedPayloadFlagOffset] == 1
+    }
+
+    /// True for a lone head frame flagged by `flaggingSharedWeights`.
+    public static func isSharedWeightsHead(_ frames: [[UInt8]]) -> Bool {
+        frames.count == 1 && frames[0].count >= Header.size && frames[0][sharedPayloadFlagOffset] == sharedWeightsFlag
     }
 
     /// `head` with the "payload in shared memory" flag cleared, as `decode` and `decodeWeights` expect it.

@@ -58,16 +58,31 @@ public struct StepGather {
         return .accepted
     }
 
-    /// Σ of the gradients into `out` (overwritten), in ascending worker order; the total loss and tokens.
-    public func sum(into out: FloatBuffer) -> LossSum {
-        out.zero()
-        var total = LossSum()
-        for w in received.keys.sorted() {
+    /// The received contributions that can be added to a running sum now, given `summed` (the workers already
+    /// added, ascending): those below every worker still missing, in ascending order. Adding them as they become
+    /// ready, after zeroing, gives exactly `sum(into:)`'s result (the same additions in the same order), while the
+    /// slower workers are still computing.
+    public func summable(after summed: [Int]) -> [Int] {
+        let firstMissing = missing.first ?? Int.max, last = summed.last ?? Int.min
+        return received.keys.filter { $0 > last && $0 < firstMissing }.sorted()
+    }
+
+    /// Adds the contributions of `workers` (from `summable`) to `out`, and their loss and tokens to `total` (one
+    /// at a time, so that the loss is summed in the same order as the gradients).
+    public func add(_ workers: [Int], into out: FloatBuffer, total: inout LossSum) {
+        for w in workers {
             let c = received[w]!
             precondition(c.gradient.count == out.count, "worker \(w) gradient has \(c.gradient.count) values, expected \(out.count)")
             c.gradient.withUnsafeBufferPointer { out.add($0) }
             total += LossSum(sum: c.lossSum, count: c.tokens)
         }
+    }
+
+    /// Σ of the gradients into `out` (overwritten), in ascending worker order; the total loss and tokens.
+    public func sum(into out: FloatBuffer) -> LossSum {
+        out.zero()
+        var total = LossSum()
+        add(received.keys.sorted(), into: out, total: &total)
         return total
     }
 }

@@ -22,6 +22,36 @@ struct StepGatherTests {
         #expect(la == lb && la.count == 30 && la.sum == 3)
     }
 
+    /// Summing as contributions arrive (what the coordinator does while slower workers compute) gives bit for bit
+    /// the sum of the finished gather, for every arrival order and with a dropped or forgotten worker.
+    @Test func runningSumEqualsTheFinalSumInEveryArrivalOrder() {
+        let grads: [[Float]] = [[1e8, 1], [1, -1e8], [-1e8, 3], [0.5, 7e7]]
+        func permutations(_ a: [Int]) -> [[Int]] {
+            a.count <= 1 ? [a] : a.indices.flatMap { i in permutations(Array(a[..<i] + a[(i + 1)...])).map { [a[i]] + $0 } }
+        }
+        for order in permutations([0, 1, 2, 3]) {
+            for variant in 0..<3 {  // all answer; worker 1 dropped; worker 2 forgotten
+                var g = StepGather(step: 3, expected: [0: 1, 1: 1, 2: 1, 3: 1])
+                let running = FloatBuffer(count: 2)
+                var summed: [Int] = [], loss = LossSum()
+                for w in order {
+                    if variant == 1 && w == 1 { g.drop(worker: 1) } else if variant == 2 && w == 2 { g.forget(worker: 2) } else {
+                        #expect(g.accept(worker: w, step: 3, contribution(grads[w], loss: Double(w) + 0.1, tokens: w + 1, state: 1)) == .accepted)
+                    }
+                    let ready = g.summable(after: summed)
+                    #expect(ready == ready.sorted() && Set(ready).isDisjoint(with: summed))
+                    g.add(ready, into: running, total: &loss)
+                    summed += ready
+                }
+                #expect(g.isComplete)
+                #expect(summed == g.received.keys.sorted(), "order \(order), variant \(variant): summed \(summed)")
+                let final = FloatBuffer(count: 2), finalLoss = g.sum(into: final)
+                #expect(running.array == final.array, "order \(order), variant \(variant)")
+                #expect(loss == finalLoss)
+            }
+        }
+    }
+
     @Test func rejectsStaleDuplicateUnknownAndMisshapen() {
         var g = StepGather(step: 9, expected: [0: 4, 1: 4])
         #expect(g.accept(worker: 0, step: 8, contribution([1], loss: 1, tokens: 1, state: 4)) == .staleStep(8))

@@ -15,7 +15,7 @@ struct TrafficTests {
     }
 
     /// Dense exchange, W workers of B = 8 rows: each step a worker gets the 4·P bytes of weights (plus a head of
-    /// under 100 bytes) and sends back the 4·P bytes of its
+    /// under 100 bytes; local workers share one copy) and sends back the 4·P bytes of its
     /// gradient, a head, and its rows' carried values (4 bytes × rows × values per row).
     @Test(arguments: [(1, true), (2, true), (2, false)])
     func denseExchangeMovesFourBytesPerParameterEachWay(workers: Int, sharedMemory: Bool) throws {
@@ -39,9 +39,11 @@ struct TrafficTests {
         #expect(abs(out - Double(workers) * outPerWorker) <= Double(workers), "total is the sum over workers")
         #expect(abs(into - Double(workers) * inPerWorker) <= Double(workers))
         let steps = Double(ck.extra.step)
-        // Out: the weights and a head, at most once the worker's carried values (not sent when its first step resets
-        // them), a few heartbeats.
-        let outBase = 4 * p, outSlack = 100 + 4 * rowsPerWorker * Double(carriedPerRow) / steps
+        // Out: the weights and a head per worker, at most once the worker's carried values (not sent when its first
+        // step resets them), a few heartbeats. Local workers of a synchronous step read one copy of the weights from
+        // the shared weights region: 4·P in all, whatever their number.
+        let outSlack = 100 + 4 * rowsPerWorker * Double(carriedPerRow) / steps
+        let outBase = sharedMemory ? 4 * p / Double(workers) : 4 * p
         #expect(outPerWorker >= outBase && outPerWorker <= outBase + outSlack, "out per worker \(outPerWorker), expected ≈ \(outBase)")
         let inBase = 4 * p + 4 * rowsPerWorker * Double(carriedPerRow)
         #expect(inPerWorker >= inBase && inPerWorker <= inBase + 100, "in per worker \(inPerWorker), expected ≈ \(inBase)")

@@ -101,11 +101,13 @@ struct TranslationTests {
 /// The translation commands through the binary: train, translate (arguments, stdin, beam), eval, and the errors.
 @Suite("Translation through the command line", .serialized)
 struct TranslationCLITests {
+    /// D2L's own setting (9.7: 300 epochs), whose translations the issue names; fewer epochs leave "chez moi"
+    /// to the rounding of the run.
     static let checkpoint: Result<String, Error> = Result {
         let dir = temporaryDirectory() + "/fra"
         let r = try run(try rnnlmBinary(), ["train", "--task", "translation", "--dataset", "fra-eng", "--data-dir", sharedDataDirectory(),
                                             "--num-examples", "600", "--num-steps", "10", "--embed", "32", "--hidden", "32", "--layers", "2",
-                                            "--dropout", "0.1", "--batch-size", "64", "--optimizer", "adam", "--lr", "0.005", "--epochs", "150",
+                                            "--dropout", "0.1", "--batch-size", "64", "--optimizer", "adam", "--lr", "0.005", "--epochs", "300",
                                             "--valid-examples", "50", "--checkpoint-dir", dir], timeout: 300)
         guard r.status == 0 else { throw TrainingError("training failed: \(r.stderr)") }
         return dir
