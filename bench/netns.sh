@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Distributed throughput across simulated hosts: network namespaces (../shared/lab/netns-up.sh) with the
 # coordinator on h1 and W workers on h2 … h(W+1), real TCP with CURVE keys made for the run, every host's egress
-# (the coordinator's included) capped at RATE with netns-shape.sh (tbf), and, unless --egress-only, every host's
-# ingress too (the same tbf on its port of the lab's bridge): a full-duplex link of RATE each way, so W workers'
-# gradients cannot reach the coordinator faster than RATE in all, as on a real NIC. For each model and each W it
+# (the coordinator's included) capped at RATE with a tbf qdisc as netns-shape.sh sets it but with a bucket of
+# --burst (default 64kb instead of netns-shape.sh's 1mb: a 1 MB bucket lets the character model's 0.9 MB message
+# through at veth speed whenever the link idled for 1 MB ÷ RATE, which hides its transfer time; --burst 1mb gives
+# netns-shape.sh's shaping), and, unless --egress-only, every host's ingress too (the same tbf on its port of the
+# lab's bridge): a full-duplex link of RATE each way, so W workers' gradients cannot reach the coordinator faster
+# than RATE in all, as on a real NIC. For each model and each W it
 # runs the same per-worker batch (16 streams each, so the global batch is 16·W) for a fixed number of steps, then
 # the single process on the same settings (--threads 1, and --threads W, which sums the rows in the same W groups
 # as W workers do), and prints
@@ -16,7 +19,7 @@
 # a dozen steps; `--threads 2` alone does the same).
 # The namespaces and every process it started are removed on any exit. Needs root.
 #
-#   bench/netns.sh [--rate 1gbit] [--egress-only] [--model char|word|both] [--workers "1 2 4"] [--char-steps 60]
+#   bench/netns.sh [--rate 1gbit] [--burst 64kb] [--egress-only] [--model char|word|both] [--workers "1 2 4"] [--char-steps 60]
 #                  [--word-steps 12] [--timeout 900] [--keep DIR]
 #
 #   char: GRU H=256 T=35 on timemachine characters; word: 2-layer LSTM 200/200 on tinyshakespeare words
@@ -30,11 +33,12 @@
 # $RNNLM_LAB_DIR (default ../shared/lab).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
-rate=1gbit ingress=1 model=both workers_list="1 2 4" char_steps=60 word_steps=12 timeout_s=900 keep=""
+rate=1gbit burst=64kb ingress=1 model=both workers_list="1 2 4" char_steps=60 word_steps=12 timeout_s=900 keep=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --rate) rate="$2"; shift 2 ;;
         --egress-only) ingress=0; shift ;;
+        --burst) burst="$2"; shift 2 ;;
         --model) model="$2"; shift 2 ;;
         --workers) workers_list="$2"; shift 2 ;;
         --char-steps) char_steps="$2"; shift 2 ;;
@@ -77,14 +81,15 @@ max_w=0
 for w in $workers_list; do [ "$w" -gt "$max_w" ] && max_w=$w; done
 bash "$lab/netns-up.sh" "$work" $((max_w + 1)) >/dev/null
 for i in $(seq 1 $((max_w + 1))); do
-    bash "$lab/netns-shape.sh" "$work" "h$i" "$rate" >/dev/null
-    # The host's ingress: its bridge port's egress, in the lab's switch namespace (removed with it).
+    # The host's egress (its eth0), and its ingress: its bridge port's egress, in the lab's switch namespace.
+    # Both go with the namespaces.
+    ip netns exec "$LAB_NETNS_PREFIX-h$i" tc qdisc replace dev eth0 root tbf rate "$rate" burst "$burst" latency 50ms
     if [ "$ingress" = 1 ]; then
-        ip netns exec "$LAB_NETNS_PREFIX-sw" tc qdisc replace dev "h$i" root tbf rate "$rate" burst 1mb latency 50ms
+        ip netns exec "$LAB_NETNS_PREFIX-sw" tc qdisc replace dev "h$i" root tbf rate "$rate" burst "$burst" latency 50ms
     fi
 done
 links="egress"; [ "$ingress" = 1 ] && links="egress and ingress"
-echo "netns.sh: coordinator on h1, workers on h2..h$((max_w + 1)), every host's $links capped at $rate (tbf)"
+echo "netns.sh: coordinator on h1, workers on h2..h$((max_w + 1)), every host's $links capped at $rate (tbf, burst $burst)"
 
 # CURVE keys: one for the coordinator, one per worker host; only the workers' public keys are authorised.
 keys="$work/keys"
@@ -159,7 +164,7 @@ run_model() {
 if [ "$model" = char ] || [ "$model" = both ]; then run_model char "$char_steps" 35 "${char[@]}"; fi
 if [ "$model" = word ] || [ "$model" = both ]; then run_model word "$word_steps" 20 "${word[@]}"; fi
 
-python3 - "$results" "$rate" "$links" <<'PY'
+python3 - "$results" "$rate, burst $burst" "$links" <<'PY'
 import glob, json, os, re, struct, sys
 from array import array
 
