@@ -87,7 +87,20 @@ public final class Coordinator: GradientSource {
     func pump(timeoutMs: Int = 1000) throws -> [CoordinatorMachine.Action] {
         if shouldStop() { throw DistributedError.interrupted }
         if let frames = try socket.receive(timeoutMs: timeoutMs), frames.count >= 2 {
-            guard let body = restoringSharedPayload(Array(frames.dropFirst()), from: regions[frames[0]], .toCoordinator) else {
+            let body = Array(frames.dropFirst())
+            if Codec.isSharedPayloadHead(body), let region = regions[frames[0]] {
+                // A gradient in the worker's slot is decoded where it lies: one copy, into the message's arrays.
+                let head = Codec.clearingSharedPayloadFlag(body[0]), runID = runID, count = parameterCount
+                guard let decoded = region.withPayload(.toCoordinator, { raw in
+                    Result { () throws(ProtocolError) in try Codec.decodeGradient(head: head, payload: raw, runID: runID, parameterCount: count) }
+                }) else {
+                    reject("its shared-memory payload was incomplete (rewritten while read)",
+                           from: machine!.member(frames[0])?.label ?? "an unknown peer")
+                    return machine!.handle(.tick(now: Self.now()))
+                }
+                return machine!.handle(.receivedDecoded(peer: frames[0], head: head, message: decoded, now: Self.now()))
+            }
+            guard let body = restoringSharedPayload(body, from: regions[frames[0]], .toCoordinator) else {
                 reject("its shared-memory payload was incomplete (rewritten while read)",
                        from: machine!.member(frames[0])?.label ?? "an unknown peer")
                 return machine!.handle(.tick(now: Self.now()))

@@ -159,18 +159,8 @@ public enum Codec {
     public static func decode(_ frames: [[UInt8]], runID expectedRun: UInt64? = nil,
                               parameterCount: Int? = nil) throws(ProtocolError) -> Message {
         guard frames.count == 1 || frames.count == 2 else { throw .frameCount(frames.count) }
-        let h = try header(frames[0])
-        let meta = Array(frames[0][Header.size...])
-        guard Int(h.metaLength) == meta.count else { throw .metaLength(declared: h.metaLength, actual: meta.count) }
         let payload = frames.count == 2 ? frames[1] : nil
-        guard Int(h.payloadLength) == (payload?.count ?? 0) else {
-            throw .payloadLength(declared: h.payloadLength, actual: payload?.count ?? 0)
-        }
-        if let p = payload, h.type != .welcome, p.count % 4 != 0 { throw .payloadNotAligned(p.count) }
-        if let e = expectedRun, h.type != .hello, h.runID != e { throw .wrongRun(expected: e, got: h.runID) }
-        let hasPayload = [.welcome, .weights, .gradient, .columns].contains(h.type)
-        if hasPayload && payload == nil { throw .missingPayload(h.type) }
-        if !hasPayload && payload != nil { throw .unexpectedPayload(h.type) }
+        let (h, meta) = try checkedHead(frames[0], payloadCount: payload?.count, runID: expectedRun)
         switch h.type {
         case .hello:
             guard let hello = try? JSONDecoder().decode(WorkerHello.self, from: Data(meta)) else { throw .badMeta("hello is not a WorkerHello JSON object") }
@@ -186,18 +176,7 @@ public enum Codec {
             return .weights(runID: h.runID, step: h.step, epoch: UInt32(h.aux >> 32), batch: UInt32(truncatingIfNeeded: h.aux),
                             resetState: meta[0] == 1, parameters: params, state: state)
         case .gradient:
-            guard meta.count == 20 else { throw .badMeta("gradient metadata must be the loss sum, a state count and the compute time") }
-            let loss = Double(bitPattern: read(meta, 0) as UInt64)
-            guard loss.isFinite else { throw .nonFinite("loss sum") }
-            // No tokens is a worker whose rows were all padding (a short last minibatch): a zero contribution.
-            guard h.aux <= UInt64(UInt32.max) else { throw .badMeta("token count \(h.aux) does not fit 32 bits") }
-            guard h.aux > 0 || loss == 0 else { throw .badMeta("token count 0 with a non-zero loss sum") }
-            let (g, state) = try split(payload!, stateCount: read(meta, 8))
-            if let n = parameterCount, g.count != n { throw .parameterCount(expected: n, got: g.count) }
-            if !allFinite(g) { throw .nonFinite("gradient") }
-            if !allFinite(state) { throw .nonFinite("carried state") }
-            return .gradient(runID: h.runID, step: h.step, lossSum: loss, tokens: UInt32(h.aux), gradient: g, state: state,
-                             computeNanos: read(meta, 12))
+            return try withBytes(payload!) { raw throws(ProtocolError) in try gradient(h, meta, raw, parameterCount: parameterCount) }
         case .stop:
             guard let reason = String(validating: meta, as: UTF8.self) else { throw .badMeta("stop reason is not UTF-8") }
             return .stop(runID: h.runID, reason: reason)
@@ -209,6 +188,56 @@ public enum Codec {
             guard !cols.isEmpty, cols.allSatisfy({ $0 >= 0 }), Set(cols).count == cols.count else { throw .badColumns }
             return .columns(runID: h.runID, step: h.step, columns: cols)
         }
+    }
+
+    /// The head's fields and metadata, checked against the payload's length (nil: no payload frame) and the run.
+    static func checkedHead(_ head: [UInt8], payloadCount: Int?, runID expectedRun: UInt64?) throws(ProtocolError) -> (Header, [UInt8]) {
+        let h = try header(head)
+        let meta = Array(head[Header.size...])
+        guard Int(h.metaLength) == meta.count else { throw .metaLength(declared: h.metaLength, actual: meta.count) }
+        guard Int(h.payloadLength) == (payloadCount ?? 0) else {
+            throw .payloadLength(declared: h.payloadLength, actual: payloadCount ?? 0)
+        }
+        if let p = payloadCount, h.type != .welcome, p % 4 != 0 { throw .payloadNotAligned(p) }
+        if let e = expectedRun, h.type != .hello, h.runID != e { throw .wrongRun(expected: e, got: h.runID) }
+        let hasPayload = [.welcome, .weights, .gradient, .columns].contains(h.type)
+        if hasPayload && payloadCount == nil { throw .missingPayload(h.type) }
+        if !hasPayload && payloadCount != nil { throw .unexpectedPayload(h.type) }
+        return (h, meta)
+    }
+
+    /// A gradient message from its checked head and its payload bytes (wherever they are): one copy into arrays.
+    static func gradient(_ h: Header, _ meta: [UInt8], _ payload: UnsafeRawBufferPointer,
+                         parameterCount: Int?) throws(ProtocolError) -> Message {
+        guard meta.count == 20 else { throw .badMeta("gradient metadata must be the loss sum, a state count and the compute time") }
+        let loss = Double(bitPattern: read(meta, 0) as UInt64)
+        guard loss.isFinite else { throw .nonFinite("loss sum") }
+        // No tokens is a worker whose rows were all padding (a short last minibatch): a zero contribution.
+        guard h.aux <= UInt64(UInt32.max) else { throw .badMeta("token count \(h.aux) does not fit 32 bits") }
+        guard h.aux > 0 || loss == 0 else { throw .badMeta("token count 0 with a non-zero loss sum") }
+        let (g, state) = try split(payload, stateCount: read(meta, 8))
+        if let n = parameterCount, g.count != n { throw .parameterCount(expected: n, got: g.count) }
+        if !allFinite(g) { throw .nonFinite("gradient") }
+        if !allFinite(state) { throw .nonFinite("carried state") }
+        return .gradient(runID: h.runID, step: h.step, lossSum: loss, tokens: UInt32(h.aux), gradient: g, state: state,
+                         computeNanos: read(meta, 12))
+    }
+
+    /// Decodes a gradient message from its (unflagged) head and its payload read in place (a shared-memory slot),
+    /// with `decode`'s checks: the payload is copied once, into the message's arrays.
+    public static func decodeGradient(head: [UInt8], payload: UnsafeRawBufferPointer, runID: UInt64,
+                                      parameterCount: Int) throws(ProtocolError) -> Message {
+        let (h, meta) = try checkedHead(head, payloadCount: payload.count, runID: runID)
+        guard h.type == .gradient else { throw .badMeta("expected a gradient message, got \(h.type)") }
+        return try gradient(h, meta, payload, parameterCount: parameterCount)
+    }
+
+    /// `body` on the bytes of `a`, keeping its error type.
+    static func withBytes<T>(_ a: [UInt8], _ body: (UnsafeRawBufferPointer) throws(ProtocolError) -> T) throws(ProtocolError) -> T {
+        let result: Result<T, ProtocolError> = a.withUnsafeBytes { raw in
+            do throws(ProtocolError) { return .success(try body(raw)) } catch { return .failure(error) }
+        }
+        return try result.get()
     }
 
     static func checkWeightsMeta(_ meta: [UInt8]) throws(ProtocolError) {
@@ -233,25 +262,15 @@ public enum Codec {
     /// When it throws, `parameters` may hold part of the payload; the caller must not use them.
     public static func decodeWeights(head: [UInt8], payload: UnsafeRawBufferPointer, runID expectedRun: UInt64,
                                      into parameters: UnsafeMutableBufferPointer<Float>) throws(ProtocolError) -> WeightsFields {
-        let h = try header(head)
+        let (h, meta) = try checkedHead(head, payloadCount: payload.count, runID: expectedRun)
         guard h.type == .weights else { throw .badMeta("expected a weights message, got \(h.type)") }
-        let meta = Array(head[Header.size...])
-        guard Int(h.metaLength) == meta.count else { throw .metaLength(declared: h.metaLength, actual: meta.count) }
-        guard Int(h.payloadLength) == payload.count else { throw .payloadLength(declared: h.payloadLength, actual: payload.count) }
-        guard payload.count % 4 == 0 else { throw .payloadNotAligned(payload.count) }
-        guard h.runID == expectedRun else { throw .wrongRun(expected: expectedRun, got: h.runID) }
         try checkWeightsMeta(meta)
         let stateCount: UInt32 = read(meta, 1), count = payload.count / 4
         guard Int(stateCount) <= count else { throw .stateCount(declared: stateCount, payload: count) }
         let n = count - Int(stateCount)
         guard n == parameters.count else { throw .parameterCount(expected: parameters.count, got: n) }
         if n > 0 { UnsafeMutableRawPointer(parameters.baseAddress!).copyMemory(from: payload.baseAddress!, byteCount: 4 * n) }
-        let state = [Float](unsafeUninitializedCapacity: Int(stateCount)) { buf, done in
-            if stateCount > 0 {
-                UnsafeMutableRawPointer(buf.baseAddress!).copyMemory(from: payload.baseAddress! + 4 * n, byteCount: 4 * Int(stateCount))
-            }
-            done = Int(stateCount)
-        }
+        let state = floats(UnsafeRawBufferPointer(rebasing: payload[(4 * n)...]))
         guard allFinite(UnsafeBufferPointer(parameters)), allFinite(state) else { throw .nonFinite("weights") }
         return WeightsFields(step: h.step, epoch: UInt32(h.aux >> 32), batch: UInt32(truncatingIfNeeded: h.aux),
                              resetState: meta[0] == 1, state: state)
@@ -259,10 +278,24 @@ public enum Codec {
 
     /// A Float32 payload's leading values and its trailing `stateCount` values, each decoded with one copy.
     static func split(_ payload: [UInt8], stateCount: UInt32) throws(ProtocolError) -> ([Float], [Float]) {
+        try withBytes(payload) { raw throws(ProtocolError) in try split(raw, stateCount: stateCount) }
+    }
+
+    static func split(_ payload: UnsafeRawBufferPointer, stateCount: UInt32) throws(ProtocolError) -> ([Float], [Float]) {
         let count = payload.count / 4
         guard Int(stateCount) <= count else { throw .stateCount(declared: stateCount, payload: count) }
         let cut = (count - Int(stateCount)) * 4
-        return (values(payload, from: 0, to: cut), values(payload, from: cut, to: payload.count))
+        return (floats(UnsafeRawBufferPointer(rebasing: payload[0..<cut])),
+                floats(UnsafeRawBufferPointer(rebasing: payload[cut..<(count * 4)])))
+    }
+
+    /// The Float32 values stored in `bytes`, copied once.
+    static func floats(_ bytes: UnsafeRawBufferPointer) -> [Float] {
+        let n = bytes.count / 4
+        return [Float](unsafeUninitializedCapacity: n) { buf, done in
+            if n > 0 { UnsafeMutableRawPointer(buf.baseAddress!).copyMemory(from: bytes.baseAddress!, byteCount: 4 * n) }
+            done = n
+        }
     }
 
     static func append<T: FixedWidthInteger>(_ out: inout [UInt8], _ v: T) {

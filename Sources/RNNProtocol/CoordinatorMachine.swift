@@ -21,6 +21,9 @@ public struct CoordinatorMachine {
     public enum Event {
         /// A message (frames without the identity) arrived from `peer`.
         case received(peer: PeerID, frames: [[UInt8]], now: Double)
+        /// A message whose payload the driver decoded where it lay (a gradient in shared memory, with
+        /// `Codec.decodeGradient`'s checks): its head, and the message or the reason it was refused.
+        case receivedDecoded(peer: PeerID, head: [UInt8], message: Result<Message, ProtocolError>, now: Double)
         /// The trainer wants the gradient of minibatch `index` of `epoch` for step `step`. `sendState` lists
         /// workers whose streams must be sent explicitly (just joined or resumed), unless `reset`.
         case startStep(step: UInt64, epoch: UInt32, index: UInt32, reset: Bool, sendState: Set<Int>, now: Double)
@@ -138,6 +141,10 @@ public struct CoordinatorMachine {
         switch (phase, event) {
         case (.failed, _), (.finished, _):
             return []
+        case (.admitting, .receivedDecoded):
+            return [reject("unexpected message before the run started", from: "a joining peer")]
+        case (_, .receivedDecoded(let peer, let head, let message, let now)):
+            return receivedDuringRun(peer, [head], decoded: message, now: now)
         case (.idle, .startAsync(let plan, let now)):
             return startAsync(plan, now: now)
         case (.running, .received(let peer, let frames, let now)):
@@ -356,7 +363,9 @@ public struct CoordinatorMachine {
                 reject(why, from: "a joining peer")]
     }
 
-    private mutating func receivedDuringRun(_ peer: PeerID, _ frames: [[UInt8]], now: Double) -> [Action] {
+    /// `decoded`: the message already decoded by the driver (its payload was not in `frames`).
+    private mutating func receivedDuringRun(_ peer: PeerID, _ frames: [[UInt8]], decoded: Result<Message, ProtocolError>? = nil,
+                                            now: Double) -> [Action] {
         guard let w = member(peer) else {
             if let v = Codec.declaredVersion(frames.first ?? []), v != Header.version { return refuseVersion(v, peer: peer) }
             if let m = try? Codec.decode(frames, runID: runID), case .hello(let h) = m {
@@ -385,7 +394,7 @@ public struct CoordinatorMachine {
                     reject("message from a worker no longer in the run", from: w.label)]
         }
         let message: Message
-        do { message = try Codec.decode(frames, runID: runID, parameterCount: parameterCount) } catch let error as ProtocolError {
+        do { message = try decoded?.get() ?? Codec.decode(frames, runID: runID, parameterCount: parameterCount) } catch let error as ProtocolError {
             if case .nonFinite(let what) = error, phase == .running, let h = try? Codec.header(frames[0]), h.type == .gradient,
                h.step == asyncRun!.cursors[w.index]?.sentVersion {
                 return asyncNonFinite(w, what: what, now: now)

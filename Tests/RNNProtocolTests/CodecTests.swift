@@ -100,6 +100,34 @@ struct CodecTests {
         #expect(throws: ProtocolError.badMeta("expected a weights message, got gradient")) { _ = try inPlace(Codec.encode(samples[4])) }
     }
 
+    /// `decodeGradient` (the coordinator's path for a gradient in shared memory) against `decode`: the same message,
+    /// or the same rejection with the same reason.
+    @Test func inPlaceGradientDecodingAgreesWithDecode() throws {
+        func inPlace(_ frames: [[UInt8]], runID: UInt64 = 7, count: Int = 3) throws -> Message {
+            try (frames.count > 1 ? frames[1] : []).withUnsafeBytes { raw in
+                try Codec.decodeGradient(head: frames[0], payload: raw, runID: runID, parameterCount: count)
+            }
+        }
+        let g = samples[4]
+        #expect(try inPlace(Codec.encode(g)) == g)
+        var bigState = Codec.encode(g); bigState[0][48] = 200
+        let malformed: [([[UInt8]], UInt64, Int)] = [
+            (patched(g, at: 7, [1]), 7, 3), (patched(g, at: 24, [9]), 7, 3), (patched(g, at: 28, [16]), 7, 3),
+            (Codec.encode(g), 8, 3), (Codec.encode(g), 7, 4), (bigState, 7, 3),
+            (Codec.encode(.gradient(runID: 7, step: 1, lossSum: 1, tokens: 5, gradient: [1, .nan, 2], state: [], computeNanos: 0)), 7, 3),
+            (Codec.encode(.gradient(runID: 7, step: 1, lossSum: .infinity, tokens: 5, gradient: [1, 1, 2], state: [], computeNanos: 0)), 7, 3),
+            (Codec.encode(.gradient(runID: 7, step: 1, lossSum: 1, tokens: 0, gradient: [1, 1, 2], state: [], computeNanos: 0)), 7, 3),
+            (Codec.encode(.gradient(runID: 7, step: 1, lossSum: 1, tokens: 5, gradient: [1, 1, 2], state: [.nan], computeNanos: 0)), 7, 3),
+        ]
+        for (frames, run, count) in malformed {
+            var expected: ProtocolError?
+            do { _ = try Codec.decode(frames, runID: run, parameterCount: count) } catch { expected = error }
+            #expect(expected != nil, "decode accepted a malformed message")
+            #expect(throws: expected!) { _ = try inPlace(frames, runID: run, count: count) }
+        }
+        #expect(throws: ProtocolError.badMeta("expected a gradient message, got weights")) { _ = try inPlace(Codec.encode(samples[2])) }
+    }
+
     @Test func randomBytesNeverCrashTheDecoder() {
         var state: UInt64 = 12345
         func next() -> UInt8 { state = state &* 6364136223846793005 &+ 1; return UInt8(truncatingIfNeeded: state >> 56) }
