@@ -2,9 +2,10 @@
 # Distributed throughput across simulated hosts: network namespaces (../shared/lab/netns-up.sh) with the
 # coordinator on h1 and W workers on h2 … h(W+1), real TCP with CURVE keys made for the run, every host's egress
 # (the coordinator's included) capped at RATE with a tbf qdisc as netns-shape.sh sets it but with a bucket of
-# --burst (default 64kb instead of netns-shape.sh's 1mb: a 1 MB bucket lets the character model's 0.9 MB message
-# through at veth speed whenever the link idled for 1 MB ÷ RATE, which hides its transfer time; --burst 1mb gives
-# netns-shape.sh's shaping), and, unless --egress-only, every host's ingress too (the same tbf on its port of the
+# --burst bytes (default: 2 ms at RATE, at least 128 kB; netns-shape.sh's 1 MB bucket refills while the other
+# direction transfers and let the character model's 0.9 MB messages through at veth speed, halving its measured
+# step at 100mbit; a 64 kB bucket held a 1gbit link to 386 Mbit/s of TCP, 2 ms of it gives 955, and 128 kB gives
+# 95 Mbit/s at 100mbit; --burst 1mb gives netns-shape.sh's shaping), and, unless --egress-only, every host's ingress too (the same tbf on its port of the
 # lab's bridge): a full-duplex link of RATE each way, so W workers' gradients cannot reach the coordinator faster
 # than RATE in all, as on a real NIC. For each model and each W it
 # runs the same per-worker batch (16 streams each, so the global batch is 16·W) for a fixed number of steps, then
@@ -19,7 +20,7 @@
 # a dozen steps; `--threads 2` alone does the same).
 # The namespaces and every process it started are removed on any exit. Needs root.
 #
-#   bench/netns.sh [--rate 1gbit] [--burst 64kb] [--egress-only] [--model char|word|both] [--workers "1 2 4"] [--char-steps 60]
+#   bench/netns.sh [--rate 1gbit] [--burst BYTES] [--egress-only] [--model char|word|both] [--workers "1 2 4"] [--char-steps 60]
 #                  [--word-steps 12] [--timeout 900] [--keep DIR]
 #
 #   char: GRU H=256 T=35 on timemachine characters; word: 2-layer LSTM 200/200 on tinyshakespeare words
@@ -33,7 +34,7 @@
 # $RNNLM_LAB_DIR (default ../shared/lab).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
-rate=1gbit burst=64kb ingress=1 model=both workers_list="1 2 4" char_steps=60 word_steps=12 timeout_s=900 keep=""
+rate=1gbit burst="" ingress=1 model=both workers_list="1 2 4" char_steps=60 word_steps=12 timeout_s=900 keep=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --rate) rate="$2"; shift 2 ;;
@@ -51,6 +52,14 @@ done
 case "$model" in char|word|both) ;; *) echo "netns.sh: --model char|word|both, got '$model'" >&2; exit 2 ;; esac
 for w in $workers_list; do [[ "$w" =~ ^[1-9][0-9]?$ ]] || { echo "netns.sh: --workers takes counts 1..99, got '$w'" >&2; exit 2; }; done
 [ "$(id -u)" = 0 ] || { echo "netns.sh: needs root (network namespaces)" >&2; exit 1; }
+if [ -z "$burst" ]; then
+    # 2 ms at the rate, at least 128 kB (tc's units: kbit, mbit, gbit; a bare number is bit/s).
+    bits=$(python3 -c 'import re, sys
+m = re.fullmatch(r"([0-9.]+)(|bit|kbit|mbit|gbit)", sys.argv[1].lower())
+if not m: sys.exit("netns.sh: --rate takes e.g. 100mbit or 1gbit, got " + sys.argv[1])
+print(int(float(m.group(1)) * {"": 1, "bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}[m.group(2)]))' "$rate")
+    burst=$(( bits / 8 / 500 > 131072 ? bits / 8 / 500 : 131072 ))
+fi
 
 export RNNLM_DATA_DIR="${RNNLM_DATA_DIR:-$(cd "$here/.." && pwd)/shared/data}"
 lab="$(cd "${RNNLM_LAB_DIR:-$here/../shared/lab}" && pwd)"
