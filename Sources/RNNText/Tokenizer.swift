@@ -29,33 +29,14 @@ public struct Tokenizer: Codable, Equatable, Sendable {
     }
 
     /// Learns `mergeCount` BPE merges from `text` (most frequent adjacent pair first; ties by the pair's
-    /// first occurrence among the sorted word list, so learning is deterministic).
+    /// first occurrence among the sorted word list, so learning is deterministic). Stops early when no pair
+    /// occurs twice. Time grows with the words each merge changes, not with the corpus (`BPELearner`).
     public static func learnBPE(from text: String, merges mergeCount: Int, lowercase: Bool) -> Tokenizer {
+        precondition(mergeCount >= 0, "learnBPE: the number of merges must be 0 or more, got \(mergeCount)")
         var wordCounts: [String: Int] = [:]
         for w in splitWords(text, lowercase: lowercase) { wordCounts[w, default: 0] += 1 }
-        var words: [([String], Int)] = wordCounts.keys.sorted().map { w in
-            (w.unicodeScalars.map { String($0) } + [endOfWord], wordCounts[w]!)
-        }
-        var merges: [[String]] = []
-        for _ in 0..<mergeCount {
-            var pairCounts: [String: Int] = [:]
-            var pairOrder: [String: Int] = [:]
-            var pairs: [String: (String, String)] = [:]
-            for (symbols, n) in words where symbols.count > 1 {
-                for i in 0..<(symbols.count - 1) {
-                    let key = symbols[i] + "\u{0}" + symbols[i + 1]
-                    if pairCounts[key] == nil { pairOrder[key] = pairOrder.count; pairs[key] = (symbols[i], symbols[i + 1]) }
-                    pairCounts[key, default: 0] += n
-                }
-            }
-            guard let best = pairCounts.max(by: { a, b in
-                a.value != b.value ? a.value < b.value : pairOrder[a.key]! > pairOrder[b.key]!
-            }), best.value >= 2 else { break }
-            let (l, r) = pairs[best.key]!
-            merges.append([l, r])
-            words = words.map { (applyMerge($0.0, l, r), $0.1) }
-        }
-        return Tokenizer(kind: .bpe, lowercase: lowercase, merges: merges)
+        var learner = BPELearner(wordCounts: wordCounts)
+        return Tokenizer(kind: .bpe, lowercase: lowercase, merges: learner.learn(mergeCount))
     }
 
     static func applyMerge(_ symbols: [String], _ l: String, _ r: String) -> [String] {
