@@ -34,7 +34,7 @@ public struct Tokenizer: Codable, Equatable, Sendable {
     public static func learnBPE(from text: String, merges mergeCount: Int, lowercase: Bool) -> Tokenizer {
         precondition(mergeCount >= 0, "learnBPE: the number of merges must be 0 or more, got \(mergeCount)")
         var wordCounts: [String: Int] = [:]
-        for w in splitWords(text, lowercase: lowercase) { wordCounts[w, default: 0] += 1 }
+        forEachWord(in: lowercase ? text.lowercased() : text) { wordCounts[String($0), default: 0] += 1 }
         var learner = BPELearner(wordCounts: wordCounts)
         return Tokenizer(kind: .bpe, lowercase: lowercase, merges: learner.learn(mergeCount))
     }
@@ -53,9 +53,11 @@ public struct Tokenizer: Codable, Equatable, Sendable {
         return out
     }
 
+    /// The whitespace-separated words of `text` (separators: `Character.isWhitespace`), lowercased with `lowercase`.
     static func splitWords(_ text: String, lowercase: Bool) -> [String] {
-        let t = lowercase ? text.lowercased() : text
-        return t.split(whereSeparator: { $0.isWhitespace }).map(String.init)
+        var words: [String] = []
+        forEachWord(in: lowercase ? text.lowercased() : text) { words.append(String($0)) }
+        return words
     }
 
     /// D2L's line cleaning: `re.sub('[^A-Za-z]+', ' ', line).strip().lower()`.

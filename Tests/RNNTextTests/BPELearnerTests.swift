@@ -7,7 +7,9 @@ import Testing
 /// must learn exactly these merges.
 func referenceLearnBPE(from text: String, merges mergeCount: Int, lowercase: Bool) -> [[String]] {
     var wordCounts: [String: Int] = [:]
-    for w in Tokenizer.splitWords(text, lowercase: lowercase) { wordCounts[w, default: 0] += 1 }
+    for w in (lowercase ? text.lowercased() : text).split(whereSeparator: { $0.isWhitespace }) {
+        wordCounts[String(w), default: 0] += 1
+    }
     var words: [([String], Int)] = wordCounts.keys.sorted().map { w in
         (w.unicodeScalars.map { String($0) } + [Tokenizer.endOfWord], wordCounts[w]!)
     }
@@ -33,8 +35,8 @@ func referenceLearnBPE(from text: String, merges mergeCount: Int, lowercase: Boo
     return merges
 }
 
-/// SplitMix64, so the generated texts are the same on every run and platform.
-private struct SplitMix64 {
+/// SplitMix64 (also used by WordSplitTests), so the generated texts are the same on every run and platform.
+struct SplitMix64 {
     var state: UInt64
     mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
