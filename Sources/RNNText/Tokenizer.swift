@@ -101,22 +101,12 @@ public struct Tokenizer: Codable, Equatable, Sendable {
             }
             return out
         case .bpe:
-            var ranks: [String: Int] = [:]
-            for (i, m) in merges.enumerated() { ranks[m[0] + "\u{0}" + m[1]] = i }
-            var cache: [String: [String]] = [:]
+            let encoder = BPEEncoder(merges: merges)
+            var cache: [Substring: [String]] = [:]
             var out: [String] = []
-            for w in Self.splitWords(text, lowercase: lowercase) {
-                if let c = cache[w] { out += c; continue }
-                var symbols = w.unicodeScalars.map { String($0) } + [Self.endOfWord]
-                // Apply merges by rank, lowest first, as they were learned.
-                while symbols.count > 1 {
-                    var best: (rank: Int, at: Int)?
-                    for i in 0..<(symbols.count - 1) {
-                        if let r = ranks[symbols[i] + "\u{0}" + symbols[i + 1]], best == nil || r < best!.rank { best = (r, i) }
-                    }
-                    guard let b = best else { break }
-                    symbols = Self.applyMerge(symbols, merges[b.rank][0], merges[b.rank][1])
-                }
+            forEachWord(in: lowercase ? text.lowercased() : text) { w in
+                if let c = cache[w] { out += c; return }
+                let symbols = encoder.encode(w)
                 cache[w] = symbols
                 out += symbols
             }
