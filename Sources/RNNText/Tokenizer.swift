@@ -39,20 +39,6 @@ public struct Tokenizer: Codable, Equatable, Sendable {
         return Tokenizer(kind: .bpe, lowercase: lowercase, merges: learner.learn(mergeCount))
     }
 
-    static func applyMerge(_ symbols: [String], _ l: String, _ r: String) -> [String] {
-        var out: [String] = []
-        out.reserveCapacity(symbols.count)
-        var i = 0
-        while i < symbols.count {
-            if i + 1 < symbols.count && symbols[i] == l && symbols[i + 1] == r {
-                out.append(l + r); i += 2
-            } else {
-                out.append(symbols[i]); i += 1
-            }
-        }
-        return out
-    }
-
     /// The whitespace-separated words of `text` (separators: `Character.isWhitespace`), lowercased with `lowercase`.
     static func splitWords(_ text: String, lowercase: Bool) -> [String] {
         var words: [String] = []

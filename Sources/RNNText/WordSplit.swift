@@ -10,7 +10,7 @@ func forEachWord(in text: String, _ body: (Substring) -> Void) {
     var text = text
     text.makeContiguousUTF8()
     let utf8 = text.utf8
-    utf8.withContiguousStorageIfAvailable { bytes in
+    let scanned: Void? = utf8.withContiguousStorageIfAvailable { bytes in
         let n = bytes.count
         var wordStart = -1  // byte offset where the current word began, or -1 between words
         func emit(_ end: Int) {
@@ -50,4 +50,5 @@ func forEachWord(in text: String, _ body: (Substring) -> Void) {
         }
         if wordStart >= 0 { emit(n) }
     }
+    precondition(scanned != nil, "forEachWord: a native string's UTF-8 is contiguous")
 }

@@ -18,7 +18,7 @@ func referenceEncodeBPE(_ text: String, merges: [[String]], lowercase: Bool) -> 
                 if let r = ranks[symbols[i] + "\u{0}" + symbols[i + 1]], best == nil || r < best!.rank { best = (r, i) }
             }
             guard let b = best else { break }
-            symbols = Tokenizer.applyMerge(symbols, merges[b.rank][0], merges[b.rank][1])
+            symbols = referenceApplyMerge(symbols, merges[b.rank][0], merges[b.rank][1])
         }
         cache[w] = symbols
         out += symbols

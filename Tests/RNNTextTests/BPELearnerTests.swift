@@ -30,9 +30,24 @@ func referenceLearnBPE(from text: String, merges mergeCount: Int, lowercase: Boo
         }), best.value >= 2 else { break }
         let (l, r) = pairs[best.key]!
         merges.append([l, r])
-        words = words.map { (Tokenizer.applyMerge($0.0, l, r), $0.1) }
+        words = words.map { (referenceApplyMerge($0.0, l, r), $0.1) }
     }
     return merges
+}
+
+/// The old learner's merge step: joins non-overlapping (l, r) from left to right.
+func referenceApplyMerge(_ symbols: [String], _ l: String, _ r: String) -> [String] {
+    var out: [String] = []
+    out.reserveCapacity(symbols.count)
+    var i = 0
+    while i < symbols.count {
+        if i + 1 < symbols.count && symbols[i] == l && symbols[i + 1] == r {
+            out.append(l + r); i += 2
+        } else {
+            out.append(symbols[i]); i += 1
+        }
+    }
+    return out
 }
 
 /// SplitMix64 (also used by WordSplitTests), so the generated texts are the same on every run and platform.
