@@ -15,18 +15,24 @@ if ! "$venv/bin/python" -c "import tokenizers" 2>/dev/null; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q tokenizers
 fi
-swift build -c release --package-path "$here/bench" --product bpe-bench >/dev/null 2>&1 \
-    || { rm -rf "$here/bench/.build"; swift build -c release --package-path "$here/bench" --product bpe-bench >/dev/null; }
+build() { swift build -c release --package-path "$here/bench" --product bpe-bench >/dev/null; }
+# SwiftPM can keep a stale file list of the main package (a path dependency); a clean build fixes that.
+build 2>/dev/null || { rm -rf "$here/bench/.build"; build; }
 bin="$(swift build -c release --package-path "$here/bench" --show-bin-path)/bpe-bench"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 for f in tinyshakespeare.txt timemachine.txt fra-eng/fra.txt; do
-    [ -f "$data/$f" ] || { echo "bpe: $data/$f is missing (set RNNLM_DATA_DIR to the folder of the shared corpora)" >&2; exit 1; }
+    [ -f "$data/$f" ] || { echo "bpe: $data/$f is missing (set RNNLM_DATA_DIR to the shared corpora)" >&2; exit 1; }
 done
-{ cat "$data/tinyshakespeare.txt" "$data/timemachine.txt"; cut -f2 "$data/fra-eng/fra.txt"; cut -f1 "$data/fra-eng/fra.txt"; } > "$tmp/mix.txt"
+{
+    cat "$data/tinyshakespeare.txt" "$data/timemachine.txt"
+    cut -f2 "$data/fra-eng/fra.txt"
+    cut -f1 "$data/fra-eng/fra.txt"
+} > "$tmp/mix.txt"
 args=() cases=0
 for a in "$@"; do [ "$a" = --case ] && cases=1; args+=("$a"); done
 if [ $cases = 0 ]; then
-    args+=(--case "$data/tinyshakespeare.txt:500" --case "$data/tinyshakespeare.txt:2000" --case "$tmp/mix.txt:30000")
+    args+=(--case "$data/tinyshakespeare.txt:500" --case "$data/tinyshakespeare.txt:2000")
+    args+=(--case "$tmp/mix.txt:30000")
 fi
 "$venv/bin/python" "$here/bench/bpe.py" --bench-bin "$bin" "${args[@]}"

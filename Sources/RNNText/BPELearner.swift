@@ -12,6 +12,8 @@
 ///   `a a a` counts (a, a) twice and merges to `aa a`;
 /// - symbols are compared as Swift strings (canonical equivalence), so a merge whose result is equal to an
 ///   existing symbol produces that symbol.
+/// (The straightforward version keyed a pair by its two symbols joined with NUL, which confuses ("a\0", "b")
+/// with ("a", "\0b"); here pairs are pairs of ids. Only text holding NUL can tell, and `readCorpus` refuses it.)
 ///
 /// The tie-break is kept up to date without rescanning: a pair's first occurrence is the pair of (index of
 /// the word in sorted order, scalar offset of the occurrence in the word), which does not move when other

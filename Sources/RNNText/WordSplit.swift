@@ -33,9 +33,10 @@ func forEachWord(in text: String, _ body: (Substring) -> Void) {
             }
             // A cluster boundary is at `i`; the next certain one is between two ASCII scalars that are not CR LF.
             var end = i + 1
-            while end < n && !(bytes[end - 1] < 0x80 && bytes[end] < 0x80 && !(bytes[end - 1] == 0x0D && bytes[end] == 0x0A)) {
-                end += 1
+            func certainBoundary(_ j: Int) -> Bool {
+                bytes[j - 1] < 0x80 && bytes[j] < 0x80 && !(bytes[j - 1] == 0x0D && bytes[j] == 0x0A)
             }
+            while end < n && !certainBoundary(end) { end += 1 }
             let stretch = text[utf8.index(utf8.startIndex, offsetBy: i)..<utf8.index(utf8.startIndex, offsetBy: end)]
             var at = i
             for c in stretch {

@@ -77,9 +77,12 @@ struct BPEEncoderTests {
             }
             let text = words.joined(separator: " ")
             // Learned merges, then random ones (which may repeat, or name symbols no word holds).
-            expectSameAsReference(text, merges: Tokenizer.learnBPE(from: text, merges: rng.below(30), lowercase: false).merges)
+            let learned = Tokenizer.learnBPE(from: text, merges: rng.below(30), lowercase: false).merges
+            expectSameAsReference(text, merges: learned)
             let symbols = ["a", "b", "c", "ab", "ba", "aa", "bc", "abc", "</w>", "c</w>"]
-            let merges = (0..<rng.below(25)).map { _ in [symbols[rng.below(symbols.count)], symbols[rng.below(symbols.count)]] }
+            let merges = (0..<rng.below(25)).map { _ in
+                [symbols[rng.below(symbols.count)], symbols[rng.below(symbols.count)]]
+            }
             expectSameAsReference(text, merges: merges)
         }
     }

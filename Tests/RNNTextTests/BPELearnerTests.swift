@@ -21,7 +21,9 @@ func referenceLearnBPE(from text: String, merges mergeCount: Int, lowercase: Boo
         for (symbols, n) in words where symbols.count > 1 {
             for i in 0..<(symbols.count - 1) {
                 let key = symbols[i] + "\u{0}" + symbols[i + 1]
-                if pairCounts[key] == nil { pairOrder[key] = pairOrder.count; pairs[key] = (symbols[i], symbols[i + 1]) }
+                if pairCounts[key] == nil {
+                    pairOrder[key] = pairOrder.count; pairs[key] = (symbols[i], symbols[i + 1])
+                }
                 pairCounts[key, default: 0] += n
             }
         }
@@ -72,7 +74,8 @@ struct BPELearnerTests {
         #expect(learned.count == reference.count, "\(learned.count) merges vs the reference's \(reference.count)",
                 sourceLocation: sourceLocation)
         if let i = (0..<min(learned.count, reference.count)).first(where: { learned[$0] != reference[$0] }) {
-            Issue.record("merge \(i) is \(learned[i]), the reference's is \(reference[i]) (text: \(text.prefix(80).debugDescription))",
+            let sample = text.prefix(80).debugDescription
+            Issue.record("merge \(i) is \(learned[i]), the reference's is \(reference[i]) (text: \(sample))",
                          sourceLocation: sourceLocation)
         }
     }
@@ -134,7 +137,9 @@ struct BPELearnerTests {
     @Test func randomTextsOverSmallAlphabets() {
         // Small alphabets give many ties, repeats and merges that touch each other; every merge is checked.
         var rng = SplitMix64(state: 16)
-        let alphabets: [[String]] = [["a", "b"], ["a", "b", "c"], ["x", "y", "z", "w", "é", "e\u{301}"], ["a", "ab", "b", "</w>"]]
+        let alphabets: [[String]] = [
+            ["a", "b"], ["a", "b", "c"], ["x", "y", "z", "w", "é", "e\u{301}"], ["a", "ab", "b", "</w>"],
+        ]
         for trial in 0..<60 {
             let alphabet = alphabets[trial % alphabets.count]
             var words: [String] = []

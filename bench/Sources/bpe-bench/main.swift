@@ -46,8 +46,13 @@ if CommandLine.arguments.contains("--encode") {
 
 if let out = option("out") {
     let lines = tokenizer.merges.map { $0[0] + "\t" + $0[1] + "\n" }.joined()
-    do { try lines.write(toFile: out, atomically: true, encoding: .utf8) } catch { fail("cannot write \(out): \(error)") }
+    do {
+        try lines.write(toFile: out, atomically: true, encoding: .utf8)
+    } catch {
+        fail("cannot write \(out): \(error)")
+    }
 }
 
-print(String(format: "{\"read_s\": %.4f, \"learn_s\": %.4f, \"encode_s\": %.4f, \"merges\": %d, \"tokens\": %d, \"bytes\": %d}",
-             readSeconds, learnSeconds, encodeSeconds, tokenizer.merges.count, tokens, text.utf8.count))
+let fields = String(format: "\"read_s\": %.4f, \"learn_s\": %.4f, \"encode_s\": %.4f",
+                    readSeconds, learnSeconds, encodeSeconds)
+print("{\(fields), \"merges\": \(tokenizer.merges.count), \"tokens\": \(tokens), \"bytes\": \(text.utf8.count)}")
