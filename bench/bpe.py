@@ -98,18 +98,7 @@ def prefix_agreement(a, b):
     return n
 
 
-def main():
-    if len(sys.argv) > 1 and sys.argv[1] == "--hf-worker":
-        hf_train(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1")
-        return
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bench-bin", required=True, help="path of bench's bpe-bench executable")
-    ap.add_argument("--case", action="append", required=True, metavar="PATH:MERGES",
-                    help="a text file and a merge count; repeatable")
-    ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args()
-
-    tmp = tempfile.mkdtemp(prefix="rnnlm-bpe-")
+def run_cases(args, tmp):
     rows = []
     for case in args.case:
         path, merges = case.rsplit(":", 1)
@@ -162,6 +151,22 @@ def main():
               f"{row['eow_common']:,} as a set; with hf (rnnlm's (x, </w>) merges left out): {row['hf_common']:,} "
               f"of {row['hf_comparable']:,} as a set", flush=True)
 
+    return rows
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--hf-worker":
+        hf_train(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1")
+        return
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bench-bin", required=True, help="path of bench's bpe-bench executable")
+    ap.add_argument("--case", action="append", required=True, metavar="PATH:MERGES",
+                    help="a text file and a merge count; repeatable")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="rnnlm-bpe-") as tmp:
+        rows = run_cases(args, tmp)
     print()
     print("| text | merges | rnnlm s | tokenizers s | rnnlm / tokenizers | tokenizers, `</w>` as a symbol: s | "
           "ratio | merges agreeing (in order / as a set) |")
