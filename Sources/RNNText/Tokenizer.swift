@@ -40,7 +40,7 @@ public struct Tokenizer: Codable, Equatable, Sendable {
     }
 
     /// The whitespace-separated words of `text` (separators: `Character.isWhitespace`), lowercased with `lowercase`.
-    static func splitWords(_ text: String, lowercase: Bool) -> [String] {
+    public static func splitWords(_ text: String, lowercase: Bool) -> [String] {
         var words: [String] = []
         forEachWord(in: lowercase ? text.lowercased() : text) { words.append(String($0)) }
         return words

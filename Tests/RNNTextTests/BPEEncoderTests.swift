@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import RNNText
+import RNNText
 
 /// The specification of BPE encoding: rnnlm's encoder before it worked on interned ids, kept verbatim as the
 /// reference. `Tokenizer.tokenize` with `.bpe` must give exactly these tokens.

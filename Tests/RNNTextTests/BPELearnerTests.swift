@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import RNNText
+import RNNText
 
 /// The specification of BPE learning: the straightforward algorithm that recounts every pair after every merge
 /// (rnnlm's learner before it became incremental, kept here verbatim as the reference). `Tokenizer.learnBPE`

@@ -1,5 +1,5 @@
 import Testing
-@testable import RNNText
+import RNNText
 
 @Suite("Word splitting")
 struct WordSplitTests {
