@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "rnnlm", targets: ["rnnlm"]),
         .library(name: "RNNCore", targets: ["RNNCore"]),
         .library(name: "RNNTrain", targets: ["RNNTrain"]),
+        .library(name: "RNNText", targets: ["RNNText"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

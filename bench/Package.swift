@@ -9,6 +9,8 @@ let package = Package(
         .executableTarget(
             name: "rnnlm-bench",
             dependencies: [.product(name: "RNNCore", package: "rnnlm"), .product(name: "RNNTrain", package: "rnnlm")]),
+        // Times BPE learning and encoding (bench/bpe.sh).
+        .executableTarget(name: "bpe-bench", dependencies: [.product(name: "RNNText", package: "rnnlm")]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -29,52 +29,21 @@ public struct Tokenizer: Codable, Equatable, Sendable {
     }
 
     /// Learns `mergeCount` BPE merges from `text` (most frequent adjacent pair first; ties by the pair's
-    /// first occurrence among the sorted word list, so learning is deterministic).
+    /// first occurrence among the sorted word list, so learning is deterministic). Stops early when no pair
+    /// occurs twice. Time grows with the words each merge changes, not with the corpus (`BPELearner`).
     public static func learnBPE(from text: String, merges mergeCount: Int, lowercase: Bool) -> Tokenizer {
+        precondition(mergeCount >= 0, "learnBPE: the number of merges must be 0 or more, got \(mergeCount)")
         var wordCounts: [String: Int] = [:]
-        for w in splitWords(text, lowercase: lowercase) { wordCounts[w, default: 0] += 1 }
-        var words: [([String], Int)] = wordCounts.keys.sorted().map { w in
-            (w.unicodeScalars.map { String($0) } + [endOfWord], wordCounts[w]!)
-        }
-        var merges: [[String]] = []
-        for _ in 0..<mergeCount {
-            var pairCounts: [String: Int] = [:]
-            var pairOrder: [String: Int] = [:]
-            var pairs: [String: (String, String)] = [:]
-            for (symbols, n) in words where symbols.count > 1 {
-                for i in 0..<(symbols.count - 1) {
-                    let key = symbols[i] + "\u{0}" + symbols[i + 1]
-                    if pairCounts[key] == nil { pairOrder[key] = pairOrder.count; pairs[key] = (symbols[i], symbols[i + 1]) }
-                    pairCounts[key, default: 0] += n
-                }
-            }
-            guard let best = pairCounts.max(by: { a, b in
-                a.value != b.value ? a.value < b.value : pairOrder[a.key]! > pairOrder[b.key]!
-            }), best.value >= 2 else { break }
-            let (l, r) = pairs[best.key]!
-            merges.append([l, r])
-            words = words.map { (applyMerge($0.0, l, r), $0.1) }
-        }
-        return Tokenizer(kind: .bpe, lowercase: lowercase, merges: merges)
+        forEachWord(in: lowercase ? text.lowercased() : text) { wordCounts[String($0), default: 0] += 1 }
+        var learner = BPELearner(wordCounts: wordCounts)
+        return Tokenizer(kind: .bpe, lowercase: lowercase, merges: learner.learn(mergeCount))
     }
 
-    static func applyMerge(_ symbols: [String], _ l: String, _ r: String) -> [String] {
-        var out: [String] = []
-        out.reserveCapacity(symbols.count)
-        var i = 0
-        while i < symbols.count {
-            if i + 1 < symbols.count && symbols[i] == l && symbols[i + 1] == r {
-                out.append(l + r); i += 2
-            } else {
-                out.append(symbols[i]); i += 1
-            }
-        }
-        return out
-    }
-
-    static func splitWords(_ text: String, lowercase: Bool) -> [String] {
-        let t = lowercase ? text.lowercased() : text
-        return t.split(whereSeparator: { $0.isWhitespace }).map(String.init)
+    /// The whitespace-separated words of `text` (separators: `Character.isWhitespace`), lowercased with `lowercase`.
+    public static func splitWords(_ text: String, lowercase: Bool) -> [String] {
+        var words: [String] = []
+        forEachWord(in: lowercase ? text.lowercased() : text) { words.append(String($0)) }
+        return words
     }
 
     /// D2L's line cleaning: `re.sub('[^A-Za-z]+', ' ', line).strip().lower()`.
@@ -118,22 +87,12 @@ public struct Tokenizer: Codable, Equatable, Sendable {
             }
             return out
         case .bpe:
-            var ranks: [String: Int] = [:]
-            for (i, m) in merges.enumerated() { ranks[m[0] + "\u{0}" + m[1]] = i }
-            var cache: [String: [String]] = [:]
+            let encoder = BPEEncoder(merges: merges)
+            var cache: [Substring: [String]] = [:]
             var out: [String] = []
-            for w in Self.splitWords(text, lowercase: lowercase) {
-                if let c = cache[w] { out += c; continue }
-                var symbols = w.unicodeScalars.map { String($0) } + [Self.endOfWord]
-                // Apply merges by rank, lowest first, as they were learned.
-                while symbols.count > 1 {
-                    var best: (rank: Int, at: Int)?
-                    for i in 0..<(symbols.count - 1) {
-                        if let r = ranks[symbols[i] + "\u{0}" + symbols[i + 1]], best == nil || r < best!.rank { best = (r, i) }
-                    }
-                    guard let b = best else { break }
-                    symbols = Self.applyMerge(symbols, merges[b.rank][0], merges[b.rank][1])
-                }
+            forEachWord(in: lowercase ? text.lowercased() : text) { w in
+                if let c = cache[w] { out += c; return }
+                let symbols = encoder.encode(w)
                 cache[w] = symbols
                 out += symbols
             }
