@@ -7,10 +7,10 @@ import PackageDescription
 let portable = Context.environment["RNNLM_PORTABLE"] == "1"
 #if arch(x86_64)
 let cpuFlags: [SwiftSetting] = portable ? [] : [.unsafeFlags(["-target-cpu", "haswell"])]
-let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-ffp-contract=fast"] + (portable ? [] : ["-mavx2", "-mfma"]))]
+let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-ffp-contract=fast", "-fno-math-errno"] + (portable ? [] : ["-mavx2", "-mfma"]))]
 #else
 let cpuFlags: [SwiftSetting] = []
-let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-ffp-contract=fast"])]
+let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-ffp-contract=fast", "-fno-math-errno"])]
 #endif
 
 let package = Package(

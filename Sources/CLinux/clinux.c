@@ -77,12 +77,13 @@ void rnnlm_keep_large_buffers(void) {}
 #include <sys/stat.h>
 #include <unistd.h>
 void *rnnlm_map_shared(const char *path, uint64_t bytes, int create) {
-    int fd = create ? open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : open(path, O_RDWR | O_CLOEXEC);
+    int fd = create == 1 ? open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)
+                         : open(path, (create == 2 ? O_RDONLY : O_RDWR) | O_CLOEXEC);
     if (fd < 0) return NULL;
     struct stat st;
-    if ((create && ftruncate(fd, (off_t)bytes) != 0) || fstat(fd, &st) != 0) { int e = errno; close(fd); errno = e; return NULL; }
+    if ((create == 1 && ftruncate(fd, (off_t)bytes) != 0) || fstat(fd, &st) != 0) { int e = errno; close(fd); errno = e; return NULL; }
     if ((uint64_t)st.st_size < bytes) { close(fd); errno = EINVAL; return NULL; }
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    void *p = mmap(NULL, bytes, create == 2 ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     int e = errno;
     close(fd);
     errno = e;

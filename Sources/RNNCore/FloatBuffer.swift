@@ -10,7 +10,9 @@ public final class FloatBuffer {
     public init(count: Int) {
         precondition(count >= 0, "FloatBuffer needs a non-negative count, got \(count)")
         self.count = count
-        pointer = .allocate(capacity: max(count, 1))
+        // 64-byte aligned (a cache line): threads splitting a buffer in 64-value ranges never share a line.
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: 4 * max(count, 1), alignment: 64)
+            .bindMemory(to: Float.self, capacity: max(count, 1))
         pointer.initialize(repeating: 0, count: max(count, 1))
     }
 
@@ -19,7 +21,7 @@ public final class FloatBuffer {
         values.withUnsafeBufferPointer { pointer.update(from: $0.baseAddress!, count: values.count) }
     }
 
-    deinit { pointer.deallocate() }
+    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
 
     public subscript(i: Int) -> Float {
         get { pointer[i] }

@@ -11,7 +11,8 @@ struct SendablePointer<T>: @unchecked Sendable {
 let minimumElementsPerThread = 1 << 16
 
 /// Calls `body` on up to `threads` contiguous ranges covering `0..<count`, concurrently when there is more than one:
-/// each range a multiple of `alignment` elements but the last (64 floats: no two threads write one cache line),
+/// each range a multiple of `alignment` elements but the last (64 floats: on a `FloatBuffer`, whose storage is
+/// 64-byte aligned, no two threads write one cache line),
 /// and none shorter than `minimum` (fewer ranges when `count` is too small to be worth splitting).
 func forEachRange(count: Int, threads: Int, minimum: Int = minimumElementsPerThread, alignment: Int = 64,
                   _ body: @Sendable (Range<Int>) -> Void) {

@@ -247,7 +247,7 @@ public final class Coordinator: GradientSource {
                     break
                 }
             }
-            if t1 == t0 {
+            if !zeroed {  // the weights are out: the workers compute, the running sum starts
                 t1 = DispatchTime.now().uptimeNanoseconds
                 task.gradients.zero()
                 zeroed = true
@@ -287,9 +287,12 @@ public final class Coordinator: GradientSource {
 
     /// Carries out a weights action: the parameters (and, for `.sendWeightsWithState`, the worker's rows of
     /// `carried`) through shared memory to local workers and the socket to the others (one shared buffer for a
-    /// broadcast). With `sharedBroadcast` (a synchronous step, which no worker is still reading the last weights
-    /// for) the local workers of a broadcast all read one copy in the shared weights region; asynchronous workers
-    /// take their weights at different times and keep to their own slots. Returns the peers found gone.
+    /// broadcast). With `sharedBroadcast` (a synchronous step) the local workers of a broadcast all read one copy
+    /// in the shared weights region. Only a straggler the last step went on without can still be reading it as it
+    /// is rewritten: its seqlock read fails, or it computes on the newer weights under the older step's head, and
+    /// that gradient is discarded as stale (its next weights come with its rows' state, through its own slot).
+    /// Asynchronous workers take weights at different times and keep to their own slots. Returns the peers found
+    /// gone.
     func sendWeights(_ action: CoordinatorMachine.Action, task: any TrainingTask, carried: [Float],
                      sharedBroadcast: Bool = false) throws -> [PeerID] {
         let params = UnsafeBufferPointer(start: task.parameters.pointer, count: task.parameterCount)

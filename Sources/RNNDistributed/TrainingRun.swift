@@ -118,7 +118,7 @@ public final class TrainingRun {
             trainer.source = c
             // A synchronous step's workers wait for the update, so it may use every core; an asynchronous one
             // updates while they compute, and keeps to --threads.
-            if d.mode == .sync { trainer.updateThreads = max(threads, ProcessInfo.processInfo.activeProcessorCount) }
+            trainer.updateThreads = d.mode == .sync ? max(threads, ProcessInfo.processInfo.activeProcessorCount) : threads
             coordinator = c
         }
         defer { coordinator?.stopAll(reason: "training finished") }

@@ -137,7 +137,8 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
     }
     var sharedWeights: SharedPayloadRegion?
     if let path = a.sharedWeights {
-        do { sharedWeights = try SharedPayloadRegion(path: path, capacity: 4 * task.parameterCount, create: false) } catch {
+        do { sharedWeights = try SharedPayloadRegion(path: path, capacity: 4 * task.parameterCount, create: false,
+                                                         readOnly: true) } catch {
             throw DistributedError("the coordinator offered shared weights this worker cannot use: \(error)")
         }
     }

@@ -54,9 +54,10 @@ public enum Codec {
                     aux: UInt64(tokens))
     }
 
-    /// Header byte 7, reserved (0) on the wire, is 1 on a head frame sent alone because its payload waits in
-    /// shared memory; the receiver puts the payload back as the second frame and clears the flag before
-    /// `decode`, so an unexpected flagged head is still rejected there.
+    /// Header byte 7, reserved (0) on the wire, is non-zero on a head frame sent alone because its payload waits in
+    /// shared memory: 1 in the sender's own slot, 2 (`sharedWeightsFlag`) in the run's shared weights region. The
+    /// receiver clears it and decodes the payload where it lies (`decodeWeights`, `decodeGradient`) or puts it back
+    /// as the second frame for `decode`; a flagged head from a peer without shared memory is rejected there.
     public static let sharedPayloadFlagOffset = 7
 
     /// `head` marked "payload in shared memory" (the sender's own slot).

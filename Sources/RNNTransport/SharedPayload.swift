@@ -6,7 +6,9 @@ import Glibc
 /// A file-backed shared-memory channel between the coordinator and one worker on the same host, carrying the
 /// large payloads (weights out, gradients back) that would otherwise cross ZeroMQ: no socket copies, no hand-off
 /// through ZeroMQ's I/O threads. The small message headers still travel over ZeroMQ, flagged "payload in shared
-/// memory", so ordering, liveness, heartbeats and errors work exactly as without it.
+/// memory", so ordering, liveness, heartbeats and errors work exactly as without it. The run's shared weights
+/// region is one more of these, of which only the `.toWorker` slot is used: the coordinator writes a synchronous
+/// step's parameters there once, and every local worker reads them through its own read-only mapping.
 ///
 /// Two slots, one per direction, each `[counter, length, payload…]` under a seqlock: a reader that catches the
 /// writer mid-copy gets nil instead of a torn payload.
@@ -22,14 +24,20 @@ public final class SharedPayloadRegion {
     /// Counts the payload bytes this side writes (sent) and reads back whole (received), when set.
     public var meter: TrafficMeter?
 
-    /// Creates (`create`, the coordinator) or opens (a worker) the region file at `path`.
-    public init(path: String, capacity: Int, create: Bool) throws {
+    /// Whether this mapping may write (a worker maps the run's shared weights region read-only).
+    public let writable: Bool
+
+    /// Creates (`create`, the coordinator) or opens (a worker) the region file at `path`; `readOnly` maps an opened
+    /// file without write access (the shared weights, which no worker may change for the others).
+    public init(path: String, capacity: Int, create: Bool, readOnly: Bool = false) throws {
+        precondition(!(create && readOnly), "a region is created writable")
         precondition(capacity > 0, "a shared payload region needs a positive capacity")
         self.path = path
         self.capacity = capacity
         stride = Self.headerBytes + (capacity + 63) / 64 * 64
         mappedBytes = 2 * stride
-        guard let p = rnnlm_map_shared(path, UInt64(mappedBytes), create ? 1 : 0) else {
+        writable = !readOnly
+        guard let p = rnnlm_map_shared(path, UInt64(mappedBytes), create ? 1 : readOnly ? 2 : 0) else {
             throw TransportError(message: "cannot map shared memory \(path) (\(mappedBytes) bytes): \(String(cString: strerror(errno)))")
         }
         base = p
@@ -43,6 +51,7 @@ public final class SharedPayloadRegion {
 
     /// Writes `parts`, concatenated, as the slot's payload.
     public func write(_ s: Slot, _ parts: [UnsafeRawBufferPointer]) throws {
+        precondition(writable, "\(path) is mapped read-only")
         let total = parts.reduce(0) { $0 + $1.count }
         guard total <= capacity else {
             throw TransportError(message: "a \(total)-byte payload does not fit the \(capacity)-byte shared memory slot of \(path)")
@@ -69,8 +78,9 @@ public final class SharedPayloadRegion {
         let c = counter(s)
         let before = rnnlm_seq_begin_read(c)
         guard before != 0, before & 1 == 0 else { return nil }
-        let n = Int((c + 1).pointee)
-        guard n <= capacity else { return nil }
+        let length = (c + 1).pointee  // written by the other side: checked before any use
+        guard length <= UInt64(capacity) else { return nil }
+        let n = Int(length)
         let result = try body(UnsafeRawBufferPointer(start: UnsafeRawPointer(c) + Self.headerBytes, count: n))
         guard rnnlm_seq_end_read(c) == before else { return nil }
         meter?.didReceive(n)

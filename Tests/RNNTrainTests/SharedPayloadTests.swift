@@ -35,6 +35,34 @@ struct SharedPayloadTests {
         #expect(r.read(.toCoordinator) == [UInt8](repeating: 4, count: 8), "the next complete write is readable again")
     }
 
+    /// The length field is written by the other process: a hostile or broken one that stores any value (here every
+    /// bit set, which does not fit an Int) gets its payload refused, not the reader crashed.
+    @Test func aLengthBeyondTheSlotIsRefused() throws {
+        let p = path()
+        defer { try? FileManager.default.removeItem(atPath: p) }
+        let r = try SharedPayloadRegion(path: p, capacity: 64, create: true)
+        try [UInt8](repeating: 5, count: 16).withUnsafeBytes { try r.write(.toWorker, [$0]) }
+        let file = try #require(FileHandle(forUpdatingAtPath: p))
+        for bad: UInt64 in [.max, 65, UInt64(Int.max) + 1] {
+            try file.seek(toOffset: 8)  // the .toWorker slot's length, after its counter
+            try file.write(contentsOf: withUnsafeBytes(of: bad.littleEndian) { Data($0) })
+            #expect(r.read(.toWorker) == nil, "length \(bad)")
+        }
+        try file.close()
+    }
+
+    /// The shared weights region is mapped read-only by the workers: they read what the coordinator wrote and
+    /// cannot write it themselves.
+    @Test func aReadOnlyMappingReads() throws {
+        let p = path()
+        defer { try? FileManager.default.removeItem(atPath: p) }
+        let coordinator = try SharedPayloadRegion(path: p, capacity: 32, create: true)
+        let worker = try SharedPayloadRegion(path: p, capacity: 32, create: false, readOnly: true)
+        #expect(!worker.writable && coordinator.writable)
+        try [UInt8](repeating: 9, count: 32).withUnsafeBytes { try coordinator.write(.toWorker, [$0]) }
+        #expect(worker.read(.toWorker) == [UInt8](repeating: 9, count: 32))
+    }
+
     @Test func errorsNameTheProblem() throws {
         let p = path()
         defer { try? FileManager.default.removeItem(atPath: p) }

@@ -24,8 +24,8 @@ int rnnlm_stop_signal(void);
 void rnnlm_keep_large_buffers(void);
 
 #include <stdint.h>
-/// Maps the file at `path` (created with mode 0600 and sized to `bytes` when `create` != 0, otherwise opened
-/// and required to be at least `bytes` long) shared and read-write. Returns NULL with errno set on failure.
+/// Maps the file at `path` shared: `create` 1 creates it (mode 0600, sized to `bytes`) read-write; 0 opens it
+/// read-write and 2 read-only, requiring it to be at least `bytes` long. Returns NULL with errno set on failure.
 void *rnnlm_map_shared(const char *path, uint64_t bytes, int create);
 /// Unmaps what rnnlm_map_shared returned.
 void rnnlm_unmap_shared(void *base, uint64_t bytes);
