@@ -79,6 +79,8 @@ double rk_sum_squares(const float *x, int64_t n);
 
 /// 1 when all n values are finite (no NaN, no ±inf).
 int rk_all_finite(const float *x, int64_t n);
+/// Copies n values from src to dst (not overlapping); 1 when all of them are finite.
+int rk_copy_all_finite(float *dst, const float *src, int64_t n);
 
 /// y += x over n elements.
 void rk_add(float *y, const float *x, int64_t n);
