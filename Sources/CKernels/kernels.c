@@ -200,9 +200,15 @@ static inline float k_row_exp_store(float *restrict x, int64_t V, float m) {
     return s;
 }
 
-// One row's loss lse - x[y]; with `ws` != 0 (write), x becomes ws · (softmax - onehot(y)) and, when colsum is given,
+// One row's loss lse - x[y], after x += bias when bias is given (the decoder's bias added here, while the row is
+// in cache, instead of copied into every row before the GEMM); with `write`, x becomes ws · (softmax - onehot(y)) and, when colsum is given,
 // colsum += that row. One exp per element: the exponentials of the sum pass are kept and scaled by ws / s.
-static inline double k_xent_row(float *restrict x, int64_t y, int64_t V, int write, float ws, float *restrict colsum) {
+static inline double k_xent_row(float *restrict x, int64_t y, int64_t V, const float *restrict bias, int write, float ws,
+                                 float *restrict colsum) {
+    if (bias) {
+        RK_SIMD
+        for (int64_t j = 0; j < V; j++) x[j] += bias[j];
+    }
     float m = k_row_max(x, V);
     float xy = x[y];
     if (!write) return (double)m + log((double)k_row_sum_exp(x, V, m)) - (double)xy;
@@ -220,16 +226,16 @@ static inline double k_xent_row(float *restrict x, int64_t y, int64_t V, int wri
     return (double)m + log((double)s) - (double)xy;
 }
 
-double rk_cross_entropy(float *logits, const int32_t *targets, int64_t rows, int64_t V, int write_gradient,
-                        float scale, float *column_sums) {
+double rk_cross_entropy(float *logits, const int32_t *targets, int64_t rows, int64_t V, const float *bias,
+                        int write_gradient, float scale, float *column_sums) {
     double total = 0;
     for (int64_t r = 0; r < rows; r++)
-        total += k_xent_row(logits + r * V, targets[r], V, write_gradient, scale, column_sums);
+        total += k_xent_row(logits + r * V, targets[r], V, bias, write_gradient, scale, column_sums);
     return total;
 }
 
 double rk_cross_entropy_masked(float *logits, const int32_t *targets, const float *mask, int64_t rows, int64_t V,
-                               int write_gradient, float scale, float *column_sums) {
+                               const float *bias, int write_gradient, float scale, float *column_sums) {
     double total = 0;
     for (int64_t r = 0; r < rows; r++) {
         float *restrict x = logits + r * V;
@@ -238,7 +244,7 @@ double rk_cross_entropy_masked(float *logits, const int32_t *targets, const floa
             if (write_gradient) memset(x, 0, sizeof(float) * (size_t)V);
             continue;
         }
-        total += (double)w * k_xent_row(x, targets[r], V, write_gradient, w * scale, column_sums);
+        total += (double)w * k_xent_row(x, targets[r], V, bias, write_gradient, w * scale, column_sums);
     }
     return total;
 }

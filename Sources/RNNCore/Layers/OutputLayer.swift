@@ -30,8 +30,8 @@ public struct OutputLayer: Sendable {
                      mask: UnsafePointer<Float>? = nil, parameters: UnsafePointer<Float>,
                      logits: UnsafeMutablePointer<Float>) -> LossSum {
         guard N > 0 else { return LossSum() }
-        linear.forward(x, rows: N, parameters: parameters, into: logits)
-        return loss.forward(logits, targets: targets, rows: N, mask: mask)
+        product(x, rows: N, parameters: parameters, into: logits)
+        return loss.forward(logits, targets: targets, rows: N, mask: mask, bias: parameters + linear.biasOffset)
     }
 
     /// Forward and backward of `scale · Σ losses` over `x [N, I]`: returns the (unscaled) loss sum, accumulates
@@ -45,10 +45,10 @@ public struct OutputLayer: Sendable {
                                 dx: UnsafeMutablePointer<Float>, profile: PhaseProfile? = nil) -> LossSum {
         guard N > 0 else { return LossSum() }
         let I = linear.inputs, V = linear.outputs, w = parameters + linear.weightOffset
-        linear.forward(x, rows: N, parameters: parameters, into: logits)
+        product(x, rows: N, parameters: parameters, into: logits)
         profile?.mark(.decoderForward)
         let sum = loss.forwardBackward(logits, targets: targets, rows: N, mask: mask, scale: scale,
-                                       columnSums: gradients + linear.biasOffset)
+                                       bias: parameters + linear.biasOffset, columnSums: gradients + linear.biasOffset)
         profile?.mark(.softmax)
         sgemm(transA: true, m: V, n: I, k: N, a: logits, lda: V, b: x, ldb: I, beta: 1,
               c: gradients + linear.weightOffset, ldc: I)
@@ -56,5 +56,13 @@ public struct OutputLayer: Sendable {
         sgemm(m: N, n: I, k: V, a: logits, lda: V, b: w, ldb: I, beta: 1, c: dx, ldc: I)
         profile?.mark(.decoderInputGradient)
         return sum
+    }
+
+    /// `logits = x · Wᵀ` without the bias, which the loss kernel adds row by row while each row is in cache (copying
+    /// it into all N rows first, as `Linear.forward` does, is one more write and read of `[N, V]`).
+    private func product(_ x: UnsafePointer<Float>, rows N: Int, parameters: UnsafePointer<Float>,
+                         into logits: UnsafeMutablePointer<Float>) {
+        sgemm(transB: true, m: N, n: linear.outputs, k: linear.inputs, a: x, lda: linear.inputs,
+              b: parameters + linear.weightOffset, ldb: linear.inputs, beta: 0, c: logits, ldc: linear.outputs)
     }
 }
