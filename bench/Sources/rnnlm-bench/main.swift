@@ -1,13 +1,15 @@
 // rnnlm-bench: times the numeric core on synthetic tokens (no I/O inside the timed region).
 //
 //   rnnlm-bench [--model gru] [--hidden 256] [--vocab 28] [--batch 32] [--steps 35] [--layers 1]
-//               [--embed 0] [--dropout 0] [--repeats 30] [--threads 1] [--blas-threads 1]
+//               [--embed 0] [--dropout 0] [--repeats 30] [--threads 1] [--blas-threads 1] [--profile] [--gemm]
 //
-// --threads N > 1 splits the minibatch's streams across N threads (DataParallel, as `rnnlm train --threads N`);
+// --threads N > 1 splits the minibatch's streams across N threads (model replicas, as `rnnlm train --threads N`);
 // --blas-threads N instead gives N threads to OpenBLAS inside one forward/backward (the pre-DataParallel way).
 //
 // Prints, for forward only, forward+backward, and a full training step (forward+backward, 1/N scaling,
 // global-norm clip, SGD update): median, p10 and p90 milliseconds per minibatch and tokens/s at the median.
+// --profile adds the per-phase profile (thread CPU time) and the fraction of the FLOP limit; --gemm the rates of
+// the decoder's three products at this shape.
 import Foundation
 import RNNCore
 
