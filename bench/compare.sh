@@ -2,7 +2,8 @@
 # rnnlm vs PyTorch on this machine, side by side: installs the PyTorch peer into a virtual environment if it
 # is missing (../shared/peers/README.md), builds rnnlm, and runs bench/compare.py.
 #
-#   bench/compare.sh [--repeats N] [--only NAME,...] [--baseline OLD_RNNLM] [--no-peer]
+#   bench/compare.sh [--word] [--repeats N] [--only NAME,...] [--baseline OLD_RNNLM] [--no-peer]
+#   (--word: the word-level rows, tinyshakespeare as words against torch_wordlm.py)
 #   bench/compare.sh --translation [--parts d2l,speed,workers,bleu] [--repeats N]   (bench/translation.py)
 # Environment: PEER_VENV (default /tmp/peer-venv), PEERS (default ../shared/peers beside the checkout),
 # RNNLM_DATA_DIR (default ../shared/data), BLEU_PYTHON (a python with sacrebleu, default /tmp/bleu-venv/bin/python).

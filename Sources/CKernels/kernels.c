@@ -188,28 +188,54 @@ static inline float k_row_sum_exp(const float *restrict x, int64_t V, float m) {
     return s;
 }
 
-double rk_cross_entropy(float *logits, const int32_t *targets, int64_t rows, int64_t V, int write_gradient,
-                        float scale) {
-    double total = 0;
-    for (int64_t r = 0; r < rows; r++) {
-        float *restrict x = logits + r * V;
-        float m = k_row_max(x, V);
-        float s = k_row_sum_exp(x, V, m);
-        double lse = (double)m + log((double)s);
-        int64_t y = targets[r];
-        total += lse - (double)x[y];
-        if (write_gradient) {
-            float l = (float)lse;
-            RK_SIMD
-            for (int64_t j = 0; j < V; j++) x[j] = k_exp(x[j] - l) * scale;
-            x[y] -= scale;
-        }
+// x[j] = exp(x[j] - m) in place; returns their sum, in k_row_sum_exp's lanes and order (so the loss is the same).
+static inline float k_row_exp_store(float *restrict x, int64_t V, float m) {
+    float lane[RK_LANES] = {0};
+    int64_t j = 0;
+    for (; j + RK_LANES <= V; j += RK_LANES)
+        for (int i = 0; i < RK_LANES; i++) { float e = k_exp(x[j + i] - m); x[j + i] = e; lane[i] += e; }
+    float s = 0;
+    for (int i = 0; i < RK_LANES; i++) s += lane[i];
+    for (; j < V; j++) { float e = k_exp(x[j] - m); x[j] = e; s += e; }
+    return s;
+}
+
+// One row's loss lse - x[y], after x += bias when bias is given (the decoder's bias added here, while the row is
+// in cache, instead of copied into every row before the GEMM); with `write`, x becomes ws · (softmax - onehot(y)) and, when colsum is given,
+// colsum += that row. One exp per element: the exponentials of the sum pass are kept and scaled by ws / s.
+static inline double k_xent_row(float *restrict x, int64_t y, int64_t V, const float *restrict bias, int write, float ws,
+                                 float *restrict colsum) {
+    if (bias) {
+        RK_SIMD
+        for (int64_t j = 0; j < V; j++) x[j] += bias[j];
     }
+    float m = k_row_max(x, V);
+    float xy = x[y];
+    if (!write) return (double)m + log((double)k_row_sum_exp(x, V, m)) - (double)xy;
+    float s = k_row_exp_store(x, V, m);
+    float k = ws / s;
+    if (colsum) {
+        RK_SIMD
+        for (int64_t j = 0; j < V; j++) { float g = x[j] * k; x[j] = g; colsum[j] += g; }
+        colsum[y] -= ws;
+    } else {
+        RK_SIMD
+        for (int64_t j = 0; j < V; j++) x[j] *= k;
+    }
+    x[y] -= ws;
+    return (double)m + log((double)s) - (double)xy;
+}
+
+double rk_cross_entropy(float *logits, const int32_t *targets, int64_t rows, int64_t V, const float *bias,
+                        int write_gradient, float scale, float *column_sums) {
+    double total = 0;
+    for (int64_t r = 0; r < rows; r++)
+        total += k_xent_row(logits + r * V, targets[r], V, bias, write_gradient, scale, column_sums);
     return total;
 }
 
 double rk_cross_entropy_masked(float *logits, const int32_t *targets, const float *mask, int64_t rows, int64_t V,
-                               int write_gradient, float scale) {
+                               const float *bias, int write_gradient, float scale, float *column_sums) {
     double total = 0;
     for (int64_t r = 0; r < rows; r++) {
         float *restrict x = logits + r * V;
@@ -218,17 +244,7 @@ double rk_cross_entropy_masked(float *logits, const int32_t *targets, const floa
             if (write_gradient) memset(x, 0, sizeof(float) * (size_t)V);
             continue;
         }
-        float m = k_row_max(x, V);
-        float s = k_row_sum_exp(x, V, m);
-        double lse = (double)m + log((double)s);
-        int64_t y = targets[r];
-        total += (double)w * (lse - (double)x[y]);
-        if (write_gradient) {
-            float l = (float)lse, ws = w * scale;
-            RK_SIMD
-            for (int64_t j = 0; j < V; j++) x[j] = k_exp(x[j] - l) * ws;
-            x[y] -= ws;
-        }
+        total += (double)w * k_xent_row(x, targets[r], V, bias, write_gradient, w * scale, column_sums);
     }
     return total;
 }
@@ -331,6 +347,20 @@ int rk_all_finite(const float *x, int64_t n) {
     uint32_t bad = 0;
     for (int64_t i = 0; i < n; i++) {
         float z = x[i] * 0.0f;
+        uint32_t b;
+        memcpy(&b, &z, 4);
+        bad |= b & 0x7fffffffu;
+    }
+    return bad == 0;
+}
+
+int rk_copy_all_finite(float *restrict dst, const float *restrict src, int64_t n) {
+    // rk_all_finite's test on the values as they are copied: one pass over a received payload instead of two.
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float v = src[i];
+        dst[i] = v;
+        float z = v * 0.0f;
         uint32_t b;
         memcpy(&b, &z, 4);
         bad |= b & 0x7fffffffu;

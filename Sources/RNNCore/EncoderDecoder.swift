@@ -95,8 +95,8 @@ public final class EncoderDecoder {
 
     private let sourceEmbedding: Embedding, targetEmbedding: Embedding
     private let encoder: RecurrentStack, decoder: RecurrentStack
-    private let dense: Linear
-    private let lossLayer: SoftmaxCrossEntropy
+    /// The dense layer and the loss (`OutputLayer`): `decoder.dense.weight [Vt, H]`, `decoder.dense.bias [Vt]`.
+    private let dense: OutputLayer
     private var workspaces: [Shape: Workspace] = [:]
 
     /// The dropout sites of the decoder's between-layer dropout (the encoder's start at 0).
@@ -124,8 +124,7 @@ public final class EncoderDecoder {
                                  layout: layout)
         decoder = RecurrentStack(cell: c.cell, inputSize: c.embedSize + c.hiddenSize, hidden: c.hiddenSize, layers: c.layers,
                                  dropout: c.dropout, dropoutSite: Self.decoderDropoutSite, prefix: "decoder.rnn.", layout: layout)
-        dense = Linear(name: "decoder.dense", inputs: c.hiddenSize, outputs: c.targetVocabSize, layout: layout)
-        lossLayer = SoftmaxCrossEntropy(classes: c.targetVocabSize)
+        dense = OutputLayer(name: "decoder.dense", inputs: c.hiddenSize, classes: c.targetVocabSize, layout: layout)
     }
 
     public var parameterCount: Int { layout.count }
@@ -238,16 +237,17 @@ public final class EncoderDecoder {
             }
         }
         guard valid > 0 else { return LossSum() }
-        dense.forward(ws.validOut.pointer, rows: valid, parameters: p, into: ws.logits.pointer)
+        let g = gradients.pointer
+        if backward { ws.validOutGrad.zero() }
         let loss = ws.validTargets.withUnsafeBufferPointer { tgt in
-            backward ? lossLayer.forwardBackward(ws.logits.pointer, targets: tgt.baseAddress!, rows: valid)
-                     : lossLayer.forward(ws.logits.pointer, targets: tgt.baseAddress!, rows: valid)
+            backward ? dense.forwardBackward(ws.validOut.pointer, rows: valid, targets: tgt.baseAddress!, parameters: p,
+                                             gradients: g, logits: ws.logits.pointer, dx: ws.validOutGrad.pointer)
+                     : dense.loss(ws.validOut.pointer, rows: valid, targets: tgt.baseAddress!, parameters: p,
+                                  logits: ws.logits.pointer)
         }
         guard backward else { return loss }
-        let g = gradients.pointer
-        // Dense, then the decoder: ∂L/∂(decoder input) and ∂L/∂(its initial state).
-        ws.validOutGrad.zero()
-        dense.backward(ws.validOut.pointer, rows: valid, dy: ws.logits.pointer, parameters: p, gradients: g, dx: ws.validOutGrad.pointer)
+        // The dense layer's ∂L/∂(its input) is in validOutGrad; now the decoder: ∂L/∂(decoder input) and
+        // ∂L/∂(its initial state).
         ws.decoderOutGrad.zero()
         for i in 0..<valid { (ws.decoderOutGrad.pointer + ws.validPositions[i] * H).update(from: ws.validOutGrad.pointer + i * H, count: H) }
         ws.decoderInGrad.zero(); ws.decoderInitialHGrad.zero(); ws.decoderInitialCGrad.zero()
@@ -336,7 +336,7 @@ public final class EncoderDecoder {
                                 finalH: h.baseAddress!, finalC: cs.baseAddress)
             }
         }
-        dense.forward(out, rows: B, parameters: p, into: ws.logits.pointer)
+        dense.logits(out, rows: B, parameters: p, into: ws.logits.pointer)
         return Array(UnsafeBufferPointer(start: ws.logits.pointer, count: B * c.targetVocabSize))
     }
 

@@ -23,6 +23,12 @@ public func allFinite(_ values: UnsafeBufferPointer<Float>) -> Bool {
 /// True when every value is finite.
 public func allFinite(_ values: [Float]) -> Bool { values.withUnsafeBufferPointer { allFinite($0) } }
 
+/// Copies `count` Float32 values from `source` (any alignment a Float32 array's bytes have) to `destination`, and
+/// says whether all were finite: a received payload is checked as it is copied.
+public func copyAllFinite(from source: UnsafeRawPointer, to destination: UnsafeMutablePointer<Float>, count: Int) -> Bool {
+    count == 0 || rk_copy_all_finite(destination, source.assumingMemoryBound(to: Float.self), Int64(count)) != 0
+}
+
 /// `out[j] += Σ_r m[r, j]` over the `[rows, n]` matrix `m`.
 @inline(__always)
 func columnSums(_ m: UnsafePointer<Float>, rows: Int, n: Int, into out: UnsafeMutablePointer<Float>) {

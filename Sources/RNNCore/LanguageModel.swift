@@ -30,8 +30,8 @@ public final class LanguageModel {
 
     private let embedding: Embedding?
     private let stack: RecurrentStack
-    private let decoder: Linear
-    private let lossLayer: SoftmaxCrossEntropy
+    /// The decoder and the loss (`OutputLayer`): `decoder.weight [V, H]` (or `encoder.weight` tied), `decoder.bias`.
+    private let output: OutputLayer
     /// Dropout sites: 0 on the embedding, k + 1 after layer k (the stack's between-layer sites, then `topDropout`).
     private let embedDropout: Dropout?, topDropout: Dropout?
     private var workspaces: [WorkspaceKey: Workspace] = [:]
@@ -56,9 +56,8 @@ public final class LanguageModel {
             : Embedding(name: "encoder", vocabulary: c.vocabSize, width: c.embedSize, layout: layout)
         stack = RecurrentStack(cell: c.cell, inputSize: c.inputSize, hidden: c.hiddenSize, layers: c.layers,
                                dropout: c.dropout, dropoutSite: 1, prefix: "rnn.", layout: layout)
-        decoder = Linear(name: "decoder", inputs: c.hiddenSize, outputs: c.vocabSize, layout: layout,
-                         weight: c.tied ? "encoder.weight" : nil)
-        lossLayer = SoftmaxCrossEntropy(classes: c.vocabSize)
+        output = OutputLayer(name: "decoder", inputs: c.hiddenSize, classes: c.vocabSize, layout: layout,
+                             weight: c.tied ? "encoder.weight" : nil)
         embedDropout = c.dropout > 0 && c.embedSize > 0 ? Dropout(probability: c.dropout, site: 0) : nil
         topDropout = c.dropout > 0 ? Dropout(probability: c.dropout, site: UInt64(c.layers)) : nil
     }
@@ -108,9 +107,12 @@ public final class LanguageModel {
         return inputs.withUnsafeBufferPointer { inp in
             targets.withUnsafeBufferPointer { tgt in
                 profile?.start()
-                forwardPass(inp.baseAddress!, ws: ws, state: &state, dropout: dropout)
-                let loss = lossLayer.forwardBackward(ws.logits.pointer, targets: tgt.baseAddress!, rows: steps * batch)
-                profile?.mark(.decoderSoftmax)
+                let top = forwardPass(inp.baseAddress!, ws: ws, state: &state, dropout: dropout)
+                ws.dTop.zero()
+                profile?.mark(.other)
+                let loss = output.forwardBackward(top, rows: steps * batch, targets: tgt.baseAddress!,
+                                                  parameters: parameters.pointer, gradients: gradients.pointer,
+                                                  logits: ws.logits.pointer, dx: ws.dTop.pointer, profile: profile)
                 backwardPass(inp.baseAddress!, ws: ws, initialStateGradient: initialStateGradient)
                 profile?.mark(.other)
                 return loss
@@ -125,8 +127,9 @@ public final class LanguageModel {
         let ws = workspace(steps: steps, batch: batch)
         return inputs.withUnsafeBufferPointer { inp in
             targets.withUnsafeBufferPointer { tgt in
-                forwardPass(inp.baseAddress!, ws: ws, state: &state, dropout: nil)
-                return lossLayer.forward(ws.logits.pointer, targets: tgt.baseAddress!, rows: steps * batch)
+                let top = forwardPass(inp.baseAddress!, ws: ws, state: &state, dropout: nil)
+                return output.loss(top, rows: steps * batch, targets: tgt.baseAddress!, parameters: parameters.pointer,
+                                   logits: ws.logits.pointer)
             }
         }
     }
@@ -136,7 +139,10 @@ public final class LanguageModel {
     public func logits(inputs: [Int32], steps: Int, batch: Int, state: inout RecurrentState) -> [Float] {
         checkShapes(inputs: inputs, targets: nil, steps: steps, batch: batch, state: state)
         let ws = workspace(steps: steps, batch: batch)
-        inputs.withUnsafeBufferPointer { forwardPass($0.baseAddress!, ws: ws, state: &state, dropout: nil) }
+        inputs.withUnsafeBufferPointer {
+            let top = forwardPass($0.baseAddress!, ws: ws, state: &state, dropout: nil)
+            output.logits(top, rows: steps * batch, parameters: parameters.pointer, into: ws.logits.pointer)
+        }
         return Array(UnsafeBufferPointer(start: ws.logits.pointer, count: steps * batch * config.vocabSize))
     }
 
@@ -171,10 +177,8 @@ public final class LanguageModel {
         let embedded: FloatBuffer, embedMask: FloatBuffer, dEmbedded: FloatBuffer, dEmbeddedRaw: FloatBuffer
         /// The top layer's output after dropout `[T*B, H]` and the mask.
         let dropped: FloatBuffer, topMask: FloatBuffer
-        /// Decoder input of the last forward (the stack's output, or `dropped`).
-        var decoderInput: UnsafePointer<Float>?
         var usedDropout = false
-        /// Decoder output `[T*B, V]`; overwritten by `∂L/∂logits` in backward.
+        /// Decoder output `[T*B, V]`; overwritten by `∂L/∂logits` in backward (`OutputLayer`'s scratch).
         let logits: FloatBuffer
         /// `∂L/∂(decoder input)` and `∂L/∂(stack output)` `[T*B, H]`.
         let dTop: FloatBuffer, dStack: FloatBuffer
@@ -218,8 +222,10 @@ public final class LanguageModel {
 
     // MARK: Forward / backward
 
+    /// Embedding, dropout and the recurrent stack; returns the decoder's input `[T*B, H]` (the stack's output,
+    /// or `ws.dropped`).
     private func forwardPass(_ tokens: UnsafePointer<Int32>, ws: Workspace, state: inout RecurrentState,
-                             dropout key: DropoutKey?) {
+                             dropout key: DropoutKey?) -> UnsafePointer<Float> {
         let c = config, T = ws.steps, B = ws.batch, n = T * B, p = UnsafePointer(parameters.pointer)
         let useDropout = key != nil && c.dropout > 0
         var input = LayerInput.oneHot(tokens)
@@ -233,7 +239,7 @@ public final class LanguageModel {
             }
             input = .dense(UnsafePointer(ws.embedded.pointer))
         }
-        profile?.mark(.other)
+        profile?.mark(.embedding)
         // The stack reads the initial state and writes the final one into the same arrays, layer by layer
         // (the carried state is detached: no gradient flows back into the previous minibatch).
         let hasCell = c.cell.hasCell
@@ -251,19 +257,14 @@ public final class LanguageModel {
             }
             top = UnsafePointer(ws.dropped.pointer)
         }
-        profile?.mark(.other)
-        decoder.forward(top, rows: n, parameters: p, into: ws.logits.pointer)
-        ws.decoderInput = top
         ws.usedDropout = useDropout
+        return top
     }
 
     private func backwardPass(_ tokens: UnsafePointer<Int32>, ws: Workspace,
                               initialStateGradient: UnsafeMutablePointer<RecurrentState>?) {
         let c = config, B = ws.batch, n = ws.steps * B, p = UnsafePointer(parameters.pointer), g = gradients.pointer
-        // ws.logits holds ∂L/∂logits.
-        ws.dTop.zero()
-        decoder.backward(ws.decoderInput!, rows: n, dy: ws.logits.pointer, parameters: p, gradients: g,
-                         dx: ws.dTop.pointer)
+        // ws.dTop holds ∂L/∂(decoder input) (OutputLayer.forwardBackward).
         var dStack = ws.dTop.pointer
         if ws.usedDropout, let topDropout {
             ws.dStack.zero()
@@ -271,7 +272,7 @@ public final class LanguageModel {
                                 count: n * c.hiddenSize)
             dStack = ws.dStack.pointer
         }
-        profile?.mark(.decoderSoftmax)
+        profile?.mark(.other)
         if embedding != nil { ws.dEmbedded.zero() }
         let dInput = embedding != nil ? ws.dEmbedded.pointer : nil
         if let isg = initialStateGradient {
@@ -294,7 +295,9 @@ public final class LanguageModel {
                                       count: n * c.embedSize)
                 dEmbedding = ws.dEmbeddedRaw.pointer
             }
+            profile?.mark(.other)
             embedding.backward(tokens, count: n, dOut: dEmbedding, gradients: g)
+            profile?.mark(.embedding)
         }
     }
 }

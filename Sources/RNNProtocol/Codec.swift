@@ -172,10 +172,10 @@ public enum Codec {
         case .weights:
             try checkWeightsMeta(meta)
             let (params, state) = try split(payload!, stateCount: read(meta, 1))
-            if let n = parameterCount, params.count != n { throw .parameterCount(expected: n, got: params.count) }
-            if !allFinite(params) || !allFinite(state) { throw .nonFinite("weights") }
+            if let n = parameterCount, params.values.count != n { throw .parameterCount(expected: n, got: params.values.count) }
+            if !params.finite || !state.finite { throw .nonFinite("weights") }
             return .weights(runID: h.runID, step: h.step, epoch: UInt32(h.aux >> 32), batch: UInt32(truncatingIfNeeded: h.aux),
-                            resetState: meta[0] == 1, parameters: params, state: state)
+                            resetState: meta[0] == 1, parameters: params.values, state: state.values)
         case .gradient:
             return try withBytes(payload!) { raw throws(ProtocolError) in try gradient(h, meta, raw, parameterCount: parameterCount) }
         case .stop:
@@ -217,10 +217,10 @@ public enum Codec {
         guard h.aux <= UInt64(UInt32.max) else { throw .badMeta("token count \(h.aux) does not fit 32 bits") }
         guard h.aux > 0 || loss == 0 else { throw .badMeta("token count 0 with a non-zero loss sum") }
         let (g, state) = try split(payload, stateCount: read(meta, 8))
-        if let n = parameterCount, g.count != n { throw .parameterCount(expected: n, got: g.count) }
-        if !allFinite(g) { throw .nonFinite("gradient") }
-        if !allFinite(state) { throw .nonFinite("carried state") }
-        return .gradient(runID: h.runID, step: h.step, lossSum: loss, tokens: UInt32(h.aux), gradient: g, state: state,
+        if let n = parameterCount, g.values.count != n { throw .parameterCount(expected: n, got: g.values.count) }
+        if !g.finite { throw .nonFinite("gradient") }
+        if !state.finite { throw .nonFinite("carried state") }
+        return .gradient(runID: h.runID, step: h.step, lossSum: loss, tokens: UInt32(h.aux), gradient: g.values, state: state.values,
                          computeNanos: read(meta, 12))
     }
 
@@ -270,19 +270,22 @@ public enum Codec {
         guard Int(stateCount) <= count else { throw .stateCount(declared: stateCount, payload: count) }
         let n = count - Int(stateCount)
         guard n == parameters.count else { throw .parameterCount(expected: parameters.count, got: n) }
-        if n > 0 { UnsafeMutableRawPointer(parameters.baseAddress!).copyMemory(from: payload.baseAddress!, byteCount: 4 * n) }
+        let finite = n == 0 || copyAllFinite(from: payload.baseAddress!, to: parameters.baseAddress!, count: n)
         let state = floats(UnsafeRawBufferPointer(rebasing: payload[(4 * n)...]))
-        guard allFinite(UnsafeBufferPointer(parameters)), allFinite(state) else { throw .nonFinite("weights") }
+        guard finite, state.finite else { throw .nonFinite("weights") }
         return WeightsFields(step: h.step, epoch: UInt32(h.aux >> 32), batch: UInt32(truncatingIfNeeded: h.aux),
-                             resetState: meta[0] == 1, state: state)
+                             resetState: meta[0] == 1, state: state.values)
     }
 
-    /// A Float32 payload's leading values and its trailing `stateCount` values, each decoded with one copy.
-    static func split(_ payload: [UInt8], stateCount: UInt32) throws(ProtocolError) -> ([Float], [Float]) {
+    /// A Float32 payload's leading values and its trailing `stateCount` values, each decoded with one copy that
+    /// also checks them (`finite`).
+    typealias Checked = (values: [Float], finite: Bool)
+
+    static func split(_ payload: [UInt8], stateCount: UInt32) throws(ProtocolError) -> (Checked, Checked) {
         try withBytes(payload) { raw throws(ProtocolError) in try split(raw, stateCount: stateCount) }
     }
 
-    static func split(_ payload: UnsafeRawBufferPointer, stateCount: UInt32) throws(ProtocolError) -> ([Float], [Float]) {
+    static func split(_ payload: UnsafeRawBufferPointer, stateCount: UInt32) throws(ProtocolError) -> (Checked, Checked) {
         let count = payload.count / 4
         guard Int(stateCount) <= count else { throw .stateCount(declared: stateCount, payload: count) }
         let cut = (count - Int(stateCount)) * 4
@@ -290,13 +293,15 @@ public enum Codec {
                 floats(UnsafeRawBufferPointer(rebasing: payload[cut..<(count * 4)])))
     }
 
-    /// The Float32 values stored in `bytes`, copied once.
-    static func floats(_ bytes: UnsafeRawBufferPointer) -> [Float] {
+    /// The Float32 values stored in `bytes`, copied once, and whether all are finite.
+    static func floats(_ bytes: UnsafeRawBufferPointer) -> Checked {
         let n = bytes.count / 4
-        return [Float](unsafeUninitializedCapacity: n) { buf, done in
-            if n > 0 { UnsafeMutableRawPointer(buf.baseAddress!).copyMemory(from: bytes.baseAddress!, byteCount: 4 * n) }
+        var finite = true
+        let values = [Float](unsafeUninitializedCapacity: n) { buf, done in
+            if n > 0 { finite = copyAllFinite(from: bytes.baseAddress!, to: buf.baseAddress!, count: n) }
             done = n
         }
+        return (values, finite)
     }
 
     static func append<T: FixedWidthInteger>(_ out: inout [UInt8], _ v: T) {

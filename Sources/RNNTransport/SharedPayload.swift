@@ -1,4 +1,5 @@
 import CLinux
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -62,11 +63,24 @@ public final class SharedPayloadRegion {
         (c + 1).pointee = UInt64(total)
         var at = UnsafeMutableRawPointer(c) + Self.headerBytes
         for p in parts where p.count > 0 {
-            at.copyMemory(from: p.baseAddress!, byteCount: p.count)
+            Self.copy(to: at, from: p)
             at += p.count
         }
         rnnlm_seq_end_write(c, odd &+ 1)
         meter?.didSend(total)
+    }
+
+    /// Copies `source` to `destination`, a large payload in two halves at once (the coordinator's broadcast, which
+    /// the workers wait for: one core alone does not reach the memory's bandwidth here).
+    private static func copy(to destination: UnsafeMutableRawPointer, from source: UnsafeRawBufferPointer) {
+        let n = source.count, parallelBytes = 1 << 20
+        guard n >= parallelBytes else { destination.copyMemory(from: source.baseAddress!, byteCount: n); return }
+        let half = (n / 2 + 63) / 64 * 64
+        let d = UnsafeSendableRaw(destination), s = UnsafeSendableRaw(UnsafeMutableRawPointer(mutating: source.baseAddress!))
+        DispatchQueue.concurrentPerform(iterations: 2) { k in
+            let lo = k == 0 ? 0 : half, hi = k == 0 ? half : n
+            (d.base + lo).copyMemory(from: s.base + lo, byteCount: hi - lo)
+        }
     }
 
     /// The slot's payload, or nil when it was never written or was being rewritten while read.
@@ -89,4 +103,10 @@ public final class SharedPayloadRegion {
 
     /// Simulates a writer caught mid-copy (tests).
     public func markWriting(_ s: Slot) { rnnlm_seq_begin_write(counter(s), rnnlm_seq_begin_read(counter(s)) | 1) }
+}
+
+/// A raw pointer handed to the two halves of a parallel copy (disjoint ranges).
+private struct UnsafeSendableRaw: @unchecked Sendable {
+    let base: UnsafeMutableRawPointer
+    init(_ base: UnsafeMutableRawPointer) { self.base = base }
 }

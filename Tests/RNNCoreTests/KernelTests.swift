@@ -20,6 +20,25 @@ struct ReductionTests {
         #expect(allFinite([Float.greatestFiniteMagnitude, -.greatestFiniteMagnitude, .leastNonzeroMagnitude, 0, -0.0]))
     }
 
+    /// The fused copy-and-check that received payloads go through: an exact copy, and a bad value found wherever
+    /// it sits (vector body or scalar tail).
+    @Test(arguments: [0, 1, 15, 16, 17, 1000])
+    func copyAllFiniteCopiesAndFindsEveryNonFiniteValue(_ n: Int) {
+        var rng = RandomGenerator(seed: UInt64(n) + 5)
+        let x = (0..<n).map { _ in rng.uniform(-1e30, 1e30) }
+        var out = [Float](repeating: 7, count: n)
+        let ok = x.withUnsafeBytes { src in out.withUnsafeMutableBufferPointer { copyAllFinite(from: src.baseAddress ?? UnsafeRawPointer(bitPattern: 64)!, to: $0.baseAddress ?? UnsafeMutablePointer(bitPattern: 64)!, count: n) } }
+        #expect(ok && out == x)
+        for at in Set([0, n / 2, n - 1]) where n > 0 {
+            for bad in [Float.nan, .infinity, -.infinity] {
+                var y = x; y[at] = bad
+                var o = [Float](repeating: 0, count: n)
+                let fine = y.withUnsafeBytes { src in o.withUnsafeMutableBufferPointer { copyAllFinite(from: src.baseAddress!, to: $0.baseAddress!, count: n) } }
+                #expect(!fine, "\(bad) at \(at) of \(n) not found")
+            }
+        }
+    }
+
     /// The global norm must not depend on how many threads compute it (results may not depend on the split).
     @Test(arguments: [1, FloatBuffer.sumOfSquaresBlock - 1, FloatBuffer.sumOfSquaresBlock + 1, 5 * FloatBuffer.sumOfSquaresBlock + 7])
     func sumOfSquaresIsTheSameOnAnyThreadCount(_ n: Int) {

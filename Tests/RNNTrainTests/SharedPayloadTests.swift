@@ -24,6 +24,18 @@ struct SharedPayloadTests {
         #expect(worker.read(.toWorker) == [2, 2, 2], "a rewrite replaces the payload and its length")
     }
 
+    /// A payload past a megabyte is copied in two halves at once: every byte still lands in its place.
+    @Test func aLargePayloadArrivesWhole() throws {
+        let p = path()
+        defer { try? FileManager.default.removeItem(atPath: p) }
+        let n = 3 * (1 << 20) + 13
+        let coordinator = try SharedPayloadRegion(path: p, capacity: n + 5, create: true)
+        let worker = try SharedPayloadRegion(path: p, capacity: n + 5, create: false)
+        let big = (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 7) }, tail: [UInt8] = [1, 2, 3, 4, 5]
+        try big.withUnsafeBytes { x in try tail.withUnsafeBytes { y in try coordinator.write(.toWorker, [x, y]) } }
+        #expect(worker.read(.toWorker) == big + tail)
+    }
+
     @Test func aPayloadBeingRewrittenIsNotRead() throws {
         let p = path()
         defer { try? FileManager.default.removeItem(atPath: p) }

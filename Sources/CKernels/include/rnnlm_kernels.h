@@ -38,17 +38,20 @@ void rk_lstm_forward(int64_t B, int64_t H, const float *gx, const float *gh, con
 void rk_lstm_backward(int64_t B, int64_t H, const float *dh, const float *dout, const float *act,
                       const float *tanhc, const float *cprev, float *dc, float *dx);
 
-/// Fused log-softmax + cross-entropy over `rows` rows of [rows, V] logits; returns the loss sum.
-/// When `write_gradient` != 0, overwrites the logits with `scale * (softmax - onehot(target))`.
-double rk_cross_entropy(float *logits, const int32_t *targets, int64_t rows, int64_t V, int write_gradient,
-                        float scale);
+/// Fused log-softmax + cross-entropy over `rows` rows of [rows, V] logits; returns the loss sum. When `bias` [V] is
+/// not null it is first added to every row (so a decoder's GEMM can skip copying it into all rows beforehand).
+/// When `write_gradient` != 0, overwrites the logits with `scale * (softmax - onehot(target))` and, when
+/// `column_sums` [V] is not null, adds each gradient row into it (a decoder's bias gradient, formed while the row
+/// is in cache instead of in another pass over [rows, V]).
+double rk_cross_entropy(float *logits, const int32_t *targets, int64_t rows, int64_t V, const float *bias,
+                        int write_gradient, float scale, float *column_sums);
 
 /// Like rk_cross_entropy with a per-row weight `mask` [rows] (0 or 1 in practice): row r adds
 /// `mask[r] * loss_r` to the sum, and its gradient row becomes `mask[r] * scale * (softmax - onehot)`; a row whose
-/// weight is 0 is not read (its target may be any value) and gets a zero gradient row. The unmasked path stays in
-/// rk_cross_entropy so that it pays nothing for the mask.
+/// weight is 0 is not read (its target may be any value; without write_gradient its logits stay as they were,
+/// bias not added), gets a zero gradient row and adds nothing to `column_sums`. The unmasked path stays in rk_cross_entropy so that it pays nothing for the mask.
 double rk_cross_entropy_masked(float *logits, const int32_t *targets, const float *mask, int64_t rows, int64_t V,
-                               int write_gradient, float scale);
+                               const float *bias, int write_gradient, float scale, float *column_sums);
 
 /// Counter-based inverted dropout over a time-major [T*B, n] matrix: element (t, b, j) is kept iff a hash of
 /// (key, rows[b], t, j) maps below 1 - p; kept elements are scaled by 1/(1 - p). `key` already mixes the seed,
@@ -79,6 +82,8 @@ double rk_sum_squares(const float *x, int64_t n);
 
 /// 1 when all n values are finite (no NaN, no ±inf).
 int rk_all_finite(const float *x, int64_t n);
+/// Copies n values from src to dst (not overlapping); 1 when all of them are finite.
+int rk_copy_all_finite(float *dst, const float *src, int64_t n);
 
 /// y += x over n elements.
 void rk_add(float *y, const float *x, int64_t n);
