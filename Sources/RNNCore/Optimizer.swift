@@ -47,9 +47,22 @@ public final class Optimizer {
 
     /// Applies one update with learning rate `lr` to `params` from `gradScale`·`grads` (both in the same layout),
     /// split over `threads` threads in contiguous ranges (elementwise, so the result is the same for any split).
-    public func update(params: FloatBuffer, grads: FloatBuffer, lr: Float, gradScale: Float = 1, threads: Int = 1) {
+    /// With a row-sparse `support`, plain SGD (no momentum, no weight decay) visits only its values: elsewhere the
+    /// gradient is zero and the step would leave the parameter as it is. Every other rule moves a parameter whose
+    /// gradient is zero (momentum, Adam's moments, decay), so it runs over every value.
+    public func update(params: FloatBuffer, grads: FloatBuffer, lr: Float, gradScale: Float = 1, threads: Int = 1,
+                       support: GradientSupport? = nil) {
         precondition(params.count == count && grads.count == count,
                      "optimizer built for \(count) parameters got \(params.count) parameters and \(grads.count) gradients")
+        if let support, support.table != nil, case .sgd(0, 0) = kind {
+            precondition(support.count == count, "a gradient support of \(support.count) values for \(count) parameters")
+            step += 1
+            let p = SendablePointer(params.pointer), g = SendablePointer(grads.pointer)
+            forEachPiece(support.pieces, threads: threads) { _, r in
+                rk_sgd_update(p.at(r.lowerBound), g.at(r.lowerBound), nil, Int64(r.count), gradScale, lr, 0, 0, 1)
+            }
+            return
+        }
         step += 1
         let kind = kind, first: Int32 = step == 1 ? 1 : 0
         var corrected: (stepSize: Float, bc2Sqrt: Float) = (0, 0)

@@ -45,7 +45,10 @@ extension Coordinator {
                 trainer.setCarried(rows: rows, from: values)
             case .applyGradient(let u):
                 if epochStart[u.epoch] == nil { epochStart[u.epoch] = Date() }
-                u.gradient.withUnsafeBufferPointer { task.gradients.copy(from: $0) }
+                task.zeroGradients()
+                let support = task.gradientSupport(rows: u.rows)
+                u.gradient.withUnsafeBufferPointer { task.gradients.add(compact: $0, on: support) }
+                task.touchedRows = u.rows
                 let lr = trainer.record.schedule.lr
                 let norm = try trainer.applyGradient(u.loss)
                 trainer.onStep?(StepInfo(step: trainer.record.step, epoch: u.epoch, index: u.index,

@@ -91,8 +91,11 @@ public final class Coordinator: GradientSource {
             if Codec.isSharedPayloadHead(body), let region = regions[frames[0]] {
                 // A gradient in the worker's slot is decoded where it lies: one copy, into the message's arrays.
                 let head = Codec.clearingSharedPayloadFlag(body[0]), runID = runID, count = parameterCount
+                let table = machine?.sparseRows
                 guard let decoded = region.withPayload(.toCoordinator, { raw in
-                    Result { () throws(ProtocolError) in try Codec.decodeGradient(head: head, payload: raw, runID: runID, parameterCount: count) }
+                    Result { () throws(ProtocolError) in
+                        try Codec.decodeGradient(head: head, payload: raw, runID: runID, parameterCount: count, sparseRows: table)
+                    }
                 }) else {
                     reject("its shared-memory payload was incomplete (rewritten while read)",
                            from: machine!.member(frames[0])?.label ?? "an unknown peer")
@@ -163,14 +166,15 @@ public final class Coordinator: GradientSource {
             throw DistributedError("--expect-workers \(count) must be between 1 and the \(rows) rows of a minibatch (--batch-size; each worker owns at least one row)")
         }
         machine = CoordinatorMachine(runID: runID, expectedWorkers: count, batchSize: rows, parameterCount: parameterCount,
-                                     stateValuesPerStream: task.carriedPerRow, joinTimeout: joinTimeout,
+                                     sparseRows: task.sparseRows, stateValuesPerStream: task.carriedPerRow, joinTimeout: joinTimeout,
                                      stepTimeout: stepTimeout, now: Self.now())
         machine!.quorum = quorum ?? count
         machine!.minWorkers = minWorkers ?? 1
         machine!.startMinimum = minWorkers.map { Swift.min($0, count) }
         let description = try task.workerDescription(), kind = trainer.record.task.kind
         let runID = runID
-        let capacity = sharedPayloadCapacity(parameterCount: parameterCount, carriedValues: rows * task.carriedPerRow)
+        let capacity = sharedPayloadCapacity(parameterCount: parameterCount, carriedValues: rows * task.carriedPerRow,
+                                             rowIndices: task.sparseRows?.rows ?? 0)
         welcomeFor = { [unowned self] w in
             var assignment = WorkerAssignment(task: kind, workerIndex: w.index, workers: count, rows: w.columns)
             regions[w.peer] = nil
@@ -246,7 +250,7 @@ public final class Coordinator: GradientSource {
             }
             if !zeroed {  // the weights are out: the workers compute, the running sum starts
                 t1 = DispatchTime.now().uptimeNanoseconds
-                task.gradients.zero()
+                task.zeroGradients()
                 zeroed = true
             }
             if slowest != nil { break }
@@ -267,6 +271,7 @@ public final class Coordinator: GradientSource {
         if summed != gather.received.keys.sorted() {
             loss = gather.sum(into: task.gradients)  // (not expected: the running sum is redone from scratch)
         }
+        task.touchedRows = gather.touchedRows
         // Rows of workers that answered move on; those of a dropped or lost contribution keep the coordinator's
         // copy (and go to their owner with the next weights).
         for (i, c) in gather.received {

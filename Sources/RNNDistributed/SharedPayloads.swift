@@ -6,9 +6,9 @@ import RNNTransport
 // (`SharedPayloadRegion`): what both must agree on, and putting a payload back before `Codec.decode`.
 
 /// Bytes a shared-memory slot must hold: the parameters plus the largest carried values a worker can own (all
-/// `carriedValues` of the B rows).
-public func sharedPayloadCapacity(parameterCount: Int, carriedValues: Int) -> Int {
-    MessageBounds.payloadBytes(parameters: parameterCount, stateValues: carriedValues)
+/// `carriedValues` of the B rows), plus the row indices of a row-sparse table's gradient (`rowIndices`, its rows).
+public func sharedPayloadCapacity(parameterCount: Int, carriedValues: Int, rowIndices: Int = 0) -> Int {
+    MessageBounds.payloadBytes(parameters: parameterCount, stateValues: carriedValues, rowIndices: rowIndices)
 }
 
 /// `frames` ready for `Codec.decode`: unchanged unless they are a flagged head from a peer with a `region`, in

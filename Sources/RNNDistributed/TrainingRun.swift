@@ -91,7 +91,8 @@ public final class TrainingRun {
         defer { zap?.stop() }
         if let d = distributed {
             let bound = MessageBounds.maxMessageBytes(
-                parameters: task.parameterCount, stateValues: task.rowsPerMinibatch * task.carriedPerRow)
+                parameters: task.parameterCount, stateValues: task.rowsPerMinibatch * task.carriedPerRow,
+                rowIndices: task.sparseRows?.rows ?? 0)
             let socket = try ZMQSocket(context, kind: .router, maxMessageBytes: bound, heartbeatTimeout: d.heartbeatTimeout)
             if let c = d.curve {
                 // The authentication handler must be listening before the socket accepts anyone.

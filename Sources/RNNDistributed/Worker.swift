@@ -130,7 +130,8 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
     }
     var region: SharedPayloadRegion?
     if let path = a.sharedMemory {
-        let capacity = sharedPayloadCapacity(parameterCount: task.parameterCount, carriedValues: B * perRow)
+        let capacity = sharedPayloadCapacity(parameterCount: task.parameterCount, carriedValues: B * perRow,
+                                             rowIndices: task.sparseRows?.rows ?? 0)
         do { region = try SharedPayloadRegion(path: path, capacity: capacity, create: false) } catch {
             throw DistributedError("the coordinator offered shared memory this worker cannot use: \(error)")
         }
@@ -187,22 +188,29 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
             if !st.isEmpty { carried = st }
             if delayMilliseconds > 0 { usleep(UInt32(delayMilliseconds) * 1000) }  // testing stragglers
             let t0 = DispatchTime.now().uptimeNanoseconds
-            task.gradients.zero()
+            task.zeroGradients()
             let loss = parallel?.accumulateGradient(epoch: Int(epoch), index: Int(index), rows: a.rows, step: Int(step), carried: &carried)
                 ?? task.accumulateGradient(epoch: Int(epoch), index: Int(index), rows: a.rows, step: Int(step), carried: &carried)
             lastStep = step
             let nanos = DispatchTime.now().uptimeNanoseconds - t0
             let flat = carried
+            // Only the gradient's support travels: a row-sparse table's touched rows, not the whole table.
+            let support = task.gradientSupport
             if let r = region, beforeGradient == nil {
                 // The payload goes straight from the gradient buffer into shared memory; only the head is sent.
-                try flat.withUnsafeBytes { try r.write(.toCoordinator, [UnsafeRawBufferPointer(task.gradients.buffer), $0]) }
+                try flat.withUnsafeBytes { st in
+                    try support.rows.withUnsafeBytes { rows in
+                        try r.write(.toCoordinator, Codec.gradientPayloadParts(UnsafeBufferPointer(task.gradients.buffer),
+                                                                              support: support, rows: rows, state: st))
+                    }
+                }
                 try socket.send([Codec.flaggingSharedPayload(Codec.gradientHead(
-                    runID: runID, step: step, lossSum: loss.sum, tokens: UInt32(loss.count), gradientCount: task.parameterCount,
-                    stateCount: flat.count, computeNanos: nanos))])
+                    runID: runID, step: step, lossSum: loss.sum, tokens: UInt32(loss.count), gradientCount: support.valueCount,
+                    rowCount: support.rows.count, stateCount: flat.count, computeNanos: nanos))])
             } else {
                 let frames = Codec.encodeGradient(runID: runID, step: step, lossSum: loss.sum, tokens: UInt32(loss.count),
-                                                  gradient: UnsafeBufferPointer(task.gradients.buffer), state: flat,
-                                                  computeNanos: nanos)
+                                                  gradient: UnsafeBufferPointer(task.gradients.buffer), support: support,
+                                                  state: flat, computeNanos: nanos)
                 try beforeGradient?({ try socket.send($0) }, frames, step, runID)
                 try socket.send(frames)
             }

@@ -35,10 +35,13 @@ public struct AsyncGradient: Equatable, Sendable {
     /// Updates applied since the weights it was computed on (at most the bound).
     public var staleness: Int
     public var loss: LossSum
-    /// Σ-loss gradient, one value per parameter.
+    /// Σ-loss gradient: every value, or the values of the support of `rows` (see `Message.gradient`).
     public var gradient: [Float]
+    /// The row-sparse table's touched rows (empty without one).
+    public var rows: [Int32]
 
-    public init(worker: Int, epoch: Int, index: Int, staleness: Int, loss: LossSum, gradient: [Float]) {
+    public init(worker: Int, epoch: Int, index: Int, staleness: Int, loss: LossSum, gradient: [Float], rows: [Int32] = []) {
+        self.rows = rows
         self.worker = worker; self.epoch = epoch; self.index = index; self.staleness = staleness
         self.loss = loss; self.gradient = gradient
     }
@@ -122,7 +125,7 @@ extension CoordinatorMachine {
     }
 
     /// A gradient from `w` computed on weights `version`.
-    mutating func asyncGradient(_ w: AdmittedWorker, version: UInt64, loss: LossSum, gradient: [Float], state: [Float],
+    mutating func asyncGradient(_ w: AdmittedWorker, version: UInt64, loss: LossSum, gradient: [Float], rows: [Int32] = [], state: [Float],
                                 now: Double) -> [Action] {
         guard var c = asyncRun!.cursors[w.index], let sent = c.sentVersion, version == sent else {
             let expected = asyncRun!.cursors[w.index]?.sentVersion.map { "version \($0)" } ?? "none (no minibatch in flight)"
@@ -140,7 +143,7 @@ extension CoordinatorMachine {
             asyncRun!.epochLoss[c.epoch, default: LossSum()] += loss
             asyncRun!.applying = w.index
             actions.append(.applyGradient(AsyncGradient(worker: w.index, epoch: c.epoch, index: c.index, staleness: staleness,
-                                                        loss: loss, gradient: gradient)))
+                                                        loss: loss, gradient: gradient, rows: rows)))
             return actions
         case .discard(let staleness):
             staleDiscarded += 1

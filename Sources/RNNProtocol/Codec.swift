@@ -19,11 +19,10 @@ public enum Codec {
             meta = [reset ? 1 : 0]
             append(&meta, UInt32(state.count))
             payload = params.withUnsafeBufferPointer { p in state.withUnsafeBufferPointer { bytes(of: p, then: $0) } }
-        case .gradient(let r, let s, let lossSum, let tokens, let g, let state, let nanos):
-            return g.withUnsafeBufferPointer {
-                encodeGradient(runID: r, step: s, lossSum: lossSum, tokens: tokens, gradient: $0, state: state,
-                               computeNanos: nanos)
-            }
+        case .gradient(let r, let s, let lossSum, let tokens, let g, let state, let nanos, let rows):
+            let payload = g.withUnsafeBytes { v in rows.withUnsafeBytes { i in state.withUnsafeBytes { bytes(of: [v, i, $0]) } } }
+            return [gradientHead(runID: r, step: s, lossSum: lossSum, tokens: tokens, gradientCount: g.count,
+                                 rowCount: rows.count, stateCount: state.count, computeNanos: nanos), payload]
         case .stop(let r, let reason):
             runID = r; meta = Array(reason.utf8)
         case .heartbeat(let r):
@@ -35,23 +34,40 @@ public enum Codec {
         return payload.map { [head, $0] } ?? [head]
     }
 
-    /// The frames of a gradient message, read straight from `gradient` (a worker's gradient buffer): one copy
-    /// into the payload instead of going through an array.
+    /// The frames of a gradient message, read straight from `gradient` (a worker's whole gradient buffer): the
+    /// values of `support` (all of them for a dense support) and its rows go into the payload with one copy.
     public static func encodeGradient(runID: UInt64, step: UInt64, lossSum: Double, tokens: UInt32,
-                                      gradient: UnsafeBufferPointer<Float>, state: [Float], computeNanos: UInt64) -> [[UInt8]] {
-        let payload = state.withUnsafeBufferPointer { bytes(of: gradient, then: $0) }
-        return [gradientHead(runID: runID, step: step, lossSum: lossSum, tokens: tokens, gradientCount: gradient.count,
-                             stateCount: state.count, computeNanos: computeNanos), payload]
+                                      gradient: UnsafeBufferPointer<Float>, support: GradientSupport? = nil,
+                                      state: [Float], computeNanos: UInt64) -> [[UInt8]] {
+        let support = support ?? .dense(gradient.count)
+        precondition(support.count == gradient.count, "a support of \(support.count) values for a gradient of \(gradient.count)")
+        let payload = state.withUnsafeBytes { st in
+            support.rows.withUnsafeBytes { rows in bytes(of: gradientPayloadParts(gradient, support: support, rows: rows, state: st)) }
+        }
+        return [gradientHead(runID: runID, step: step, lossSum: lossSum, tokens: tokens, gradientCount: support.valueCount,
+                             rowCount: support.rows.count, stateCount: state.count, computeNanos: computeNanos), payload]
     }
 
-    /// The first frame of a gradient message whose payload is `gradientCount` + `stateCount` Float32 values.
+    /// A gradient payload as the pieces to copy in order: the values of each range of `support` in `gradient`,
+    /// then the rows' bytes (`rows`, the support's rows), then the carried values' bytes.
+    public static func gradientPayloadParts(_ gradient: UnsafeBufferPointer<Float>, support: GradientSupport,
+                                            rows: UnsafeRawBufferPointer, state: UnsafeRawBufferPointer) -> [UnsafeRawBufferPointer] {
+        var parts = support.ranges.map { UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(gradient)[(4 * $0.lowerBound)..<(4 * $0.upperBound)]) }
+        parts.append(rows)
+        parts.append(state)
+        return parts
+    }
+
+    /// The first frame of a gradient message whose payload is `gradientCount` Float32 values, `rowCount` Int32
+    /// rows and `stateCount` Float32 carried values.
     public static func gradientHead(runID: UInt64, step: UInt64, lossSum: Double, tokens: UInt32, gradientCount: Int,
-                                    stateCount: Int, computeNanos: UInt64) -> [UInt8] {
+                                    rowCount: Int = 0, stateCount: Int, computeNanos: UInt64) -> [UInt8] {
         var meta = withUnsafeBytes(of: lossSum.bitPattern.littleEndian) { Array($0) }
         append(&meta, UInt32(stateCount))
         append(&meta, computeNanos)
-        return head(type: .gradient, runID: runID, step: step, meta: meta, payloadCount: 4 * (gradientCount + stateCount),
-                    aux: UInt64(tokens))
+        append(&meta, UInt32(rowCount))
+        return head(type: .gradient, runID: runID, step: step, meta: meta,
+                    payloadCount: 4 * (gradientCount + rowCount + stateCount), aux: UInt64(tokens))
     }
 
     /// Header byte 7, reserved (0) on the wire, is non-zero on a head frame sent alone because its payload waits in
@@ -156,9 +172,10 @@ public enum Codec {
     }
 
     /// Decodes and validates. `runID` (when given) must match; `parameterCount` (when given) must match the
-    /// length of weights and gradients. A welcome's task description is the task's to validate.
+    /// length of weights and gradients, a gradient being the support of its rows of `sparseRows` when the task has
+    /// a row-sparse table (see `Message.gradient`). A welcome's task description is the task's to validate.
     public static func decode(_ frames: [[UInt8]], runID expectedRun: UInt64? = nil,
-                              parameterCount: Int? = nil) throws(ProtocolError) -> Message {
+                              parameterCount: Int? = nil, sparseRows: SparseRowTensor? = nil) throws(ProtocolError) -> Message {
         guard frames.count == 1 || frames.count == 2 else { throw .frameCount(frames.count) }
         let payload = frames.count == 2 ? frames[1] : nil
         let (h, meta) = try checkedHead(frames[0], payloadCount: payload?.count, runID: expectedRun)
@@ -177,7 +194,9 @@ public enum Codec {
             return .weights(runID: h.runID, step: h.step, epoch: UInt32(h.aux >> 32), batch: UInt32(truncatingIfNeeded: h.aux),
                             resetState: meta[0] == 1, parameters: params.values, state: state.values)
         case .gradient:
-            return try withBytes(payload!) { raw throws(ProtocolError) in try gradient(h, meta, raw, parameterCount: parameterCount) }
+            return try withBytes(payload!) { raw throws(ProtocolError) in
+                try gradient(h, meta, raw, parameterCount: parameterCount, sparseRows: sparseRows)
+            }
         case .stop:
             guard let reason = String(validating: meta, as: UTF8.self) else { throw .badMeta("stop reason is not UTF-8") }
             return .stop(runID: h.runID, reason: reason)
@@ -209,28 +228,51 @@ public enum Codec {
 
     /// A gradient message from its checked head and its payload bytes (wherever they are): one copy into arrays.
     static func gradient(_ h: Header, _ meta: [UInt8], _ payload: UnsafeRawBufferPointer,
-                         parameterCount: Int?) throws(ProtocolError) -> Message {
-        guard meta.count == 20 else { throw .badMeta("gradient metadata must be the loss sum, a state count and the compute time") }
+                         parameterCount: Int?, sparseRows: SparseRowTensor?) throws(ProtocolError) -> Message {
+        guard meta.count == 24 else { throw .badMeta("gradient metadata must be the loss sum, a state count, the compute time and a row count") }
         let loss = Double(bitPattern: read(meta, 0) as UInt64)
         guard loss.isFinite else { throw .nonFinite("loss sum") }
         // No tokens is a worker whose rows were all padding (a short last minibatch): a zero contribution.
         guard h.aux <= UInt64(UInt32.max) else { throw .badMeta("token count \(h.aux) does not fit 32 bits") }
         guard h.aux > 0 || loss == 0 else { throw .badMeta("token count 0 with a non-zero loss sum") }
-        let (g, state) = try split(payload, stateCount: read(meta, 8))
-        if let n = parameterCount, g.values.count != n { throw .parameterCount(expected: n, got: g.values.count) }
-        if !g.finite { throw .nonFinite("gradient") }
+        let (values, state) = try split(payload, stateCount: read(meta, 8))
+        // The touched rows sit between the gradient's values and the carried values.
+        let rowCount = Int(read(meta, 20) as UInt32), total = values.values.count
+        guard rowCount <= total else { throw .badMeta("gradient declares \(rowCount) rows, its payload holds \(total) values before the carried state") }
+        let rows = [Int32](unsafeUninitializedCapacity: rowCount) { out, n in
+            if rowCount > 0 {
+                UnsafeMutableRawBufferPointer(out).copyMemory(from: UnsafeRawBufferPointer(rebasing: payload[(4 * (total - rowCount))..<(4 * total)]))
+            }
+            n = rowCount
+        }
+        var g = values.values
+        g.removeLast(rowCount)
+        if let n = parameterCount {
+            if let t = sparseRows {
+                guard isStrictlyAscending(rows), rows.allSatisfy({ $0 >= 0 && Int($0) < t.rows }) else {
+                    throw .badMeta("gradient rows must be ascending, unique and inside the table's \(t.rows) rows")
+                }
+                let expected = n - (t.rows - rowCount) * t.width
+                if g.count != expected { throw .parameterCount(expected: expected, got: g.count) }
+            } else {
+                guard rowCount == 0 else { throw .badMeta("gradient lists \(rowCount) rows, but this model's gradient is dense") }
+                if g.count != n { throw .parameterCount(expected: n, got: g.count) }
+            }
+        }
+        // (`split` checked the row indices as floats too; only the values before them count.)
+        if !(rowCount == 0 ? values.finite : RNNCore.allFinite(g.withUnsafeBufferPointer { $0 })) { throw .nonFinite("gradient") }
         if !state.finite { throw .nonFinite("carried state") }
-        return .gradient(runID: h.runID, step: h.step, lossSum: loss, tokens: UInt32(h.aux), gradient: g.values, state: state.values,
-                         computeNanos: read(meta, 12))
+        return .gradient(runID: h.runID, step: h.step, lossSum: loss, tokens: UInt32(h.aux), gradient: g, state: state.values,
+                         computeNanos: read(meta, 12), rows: rows)
     }
 
     /// Decodes a gradient message from its (unflagged) head and its payload read in place (a shared-memory slot),
     /// with `decode`'s checks: the payload is copied once, into the message's arrays.
     public static func decodeGradient(head: [UInt8], payload: UnsafeRawBufferPointer, runID: UInt64,
-                                      parameterCount: Int) throws(ProtocolError) -> Message {
+                                      parameterCount: Int, sparseRows: SparseRowTensor? = nil) throws(ProtocolError) -> Message {
         let (h, meta) = try checkedHead(head, payloadCount: payload.count, runID: runID)
         guard h.type == .gradient else { throw .badMeta("expected a gradient message, got \(h.type)") }
-        return try gradient(h, meta, payload, parameterCount: parameterCount)
+        return try gradient(h, meta, payload, parameterCount: parameterCount, sparseRows: sparseRows)
     }
 
     /// `body` on the bytes of `a`, keeping its error type.
@@ -315,6 +357,19 @@ public enum Codec {
     // Payloads are the values' bytes as the host stores them: little-endian hosts only (x86-64, arm64).
     static func bytes<T>(of values: [T]) -> [UInt8] {
         values.withUnsafeBytes { Array($0) }
+    }
+
+    /// The parts one after the other as one byte array, copied once.
+    static func bytes(of parts: [UnsafeRawBufferPointer]) -> [UInt8] {
+        let n = parts.reduce(0) { $0 + $1.count }
+        return [UInt8](unsafeUninitializedCapacity: n) { buf, count in
+            var at = buf.baseAddress!
+            for p in parts where p.count > 0 {
+                UnsafeMutableRawPointer(at).copyMemory(from: p.baseAddress!, byteCount: p.count)
+                at += p.count
+            }
+            count = n
+        }
     }
 
     /// `a` then `b` as one byte array, copied once.

@@ -76,6 +76,8 @@ public struct CoordinatorMachine {
     public let expectedWorkers: Int
     public let batchSize: Int
     public let parameterCount: Int
+    /// The task's row-sparse table, whose gradient workers send as touched rows (nil: dense gradients).
+    public let sparseRows: SparseRowTensor?
     /// State values per stream (h, and c for LSTM, over all layers).
     public let stateValuesPerStream: Int
     public let joinTimeout: Double
@@ -122,8 +124,9 @@ public struct CoordinatorMachine {
         }
     }
 
-    public init(runID: UInt64, expectedWorkers: Int, batchSize: Int, parameterCount: Int, stateValuesPerStream: Int,
-                joinTimeout: Double, stepTimeout: Double, now: Double) {
+    public init(runID: UInt64, expectedWorkers: Int, batchSize: Int, parameterCount: Int, sparseRows: SparseRowTensor? = nil,
+                stateValuesPerStream: Int, joinTimeout: Double, stepTimeout: Double, now: Double) {
+        self.sparseRows = sparseRows
         precondition(expectedWorkers >= 1 && expectedWorkers <= batchSize, "1 ≤ workers ≤ batch size")
         self.runID = runID; self.expectedWorkers = expectedWorkers; self.batchSize = batchSize
         self.parameterCount = parameterCount; self.stateValuesPerStream = stateValuesPerStream
@@ -233,7 +236,8 @@ public struct CoordinatorMachine {
             deadline = now + stepTimeout
             slowest = 0
             let live = workers.filter { alive.contains($0.index) }
-            gather = StepGather(step: step, expected: Dictionary(uniqueKeysWithValues: live.map { ($0.index, $0.columns.count * stateValuesPerStream) }))
+            gather = StepGather(step: step, expected: Dictionary(uniqueKeysWithValues: live.map { ($0.index, $0.columns.count * stateValuesPerStream) }),
+                                table: sparseRows)
             let withState = sendState.union(pendingState)
             pendingState.removeAll()
             var actions: [Action] = []
@@ -394,7 +398,7 @@ public struct CoordinatorMachine {
                     reject("message from a worker no longer in the run", from: w.label)]
         }
         let message: Message
-        do { message = try decoded?.get() ?? Codec.decode(frames, runID: runID, parameterCount: parameterCount) } catch let error as ProtocolError {
+        do { message = try decoded?.get() ?? Codec.decode(frames, runID: runID, parameterCount: parameterCount, sparseRows: sparseRows) } catch let error as ProtocolError {
             if case .nonFinite(let what) = error, phase == .running, let h = try? Codec.header(frames[0]), h.type == .gradient,
                h.step == asyncRun!.cursors[w.index]?.sentVersion {
                 return asyncNonFinite(w, what: what, now: now)
@@ -424,16 +428,17 @@ public struct CoordinatorMachine {
             return [reject(String(describing: error), from: w.label)]
         }
         switch message {
-        case .gradient(_, let s, let loss, let tokens, let g, let st, let nanos):
+        case .gradient(_, let s, let loss, let tokens, let g, let st, let nanos, let rows):
             if phase == .running {
-                return asyncGradient(w, version: s, loss: LossSum(sum: loss, count: Int(tokens)), gradient: g, state: st, now: now)
+                return asyncGradient(w, version: s, loss: LossSum(sum: loss, count: Int(tokens)), gradient: g, rows: rows,
+                                     state: st, now: now)
             }
             guard phase == .gathering, var gather else {
                 staleDiscarded += 1
                 let straggler = staleExpected.remove(LateKey(worker: w.index, step: s)) != nil
                 return [.log("discarded a gradient for step \(s) from \(w.label): no step is in progress\(straggler ? "; it arrived after the step went on without it" : "")")]
             }
-            let verdict = gather.accept(worker: w.index, step: s, .init(lossSum: loss, tokens: Int(tokens), gradient: g, state: st))
+            let verdict = gather.accept(worker: w.index, step: s, .init(lossSum: loss, tokens: Int(tokens), gradient: g, state: st, rows: rows))
             self.gather = gather
             switch verdict {
             case .accepted:

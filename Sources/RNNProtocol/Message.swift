@@ -1,5 +1,7 @@
-// Wire format, version 2 (version 1 sent a language model's configuration and tokens in the welcome; version 2
-// sends the task's description as one blob). Every message is a ZeroMQ multipart message of one or two frames:
+// Wire format, version 3 (version 1 sent a language model's configuration and tokens in the welcome; version 2
+// sends the task's description as one blob; version 3 sends a row-sparse table's gradient as its touched rows:
+// a gradient's metadata ends with their count, its payload is the support's values, the rows (Int32), the
+// carried values; a lone head's reserved byte 7 may say where its payload waits in shared memory). Every message is a ZeroMQ multipart message of one or two frames:
 //   frame 1: a 40-byte header, then `metaLength` bytes of metadata
 //   frame 2: `payloadLength` bytes of raw little-endian data (Float32 weights/gradients, Int32 tokens), optional
 // Header (little-endian): magic "RNLM" u32 | version u16 | type u8 | reserved u8 (0) | runID u64 | step u64 |
@@ -14,7 +16,7 @@ public enum MessageType: UInt8, Sendable, CaseIterable {
 public struct Header: Equatable, Sendable {
     public static let size = 40
     public static let magic: UInt32 = 0x4D4C_4E52  // "RNLM" as little-endian bytes
-    public static let version: UInt16 = 2
+    public static let version: UInt16 = 3
 
     public var type: MessageType
     public var runID: UInt64
@@ -38,9 +40,12 @@ public enum Message: Equatable, Sendable {
                  state: [Float])
     /// Worker → coordinator: Σ-loss gradient for step `step`, the loss sum and token count, the final
     /// hidden state of the worker's streams (so the coordinator can checkpoint and reassign them), and how long
-    /// the worker computed (for the parameter server's share of step time).
+    /// the worker computed (for the parameter server's share of step time). A task with a row-sparse table
+    /// (`SparseRowTensor`, an untied embedding) sends only the table rows its minibatch touched: `rows` lists them
+    /// (ascending) and `gradient` holds the values of that support (`GradientSupport.ranges` in order); otherwise
+    /// `rows` is empty and `gradient` is every value.
     case gradient(runID: UInt64, step: UInt64, lossSum: Double, tokens: UInt32, gradient: [Float], state: [Float],
-                  computeNanos: UInt64)
+                  computeNanos: UInt64, rows: [Int32] = [])
     /// Coordinator → worker: training is over (or the worker is dismissed); `reason` is UTF-8.
     case stop(runID: UInt64, reason: String)
     case heartbeat(runID: UInt64)

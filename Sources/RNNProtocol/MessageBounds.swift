@@ -3,9 +3,11 @@
 /// again for an LSTM's c): one worker can own every row. The coordinator's socket limit (ZMQ_MAXMSGSIZE, checked per frame
 /// by libzmq, which drops a peer that exceeds it) and the shared-memory payload slots are both sized from here.
 public enum MessageBounds {
-    /// Bytes of the largest payload frame: P + S Float32 values.
-    public static func payloadBytes(parameters: Int, stateValues: Int) -> Int {
-        4 * (parameters + stateValues)
+    /// Bytes of the largest payload frame: P + S Float32 values, and `rowIndices` Int32 values when the gradient
+    /// of a row-sparse table travels as its touched rows (at most the table's row count; the rows' values are
+    /// within P).
+    public static func payloadBytes(parameters: Int, stateValues: Int, rowIndices: Int = 0) -> Int {
+        4 * (parameters + stateValues + rowIndices)
     }
 
     /// Room above the payload for the head frame (a `Header.size` header and its meta) and for the hello, whose
@@ -13,7 +15,7 @@ public enum MessageBounds {
     public static let headroomBytes = 1 << 20
 
     /// The per-message limit for a socket that receives these messages.
-    public static func maxMessageBytes(parameters: Int, stateValues: Int) -> Int64 {
-        Int64(payloadBytes(parameters: parameters, stateValues: stateValues) + headroomBytes)
+    public static func maxMessageBytes(parameters: Int, stateValues: Int, rowIndices: Int = 0) -> Int64 {
+        Int64(payloadBytes(parameters: parameters, stateValues: stateValues, rowIndices: rowIndices) + headroomBytes)
     }
 }

@@ -6,10 +6,13 @@ public struct StepGather {
     public struct Contribution {
         public var lossSum: Double
         public var tokens: Int
+        /// Every value, or with a row-sparse table the values of the support of `rows` (see `Message.gradient`).
         public var gradient: [Float]
         public var state: [Float]
-        public init(lossSum: Double, tokens: Int, gradient: [Float], state: [Float]) {
-            self.lossSum = lossSum; self.tokens = tokens; self.gradient = gradient; self.state = state
+        /// The table rows the gradient touched (empty without a row-sparse table).
+        public var rows: [Int32]
+        public init(lossSum: Double, tokens: Int, gradient: [Float], state: [Float], rows: [Int32] = []) {
+            self.lossSum = lossSum; self.tokens = tokens; self.gradient = gradient; self.state = state; self.rows = rows
         }
     }
 
@@ -22,16 +25,22 @@ public struct StepGather {
     }
 
     public let step: UInt64
+    /// The task's row-sparse table (nil: gradients are dense), which says how contributions are laid out.
+    public let table: SparseRowTensor?
     /// Worker indices that must answer, with the state size each must report.
     public private(set) var expected: [Int: Int]
     public private(set) var received: [Int: Contribution] = [:]
     /// Workers whose contribution to this step was dropped (non-finite gradient): answered, but not summed.
     public private(set) var dropped: Set<Int> = []
 
-    public init(step: UInt64, expected: [Int: Int]) {
+    public init(step: UInt64, expected: [Int: Int], table: SparseRowTensor? = nil) {
         self.step = step
         self.expected = expected
+        self.table = table
     }
+
+    /// The table rows any received contribution touched: where their sum may be non-zero.
+    public var touchedRows: [Int32] { received.keys.sorted().reduce([]) { mergedRows($0, received[$1]!.rows) } }
 
     public var isComplete: Bool { received.count + dropped.count == expected.count }
     public var missing: [Int] { expected.keys.filter { received[$0] == nil && !dropped.contains($0) }.sorted() }
@@ -72,13 +81,14 @@ public struct StepGather {
     public func add(_ workers: [Int], into out: FloatBuffer, total: inout LossSum) {
         for w in workers {
             let c = received[w]!
-            precondition(c.gradient.count == out.count, "worker \(w) gradient has \(c.gradient.count) values, expected \(out.count)")
-            c.gradient.withUnsafeBufferPointer { out.add($0) }
+            let support = GradientSupport(count: out.count, table: table, rows: c.rows)
+            precondition(c.gradient.count == support.valueCount, "worker \(w) gradient has \(c.gradient.count) values, expected \(support.valueCount)")
+            c.gradient.withUnsafeBufferPointer { out.add(compact: $0, on: support) }
             total += LossSum(sum: c.lossSum, count: c.tokens)
         }
     }
 
-    /// Σ of the gradients into `out` (overwritten), in ascending worker order; the total loss and tokens.
+    /// Σ of the gradients into `out` (overwritten, all of it), in ascending worker order; the total loss and tokens.
     public func sum(into out: FloatBuffer) -> LossSum {
         out.zero()
         var total = LossSum()

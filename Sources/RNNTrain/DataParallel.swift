@@ -44,7 +44,7 @@ public final class DataParallel: @unchecked Sendable {
             DispatchQueue.concurrentPerform(iterations: ranges.count) { g in
                 let r = ranges[g]
                 let t = g == 0 ? self.task : self.replicas[g - 1]
-                if g > 0 { t.gradients.zero() }
+                if g > 0 { t.zeroGradients() }
                 var part = Array(input[(r.lowerBound * C)..<(r.upperBound * C)])
                 let loss = t.accumulateGradient(epoch: epoch, index: index, rows: Array(rows[r]), step: step, carried: &part)
                 out.value[g] = (loss, part)
@@ -55,7 +55,7 @@ public final class DataParallel: @unchecked Sendable {
             let (loss, part) = result!
             total += loss
             carried.replaceSubrange((ranges[g].lowerBound * C)..<(ranges[g].upperBound * C), with: part)
-            if g > 0 { task.gradients.add(UnsafeBufferPointer(replicas[g - 1].gradients.buffer)) }
+            if g > 0 { task.addGradients(of: replicas[g - 1]) }
         }
         return total
     }

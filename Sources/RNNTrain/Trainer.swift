@@ -149,7 +149,7 @@ public final class LocalGradient: GradientSource {
 
     public func gradient(task: any TrainingTask, epoch: Int, index: Int, reset: Bool, step: Int,
                          carried: inout [Float]) throws -> LossSum {
-        task.gradients.zero()
+        task.zeroGradients()
         let rows = Array(0..<task.rowsPerMinibatch)
         if let parallel, parallel.task === task, rows.count > 1 {
             return parallel.accumulateGradient(epoch: epoch, index: index, rows: rows, step: step, carried: &carried)
@@ -264,12 +264,15 @@ public final class Trainer {
         }
         // The mean (1/tokens) and the clipping factor scale the gradient inside the optimizer's one pass over it.
         let mean = 1 / Double(loss.count)
-        let norm = task.gradients.sumOfSquares(threads: updateThreads).squareRoot() * mean
+        // Only the gradient's support is visited (a language model's untouched embedding rows are zero).
+        let support = task.gradientSupport
+        let norm = task.gradients.sumOfSquares(support, threads: updateThreads).squareRoot() * mean
         guard loss.sum.isFinite, norm.isFinite else {
             throw TrainingError("training diverged at step \(record.step + 1) (loss \(loss.mean), gradient norm \(norm)); lower --lr, set --clip, and resume from the last checkpoint")
         }
         optimizer.update(params: task.parameters, grads: task.gradients, lr: record.schedule.lr,
-                         gradScale: Float(mean * clipFactor(norm: norm, maxNorm: options.clip)), threads: updateThreads)
+                         gradScale: Float(mean * clipFactor(norm: norm, maxNorm: options.clip)), threads: updateThreads,
+                         support: support)
         record.step += 1
         return norm
     }

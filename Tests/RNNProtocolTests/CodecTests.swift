@@ -1,3 +1,4 @@
+import RNNCore
 import RNNProtocol
 import Testing
 
@@ -36,7 +37,8 @@ struct CodecTests {
         expectRejection([Array(Codec.encode(w)[0].prefix(20))], .shortHeader(20))
         expectRejection(patched(w, at: 0, [0x58]), .badMagic(0x4D4C_4E58))
         expectRejection(patched(w, at: 4, [1, 0]), .badVersion(1))
-        expectRejection(patched(w, at: 4, [3, 0]), .badVersion(3))
+        expectRejection(patched(w, at: 4, [2, 0]), .badVersion(2))
+        expectRejection(patched(w, at: 4, [4, 0]), .badVersion(4))
         expectRejection(patched(w, at: 6, [99]), .unknownType(99))
         expectRejection(patched(w, at: 7, [1]), .reservedNonZero(1))
         expectRejection(patched(w, at: 24, [9]), .metaLength(declared: 9, actual: 5))
@@ -54,7 +56,7 @@ struct CodecTests {
         expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: 1, tokens: 0, gradient: [1, 1, 2], state: [], computeNanos: 0)), .badMeta("token count 0 with a non-zero loss sum"))
         #expect(throws: Never.self) { try Codec.decode(Codec.encode(.gradient(runID: 7, step: 1, lossSum: 0, tokens: 0, gradient: [0, 0, 0], state: [], computeNanos: 0)), runID: 7, parameterCount: 3) }
         var shortMeta = Codec.encode(g); shortMeta[0] = Array(shortMeta[0].prefix(45)); shortMeta[0][24] = 5
-        expectRejection(shortMeta, .badMeta("gradient metadata must be the loss sum, a state count and the compute time"))
+        expectRejection(shortMeta, .badMeta("gradient metadata must be the loss sum, a state count, the compute time and a row count"))
         var bigState = Codec.encode(g); bigState[0][48] = 200
         expectRejection(bigState, .stateCount(declared: 200, payload: 6))
         expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: 1, tokens: 5, gradient: [1, 1, 2], state: [.nan], computeNanos: 0)), .nonFinite("carried state"))
@@ -62,6 +64,48 @@ struct CodecTests {
         expectRejection(Codec.encode(.columns(runID: 7, step: 1, columns: [-2])), .badColumns)
         var badHello = Codec.encode(samples[0]); badHello[0] = Array(badHello[0].prefix(40)) + Array("{}".utf8); badHello[0][24] = 2
         expectRejection(badHello, .badMeta("hello is not a WorkerHello JSON object"))
+    }
+
+    /// A row-sparse table's gradient travels as the support of its touched rows: the values before the table,
+    /// the rows' values, the values after it; then the rows, then the carried values. Every inconsistency is
+    /// refused with its reason.
+    @Test func rowSparseGradientsRoundTripAndMalformedRowsAreRejected() throws {
+        // 2 values, a [4, 3] table, 1 value: P = 15. Rows 1 and 3 touched: 2 + 6 + 1 = 9 values.
+        let table = SparseRowTensor(offset: 2, rows: 4, width: 3), P = 15
+        let values: [Float] = [1, 2, 10, 11, 12, 30, 31, 32, 5]
+        let m = Message.gradient(runID: 7, step: 3, lossSum: 2, tokens: 4, gradient: values, state: [0.5], computeNanos: 9, rows: [1, 3])
+        #expect(try Codec.decode(Codec.encode(m), runID: 7, parameterCount: P, sparseRows: table) == m)
+        // Encoded from a whole gradient buffer and its support: the same frames.
+        var full = [Float](repeating: 0, count: P)
+        full[0] = 1; full[1] = 2; full[5...7] = [10, 11, 12]; full[11...13] = [30, 31, 32]; full[14] = 5
+        let support = GradientSupport(count: P, table: table, rows: [1, 3])
+        let frames = full.withUnsafeBufferPointer {
+            Codec.encodeGradient(runID: 7, step: 3, lossSum: 2, tokens: 4, gradient: $0, support: support, state: [0.5], computeNanos: 9)
+        }
+        #expect(frames == Codec.encode(m))
+        // Summed back into a buffer, the values land where they came from.
+        let sum = FloatBuffer(count: P)
+        values.withUnsafeBufferPointer { sum.add(compact: $0, on: support) }
+        #expect(sum.array == full)
+
+        func rejects(_ g: [Float], _ rows: [Int32], _ e: ProtocolError, table t: SparseRowTensor? = table) {
+            let f = Codec.encode(.gradient(runID: 7, step: 3, lossSum: 2, tokens: 4, gradient: g, state: [], computeNanos: 0, rows: rows))
+            #expect(throws: e) { try Codec.decode(f, runID: 7, parameterCount: P, sparseRows: t) }
+        }
+        let order = ProtocolError.badMeta("gradient rows must be ascending, unique and inside the table's 4 rows")
+        rejects(values, [3, 1], order)
+        rejects(values, [1, 1], order)
+        rejects(values, [1, 4], order)
+        rejects(values, [-1, 3], order)
+        rejects(values, [1], .parameterCount(expected: 6, got: 9))
+        rejects(Array(values.prefix(8)), [1, 3], .parameterCount(expected: 9, got: 8))
+        rejects(values, [1, 3], .badMeta("gradient lists 2 rows, but this model's gradient is dense"), table: nil)
+        var nan = values; nan[4] = .nan
+        rejects(nan, [1, 3], .nonFinite("gradient"))
+        var tooMany = Codec.encode(m); tooMany[0][60] = 200
+        #expect(throws: ProtocolError.badMeta("gradient declares 200 rows, its payload holds 11 values before the carried state")) {
+            try Codec.decode(tooMany, runID: 7, parameterCount: P, sparseRows: table)
+        }
     }
 
     /// `decodeWeights` (the worker's in-place path) against `decode`: the same fields for every well-formed weights

@@ -117,7 +117,7 @@ struct FuzzTests {
                 guard !frames.isEmpty else { continue }
                 // A frame that would be a usable (or droppable) contribution to the current step is not noise: skip it.
                 let decoded = Result { try Codec.decode(frames, runID: runID, parameterCount: parameterCount) }
-                if case .success(.gradient(_, let s, _, _, _, _, _)) = decoded, s == step { skipped += 1; continue }
+                if case .success(.gradient(_, let s, _, _, _, _, _, _)) = decoded, s == step { skipped += 1; continue }
                 if case .success(.heartbeat) = decoded { skipped += 1; continue }
                 if case .failure(let e as ProtocolError) = decoded, case .nonFinite = e,
                    let h = try? Codec.header(frames[0]), h.step == step, h.type == .gradient { skipped += 1; continue }

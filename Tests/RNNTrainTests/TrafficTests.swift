@@ -24,7 +24,7 @@ struct TrafficTests {
         let r = try run(try rnnlmBinary(), ["train", "--workers", String(workers), "--checkpoint-dir", dir, "--data-dir", sharedDataDirectory(),
                                             "--dataset", "timemachine", "--max-tokens", "6000", "--hidden", "48", "--batch-size", "8",
                                             "--num-steps", "12", "--epochs", "1", "--seed", "21", "--model", "lstm", "--layers", "2",
-                                            "--embed", "16"],
+                                            "--embed", "0"],
                         environment: sharedMemory ? [:] : ["RNNLM_SHARED_MEMORY": "0"], timeout: 120)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("through shared memory") == sharedMemory)
@@ -47,5 +47,34 @@ struct TrafficTests {
         #expect(outPerWorker >= outBase && outPerWorker <= outBase + outSlack, "out per worker \(outPerWorker), expected ≈ \(outBase)")
         let inBase = 4 * p + 4 * rowsPerWorker * Double(carriedPerRow)
         #expect(inPerWorker >= inBase && inPerWorker <= inBase + 100, "in per worker \(inPerWorker), expected ≈ \(inBase)")
+    }
+
+    /// A word model's untied embedding is a row-sparse table: each worker sends the values outside the table,
+    /// the table rows its minibatch touched (at most one per input token) and their indices, never the whole
+    /// table; the run still matches the single process (`EquivalenceTests`).
+    @Test func rowSparseEmbeddingSendsOnlyTheTouchedRows() throws {
+        let dir = NSTemporaryDirectory() + "rnnlm-traffic-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (E, B, T, W) = (16, 8, 10, 2)
+        let r = try run(try rnnlmBinary(), ["train", "--workers", String(W), "--checkpoint-dir", dir, "--data-dir", sharedDataDirectory(),
+                                            "--dataset", "tinyshakespeare", "--tokenizer", "lines", "--min-freq", "2",
+                                            "--max-tokens", "4000", "--hidden", "16", "--embed", String(E), "--batch-size", String(B),
+                                            "--num-steps", String(T), "--epochs", "1", "--seed", "5", "--model", "gru"], timeout: 180)
+        #expect(r.status == 0, "\(r.stderr)")
+        let ck = try Checkpoint<TrainingRecord>.read(from: try #require(latestCheckpoint(in: dir)))
+        let P = Double(ck.parameters.count)
+        let V = try #require(ck.spec.layout.tensors.first { $0.name == "encoder.weight" }).shape[0]
+        #expect(V > 1000, "a word vocabulary")
+        let t = try Self.traffic(r.stdout)
+        let inPerWorker = t[3]
+        let rowsPerWorker = Double(B / W), carried = 4 * rowsPerWorker * 16
+        // Outside the table: 4·(P − V·E) bytes; each touched row adds 4·E values and a 4-byte index; a worker's
+        // minibatch reads rowsPerWorker·T tokens, so at most that many rows.
+        let outside = 4 * (P - Double(V * E)) + carried
+        print("row-sparse traffic: P = \(Int(P)), V = \(V), 4P = \(Int(4 * P)) B; in per worker \(Int(inPerWorker)) B")
+        #expect(inPerWorker >= outside + Double(4 * (E + 1)), "in per worker \(inPerWorker), at least \(outside) plus a row")
+        #expect(inPerWorker <= outside + Double(4 * (E + 1)) * rowsPerWorker * Double(T) + 100,
+                "in per worker \(inPerWorker): more than the touched rows can explain")
+        #expect(inPerWorker < 4 * (P - Double(V * E) / 2), "most of the table stays home; all of it would be \(4 * P) B")
     }
 }

@@ -67,7 +67,7 @@ struct WorkerFuzzTests {
             try router.send(weights, to: peer)
             var f = try receive("gradient")
             while f.count < 2 { f = try receive("gradient") }
-            guard case .gradient(_, 1, _, _, let g, _, _) = try Codec.decode(Array(f.dropFirst()), runID: runID, parameterCount: P) else {
+            guard case .gradient(_, 1, _, _, let g, _, _, _) = try Codec.decode(Array(f.dropFirst()), runID: runID, parameterCount: P) else {
                 Issue.record("the worker's answer is not a gradient for step 1"); throw CancellationError()
             }
             return g.map(\.bitPattern)
