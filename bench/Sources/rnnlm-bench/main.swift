@@ -2,12 +2,16 @@
 //
 //   rnnlm-bench [--model gru] [--hidden 256] [--vocab 28] [--batch 32] [--steps 35] [--layers 1]
 //               [--embed 0] [--dropout 0] [--repeats 30] [--threads 1] [--blas-threads 1] [--profile] [--gemm]
+//               [--dense-gradient]
 //
 // --threads N > 1 splits the minibatch's streams across N threads (model replicas, as `rnnlm train --threads N`);
 // --blas-threads N instead gives N threads to OpenBLAS inside one forward/backward (the pre-DataParallel way).
 //
-// Prints, for forward only, forward+backward, and a full training step (forward+backward, 1/N scaling,
-// global-norm clip, SGD update): median, p10 and p90 milliseconds per minibatch and tokens/s at the median.
+// Prints, for forward only, forward+backward, and a full training step as `Trainer` runs it (zeroing, forward+
+// backward, the one-pass update: global norm, then SGD with 1/N and the clipping factor folded in): median, p10
+// and p90 milliseconds per minibatch and tokens/s at the median. With an embedding (--embed E > 0), zeroing,
+// the norm and SGD visit only the gradient's support (the table rows the minibatch reads, `GradientSupport`);
+// --dense-gradient visits every value instead (the path before row-sparse gradients), for comparison.
 // --profile adds the per-phase profile (thread CPU time) and the fraction of the FLOP limit; --gemm the rates of
 // the decoder's three products at this shape.
 import Foundation
@@ -45,6 +49,12 @@ var groupStates = groups.map { RecurrentState.zeros(config, batch: $0.count) }
 let groupTokens = groups.map { r in
     (inputs: (0..<T).flatMap { t in r.map { inputs[t * B + $0] } }, targets: (0..<T).flatMap { t in r.map { targets[t * B + $0] } })
 }
+// The gradient's support: an untied embedding's rows of the minibatch's tokens (all rows with --dense-gradient).
+let P = model.parameterCount
+let table: SparseRowTensor? = E > 0 && !CommandLine.arguments.contains("--dense-gradient")
+    ? SparseRowTensor(offset: model.layout["encoder.weight"].offset, rows: V, width: E) : nil
+func support(_ tokens: [Int32]) -> GradientSupport { GradientSupport(count: P, table: table, rows: table == nil ? [] : uniqueSorted(tokens)) }
+let fullSupport = support(inputs), groupSupports = groupTokens.map { support($0.inputs) }
 struct Unchecked<V>: @unchecked Sendable { var value: V }
 @MainActor @discardableResult
 func forwardBackward() -> LossSum {
@@ -54,9 +64,10 @@ func forwardBackward() -> LossSum {
                                     states: UnsafeMutablePointer<RecurrentState>.allocate(capacity: threads)))
         box.value.states.initialize(from: groupStates, count: threads)
         let models = Unchecked(value: [model] + replicas), tokens = Unchecked(value: groupTokens), rs = groups
+        let supports = groupSupports
         DispatchQueue.concurrentPerform(iterations: threads) { g in
             let m = models.value[g]
-            if g > 0 { m.gradients.zero() }
+            if g > 0 { m.gradients.zero(supports[g]) }
             box.value.losses[g] = m.forwardBackward(inputs: tokens.value[g].inputs, targets: tokens.value[g].targets,
                                                     steps: T, batch: rs[g].count, state: &box.value.states[g],
                                                     dropout: dropoutKey, rows: Array(rs[g]))
@@ -64,7 +75,7 @@ func forwardBackward() -> LossSum {
         for g in 0..<threads {
             losses[g] = box.value.losses[g]
             groupStates[g] = box.value.states[g]
-            if g > 0 { model.gradients.add(UnsafeBufferPointer(replicas[g - 1].gradients.buffer)) }
+            if g > 0 { model.gradients.add(replicas[g - 1].gradients, on: groupSupports[g]) }
         }
         box.value.states.deinitialize(count: threads)
         box.value.losses.deallocate(); box.value.states.deallocate()
@@ -73,6 +84,15 @@ func forwardBackward() -> LossSum {
     return model.forwardBackward(inputs: inputs, targets: targets, steps: T, batch: B, state: &state, dropout: dropoutKey)
 }
 let optimizer = Optimizer(.sgd(momentum: 0, weightDecay: 0), parameterCount: model.parameterCount)
+
+/// `Trainer.applyGradient`'s update: the norm over the support, then SGD with the mean and the clip (max norm 1)
+/// folded into the gradient scale.
+@MainActor func update(_ loss: LossSum) {
+    let mean = 1 / Double(loss.count)
+    let norm = model.gradients.sumOfSquares(fullSupport, threads: threads).squareRoot() * mean
+    optimizer.update(params: model.parameters, grads: model.gradients, lr: 0.01,
+                     gradScale: Float(mean * clipFactor(norm: norm, maxNorm: 1)), threads: threads, support: fullSupport)
+}
 
 func time(_ body: () -> Void) -> [Double] {
     for _ in 0..<3 { body() }  // warm-up: workspaces, caches, BLAS threads
@@ -93,16 +113,13 @@ func report(_ name: String, _ ms: [Double]) {
 print("rnnlm-bench: \(cell.rawValue) L=\(L) H=\(H) V=\(V) E=\(E) B=\(B) T=\(T), \(model.parameterCount) parameters, threads \(threads), BLAS threads \(blas), \(repeats) repeats")
 report("forward", time { _ = model.loss(inputs: inputs, targets: targets, steps: T, batch: B, state: &state) })
 report("forward+backward", time {
-    model.gradients.zero()
+    model.gradients.zero(fullSupport)
     forwardBackward()
 })
 let profileFlag = CommandLine.arguments.contains("--profile")
 report("train step", time {
-    model.gradients.zero()
-    let loss = forwardBackward()
-    model.gradients.scale(by: 1 / Float(loss.count))
-    clipGlobalNorm(model.gradients, maxNorm: 1)
-    optimizer.update(params: model.parameters, grads: model.gradients, lr: 0.01)
+    model.gradients.zero(fullSupport)
+    update(forwardBackward())
 })
 
 // Thread CPU time, not wall time: on a shared machine a descheduled thread would otherwise count as slow.
@@ -149,13 +166,11 @@ if profileFlag {
     let t0 = cpuMs()
     for _ in 0..<n {
         let z0 = cpuMs()
-        model.gradients.zero()
+        model.gradients.zero(fullSupport)
         zeroMs += cpuMs() - z0
         let loss = model.forwardBackward(inputs: inputs, targets: targets, steps: T, batch: B, state: &state)
         let u0 = cpuMs()
-        model.gradients.scale(by: 1 / Float(loss.count))
-        clipGlobalNorm(model.gradients, maxNorm: 1)
-        optimizer.update(params: model.parameters, grads: model.gradients, lr: 0.01)
+        update(loss)
         optimizerMs += cpuMs() - u0
     }
     let total = cpuMs() - t0
@@ -165,7 +180,7 @@ if profileFlag {
         print(String(format: "  %7.3f ms  %5.1f%%  ", ms / Double(n), 100 * ms / total) + phase.name)
     }
     print(String(format: "  %7.3f ms  %5.1f%%  ", zeroMs / Double(n), 100 * zeroMs / total) + "gradient zeroing")
-    print(String(format: "  %7.3f ms  %5.1f%%  ", optimizerMs / Double(n), 100 * optimizerMs / total) + "scale + clip + optimizer update")
+    print(String(format: "  %7.3f ms  %5.1f%%  ", optimizerMs / Double(n), 100 * optimizerMs / total) + "norm + clip + optimizer update (one pass each)")
     let step = total / Double(n), fpt = flopsPerToken(), limit = rate * 1e9 / fpt
     print(String(format: "  %7.3f ms  total: %.0f tokens/s; %.2f MFLOP/token, limit at %.1f GFLOP/s %.0f tokens/s: %.1f%% of it",
                  step, Double(T * B) / step * 1000, fpt / 1e6, rate, limit, 100 * Double(T * B) / step * 1000 / limit))
