@@ -20,9 +20,9 @@ public struct SparseRowTensor: Equatable, Hashable, Sendable, Codable {
     public func rowRange(_ r: Int32) -> Range<Int> { (offset + Int(r) * width)..<(offset + (Int(r) + 1) * width) }
 }
 
-/// Where a flat gradient may be non-zero: every value outside a row-sparse table, and the listed rows of it.
-/// Zeroing, summing, the norm and a plain SGD update visit only these values; the rest of the table's
-/// gradient is zero by construction, so skipping it changes nothing but the time.
+/// Where a flat gradient may be non-zero: every value outside the row-sparse tables, and the listed rows of each
+/// (an encoder-decoder has two embeddings). Zeroing, summing, the norm and a plain SGD update visit only these
+/// values; the rest of each table's gradient is zero by construction, so skipping it changes nothing but the time.
 ///
 /// Every operation works on the same ascending list of pieces (`pieces`: the dense ranges cut into blocks of
 /// `FloatBuffer.sumOfSquaresBlock` values, each touched row one piece), so results never depend on the thread
@@ -30,43 +30,54 @@ public struct SparseRowTensor: Equatable, Hashable, Sendable, Codable {
 public struct GradientSupport: Equatable, Sendable {
     /// Values in the whole buffer.
     public let count: Int
-    /// The row-sparse table, nil for a dense gradient.
-    public let table: SparseRowTensor?
-    /// Rows of `table` that may be non-zero: ascending, unique, each in `0..<table.rows`.
-    public let rows: [Int32]
+    /// The row-sparse tables, ascending by offset and disjoint; empty for a dense gradient.
+    public let tables: [SparseRowTensor]
+    /// For each table, the rows that may be non-zero: ascending, unique, each in `0..<table.rows`.
+    public let rows: [[Int32]]
 
     /// Every value may be non-zero.
-    public static func dense(_ count: Int) -> GradientSupport { GradientSupport(count: count, table: nil, rows: []) }
+    public static func dense(_ count: Int) -> GradientSupport { GradientSupport(count: count, tables: [], rows: []) }
 
-    public init(count: Int, table: SparseRowTensor?, rows: [Int32]) {
-        if let t = table {
-            precondition(t.range.upperBound <= count, "the row-sparse table \(t.range) does not fit a buffer of \(count)")
-            precondition(isStrictlyAscending(rows) && (rows.first ?? 0) >= 0 && Int(rows.last ?? 0) < max(t.rows, 1),
+    public init(count: Int, tables: [SparseRowTensor], rows: [[Int32]]) {
+        precondition(rows.count == tables.count, "\(rows.count) row lists for \(tables.count) row-sparse tables")
+        var end = 0
+        for (t, r) in zip(tables, rows) {
+            precondition(t.offset >= end && t.range.upperBound <= count, "row-sparse tables must be disjoint, ascending and inside a buffer of \(count)")
+            precondition(isStrictlyAscending(r) && (r.first ?? 0) >= 0 && Int(r.last ?? 0) < max(t.rows, 1),
                          "touched rows must be ascending, unique and inside the table's \(t.rows) rows")
+            end = t.range.upperBound
         }
-        self.count = count; self.table = table; self.rows = table == nil ? [] : rows
+        self.count = count; self.tables = tables; self.rows = rows
     }
+
+    /// One table (or none: dense).
+    public init(count: Int, table: SparseRowTensor?, rows: [Int32]) {
+        self.init(count: count, tables: table.map { [$0] } ?? [], rows: table == nil ? [] : [rows])
+    }
+
+    public var isDense: Bool { tables.isEmpty }
 
     /// Values the support holds (what a compact encoding of the gradient carries).
-    public var valueCount: Int {
-        guard let t = table else { return count }
-        return count - (t.rows - rows.count) * t.width
-    }
+    public var valueCount: Int { zip(tables, rows).reduce(count) { $0 - ($1.0.rows - $1.1.count) * $1.0.width } }
 
-    /// The support as ascending, disjoint element ranges: the dense part before the table, each touched row,
-    /// the dense part after it. Empty ranges are left out.
+    /// The support as ascending, disjoint element ranges: the dense part before each table, each touched row,
+    /// the dense part after the last table. Empty ranges are left out.
     public var ranges: [Range<Int>] {
-        guard let t = table else { return count > 0 ? [0..<count] : [] }
+        guard !tables.isEmpty else { return count > 0 ? [0..<count] : [] }
         var out = [Range<Int>]()
-        out.reserveCapacity(rows.count + 2)
-        if t.offset > 0 { out.append(0..<t.offset) }
-        for r in rows { out.append(t.rowRange(r)) }
-        if t.range.upperBound < count { out.append(t.range.upperBound..<count) }
+        out.reserveCapacity(rows.reduce(tables.count + 1) { $0 + $1.count })
+        var at = 0
+        for (t, rs) in zip(tables, rows) {
+            if t.offset > at { out.append(at..<t.offset) }
+            for r in rs { out.append(t.rowRange(r)) }
+            at = t.range.upperBound
+        }
+        if at < count { out.append(at..<count) }
         return out
     }
 
-    /// `ranges` with the dense ones cut into blocks of at most `FloatBuffer.sumOfSquaresBlock` values, each block
-    /// starting at a multiple of it inside its range: the fixed units of work and summation.
+    /// `ranges` with the dense ones cut into blocks of at most `FloatBuffer.sumOfSquaresBlock` values: the fixed
+    /// units of work and summation.
     public var pieces: [Range<Int>] {
         let block = FloatBuffer.sumOfSquaresBlock
         var out = [Range<Int>]()
@@ -81,16 +92,36 @@ public struct GradientSupport: Equatable, Sendable {
         return out
     }
 
-    /// The union of two supports of the same buffer and table.
+    /// The union of two supports of the same buffer and tables.
     public func union(_ other: GradientSupport) -> GradientSupport {
-        precondition(count == other.count && table == other.table, "union of supports of different buffers")
-        return GradientSupport(count: count, table: table, rows: mergedRows(rows, other.rows))
+        precondition(count == other.count && tables == other.tables, "union of supports of different buffers")
+        return GradientSupport(count: count, tables: tables, rows: zip(rows, other.rows).map { mergedRows($0, $1) })
     }
 
-    /// The support with `rows` added (ascending and unique, or any order: they are sorted and deduplicated).
-    public func adding(rows new: [Int32]) -> GradientSupport {
-        guard table != nil else { return self }
-        return GradientSupport(count: count, table: table, rows: mergedRows(rows, uniqueSorted(new)))
+    /// The rows as they cross the wire (Int32 values): nothing for a dense support; otherwise the number of
+    /// tables, each table's row count, then every table's rows in order.
+    public var wireRows: [Int32] { Self.wire(rows: rows) }
+
+    /// Per-table rows in `wireRows`' layout.
+    public static func wire(rows: [[Int32]]) -> [Int32] {
+        guard !rows.isEmpty else { return [] }
+        return [Int32(rows.count)] + rows.map { Int32($0.count) } + rows.flatMap { $0 }
+    }
+
+    /// The per-table rows from `wireRows`' layout; nil when it is not that layout.
+    public static func rows(fromWire w: [Int32]) -> [[Int32]]? {
+        guard let n = w.first else { return [] }
+        guard n >= 1, w.count >= 1 + Int(n) else { return nil }
+        let counts = w[1...Int(n)]
+        guard counts.allSatisfy({ $0 >= 0 }), 1 + Int(n) + counts.reduce(0, { $0 + Int($1) }) == w.count else { return nil }
+        var at = 1 + Int(n), out = [[Int32]]()
+        for k in counts { out.append(Array(w[at..<(at + Int(k))])); at += Int(k) }
+        return out
+    }
+
+    /// Int32 values `wireRows` can take at most for `tables` (every row of each touched).
+    public static func maxWireRows(_ tables: [SparseRowTensor]) -> Int {
+        tables.isEmpty ? 0 : 1 + tables.count + tables.reduce(0) { $0 + $1.rows }
     }
 }
 
@@ -149,7 +180,7 @@ extension FloatBuffer {
     /// Zeroes the values of `support` (a gradient whose other values are already zero becomes all zero).
     public func zero(_ support: GradientSupport) {
         precondition(support.count == count, "a support of \(support.count) values for a buffer of \(count)")
-        guard support.table != nil else { zero(); return }
+        guard !support.isDense else { zero(); return }
         for r in support.ranges { (pointer + r.lowerBound).update(repeating: 0, count: r.count) }
     }
 
@@ -164,7 +195,7 @@ extension FloatBuffer {
     public func add(compact values: UnsafeBufferPointer<Float>, on support: GradientSupport) {
         precondition(support.count == count && values.count == support.valueCount,
                      "\(values.count) values for a support of \(support.valueCount) in a buffer of \(count)")
-        guard support.table != nil else { if count > 0 { rk_add(pointer, values.baseAddress!, Int64(count)) }; return }
+        guard !support.isDense else { if count > 0 { rk_add(pointer, values.baseAddress!, Int64(count)) }; return }
         var at = 0
         for r in support.ranges {
             rk_add(pointer + r.lowerBound, values.baseAddress! + at, Int64(r.count))
@@ -177,7 +208,7 @@ extension FloatBuffer {
     /// this is `sumOfSquares(threads:)` exactly.
     public func sumOfSquares(_ support: GradientSupport, threads: Int = 1) -> Double {
         precondition(support.count == count, "a support of \(support.count) values for a buffer of \(count)")
-        guard support.table != nil else { return sumOfSquares(threads: threads) }
+        guard !support.isDense else { return sumOfSquares(threads: threads) }
         let pieces = support.pieces
         var sums = [Double](repeating: 0, count: pieces.count)
         let x = SendablePointer(pointer)

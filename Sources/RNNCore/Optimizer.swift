@@ -54,7 +54,7 @@ public final class Optimizer {
                        support: GradientSupport? = nil) {
         precondition(params.count == count && grads.count == count,
                      "optimizer built for \(count) parameters got \(params.count) parameters and \(grads.count) gradients")
-        if let support, support.table != nil, case .sgd(0, 0) = kind {
+        if let support, !support.isDense, case .sgd(0, 0) = kind {
             precondition(support.count == count, "a gradient support of \(support.count) values for \(count) parameters")
             step += 1
             let p = SendablePointer(params.pointer), g = SendablePointer(grads.pointer)

@@ -91,7 +91,7 @@ public final class Coordinator: GradientSource {
             if Codec.isSharedPayloadHead(body), let region = regions[frames[0]] {
                 // A gradient in the worker's slot is decoded where it lies: one copy, into the message's arrays.
                 let head = Codec.clearingSharedPayloadFlag(body[0]), runID = runID, count = parameterCount
-                let table = machine?.sparseRows
+                let table = machine?.sparseRows ?? []
                 guard let decoded = region.withPayload(.toCoordinator, { raw in
                     Result { () throws(ProtocolError) in
                         try Codec.decodeGradient(head: head, payload: raw, runID: runID, parameterCount: count, sparseRows: table)
@@ -174,7 +174,7 @@ public final class Coordinator: GradientSource {
         let description = try task.workerDescription(), kind = trainer.record.task.kind
         let runID = runID
         let capacity = sharedPayloadCapacity(parameterCount: parameterCount, carriedValues: rows * task.carriedPerRow,
-                                             rowIndices: task.sparseRows?.rows ?? 0)
+                                             rowIndices: GradientSupport.maxWireRows(task.sparseRows))
         welcomeFor = { [unowned self] w in
             var assignment = WorkerAssignment(task: kind, workerIndex: w.index, workers: count, rows: w.columns)
             regions[w.peer] = nil

@@ -6,7 +6,8 @@ import RNNTransport
 // (`SharedPayloadRegion`): what both must agree on, and putting a payload back before `Codec.decode`.
 
 /// Bytes a shared-memory slot must hold: the parameters plus the largest carried values a worker can own (all
-/// `carriedValues` of the B rows), plus the row indices of a row-sparse table's gradient (`rowIndices`, its rows).
+/// `carriedValues` of the B rows), plus the row words of row-sparse tables' gradients (`rowIndices`,
+/// `GradientSupport.maxWireRows`).
 public func sharedPayloadCapacity(parameterCount: Int, carriedValues: Int, rowIndices: Int = 0) -> Int {
     MessageBounds.payloadBytes(parameters: parameterCount, stateValues: carriedValues, rowIndices: rowIndices)
 }

@@ -131,7 +131,7 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
     var region: SharedPayloadRegion?
     if let path = a.sharedMemory {
         let capacity = sharedPayloadCapacity(parameterCount: task.parameterCount, carriedValues: B * perRow,
-                                             rowIndices: task.sparseRows?.rows ?? 0)
+                                             rowIndices: GradientSupport.maxWireRows(task.sparseRows))
         do { region = try SharedPayloadRegion(path: path, capacity: capacity, create: false) } catch {
             throw DistributedError("the coordinator offered shared memory this worker cannot use: \(error)")
         }
@@ -198,15 +198,16 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
             let support = task.gradientSupport
             if let r = region, beforeGradient == nil {
                 // The payload goes straight from the gradient buffer into shared memory; only the head is sent.
+                let words = support.wireRows
                 try flat.withUnsafeBytes { st in
-                    try support.rows.withUnsafeBytes { rows in
+                    try words.withUnsafeBytes { rows in
                         try r.write(.toCoordinator, Codec.gradientPayloadParts(UnsafeBufferPointer(task.gradients.buffer),
                                                                               support: support, rows: rows, state: st))
                     }
                 }
                 try socket.send([Codec.flaggingSharedPayload(Codec.gradientHead(
                     runID: runID, step: step, lossSum: loss.sum, tokens: UInt32(loss.count), gradientCount: support.valueCount,
-                    rowCount: support.rows.count, stateCount: flat.count, computeNanos: nanos))])
+                    rowWords: words.count, stateCount: flat.count, computeNanos: nanos))])
             } else {
                 let frames = Codec.encodeGradient(runID: runID, step: step, lossSum: loss.sum, tokens: UInt32(loss.count),
                                                   gradient: UnsafeBufferPointer(task.gradients.buffer), support: support,

@@ -37,10 +37,10 @@ public struct AsyncGradient: Equatable, Sendable {
     public var loss: LossSum
     /// Σ-loss gradient: every value, or the values of the support of `rows` (see `Message.gradient`).
     public var gradient: [Float]
-    /// The row-sparse table's touched rows (empty without one).
-    public var rows: [Int32]
+    /// Per row-sparse table, the touched rows (empty without tables).
+    public var rows: [[Int32]]
 
-    public init(worker: Int, epoch: Int, index: Int, staleness: Int, loss: LossSum, gradient: [Float], rows: [Int32] = []) {
+    public init(worker: Int, epoch: Int, index: Int, staleness: Int, loss: LossSum, gradient: [Float], rows: [[Int32]] = []) {
         self.rows = rows
         self.worker = worker; self.epoch = epoch; self.index = index; self.staleness = staleness
         self.loss = loss; self.gradient = gradient
@@ -125,7 +125,7 @@ extension CoordinatorMachine {
     }
 
     /// A gradient from `w` computed on weights `version`.
-    mutating func asyncGradient(_ w: AdmittedWorker, version: UInt64, loss: LossSum, gradient: [Float], rows: [Int32] = [], state: [Float],
+    mutating func asyncGradient(_ w: AdmittedWorker, version: UInt64, loss: LossSum, gradient: [Float], rows: [[Int32]] = [], state: [Float],
                                 now: Double) -> [Action] {
         guard var c = asyncRun!.cursors[w.index], let sent = c.sentVersion, version == sent else {
             let expected = asyncRun!.cursors[w.index]?.sentVersion.map { "version \($0)" } ?? "none (no minibatch in flight)"

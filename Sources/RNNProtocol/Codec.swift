@@ -20,9 +20,10 @@ public enum Codec {
             append(&meta, UInt32(state.count))
             payload = params.withUnsafeBufferPointer { p in state.withUnsafeBufferPointer { bytes(of: p, then: $0) } }
         case .gradient(let r, let s, let lossSum, let tokens, let g, let state, let nanos, let rows):
-            let payload = g.withUnsafeBytes { v in rows.withUnsafeBytes { i in state.withUnsafeBytes { bytes(of: [v, i, $0]) } } }
+            let words = GradientSupport.wire(rows: rows)
+            let payload = g.withUnsafeBytes { v in words.withUnsafeBytes { i in state.withUnsafeBytes { bytes(of: [v, i, $0]) } } }
             return [gradientHead(runID: r, step: s, lossSum: lossSum, tokens: tokens, gradientCount: g.count,
-                                 rowCount: rows.count, stateCount: state.count, computeNanos: nanos), payload]
+                                 rowWords: words.count, stateCount: state.count, computeNanos: nanos), payload]
         case .stop(let r, let reason):
             runID = r; meta = Array(reason.utf8)
         case .heartbeat(let r):
@@ -41,15 +42,16 @@ public enum Codec {
                                       state: [Float], computeNanos: UInt64) -> [[UInt8]] {
         let support = support ?? .dense(gradient.count)
         precondition(support.count == gradient.count, "a support of \(support.count) values for a gradient of \(gradient.count)")
+        let words = support.wireRows
         let payload = state.withUnsafeBytes { st in
-            support.rows.withUnsafeBytes { rows in bytes(of: gradientPayloadParts(gradient, support: support, rows: rows, state: st)) }
+            words.withUnsafeBytes { rows in bytes(of: gradientPayloadParts(gradient, support: support, rows: rows, state: st)) }
         }
         return [gradientHead(runID: runID, step: step, lossSum: lossSum, tokens: tokens, gradientCount: support.valueCount,
-                             rowCount: support.rows.count, stateCount: state.count, computeNanos: computeNanos), payload]
+                             rowWords: words.count, stateCount: state.count, computeNanos: computeNanos), payload]
     }
 
     /// A gradient payload as the pieces to copy in order: the values of each range of `support` in `gradient`,
-    /// then the rows' bytes (`rows`, the support's rows), then the carried values' bytes.
+    /// then the rows' bytes (`rows`, the support's `wireRows`), then the carried values' bytes.
     public static func gradientPayloadParts(_ gradient: UnsafeBufferPointer<Float>, support: GradientSupport,
                                             rows: UnsafeRawBufferPointer, state: UnsafeRawBufferPointer) -> [UnsafeRawBufferPointer] {
         var parts = support.ranges.map { UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(gradient)[(4 * $0.lowerBound)..<(4 * $0.upperBound)]) }
@@ -58,16 +60,16 @@ public enum Codec {
         return parts
     }
 
-    /// The first frame of a gradient message whose payload is `gradientCount` Float32 values, `rowCount` Int32
-    /// rows and `stateCount` Float32 carried values.
+    /// The first frame of a gradient message whose payload is `gradientCount` Float32 values, `rowWords` Int32
+    /// row words (`GradientSupport.wireRows`) and `stateCount` Float32 carried values.
     public static func gradientHead(runID: UInt64, step: UInt64, lossSum: Double, tokens: UInt32, gradientCount: Int,
-                                    rowCount: Int = 0, stateCount: Int, computeNanos: UInt64) -> [UInt8] {
+                                    rowWords: Int = 0, stateCount: Int, computeNanos: UInt64) -> [UInt8] {
         var meta = withUnsafeBytes(of: lossSum.bitPattern.littleEndian) { Array($0) }
         append(&meta, UInt32(stateCount))
         append(&meta, computeNanos)
-        append(&meta, UInt32(rowCount))
+        append(&meta, UInt32(rowWords))
         return head(type: .gradient, runID: runID, step: step, meta: meta,
-                    payloadCount: 4 * (gradientCount + rowCount + stateCount), aux: UInt64(tokens))
+                    payloadCount: 4 * (gradientCount + rowWords + stateCount), aux: UInt64(tokens))
     }
 
     /// Header byte 7, reserved (0) on the wire, is non-zero on a head frame sent alone because its payload waits in
@@ -173,9 +175,9 @@ public enum Codec {
 
     /// Decodes and validates. `runID` (when given) must match; `parameterCount` (when given) must match the
     /// length of weights and gradients, a gradient being the support of its rows of `sparseRows` when the task has
-    /// a row-sparse table (see `Message.gradient`). A welcome's task description is the task's to validate.
+    /// row-sparse tables (see `Message.gradient`). A welcome's task description is the task's to validate.
     public static func decode(_ frames: [[UInt8]], runID expectedRun: UInt64? = nil,
-                              parameterCount: Int? = nil, sparseRows: SparseRowTensor? = nil) throws(ProtocolError) -> Message {
+                              parameterCount: Int? = nil, sparseRows: [SparseRowTensor] = []) throws(ProtocolError) -> Message {
         guard frames.count == 1 || frames.count == 2 else { throw .frameCount(frames.count) }
         let payload = frames.count == 2 ? frames[1] : nil
         let (h, meta) = try checkedHead(frames[0], payloadCount: payload?.count, runID: expectedRun)
@@ -228,7 +230,7 @@ public enum Codec {
 
     /// A gradient message from its checked head and its payload bytes (wherever they are): one copy into arrays.
     static func gradient(_ h: Header, _ meta: [UInt8], _ payload: UnsafeRawBufferPointer,
-                         parameterCount: Int?, sparseRows: SparseRowTensor?) throws(ProtocolError) -> Message {
+                         parameterCount: Int?, sparseRows: [SparseRowTensor]) throws(ProtocolError) -> Message {
         guard meta.count == 24 else { throw .badMeta("gradient metadata must be the loss sum, a state count, the compute time and a row count") }
         let loss = Double(bitPattern: read(meta, 0) as UInt64)
         guard loss.isFinite else { throw .nonFinite("loss sum") }
@@ -237,30 +239,34 @@ public enum Codec {
         guard h.aux > 0 || loss == 0 else { throw .badMeta("token count 0 with a non-zero loss sum") }
         let (values, state) = try split(payload, stateCount: read(meta, 8))
         // The touched rows sit between the gradient's values and the carried values.
-        let rowCount = Int(read(meta, 20) as UInt32), total = values.values.count
-        guard rowCount <= total else { throw .badMeta("gradient declares \(rowCount) rows, its payload holds \(total) values before the carried state") }
-        let rows = [Int32](unsafeUninitializedCapacity: rowCount) { out, n in
-            if rowCount > 0 {
-                UnsafeMutableRawBufferPointer(out).copyMemory(from: UnsafeRawBufferPointer(rebasing: payload[(4 * (total - rowCount))..<(4 * total)]))
+        let rowWords = Int(read(meta, 20) as UInt32), total = values.values.count
+        guard rowWords <= total else { throw .badMeta("gradient declares \(rowWords) row words, its payload holds \(total) values before the carried state") }
+        let words = [Int32](unsafeUninitializedCapacity: rowWords) { out, n in
+            if rowWords > 0 {
+                UnsafeMutableRawBufferPointer(out).copyMemory(from: UnsafeRawBufferPointer(rebasing: payload[(4 * (total - rowWords))..<(4 * total)]))
             }
-            n = rowCount
+            n = rowWords
+        }
+        guard let rows = GradientSupport.rows(fromWire: words) else {
+            throw .badMeta("gradient row words are not a table count, per-table row counts and the rows")
         }
         var g = values.values
-        g.removeLast(rowCount)
+        g.removeLast(rowWords)
         if let n = parameterCount {
-            if let t = sparseRows {
-                guard isStrictlyAscending(rows), rows.allSatisfy({ $0 >= 0 && Int($0) < t.rows }) else {
+            guard rows.isEmpty || rows.count == sparseRows.count else {
+                throw .badMeta("gradient lists rows of \(rows.count) tables, this model has \(sparseRows.count) row-sparse tables")
+            }
+            var expected = n
+            for (t, r) in zip(sparseRows, rows.isEmpty ? sparseRows.map { _ in [] } : rows) {
+                guard isStrictlyAscending(r), r.allSatisfy({ $0 >= 0 && Int($0) < t.rows }) else {
                     throw .badMeta("gradient rows must be ascending, unique and inside the table's \(t.rows) rows")
                 }
-                let expected = n - (t.rows - rowCount) * t.width
-                if g.count != expected { throw .parameterCount(expected: expected, got: g.count) }
-            } else {
-                guard rowCount == 0 else { throw .badMeta("gradient lists \(rowCount) rows, but this model's gradient is dense") }
-                if g.count != n { throw .parameterCount(expected: n, got: g.count) }
+                expected -= (t.rows - r.count) * t.width
             }
+            if g.count != expected { throw .parameterCount(expected: expected, got: g.count) }
         }
-        // (`split` checked the row indices as floats too; only the values before them count.)
-        if !(rowCount == 0 ? values.finite : RNNCore.allFinite(g.withUnsafeBufferPointer { $0 })) { throw .nonFinite("gradient") }
+        // (`split` checked the row words as floats too; only the values before them count.)
+        if !(rowWords == 0 ? values.finite : RNNCore.allFinite(g.withUnsafeBufferPointer { $0 })) { throw .nonFinite("gradient") }
         if !state.finite { throw .nonFinite("carried state") }
         return .gradient(runID: h.runID, step: h.step, lossSum: loss, tokens: UInt32(h.aux), gradient: g, state: state.values,
                          computeNanos: read(meta, 12), rows: rows)
@@ -269,7 +275,7 @@ public enum Codec {
     /// Decodes a gradient message from its (unflagged) head and its payload read in place (a shared-memory slot),
     /// with `decode`'s checks: the payload is copied once, into the message's arrays.
     public static func decodeGradient(head: [UInt8], payload: UnsafeRawBufferPointer, runID: UInt64,
-                                      parameterCount: Int, sparseRows: SparseRowTensor? = nil) throws(ProtocolError) -> Message {
+                                      parameterCount: Int, sparseRows: [SparseRowTensor] = []) throws(ProtocolError) -> Message {
         let (h, meta) = try checkedHead(head, payloadCount: payload.count, runID: runID)
         guard h.type == .gradient else { throw .badMeta("expected a gradient message, got \(h.type)") }
         return try gradient(h, meta, payload, parameterCount: parameterCount, sparseRows: sparseRows)

@@ -76,8 +76,8 @@ public struct CoordinatorMachine {
     public let expectedWorkers: Int
     public let batchSize: Int
     public let parameterCount: Int
-    /// The task's row-sparse table, whose gradient workers send as touched rows (nil: dense gradients).
-    public let sparseRows: SparseRowTensor?
+    /// The task's row-sparse tables, whose gradients workers send as touched rows (none: dense gradients).
+    public let sparseRows: [SparseRowTensor]
     /// State values per stream (h, and c for LSTM, over all layers).
     public let stateValuesPerStream: Int
     public let joinTimeout: Double
@@ -124,7 +124,7 @@ public struct CoordinatorMachine {
         }
     }
 
-    public init(runID: UInt64, expectedWorkers: Int, batchSize: Int, parameterCount: Int, sparseRows: SparseRowTensor? = nil,
+    public init(runID: UInt64, expectedWorkers: Int, batchSize: Int, parameterCount: Int, sparseRows: [SparseRowTensor] = [],
                 stateValuesPerStream: Int, joinTimeout: Double, stepTimeout: Double, now: Double) {
         self.sparseRows = sparseRows
         precondition(expectedWorkers >= 1 && expectedWorkers <= batchSize, "1 ≤ workers ≤ batch size")
@@ -237,7 +237,7 @@ public struct CoordinatorMachine {
             slowest = 0
             let live = workers.filter { alive.contains($0.index) }
             gather = StepGather(step: step, expected: Dictionary(uniqueKeysWithValues: live.map { ($0.index, $0.columns.count * stateValuesPerStream) }),
-                                table: sparseRows)
+                                tables: sparseRows)
             let withState = sendState.union(pendingState)
             pendingState.removeAll()
             var actions: [Action] = []

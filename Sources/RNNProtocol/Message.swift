@@ -1,7 +1,8 @@
 // Wire format, version 3 (version 1 sent a language model's configuration and tokens in the welcome; version 2
-// sends the task's description as one blob; version 3 sends a row-sparse table's gradient as its touched rows:
-// a gradient's metadata ends with their count, its payload is the support's values, the rows (Int32), the
-// carried values; a lone head's reserved byte 7 may say where its payload waits in shared memory). Every message is a ZeroMQ multipart message of one or two frames:
+// sends the task's description as one blob; version 3 sends row-sparse tables' gradients as their touched rows:
+// a gradient's metadata ends with the number of Int32 row words, its payload is the support's values, the row
+// words (`GradientSupport.wireRows`: table count, each table's row count, the rows), the carried values; a lone
+// head's reserved byte 7 may say where its payload waits in shared memory). Every message is a ZeroMQ multipart message of one or two frames:
 //   frame 1: a 40-byte header, then `metaLength` bytes of metadata
 //   frame 2: `payloadLength` bytes of raw little-endian data (Float32 weights/gradients, Int32 tokens), optional
 // Header (little-endian): magic "RNLM" u32 | version u16 | type u8 | reserved u8 (0) | runID u64 | step u64 |
@@ -40,12 +41,12 @@ public enum Message: Equatable, Sendable {
                  state: [Float])
     /// Worker → coordinator: Σ-loss gradient for step `step`, the loss sum and token count, the final
     /// hidden state of the worker's streams (so the coordinator can checkpoint and reassign them), and how long
-    /// the worker computed (for the parameter server's share of step time). A task with a row-sparse table
-    /// (`SparseRowTensor`, an untied embedding) sends only the table rows its minibatch touched: `rows` lists them
-    /// (ascending) and `gradient` holds the values of that support (`GradientSupport.ranges` in order); otherwise
-    /// `rows` is empty and `gradient` is every value.
+    /// the worker computed (for the parameter server's share of step time). A task with row-sparse tables
+    /// (`SparseRowTensor`, untied embeddings) sends only the table rows its minibatch touched: `rows` lists them
+    /// per table (ascending) and `gradient` holds the values of that support (`GradientSupport.ranges` in
+    /// order); otherwise `rows` is empty and `gradient` is every value.
     case gradient(runID: UInt64, step: UInt64, lossSum: Double, tokens: UInt32, gradient: [Float], state: [Float],
-                  computeNanos: UInt64, rows: [Int32] = [])
+                  computeNanos: UInt64, rows: [[Int32]] = [])
     /// Coordinator → worker: training is over (or the worker is dismissed); `reason` is UTF-8.
     case stop(runID: UInt64, reason: String)
     case heartbeat(runID: UInt64)

@@ -3,8 +3,8 @@
 /// again for an LSTM's c): one worker can own every row. The coordinator's socket limit (ZMQ_MAXMSGSIZE, checked per frame
 /// by libzmq, which drops a peer that exceeds it) and the shared-memory payload slots are both sized from here.
 public enum MessageBounds {
-    /// Bytes of the largest payload frame: P + S Float32 values, and `rowIndices` Int32 values when the gradient
-    /// of a row-sparse table travels as its touched rows (at most the table's row count; the rows' values are
+    /// Bytes of the largest payload frame: P + S Float32 values, and `rowIndices` Int32 values when the gradients
+    /// of row-sparse tables travel as their touched rows (`GradientSupport.maxWireRows`; the rows' values are
     /// within P).
     public static func payloadBytes(parameters: Int, stateValues: Int, rowIndices: Int = 0) -> Int {
         4 * (parameters + stateValues + rowIndices)

@@ -9,9 +9,9 @@ public struct StepGather {
         /// Every value, or with a row-sparse table the values of the support of `rows` (see `Message.gradient`).
         public var gradient: [Float]
         public var state: [Float]
-        /// The table rows the gradient touched (empty without a row-sparse table).
-        public var rows: [Int32]
-        public init(lossSum: Double, tokens: Int, gradient: [Float], state: [Float], rows: [Int32] = []) {
+        /// Per row-sparse table, the rows the gradient touched (empty without tables).
+        public var rows: [[Int32]]
+        public init(lossSum: Double, tokens: Int, gradient: [Float], state: [Float], rows: [[Int32]] = []) {
             self.lossSum = lossSum; self.tokens = tokens; self.gradient = gradient; self.state = state; self.rows = rows
         }
     }
@@ -25,22 +25,26 @@ public struct StepGather {
     }
 
     public let step: UInt64
-    /// The task's row-sparse table (nil: gradients are dense), which says how contributions are laid out.
-    public let table: SparseRowTensor?
+    /// The task's row-sparse tables (none: gradients are dense), which say how contributions are laid out.
+    public let tables: [SparseRowTensor]
     /// Worker indices that must answer, with the state size each must report.
     public private(set) var expected: [Int: Int]
     public private(set) var received: [Int: Contribution] = [:]
     /// Workers whose contribution to this step was dropped (non-finite gradient): answered, but not summed.
     public private(set) var dropped: Set<Int> = []
 
-    public init(step: UInt64, expected: [Int: Int], table: SparseRowTensor? = nil) {
+    public init(step: UInt64, expected: [Int: Int], tables: [SparseRowTensor] = []) {
         self.step = step
         self.expected = expected
-        self.table = table
+        self.tables = tables
     }
 
-    /// The table rows any received contribution touched: where their sum may be non-zero.
-    public var touchedRows: [Int32] { received.keys.sorted().reduce([]) { mergedRows($0, received[$1]!.rows) } }
+    /// Per table, the rows any received contribution touched: where their sum may be non-zero.
+    public var touchedRows: [[Int32]] {
+        received.values.reduce(tables.map { _ in [Int32]() }) { acc, c in
+            c.rows.isEmpty ? acc : zip(acc, c.rows).map { mergedRows($0, $1) }
+        }
+    }
 
     public var isComplete: Bool { received.count + dropped.count == expected.count }
     public var missing: [Int] { expected.keys.filter { received[$0] == nil && !dropped.contains($0) }.sorted() }
@@ -81,7 +85,7 @@ public struct StepGather {
     public func add(_ workers: [Int], into out: FloatBuffer, total: inout LossSum) {
         for w in workers {
             let c = received[w]!
-            let support = GradientSupport(count: out.count, table: table, rows: c.rows)
+            let support = GradientSupport(count: out.count, tables: tables, rows: c.rows.isEmpty ? tables.map { _ in [] } : c.rows)
             precondition(c.gradient.count == support.valueCount, "worker \(w) gradient has \(c.gradient.count) values, expected \(support.valueCount)")
             c.gradient.withUnsafeBufferPointer { out.add(compact: $0, on: support) }
             total += LossSum(sum: c.lossSum, count: c.tokens)

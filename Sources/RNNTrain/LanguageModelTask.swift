@@ -60,12 +60,12 @@ public final class LanguageModelTask: TrainingTask {
     public var parameters: FloatBuffer { model.parameters }
     public var gradients: FloatBuffer { model.gradients }
     /// The embedding table, untied: its gradient has non-zero rows only for the tokens a minibatch reads.
-    public var sparseRows: SparseRowTensor? {
+    public var sparseRows: [SparseRowTensor] {
         let c = settings.model
-        guard c.embedSize > 0, !c.tied else { return nil }
-        return SparseRowTensor(offset: model.layout["encoder.weight"].offset, rows: c.vocabSize, width: c.embedSize)
+        guard c.embedSize > 0, !c.tied else { return [] }
+        return [SparseRowTensor(offset: model.layout["encoder.weight"].offset, rows: c.vocabSize, width: c.embedSize)]
     }
-    public var touchedRows: [Int32] = []
+    public var touchedRows: [[Int32]] = []
     public var rowsPerMinibatch: Int { settings.batchSize }
     public var carriedPerRow: Int { settings.model.layers * settings.model.hiddenSize * (settings.model.cell.hasCell ? 2 : 1) }
 
@@ -91,7 +91,7 @@ public final class LanguageModelTask: TrainingTask {
         let key = settings.model.dropout > 0 ? DropoutKey(seed: settings.seed, step: UInt64(step)) : nil
         let loss = model.forwardBackward(inputs: mb.inputs, targets: mb.targets, steps: mb.steps, batch: mb.batch,
                                          state: &state, dropout: key, rows: rows)
-        if sparseRows != nil { touchedRows = mergedRows(touchedRows, uniqueSorted(mb.inputs)) }
+        if !sparseRows.isEmpty { touch([mb.inputs]) }
         carried = carriedValues(state)
         return loss
     }

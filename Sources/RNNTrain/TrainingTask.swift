@@ -19,13 +19,13 @@ public protocol TrainingTask: AnyObject {
     var parameters: FloatBuffer { get }
     /// The gradient of the summed loss, same layout; each replica has its own. `accumulateGradient` adds to it.
     var gradients: FloatBuffer { get }
-    /// The tensor whose gradient is row-sparse (a language model's untied embedding table), nil when the
+    /// The tensors whose gradient is row-sparse (untied embedding tables), ascending by offset; empty when the
     /// gradient is dense. See `gradientSupport`.
-    var sparseRows: SparseRowTensor? { get }
-    /// The rows of `sparseRows` that `gradients` may hold non-zero values in (ascending, unique): every
+    var sparseRows: [SparseRowTensor] { get }
+    /// For each of `sparseRows`, the rows that `gradients` may hold non-zero values in (ascending, unique): every
     /// `accumulateGradient` adds the rows it touched, `zeroGradients` clears them, and whoever fills `gradients`
-    /// another way (a sum of workers' contributions) sets them. Empty for a dense gradient.
-    var touchedRows: [Int32] { get set }
+    /// another way (a sum of workers' contributions) sets them. Empty (or empty lists) when nothing is touched.
+    var touchedRows: [[Int32]] { get set }
     /// `B`: rows in every minibatch (what the coordinator shards).
     var rowsPerMinibatch: Int { get }
     /// `C`: values carried per row from one minibatch to the next (0: nothing is carried).
@@ -64,15 +64,15 @@ public protocol TrainingTask: AnyObject {
 
 extension TrainingTask {
     public var parameterCount: Int { parameters.count }
-    public var sparseRows: SparseRowTensor? { nil }
-    public var touchedRows: [Int32] { get { [] } set {} }
+    public var sparseRows: [SparseRowTensor] { [] }
+    public var touchedRows: [[Int32]] { get { [] } set {} }
     /// Where `gradients` may be non-zero (every value for a dense gradient).
-    public var gradientSupport: GradientSupport {
-        GradientSupport(count: parameterCount, table: sparseRows, rows: touchedRows)
-    }
-    /// The support of a gradient over the given touched rows of `sparseRows` (ascending, unique).
-    public func gradientSupport(rows: [Int32]) -> GradientSupport {
-        GradientSupport(count: parameterCount, table: sparseRows, rows: rows)
+    public var gradientSupport: GradientSupport { gradientSupport(rows: touchedRows) }
+    /// The support of a gradient over the given touched rows of each of `sparseRows` (ascending, unique; an empty
+    /// list of lists: none touched).
+    public func gradientSupport(rows: [[Int32]]) -> GradientSupport {
+        let tables = sparseRows
+        return GradientSupport(count: parameterCount, tables: tables, rows: rows.isEmpty ? tables.map { _ in [] } : rows)
     }
     /// Zeroes `gradients` (only where they may be non-zero) and clears `touchedRows`.
     public func zeroGradients() {
@@ -81,9 +81,14 @@ extension TrainingTask {
     }
     /// `gradients += other.gradients` (a replica's), on the union of both supports.
     public func addGradients(of other: any TrainingTask) {
-        let s = gradientSupport.union(other.gradientSupport)
-        gradients.add(other.gradients, on: other.gradientSupport)
-        if sparseRows != nil { touchedRows = s.rows }
+        let theirs = other.gradientSupport
+        gradients.add(other.gradients, on: theirs)
+        if !sparseRows.isEmpty { touchedRows = gradientSupport.union(theirs).rows }
+    }
+    /// `touchedRows` with `rows` (per table, any order) added.
+    public func touch(_ rows: [[Int32]]) {
+        let current = touchedRows.isEmpty ? rows.map { _ in [Int32]() } : touchedRows
+        touchedRows = zip(current, rows).map { mergedRows($0, uniqueSorted($1)) }
     }
     public func validationScores() -> [String: Double] { [:] }
     public var reportsLoss: Bool { false }

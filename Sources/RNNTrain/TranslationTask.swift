@@ -61,6 +61,14 @@ public final class TranslationTask: TrainingTask {
     public var gradients: FloatBuffer { model.gradients }
     public var rowsPerMinibatch: Int { settings.batchSize }
     public var carriedPerRow: Int { 0 }
+    /// The source and target embeddings: a minibatch's gradient is non-zero only in the rows of the source
+    /// tokens and of the decoder's input tokens it reads.
+    public var sparseRows: [SparseRowTensor] {
+        let c = settings.model, layout = model.layout
+        return [SparseRowTensor(offset: layout["encoder.embedding.weight"].offset, rows: c.sourceVocabSize, width: c.embedSize),
+                SparseRowTensor(offset: layout["decoder.embedding.weight"].offset, rows: c.targetVocabSize, width: c.embedSize)]
+    }
+    public var touchedRows: [[Int32]] = []
     public var reportsLoss: Bool { true }
 
     /// Epoch `epoch`'s minibatches, drawn from the run seed and the epoch number alone.
@@ -83,6 +91,7 @@ public final class TranslationTask: TrainingTask {
         guard pairs.contains(where: { $0 != nil }) else { return LossSum() }  // rows past a short last minibatch
         let batch = Self.batch(pairs, source: data.train.source, target: data.train.target, steps: pe.steps[index])
         let key = settings.model.dropout > 0 ? DropoutKey(seed: settings.seed, step: UInt64(step)) : nil
+        touch([batch.source, batch.decoderInput])
         return model.forwardBackward(batch, dropout: key, rows: rows)
     }
 

@@ -66,19 +66,22 @@ struct CodecTests {
         expectRejection(badHello, .badMeta("hello is not a WorkerHello JSON object"))
     }
 
-    /// A row-sparse table's gradient travels as the support of its touched rows: the values before the table,
-    /// the rows' values, the values after it; then the rows, then the carried values. Every inconsistency is
-    /// refused with its reason.
+    /// Row-sparse tables' gradients travel as the support of their touched rows: the values before, inside (the
+    /// touched rows) and after each table; then the row words (table count, per-table row counts, the rows), then
+    /// the carried values. Every inconsistency is refused with its reason.
     @Test func rowSparseGradientsRoundTripAndMalformedRowsAreRejected() throws {
-        // 2 values, a [4, 3] table, 1 value: P = 15. Rows 1 and 3 touched: 2 + 6 + 1 = 9 values.
-        let table = SparseRowTensor(offset: 2, rows: 4, width: 3), P = 15
-        let values: [Float] = [1, 2, 10, 11, 12, 30, 31, 32, 5]
-        let m = Message.gradient(runID: 7, step: 3, lossSum: 2, tokens: 4, gradient: values, state: [0.5], computeNanos: 9, rows: [1, 3])
-        #expect(try Codec.decode(Codec.encode(m), runID: 7, parameterCount: P, sparseRows: table) == m)
+        // 2 values, a [4, 3] table, 1 value, a [3, 2] table, 1 value: P = 22. Rows 1 and 3 of the first touched,
+        // row 0 of the second: 2 + 6 + 1 + 2 + 1 = 12 values.
+        let tables = [SparseRowTensor(offset: 2, rows: 4, width: 3), SparseRowTensor(offset: 15, rows: 3, width: 2)], P = 22
+        let values: [Float] = [1, 2, 10, 11, 12, 30, 31, 32, 5, 7, 8, 9]
+        let rows: [[Int32]] = [[1, 3], [0]]
+        let m = Message.gradient(runID: 7, step: 3, lossSum: 2, tokens: 4, gradient: values, state: [0.5], computeNanos: 9, rows: rows)
+        #expect(try Codec.decode(Codec.encode(m), runID: 7, parameterCount: P, sparseRows: tables) == m)
         // Encoded from a whole gradient buffer and its support: the same frames.
         var full = [Float](repeating: 0, count: P)
-        full[0] = 1; full[1] = 2; full[5...7] = [10, 11, 12]; full[11...13] = [30, 31, 32]; full[14] = 5
-        let support = GradientSupport(count: P, table: table, rows: [1, 3])
+        full[0] = 1; full[1] = 2; full[5...7] = [10, 11, 12]; full[11...13] = [30, 31, 32]; full[14] = 5; full[15...16] = [7, 8]; full[21] = 9
+        let support = GradientSupport(count: P, tables: tables, rows: rows)
+        #expect(support.valueCount == values.count && support.wireRows == [2, 2, 1, 1, 3, 0])
         let frames = full.withUnsafeBufferPointer {
             Codec.encodeGradient(runID: 7, step: 3, lossSum: 2, tokens: 4, gradient: $0, support: support, state: [0.5], computeNanos: 9)
         }
@@ -88,23 +91,29 @@ struct CodecTests {
         values.withUnsafeBufferPointer { sum.add(compact: $0, on: support) }
         #expect(sum.array == full)
 
-        func rejects(_ g: [Float], _ rows: [Int32], _ e: ProtocolError, table t: SparseRowTensor? = table) {
+        func rejects(_ g: [Float], _ rows: [[Int32]], _ e: ProtocolError, tables t: [SparseRowTensor] = tables) {
             let f = Codec.encode(.gradient(runID: 7, step: 3, lossSum: 2, tokens: 4, gradient: g, state: [], computeNanos: 0, rows: rows))
             #expect(throws: e) { try Codec.decode(f, runID: 7, parameterCount: P, sparseRows: t) }
         }
         let order = ProtocolError.badMeta("gradient rows must be ascending, unique and inside the table's 4 rows")
-        rejects(values, [3, 1], order)
-        rejects(values, [1, 1], order)
-        rejects(values, [1, 4], order)
-        rejects(values, [-1, 3], order)
-        rejects(values, [1], .parameterCount(expected: 6, got: 9))
-        rejects(Array(values.prefix(8)), [1, 3], .parameterCount(expected: 9, got: 8))
-        rejects(values, [1, 3], .badMeta("gradient lists 2 rows, but this model's gradient is dense"), table: nil)
+        rejects(values, [[3, 1], [0]], order)
+        rejects(values, [[1, 1], [0]], order)
+        rejects(values, [[1, 4], [0]], order)
+        rejects(values, [[-1, 3], [0]], order)
+        rejects(values, [[1, 3], [3]], .badMeta("gradient rows must be ascending, unique and inside the table's 3 rows"))
+        rejects(values, [[1], [0]], .parameterCount(expected: 9, got: 12))
+        rejects(Array(values.prefix(11)), rows, .parameterCount(expected: 12, got: 11))
+        rejects(values, [[1, 3]], .badMeta("gradient lists rows of 1 tables, this model has 2 row-sparse tables"))
+        rejects(values, rows, .badMeta("gradient lists rows of 2 tables, this model has 0 row-sparse tables"), tables: [])
         var nan = values; nan[4] = .nan
-        rejects(nan, [1, 3], .nonFinite("gradient"))
+        rejects(nan, rows, .nonFinite("gradient"))
         var tooMany = Codec.encode(m); tooMany[0][60] = 200
-        #expect(throws: ProtocolError.badMeta("gradient declares 200 rows, its payload holds 11 values before the carried state")) {
-            try Codec.decode(tooMany, runID: 7, parameterCount: P, sparseRows: table)
+        #expect(throws: ProtocolError.badMeta("gradient declares 200 row words, its payload holds 18 values before the carried state")) {
+            try Codec.decode(tooMany, runID: 7, parameterCount: P, sparseRows: tables)
+        }
+        var badWords = Codec.encode(m); badWords[1][48] = 9  // the table count
+        #expect(throws: ProtocolError.badMeta("gradient row words are not a table count, per-table row counts and the rows")) {
+            try Codec.decode(badWords, runID: 7, parameterCount: P, sparseRows: tables)
         }
     }
 

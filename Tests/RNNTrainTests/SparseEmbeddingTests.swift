@@ -32,21 +32,21 @@ struct SparseEmbeddingTests {
     @Test("the gradient is zero outside the touched rows, equals the densely zeroed one, and matches finite differences")
     func touchedRowsHoldTheWholeGradient() throws {
         let t = try Self.task(Self.wordOptions())
-        let table = try #require(t.sparseRows)
-        #expect(table.rows == t.data.vocabulary.count && table.width == 12 && table.rows > 200)
+        let table = try #require(t.sparseRows.first)
+        #expect(t.sparseRows.count == 1 && table.rows == t.data.vocabulary.count && table.width == 12 && table.rows > 200)
         let rows = Array(0..<t.rowsPerMinibatch)
         var carried = t.zeroCarried
         // Dirty the buffer through one minibatch, then zero it through the support and compute another: no value
         // of the first may survive outside the second's rows.
         _ = t.accumulateGradient(epoch: 0, index: 1, rows: rows, step: 1, carried: &carried)
         t.zeroGradients()
-        #expect(t.touchedRows.isEmpty && t.gradients.array.allSatisfy { $0 == 0 }, "zeroGradients leaves a non-zero value")
+        #expect(t.touchedRows.allSatisfy(\.isEmpty) && t.gradients.array.allSatisfy { $0 == 0 }, "zeroGradients leaves a non-zero value")
         carried = t.zeroCarried
         _ = t.accumulateGradient(epoch: 0, index: 0, rows: rows, step: 1, carried: &carried)
         let mb = t.epochBatches(0)[0]
-        #expect(t.touchedRows == Array(Set(mb.inputs)).sorted(), "the touched rows are the minibatch's distinct input tokens")
+        #expect(t.touchedRows == [Array(Set(mb.inputs)).sorted()], "the touched rows are the minibatch's distinct input tokens")
         let g = t.gradients.array
-        let touched = Set(t.touchedRows)
+        let touched = Set(t.touchedRows[0])
         for r in 0..<table.rows where !touched.contains(Int32(r)) {
             #expect(g[table.rowRange(Int32(r))].allSatisfy { $0 == 0 }, "row \(r) was not read but has a gradient")
         }
@@ -58,7 +58,7 @@ struct SparseEmbeddingTests {
         #expect(dense.gradients.array.map(\.bitPattern) == g.map(\.bitPattern))
         // Central differences in Double on a touched row and an untouched one.
         let eps: Float = 1e-2
-        let someTouched = try #require(t.touchedRows.dropFirst(t.touchedRows.count / 2).first)
+        let someTouched = try #require(t.touchedRows[0].dropFirst(t.touchedRows[0].count / 2).first)
         let untouched = try #require((0..<Int32(table.rows)).first { !touched.contains($0) })
         for (row, j) in [(someTouched, 0), (someTouched, 7), (untouched, 3)] {
             let i = table.rowRange(row).lowerBound + j
@@ -81,7 +81,7 @@ struct SparseEmbeddingTests {
         t.zeroGradients()
         _ = t.accumulateGradient(epoch: 0, index: 0, rows: Array(0..<t.rowsPerMinibatch), step: 1, carried: &carried)
         let support = t.gradientSupport
-        let table = try #require(t.sparseRows)
+        let table = try #require(t.sparseRows.first)
         #expect(support.valueCount < t.parameterCount - table.rows * table.width / 2, "the support skips most of the table")
         let sparse1 = t.gradients.sumOfSquares(support, threads: 1), sparse2 = t.gradients.sumOfSquares(support, threads: 2)
         let dense = t.gradients.array.reduce(0.0) { $0 + Double($1) * Double($1) }
@@ -148,6 +148,32 @@ struct SparseEmbeddingTests {
         #expect(async.extra.step == ref.extra.step && ref.extra.step > 20)
         let d = InProcessDistributedTests.maxRelativeDifference(async.parameters, ref.parameters)
         #expect(d <= 1e-5, "async, one worker: max relative parameter difference \(d)")
+    }
+
+    @Test("translation: both embeddings' gradients live in the rows of the source and decoder-input tokens")
+    func translationTablesAreRowSparse() throws {
+        let o = TranslationTests.options()
+        let t = try TaskRegistry.task(for: o, dataDir: sharedDataDirectory())
+        #expect(t.sparseRows.count == 2)
+        let rows = Array(0..<t.rowsPerMinibatch)
+        var carried = t.zeroCarried
+        _ = t.accumulateGradient(epoch: 0, index: 1, rows: rows, step: 1, carried: &carried)
+        t.zeroGradients()
+        #expect(t.gradients.array.allSatisfy { $0 == 0 }, "zeroGradients leaves a non-zero value")
+        _ = t.accumulateGradient(epoch: 0, index: 0, rows: rows, step: 1, carried: &carried)
+        let g = t.gradients.array
+        for (table, touched) in zip(t.sparseRows, t.touchedRows) {
+            #expect(!touched.isEmpty && touched.count < table.rows)
+            let set = Set(touched)
+            for r in 0..<Int32(table.rows) where !set.contains(r) {
+                #expect(g[table.rowRange(r)].allSatisfy { $0 == 0 }, "row \(r) of the table at \(table.offset) was not read but has a gradient")
+            }
+        }
+        let dense = try TaskRegistry.task(for: o, dataDir: sharedDataDirectory())
+        dense.gradients.zero()
+        _ = dense.accumulateGradient(epoch: 0, index: 0, rows: rows, step: 1, carried: &carried)
+        #expect(dense.gradients.array.map(\.bitPattern) == g.map(\.bitPattern))
+        #expect(t.gradientSupport.valueCount < t.parameterCount)
     }
 
     func withDir(_ o: TrainOptions) -> TrainOptions {
