@@ -237,38 +237,61 @@ public enum Codec {
         // No tokens is a worker whose rows were all padding (a short last minibatch): a zero contribution.
         guard h.aux <= UInt64(UInt32.max) else { throw .badMeta("token count \(h.aux) does not fit 32 bits") }
         guard h.aux > 0 || loss == 0 else { throw .badMeta("token count 0 with a non-zero loss sum") }
-        let (values, state) = try split(payload, stateCount: read(meta, 8))
-        // The touched rows sit between the gradient's values and the carried values.
-        let rowWords = Int(read(meta, 20) as UInt32), total = values.values.count
-        guard rowWords <= total else { throw .badMeta("gradient declares \(rowWords) row words, its payload holds \(total) values before the carried state") }
+        // Payload: the gradient's values, the row words, the carried values.
+        let count = payload.count / 4, stateCount: UInt32 = read(meta, 8)
+        guard Int(stateCount) <= count else { throw .stateCount(declared: stateCount, payload: count) }
+        let before = count - Int(stateCount), rowWords = Int(read(meta, 20) as UInt32)
+        guard rowWords <= before else { throw .badMeta("gradient declares \(rowWords) row words, its payload holds \(before) values before the carried state") }
+        let valueCount = before - rowWords
         let words = [Int32](unsafeUninitializedCapacity: rowWords) { out, n in
             if rowWords > 0 {
-                UnsafeMutableRawBufferPointer(out).copyMemory(from: UnsafeRawBufferPointer(rebasing: payload[(4 * (total - rowWords))..<(4 * total)]))
+                UnsafeMutableRawBufferPointer(out).copyMemory(from: UnsafeRawBufferPointer(rebasing: payload[(4 * valueCount)..<(4 * before)]))
             }
             n = rowWords
         }
         guard let rows = GradientSupport.rows(fromWire: words) else {
             throw .badMeta("gradient row words are not a table count, per-table row counts and the rows")
         }
-        var g = values.values
-        g.removeLast(rowWords)
+        // The values are the support's (compact), or, from a local worker that accumulated its gradient in its
+        // shared-memory slot, the whole buffer, of which only the support is read.
+        var ranges: [Range<Int>]?
         if let n = parameterCount {
             guard rows.isEmpty || rows.count == sparseRows.count else {
                 throw .badMeta("gradient lists rows of \(rows.count) tables, this model has \(sparseRows.count) row-sparse tables")
             }
-            var expected = n
-            for (t, r) in zip(sparseRows, rows.isEmpty ? sparseRows.map { _ in [] } : rows) {
+            let perTable = rows.isEmpty ? sparseRows.map { _ in [Int32]() } : rows
+            for (t, r) in zip(sparseRows, perTable) {
                 guard isStrictlyAscending(r), r.allSatisfy({ $0 >= 0 && Int($0) < t.rows }) else {
                     throw .badMeta("gradient rows must be ascending, unique and inside the table's \(t.rows) rows")
                 }
-                expected -= (t.rows - r.count) * t.width
             }
-            if g.count != expected { throw .parameterCount(expected: expected, got: g.count) }
+            let support = GradientSupport(count: n, tables: sparseRows, rows: perTable)
+            if valueCount == n && support.valueCount < n && !rows.isEmpty {
+                ranges = support.ranges
+            } else if valueCount != support.valueCount {
+                throw .parameterCount(expected: support.valueCount, got: valueCount)
+            }
         }
-        // (`split` checked the row words as floats too; only the values before them count.)
-        if !(rowWords == 0 ? values.finite : RNNCore.allFinite(g.withUnsafeBufferPointer { $0 })) { throw .nonFinite("gradient") }
+        let g: Checked
+        if let ranges {
+            var finite = true
+            let n = ranges.reduce(0) { $0 + $1.count }
+            let values = [Float](unsafeUninitializedCapacity: n) { buf, done in
+                var at = 0
+                for r in ranges {
+                    finite = copyAllFinite(from: payload.baseAddress! + 4 * r.lowerBound, to: buf.baseAddress! + at, count: r.count) && finite
+                    at += r.count
+                }
+                done = n
+            }
+            g = (values, finite)
+        } else {
+            g = floats(UnsafeRawBufferPointer(rebasing: payload[0..<(4 * valueCount)]))
+        }
+        let state = floats(UnsafeRawBufferPointer(rebasing: payload[(4 * before)..<(4 * count)]))
+        if !g.finite { throw .nonFinite("gradient") }
         if !state.finite { throw .nonFinite("carried state") }
-        return .gradient(runID: h.runID, step: h.step, lossSum: loss, tokens: UInt32(h.aux), gradient: g, state: state.values,
+        return .gradient(runID: h.runID, step: h.step, lossSum: loss, tokens: UInt32(h.aux), gradient: g.values, state: state.values,
                          computeNanos: read(meta, 12), rows: rows)
     }
 

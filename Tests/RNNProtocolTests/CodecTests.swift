@@ -86,6 +86,18 @@ struct CodecTests {
             Codec.encodeGradient(runID: 7, step: 3, lossSum: 2, tokens: 4, gradient: $0, support: support, state: [0.5], computeNanos: 9)
         }
         #expect(frames == Codec.encode(m))
+        // A local worker that accumulated its gradient in its shared-memory slot sends the whole buffer with the
+        // same row words: only the support is read, and the message is the same.
+        let words = support.wireRows
+        let wholePayload = full.withUnsafeBytes { v in words.withUnsafeBytes { w in [Float(0.5)].withUnsafeBytes { Array(v) + Array(w) + Array($0) } } }
+        let whole = [Codec.gradientHead(runID: 7, step: 3, lossSum: 2, tokens: 4, gradientCount: P, rowWords: words.count, stateCount: 1,
+                                        computeNanos: 9), wholePayload]
+        #expect(try Codec.decode(whole, runID: 7, parameterCount: P, sparseRows: tables) == m)
+        #expect(try wholePayload.withUnsafeBytes {
+            try Codec.decodeGradient(head: whole[0], payload: $0, runID: 7, parameterCount: P, sparseRows: tables)
+        } == m)
+        var wholeNaN = whole; wholeNaN[1][4 * 12] = 0xFF; wholeNaN[1][4 * 12 + 1] = 0xFF; wholeNaN[1][4 * 12 + 2] = 0xC0; wholeNaN[1][4 * 12 + 3] = 0x7F
+        #expect(throws: ProtocolError.nonFinite("gradient")) { try Codec.decode(wholeNaN, runID: 7, parameterCount: P, sparseRows: tables) }
         // Summed back into a buffer, the values land where they came from.
         let sum = FloatBuffer(count: P)
         values.withUnsafeBufferPointer { sum.add(compact: $0, on: support) }
