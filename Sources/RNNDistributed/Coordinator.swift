@@ -227,6 +227,8 @@ public final class Coordinator: GradientSource {
             guard zeroed, let g = machine!.gather, g.step == UInt64(step) else { return }
             let ready = g.summable(after: summed)
             g.add(ready, into: task.gradients, total: &loss)
+            // The buffer's support grows with each sum, so that zeroing it later clears all it holds.
+            for w in ready where !(g.received[w]?.rows.isEmpty ?? true) { task.touch(g.received[w]!.rows) }
             summed += ready
         }
         while slowest == nil {
