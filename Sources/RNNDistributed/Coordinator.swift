@@ -55,7 +55,7 @@ public final class Coordinator: GradientSource {
     /// How often the workers a step waits for are probed for liveness.
     public var probeInterval = 0.25
     /// A folder private to this coordinator (`rnnlm train --workers N` makes one); workers whose hello names
-    /// it get a `SharedPayloadRegion` there, and their weights and gradients bypass the socket.
+    /// it are local, and get a sealed `SharedPayloadRegion`: their weights and gradients bypass the socket.
     public var sharedMemoryDirectory: String?
     var regions: [PeerID: SharedPayloadRegion] = [:]
     /// One region all local workers read a synchronous step's parameters from: written once per step.
@@ -185,13 +185,15 @@ public final class Coordinator: GradientSource {
             var assignment = WorkerAssignment(task: kind, workerIndex: w.index, workers: count, rows: w.columns)
             regions[w.peer] = nil
             if let dir = sharedMemoryDirectory, w.hello.sharedMemory == dir {
-                let path = dir + "/worker-\(w.index).shm"
-                regions = regions.filter { $0.value.path != path }
-                regions[w.peer] = try SharedPayloadRegion(path: path, capacity: capacity, create: true)
+                // Sealed files, not files in `dir`: a local process that truncated one would crash the coordinator
+                // with SIGBUS at its next read of the mapping.
+                let region = try SharedPayloadRegion(sealedName: "rnnlm-worker-\(w.index)", capacity: capacity)
+                let path = region.path
+                regions[w.peer] = region
                 regions[w.peer]!.meter = traffic
                 assignment.sharedMemory = path
                 if sharedWeights == nil {
-                    sharedWeights = try SharedPayloadRegion(path: dir + "/weights.shm", capacity: 4 * parameterCount, create: true)
+                    sharedWeights = try SharedPayloadRegion(sealedName: "rnnlm-weights", capacity: 4 * parameterCount)
                     sharedWeights!.meter = traffic
                 }
                 assignment.sharedWeights = sharedWeights!.path

@@ -115,6 +115,10 @@ private func decodeWeights(_ frames: [[UInt8]], slot: SharedPayloadRegion?, shar
     return try from.withPayload(.toWorker) { try Codec.decodeWeights(head: h, payload: $0, runID: runID, into: params) }
 }
 
+/// What to do when a shared-memory region cannot be opened.
+private let sharedMemoryHint = "; a local worker opens the coordinator's /proc/PID/fd/N files, so it must run as the same user"
+    + " on the same host; or start the run with RNNLM_SHARED_MEMORY=0 to exchange payloads over the socket"
+
 /// Serves one coordinator session: weights in, gradients out, until stopped or the coordinator is lost.
 func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssignment, description: [UInt8], runID: UInt64,
            timeout: TimeInterval, shouldStop: () -> Bool, log: (String) -> Void, warn: (String) -> Void,
@@ -132,14 +136,14 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
     if let path = a.sharedMemory {
         let capacity = sharedPayloadCapacity(parameterCount: task.parameterCount, carriedValues: B * perRow)
         do { region = try SharedPayloadRegion(path: path, capacity: capacity, create: false) } catch {
-            throw DistributedError("the coordinator offered shared memory this worker cannot use: \(error)")
+            throw DistributedError("the coordinator offered shared memory this worker cannot use: \(error)\(sharedMemoryHint)")
         }
     }
     var sharedWeights: SharedPayloadRegion?
     if let path = a.sharedWeights {
         do { sharedWeights = try SharedPayloadRegion(path: path, capacity: 4 * task.parameterCount, create: false,
                                                          readOnly: true) } catch {
-            throw DistributedError("the coordinator offered shared weights this worker cannot use: \(error)")
+            throw DistributedError("the coordinator offered shared weights this worker cannot use: \(error)\(sharedMemoryHint)")
         }
     }
     let parallel = threads > 1 ? DataParallel(task: task, threads: threads) : nil
