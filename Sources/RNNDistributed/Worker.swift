@@ -20,7 +20,7 @@ public func runWorker(endpoint: String, name: String, curve: (serverKey: String,
                       shouldStop: () -> Bool = { false }, log: (String) -> Void,
                       warn: (String) -> Void, beforeGradient: GradientHook? = nil, delayMilliseconds: Int = 0) throws -> String {
     let context = context ?? ZMQContext()
-    let socket = try ZMQSocket(context, kind: .dealer)
+    let socket = try ZMQSocket(context, kind: .dealer, heartbeatTimeout: workerHeartbeatTimeout(timeout))
     if let c = curve { try socket.makeCurveClient(serverKey: c.serverKey, keys: c.keys) }
     let monitor = try socket.monitorHandshakes()
     try socket.connect(endpoint)
@@ -87,6 +87,13 @@ public func runWorker(endpoint: String, name: String, curve: (serverKey: String,
         }
     }
 }
+
+/// Seconds without a whole message from the coordinator after which the worker's socket drops the connection
+/// (ZMTP heartbeats). libzmq's heartbeat timer is reset only by a message that arrived whole, so a weights message
+/// that takes longer than this to cross a slow link dropped a healthy connection at the fixed 10 s it used to be.
+/// The worker's own `timeout` (seconds of silence, default 900) is the authority on a silent coordinator; a
+/// coordinator that exits closes the connection, which is noticed at once whatever this is.
+public func workerHeartbeatTimeout(_ timeout: TimeInterval) -> Double { min(max(10, timeout), 1_000_000) }
 
 /// How a session ended: stopped by the coordinator, the coordinator lost, or this worker taken out of a run
 /// that goes on.
