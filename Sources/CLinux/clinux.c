@@ -1,3 +1,4 @@
+#define _GNU_SOURCE  // memfd_create, F_ADD_SEALS
 #include "clinux.h"
 #ifdef __linux__
 #include <signal.h>
@@ -89,6 +90,23 @@ void *rnnlm_map_shared(const char *path, uint64_t bytes, int create) {
     errno = e;
     return p == MAP_FAILED ? NULL : p;
 }
+#ifdef __linux__
+void *rnnlm_map_sealed(const char *name, uint64_t bytes, int *fd_out) {
+    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) return NULL;
+    // Sized once, then sealed: no process (whoever opens /proc/PID/fd/FD) can shrink the file under a mapping,
+    // which would turn the mapping's next read into SIGBUS.
+    if (ftruncate(fd, (off_t)bytes) != 0 || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+        int e = errno; close(fd); errno = e; return NULL;
+    }
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) { int e = errno; close(fd); errno = e; return NULL; }
+    *fd_out = fd;
+    return p;
+}
+#else
+void *rnnlm_map_sealed(const char *name, uint64_t bytes, int *fd_out) { (void)name; (void)bytes; (void)fd_out; errno = ENOSYS; return NULL; }
+#endif
 void rnnlm_unmap_shared(void *base, uint64_t bytes) { if (base) munmap(base, bytes); }
 void rnnlm_seq_begin_write(uint64_t *p, uint64_t odd) {
     __atomic_store_n(p, odd, __ATOMIC_RELAXED);

@@ -38,6 +38,8 @@ extension Coordinator {
             switch action {
             case .broadcastWeights, .sendWeightsWithState:
                 gone = try sendWeights(action, task: task, carried: trainer.carried)
+            case .reassign(let w):
+                if !(try sendColumns(w)) { gone = [w.peer] }
             case .carryState(let rows, let values):
                 guard values.count == rows.count * task.carriedPerRow else {
                     throw DistributedError("async: \(values.count) carried values for rows \(rows)")

@@ -55,7 +55,7 @@ public final class Coordinator: GradientSource {
     /// How often the workers a step waits for are probed for liveness.
     public var probeInterval = 0.25
     /// A folder private to this coordinator (`rnnlm train --workers N` makes one); workers whose hello names
-    /// it get a `SharedPayloadRegion` there, and their weights and gradients bypass the socket.
+    /// it are local, and get a sealed `SharedPayloadRegion`: their weights and gradients bypass the socket.
     public var sharedMemoryDirectory: String?
     var regions: [PeerID: SharedPayloadRegion] = [:]
     /// One region all local workers read a synchronous step's parameters from: written once per step.
@@ -122,6 +122,10 @@ public final class Coordinator: GradientSource {
     }
 
     /// Carries out the actions that need no trainer data (feeding back any peer found gone); returns the rest.
+    /// A `.reassign` is sent here only while nothing has been deferred: a worker takes its new rows (and zeroes their
+    /// carried values) on receipt, so its `.columns` must not overtake a welcome or weights that the machine emitted
+    /// before it for the old rows (the worker would drop that weights message's state as the wrong size, every step).
+    /// Deferred, it is the caller's to send, in order, with `sendColumns`.
     func performCommon(_ actions: [CoordinatorMachine.Action]) throws -> [CoordinatorMachine.Action] {
         var rest: [CoordinatorMachine.Action] = []
         var queue = actions[...]
@@ -131,16 +135,22 @@ public final class Coordinator: GradientSource {
             case .send(let peer, let m): try? socket.send(Codec.encode(m), to: peer)
             case .sendFrames(let peer, let frames): try? socket.send(frames, to: peer)
             case .failed(let why): throw DistributedError(why)
-            case .reassign(let w):
-                do {
-                    try socket.send(Codec.encode(.columns(runID: runID, step: 0, columns: w.columns.map { Int32($0) })), to: w.peer)
-                } catch let e as TransportError where e.unreachable {
-                    queue.append(contentsOf: machine!.handle(.peerUnreachable(peer: w.peer, now: Self.now())))
-                }
+            case .reassign(let w) where rest.isEmpty:
+                if !(try sendColumns(w)) { queue.append(contentsOf: machine!.handle(.peerUnreachable(peer: w.peer, now: Self.now()))) }
             default: rest.append(a)
             }
         }
         return rest
+    }
+
+    /// Tells a worker the rows it now owns (`.reassign`). False when it is no longer connected.
+    func sendColumns(_ w: AdmittedWorker) throws -> Bool {
+        do {
+            try socket.send(Codec.encode(.columns(runID: runID, step: 0, columns: w.columns.map { Int32($0) })), to: w.peer)
+        } catch let e as TransportError where e.unreachable {
+            return false
+        }
+        return true
     }
 
     /// Sends a heartbeat to every worker the machine waits for (the step's missing gradients, async minibatches
@@ -179,13 +189,15 @@ public final class Coordinator: GradientSource {
             var assignment = WorkerAssignment(task: kind, workerIndex: w.index, workers: count, rows: w.columns)
             regions[w.peer] = nil
             if let dir = sharedMemoryDirectory, w.hello.sharedMemory == dir {
-                let path = dir + "/worker-\(w.index).shm"
-                regions = regions.filter { $0.value.path != path }
-                regions[w.peer] = try SharedPayloadRegion(path: path, capacity: capacity, create: true)
+                // Sealed files, not files in `dir`: a local process that truncated one would crash the coordinator
+                // with SIGBUS at its next read of the mapping.
+                let region = try SharedPayloadRegion(sealedName: "rnnlm-worker-\(w.index)", capacity: capacity)
+                let path = region.path
+                regions[w.peer] = region
                 regions[w.peer]!.meter = traffic
                 assignment.sharedMemory = path
                 if sharedWeights == nil {
-                    sharedWeights = try SharedPayloadRegion(path: dir + "/weights.shm", capacity: 4 * parameterCount, create: true)
+                    sharedWeights = try SharedPayloadRegion(sealedName: "rnnlm-weights", capacity: 4 * parameterCount)
                     sharedWeights!.meter = traffic
                 }
                 assignment.sharedWeights = sharedWeights!.path
@@ -199,6 +211,7 @@ public final class Coordinator: GradientSource {
             for a in try performCommon(try pump()) {
                 switch a {
                 case .welcome(let w): try socket.send(welcomeFor!(w), to: w.peer)
+                case .reassign(let w): _ = try sendColumns(w)  // (none while admitting; a worker gone is found at the first step)
                 case .admitted: admitted = true
                 default: break
                 }
@@ -212,9 +225,9 @@ public final class Coordinator: GradientSource {
                          carried: inout [Float]) throws -> LossSum {
         let t0 = DispatchTime.now().uptimeNanoseconds
         let perRow = task.carriedPerRow
-        // The rows each worker computes this step, fixed when the weights go out (reassignments during the
+        // The rows each worker computes this step: those its weights were computed for (reassignments during the
         // step apply from the next one).
-        var stepRows: [Int: [Int]]?
+        var stepRows: [Int: [Int]] = [:]
         var pending = try performCommon(machine!.handle(.startStep(step: UInt64(step), epoch: UInt32(epoch), index: UInt32(index),
                                                                    reset: reset, sendState: needsState, now: Self.now())))
         needsState.removeAll()
@@ -237,8 +250,12 @@ public final class Coordinator: GradientSource {
                 switch a {
                 case .welcome(let w):
                     do { try socket.send(welcomeFor!(w), to: w.peer) } catch let e as TransportError where e.unreachable { gone.append(w.peer) }
-                case .broadcastWeights, .sendWeightsWithState:
-                    if stepRows == nil { stepRows = Dictionary(uniqueKeysWithValues: machine!.workers.map { ($0.index, $0.columns) }) }
+                case .reassign(let w):
+                    if !(try sendColumns(w)) { gone.append(w.peer) }
+                case .broadcastWeights(_, _, _, _, let to):
+                    for w in to { stepRows[w.index] = w.columns }
+                case .sendWeightsWithState(_, _, _, let w):
+                    stepRows[w.index] = w.columns
                 default: break
                 }
                 switch a {
@@ -277,7 +294,7 @@ public final class Coordinator: GradientSource {
         // Rows of workers that answered move on; those of a dropped or lost contribution keep the coordinator's
         // copy (and go to their owner with the next weights).
         for (i, c) in gather.received {
-            let rows = stepRows?[i] ?? []
+            let rows = stepRows[i] ?? []
             if c.state.count == rows.count * perRow { assignCarriedRows(&carried, perRow: perRow, rows: rows, from: c.state) }
         }
         let t3 = DispatchTime.now().uptimeNanoseconds

@@ -20,7 +20,7 @@ public func runWorker(endpoint: String, name: String, curve: (serverKey: String,
                       shouldStop: () -> Bool = { false }, log: (String) -> Void,
                       warn: (String) -> Void, beforeGradient: GradientHook? = nil, delayMilliseconds: Int = 0) throws -> String {
     let context = context ?? ZMQContext()
-    let socket = try ZMQSocket(context, kind: .dealer)
+    let socket = try ZMQSocket(context, kind: .dealer, heartbeatTimeout: workerHeartbeatTimeout(timeout))
     if let c = curve { try socket.makeCurveClient(serverKey: c.serverKey, keys: c.keys) }
     let monitor = try socket.monitorHandshakes()
     try socket.connect(endpoint)
@@ -88,6 +88,13 @@ public func runWorker(endpoint: String, name: String, curve: (serverKey: String,
     }
 }
 
+/// Seconds without a whole message from the coordinator after which the worker's socket drops the connection
+/// (ZMTP heartbeats). libzmq's heartbeat timer is reset only by a message that arrived whole, so a weights message
+/// that takes longer than this to cross a slow link dropped a healthy connection at the fixed 10 s it used to be.
+/// The worker's own `timeout` (seconds of silence, default 900) is the authority on a silent coordinator; a
+/// coordinator that exits closes the connection, which is noticed at once whatever this is.
+public func workerHeartbeatTimeout(_ timeout: TimeInterval) -> Double { min(max(10, timeout), 1_000_000) }
+
 /// How a session ended: stopped by the coordinator, the coordinator lost, or this worker taken out of a run
 /// that goes on.
 enum ServeOutcome { case stopped(String), lost(String), takenOut(String) }
@@ -115,6 +122,10 @@ private func decodeWeights(_ frames: [[UInt8]], slot: SharedPayloadRegion?, shar
     return try from.withPayload(.toWorker) { try Codec.decodeWeights(head: h, payload: $0, runID: runID, into: params) }
 }
 
+/// What to do when a shared-memory region cannot be opened.
+private let sharedMemoryHint = "; a local worker opens the coordinator's /proc/PID/fd/N files, so it must run as the same user"
+    + " on the same host; or start the run with RNNLM_SHARED_MEMORY=0 to exchange payloads over the socket"
+
 /// Serves one coordinator session: weights in, gradients out, until stopped or the coordinator is lost.
 func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssignment, description: [UInt8], runID: UInt64,
            timeout: TimeInterval, shouldStop: () -> Bool, log: (String) -> Void, warn: (String) -> Void,
@@ -133,14 +144,14 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
         let capacity = sharedPayloadCapacity(parameterCount: task.parameterCount, carriedValues: B * perRow,
                                              rowIndices: GradientSupport.maxWireRows(task.sparseRows))
         do { region = try SharedPayloadRegion(path: path, capacity: capacity, create: false) } catch {
-            throw DistributedError("the coordinator offered shared memory this worker cannot use: \(error)")
+            throw DistributedError("the coordinator offered shared memory this worker cannot use: \(error)\(sharedMemoryHint)")
         }
     }
     var sharedWeights: SharedPayloadRegion?
     if let path = a.sharedWeights {
         do { sharedWeights = try SharedPayloadRegion(path: path, capacity: 4 * task.parameterCount, create: false,
                                                          readOnly: true) } catch {
-            throw DistributedError("the coordinator offered shared weights this worker cannot use: \(error)")
+            throw DistributedError("the coordinator offered shared weights this worker cannot use: \(error)\(sharedMemoryHint)")
         }
     }
     let parallel = threads > 1 ? DataParallel(task: task, threads: threads) : nil

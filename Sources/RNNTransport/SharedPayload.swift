@@ -27,24 +27,54 @@ public final class SharedPayloadRegion {
 
     /// Whether this mapping may write (a worker maps the run's shared weights region read-only).
     public let writable: Bool
+    /// A sealed region's file descriptor, open while the region lives (it is what `path` names).
+    private let descriptor: Int32?
 
-    /// Creates (`create`, the coordinator) or opens (a worker) the region file at `path`; `readOnly` maps an opened
-    /// file without write access (the shared weights, which no worker may change for the others).
+    /// Creates (`create`) or opens (a worker) the region file at `path`; `readOnly` maps an opened file without
+    /// write access (the shared weights, which no worker may change for the others). A created plain file can be
+    /// truncated by any process that can open it, which turns this mapping's next access into SIGBUS: the coordinator
+    /// creates its regions with `init(sealedName:capacity:)` instead.
     public init(path: String, capacity: Int, create: Bool, readOnly: Bool = false) throws {
         precondition(!(create && readOnly), "a region is created writable")
         precondition(capacity > 0, "a shared payload region needs a positive capacity")
         self.path = path
         self.capacity = capacity
-        stride = Self.headerBytes + (capacity + 63) / 64 * 64
+        stride = Self.stride(capacity)
         mappedBytes = 2 * stride
         writable = !readOnly
+        descriptor = nil
         guard let p = rnnlm_map_shared(path, UInt64(mappedBytes), create ? 1 : readOnly ? 2 : 0) else {
             throw TransportError(message: "cannot map shared memory \(path) (\(mappedBytes) bytes): \(String(cString: strerror(errno)))")
         }
         base = p
     }
 
-    deinit { rnnlm_unmap_shared(base, UInt64(mappedBytes)) }
+    /// Creates a region (the coordinator's side) in an anonymous shared-memory file sealed against shrinking and
+    /// growing (`memfd_create`, `F_SEAL_SHRINK | F_SEAL_GROW`): no process can truncate it under the mapping, so a
+    /// buggy or hostile local process cannot kill the coordinator with SIGBUS. Its `path` is
+    /// `/proc/PID/fd/FD`, which workers of the same user open with `init(path:capacity:create: false)`.
+    /// `name` labels the file (it shows in /proc/PID/maps).
+    public init(sealedName name: String, capacity: Int) throws {
+        precondition(capacity > 0, "a shared payload region needs a positive capacity")
+        self.capacity = capacity
+        stride = Self.stride(capacity)
+        mappedBytes = 2 * stride
+        writable = true
+        var fd: Int32 = -1
+        guard let p = rnnlm_map_sealed(name, UInt64(mappedBytes), &fd) else {
+            throw TransportError(message: "cannot create sealed shared memory \(name) (\(mappedBytes) bytes): \(String(cString: strerror(errno)))")
+        }
+        base = p
+        descriptor = fd
+        path = "/proc/\(getpid())/fd/\(fd)"
+    }
+
+    private static func stride(_ capacity: Int) -> Int { headerBytes + (capacity + 63) / 64 * 64 }
+
+    deinit {
+        rnnlm_unmap_shared(base, UInt64(mappedBytes))
+        if let fd = descriptor { close(fd) }
+    }
 
     private func counter(_ s: Slot) -> UnsafeMutablePointer<UInt64> {
         (base + s.rawValue * stride).assumingMemoryBound(to: UInt64.self)

@@ -36,6 +36,38 @@ struct SharedPayloadTests {
         #expect(worker.read(.toWorker) == big + tail)
     }
 
+    /// A local process that truncates a region's file must not crash the coordinator with SIGBUS (its next read of
+    /// the mapping past the new end): the coordinator's regions are sealed memfds, and the truncation is refused.
+    @Test func aSealedRegionCannotBeTruncatedUnderItsMapping() throws {
+        let coordinator = try SharedPayloadRegion(sealedName: "rnnlm-test", capacity: 4096)
+        #expect(coordinator.path.hasPrefix("/proc/\(getpid())/fd/"))
+        let worker = try SharedPayloadRegion(path: coordinator.path, capacity: 4096, create: false)
+        let reader = try SharedPayloadRegion(path: coordinator.path, capacity: 4096, create: false, readOnly: true)
+        let payload = [UInt8](repeating: 9, count: 4000)
+        try payload.withUnsafeBytes { try worker.write(.toCoordinator, [$0]) }
+        try payload.withUnsafeBytes { try coordinator.write(.toWorker, [$0]) }
+        // The hostile process: opens the file read-write, as a worker can, and shrinks it (or grows it).
+        let fd = open(coordinator.path, O_RDWR)
+        #expect(fd >= 0, "a process of the same user opens the region: \(String(cString: strerror(errno)))")
+        defer { if fd >= 0 { close(fd) } }
+        let shrink = ftruncate(fd, 0), shrinkError = errno
+        #expect(shrink == -1 && shrinkError == EPERM, "the seal refuses to shrink the file")
+        #expect(truncate(coordinator.path, 100) == -1, "by path too")
+        #expect(ftruncate(fd, 1 << 30) == -1, "nor may it grow")
+        // On a truncated plain file, these reads are SIGBUS.
+        #expect(coordinator.read(.toCoordinator) == payload)
+        #expect(reader.read(.toWorker) == payload)
+    }
+
+    /// A worker that cannot open the coordinator's region is told why.
+    @Test func aSealedRegionOfAnotherFileDescriptorIsAClearError() throws {
+        let coordinator = try SharedPayloadRegion(sealedName: "rnnlm-test", capacity: 64)
+        let missing = coordinator.path + "999"
+        #expect {
+            _ = try SharedPayloadRegion(path: missing, capacity: 64, create: false)
+        } throws: { "\($0)".contains("cannot map shared memory \(missing)") && "\($0)".contains("No such file") }
+    }
+
     @Test func aPayloadBeingRewrittenIsNotRead() throws {
         let p = path()
         defer { try? FileManager.default.removeItem(atPath: p) }

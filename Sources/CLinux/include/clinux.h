@@ -27,7 +27,11 @@ void rnnlm_keep_large_buffers(void);
 /// Maps the file at `path` shared: `create` 1 creates it (mode 0600, sized to `bytes`) read-write; 0 opens it
 /// read-write and 2 read-only, requiring it to be at least `bytes` long. Returns NULL with errno set on failure.
 void *rnnlm_map_shared(const char *path, uint64_t bytes, int create);
-/// Unmaps what rnnlm_map_shared returned.
+/// Creates an anonymous shared-memory file (memfd) of `bytes`, sealed against shrinking and growing, and maps it
+/// read-write. Returns NULL with errno set on failure; on success stores the file's descriptor in `*fd_out`, which the
+/// caller keeps open while the file is in use (others open the file as /proc/PID/fd/FD) and then closes.
+void *rnnlm_map_sealed(const char *name, uint64_t bytes, int *fd_out);
+/// Unmaps what rnnlm_map_shared or rnnlm_map_sealed returned.
 void rnnlm_unmap_shared(void *base, uint64_t bytes);
 /// A seqlock on a shared-memory slot's counter: the writer stores an odd value before writing the payload and
 /// the next even value after; a reader that sees the same even value before and after its copy got it whole.
