@@ -354,6 +354,34 @@ int rk_all_finite(const float *x, int64_t n) {
     return bad == 0;
 }
 
+int rk_bf16_compress(uint16_t *restrict out, const float *restrict g, float *restrict residual, int64_t n) {
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float v = g[i] + residual[i];
+        uint32_t u;
+        memcpy(&u, &v, 4);
+        bad |= ((u >> 23) & 0xffu) == 0xffu;
+        uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+        if (((r >> 7) & 0xffu) == 0xffu) r = u >> 16;  // rounding would overflow to infinity: truncate
+        out[i] = (uint16_t)r;
+        uint32_t back = r << 16;
+        float q;
+        memcpy(&q, &back, 4);
+        residual[i] = v - q;
+    }
+    return bad == 0;
+}
+
+int rk_bf16_expand_all_finite(float *restrict out, const uint16_t *restrict in, int64_t n) {
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)in[i] << 16;
+        bad |= ((u >> 23) & 0xffu) == 0xffu;
+        memcpy(&out[i], &u, 4);
+    }
+    return bad == 0;
+}
+
 int rk_copy_all_finite(float *restrict dst, const float *restrict src, int64_t n) {
     // rk_all_finite's test on the values as they are copied: one pass over a received payload instead of two.
     uint32_t bad = 0;

@@ -29,6 +29,23 @@ public func copyAllFinite(from source: UnsafeRawPointer, to destination: UnsafeM
     count == 0 || rk_copy_all_finite(destination, source.assumingMemoryBound(to: Float.self), Int64(count)) != 0
 }
 
+/// Rounds `g + residual` to bfloat16 (ties to even) into `out`, keeping what rounding lost in `residual`
+/// (error feedback: what is not sent now is sent with a later step). False when some value is not finite; the
+/// residual is then reset to zero, so one bad step does not poison the next.
+public func bf16Compress(_ g: UnsafePointer<Float>, residual: UnsafeMutablePointer<Float>, count: Int,
+                         into out: UnsafeMutablePointer<UInt16>) -> Bool {
+    guard count > 0 else { return true }
+    if rk_bf16_compress(out, g, residual, Int64(count)) != 0 { return true }
+    residual.update(repeating: 0, count: count)
+    return false
+}
+
+/// Expands `count` bfloat16 values (any alignment a UInt16 array's bytes have) to Float32, exactly, and says
+/// whether all were finite.
+public func bf16Expand(from source: UnsafeRawPointer, to destination: UnsafeMutablePointer<Float>, count: Int) -> Bool {
+    count == 0 || rk_bf16_expand_all_finite(destination, source.assumingMemoryBound(to: UInt16.self), Int64(count)) != 0
+}
+
 /// `out[j] += Σ_r m[r, j]` over the `[rows, n]` matrix `m`.
 @inline(__always)
 func columnSums(_ m: UnsafePointer<Float>, rows: Int, n: Int, into out: UnsafeMutablePointer<Float>) {

@@ -36,40 +36,75 @@ public enum Codec {
     }
 
     /// The frames of a gradient message, read straight from `gradient` (a worker's whole gradient buffer): the
-    /// values of `support` (all of them for a dense support) and its rows go into the payload with one copy.
+    /// values of `support` (all of them for a dense support) and its rows go into the payload with one copy, as
+    /// Float32, or as the bfloat16 values `compressed` (`compress`) when given.
     public static func encodeGradient(runID: UInt64, step: UInt64, lossSum: Double, tokens: UInt32,
                                       gradient: UnsafeBufferPointer<Float>, support: GradientSupport? = nil,
-                                      state: [Float], computeNanos: UInt64) -> [[UInt8]] {
+                                      compressed: [UInt16]? = nil, state: [Float], computeNanos: UInt64) -> [[UInt8]] {
         let support = support ?? .dense(gradient.count)
         precondition(support.count == gradient.count, "a support of \(support.count) values for a gradient of \(gradient.count)")
         let words = support.wireRows
         let payload = state.withUnsafeBytes { st in
-            words.withUnsafeBytes { rows in bytes(of: gradientPayloadParts(gradient, support: support, rows: rows, state: st)) }
+            words.withUnsafeBytes { rows in
+                (compressed ?? []).withUnsafeBytes { c in
+                    bytes(of: gradientPayloadParts(gradient, support: support, compressed: compressed == nil ? nil : c, rows: rows, state: st))
+                }
+            }
         }
         return [gradientHead(runID: runID, step: step, lossSum: lossSum, tokens: tokens, gradientCount: support.valueCount,
-                             rowWords: words.count, stateCount: state.count, computeNanos: computeNanos), payload]
+                             encoding: compressed == nil ? .float32 : .bfloat16, rowWords: words.count,
+                             stateCount: state.count, computeNanos: computeNanos), payload]
     }
 
-    /// A gradient payload as the pieces to copy in order: the values of each range of `support` in `gradient`,
-    /// then the rows' bytes (`rows`, the support's `wireRows`), then the carried values' bytes.
+    /// The values of `support` in `gradient` rounded to bfloat16 with error feedback through `residual` (the
+    /// whole buffer's size: what rounding lost, added before the next rounding), padded to an even count with a
+    /// zero. Nil when some value is not finite (the residual is reset; send the Float32 values, which the
+    /// coordinator refuses as non-finite).
+    public static func compress(_ gradient: UnsafeBufferPointer<Float>, support: GradientSupport,
+                                residual: UnsafeMutableBufferPointer<Float>) -> [UInt16]? {
+        precondition(support.count == gradient.count && residual.count == gradient.count, "compressing a gradient of \(gradient.count) values with a residual of \(residual.count)")
+        let n = support.valueCount
+        var finite = true
+        let out = [UInt16](unsafeUninitializedCapacity: n + (n & 1)) { buf, done in
+            var at = 0
+            for r in support.ranges {
+                finite = bf16Compress(gradient.baseAddress! + r.lowerBound, residual: residual.baseAddress! + r.lowerBound,
+                                      count: r.count, into: buf.baseAddress! + at) && finite
+                at += r.count
+            }
+            if n & 1 == 1 { buf[n] = 0 }
+            done = n + (n & 1)
+        }
+        if !finite { residual.update(repeating: 0) }
+        return finite ? out : nil
+    }
+
+    /// A gradient payload as the pieces to copy in order: the values of each range of `support` in `gradient`
+    /// (or the bfloat16 `compressed` bytes), then the rows' bytes (`rows`, the support's `wireRows`), then the
+    /// carried values' bytes.
     public static func gradientPayloadParts(_ gradient: UnsafeBufferPointer<Float>, support: GradientSupport,
+                                            compressed: UnsafeRawBufferPointer? = nil,
                                             rows: UnsafeRawBufferPointer, state: UnsafeRawBufferPointer) -> [UnsafeRawBufferPointer] {
-        var parts = support.ranges.map { UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(gradient)[(4 * $0.lowerBound)..<(4 * $0.upperBound)]) }
+        var parts = compressed.map { [$0] }
+            ?? support.ranges.map { UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(gradient)[(4 * $0.lowerBound)..<(4 * $0.upperBound)]) }
         parts.append(rows)
         parts.append(state)
         return parts
     }
 
-    /// The first frame of a gradient message whose payload is `gradientCount` Float32 values, `rowWords` Int32
-    /// row words (`GradientSupport.wireRows`) and `stateCount` Float32 carried values.
+    /// The first frame of a gradient message whose payload is `gradientCount` values in `encoding`, `rowWords`
+    /// Int32 row words (`GradientSupport.wireRows`) and `stateCount` Float32 carried values.
     public static func gradientHead(runID: UInt64, step: UInt64, lossSum: Double, tokens: UInt32, gradientCount: Int,
-                                    rowWords: Int = 0, stateCount: Int, computeNanos: UInt64) -> [UInt8] {
+                                    encoding: GradientEncoding = .float32, rowWords: Int = 0, stateCount: Int,
+                                    computeNanos: UInt64) -> [UInt8] {
         var meta = withUnsafeBytes(of: lossSum.bitPattern.littleEndian) { Array($0) }
         append(&meta, UInt32(stateCount))
         append(&meta, computeNanos)
         append(&meta, UInt32(rowWords))
+        append(&meta, encoding.rawValue)
+        append(&meta, UInt32(gradientCount))
         return head(type: .gradient, runID: runID, step: step, meta: meta,
-                    payloadCount: 4 * (gradientCount + rowWords + stateCount), aux: UInt64(tokens))
+                    payloadCount: 4 * (encoding.words(gradientCount) + rowWords + stateCount), aux: UInt64(tokens))
     }
 
     /// Header byte 7, reserved (0) on the wire, is non-zero on a head frame sent alone because its payload waits in
@@ -231,21 +266,26 @@ public enum Codec {
     /// A gradient message from its checked head and its payload bytes (wherever they are): one copy into arrays.
     static func gradient(_ h: Header, _ meta: [UInt8], _ payload: UnsafeRawBufferPointer,
                          parameterCount: Int?, sparseRows: [SparseRowTensor]) throws(ProtocolError) -> Message {
-        guard meta.count == 24 else { throw .badMeta("gradient metadata must be the loss sum, a state count, the compute time and a row count") }
+        guard meta.count == 32 else { throw .badMeta("gradient metadata must be the loss sum, a state count, the compute time, a row-word count, an encoding and a value count") }
         let loss = Double(bitPattern: read(meta, 0) as UInt64)
         guard loss.isFinite else { throw .nonFinite("loss sum") }
         // No tokens is a worker whose rows were all padding (a short last minibatch): a zero contribution.
         guard h.aux <= UInt64(UInt32.max) else { throw .badMeta("token count \(h.aux) does not fit 32 bits") }
         guard h.aux > 0 || loss == 0 else { throw .badMeta("token count 0 with a non-zero loss sum") }
+        guard let encoding = GradientEncoding(rawValue: read(meta, 24)) else {
+            throw .badMeta("gradient encoding \(read(meta, 24) as UInt32) is neither 0 (float32) nor 1 (bfloat16)")
+        }
         // Payload: the gradient's values, the row words, the carried values.
         let count = payload.count / 4, stateCount: UInt32 = read(meta, 8)
         guard Int(stateCount) <= count else { throw .stateCount(declared: stateCount, payload: count) }
         let before = count - Int(stateCount), rowWords = Int(read(meta, 20) as UInt32)
-        guard rowWords <= before else { throw .badMeta("gradient declares \(rowWords) row words, its payload holds \(before) values before the carried state") }
-        let valueCount = before - rowWords
+        let valueCount = Int(read(meta, 28) as UInt32), valueWords = encoding.words(valueCount)
+        guard valueWords + rowWords == before else {
+            throw .badMeta("gradient declares \(valueCount) \(encoding) values and \(rowWords) row words, its payload holds \(before) words before the carried state")
+        }
         let words = [Int32](unsafeUninitializedCapacity: rowWords) { out, n in
             if rowWords > 0 {
-                UnsafeMutableRawBufferPointer(out).copyMemory(from: UnsafeRawBufferPointer(rebasing: payload[(4 * valueCount)..<(4 * before)]))
+                UnsafeMutableRawBufferPointer(out).copyMemory(from: UnsafeRawBufferPointer(rebasing: payload[(4 * valueWords)..<(4 * before)]))
             }
             n = rowWords
         }
@@ -266,7 +306,7 @@ public enum Codec {
                 }
             }
             let support = GradientSupport(count: n, tables: sparseRows, rows: perTable)
-            if valueCount == n && support.valueCount < n && !rows.isEmpty {
+            if encoding == .float32 && valueCount == n && support.valueCount < n && !rows.isEmpty {
                 ranges = support.ranges
             } else if valueCount != support.valueCount {
                 throw .parameterCount(expected: support.valueCount, got: valueCount)
@@ -283,6 +323,13 @@ public enum Codec {
                     at += r.count
                 }
                 done = n
+            }
+            g = (values, finite)
+        } else if encoding == .bfloat16 {
+            var finite = true
+            let values = [Float](unsafeUninitializedCapacity: valueCount) { buf, done in
+                finite = bf16Expand(from: payload.baseAddress!, to: buf.baseAddress!, count: valueCount)
+                done = valueCount
             }
             g = (values, finite)
         } else {

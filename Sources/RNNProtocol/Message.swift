@@ -14,6 +14,16 @@ public enum MessageType: UInt8, Sendable, CaseIterable {
     case hello = 1, welcome = 2, weights = 3, gradient = 4, stop = 5, heartbeat = 6, columns = 7
 }
 
+/// How a gradient's values travel: Float32 (exact), or bfloat16 (`--gradient-compression bf16`: half the bytes,
+/// lossy; the worker carries what rounding lost into its next gradient).
+public enum GradientEncoding: UInt32, Sendable, Codable, CaseIterable {
+    case float32 = 0, bfloat16 = 1
+
+    /// 4-byte words that `count` values of this encoding occupy in a payload (bfloat16 pairs share a word; an odd
+    /// count ends with a zero half-word).
+    public func words(_ count: Int) -> Int { self == .float32 ? count : (count + 1) / 2 }
+}
+
 public struct Header: Equatable, Sendable {
     public static let size = 40
     public static let magic: UInt32 = 0x4D4C_4E52  // "RNLM" as little-endian bytes

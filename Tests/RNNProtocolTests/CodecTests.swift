@@ -56,7 +56,7 @@ struct CodecTests {
         expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: 1, tokens: 0, gradient: [1, 1, 2], state: [], computeNanos: 0)), .badMeta("token count 0 with a non-zero loss sum"))
         #expect(throws: Never.self) { try Codec.decode(Codec.encode(.gradient(runID: 7, step: 1, lossSum: 0, tokens: 0, gradient: [0, 0, 0], state: [], computeNanos: 0)), runID: 7, parameterCount: 3) }
         var shortMeta = Codec.encode(g); shortMeta[0] = Array(shortMeta[0].prefix(45)); shortMeta[0][24] = 5
-        expectRejection(shortMeta, .badMeta("gradient metadata must be the loss sum, a state count, the compute time and a row count"))
+        expectRejection(shortMeta, .badMeta("gradient metadata must be the loss sum, a state count, the compute time, a row-word count, an encoding and a value count"))
         var bigState = Codec.encode(g); bigState[0][48] = 200
         expectRejection(bigState, .stateCount(declared: 200, payload: 6))
         expectRejection(Codec.encode(.gradient(runID: 7, step: 1, lossSum: 1, tokens: 5, gradient: [1, 1, 2], state: [.nan], computeNanos: 0)), .nonFinite("carried state"))
@@ -120,13 +120,68 @@ struct CodecTests {
         var nan = values; nan[4] = .nan
         rejects(nan, rows, .nonFinite("gradient"))
         var tooMany = Codec.encode(m); tooMany[0][60] = 200
-        #expect(throws: ProtocolError.badMeta("gradient declares 200 row words, its payload holds 18 values before the carried state")) {
+        #expect(throws: ProtocolError.badMeta("gradient declares 12 float32 values and 200 row words, its payload holds 18 words before the carried state")) {
             try Codec.decode(tooMany, runID: 7, parameterCount: P, sparseRows: tables)
         }
         var badWords = Codec.encode(m); badWords[1][48] = 9  // the table count
         #expect(throws: ProtocolError.badMeta("gradient row words are not a table count, per-table row counts and the rows")) {
             try Codec.decode(badWords, runID: 7, parameterCount: P, sparseRows: tables)
         }
+    }
+
+    /// `--gradient-compression bf16`: the support's values as bfloat16 (two a word, an odd count padded), rounded
+    /// to nearest even with error feedback: what rounding lost stays in the worker's residual, exactly, and is
+    /// added to the next step's gradient. The coordinator expands them exactly and checks them finite.
+    @Test func bfloat16GradientsCarryTheirRoundingErrorForward() throws {
+        // 2 values, a [4, 3] table, 1 value: 15; rows 0 and 2 of the table touched.
+        let tables = [SparseRowTensor(offset: 2, rows: 4, width: 3)], n = 15
+        var g = [Float](repeating: 0, count: n)
+        for i in 0..<n { g[i] = Float(i + 1) * 0.1234567 * (i % 2 == 0 ? 1 : -1) }
+        for r in [1, 3] { for j in 0..<3 { g[2 + r * 3 + j] = 0 } }  // untouched rows are zero
+        let support = GradientSupport(count: n, tables: tables, rows: [[0, 2]])
+        #expect(support.valueCount == 9)  // odd: padded with one zero half-word
+        var residual = [Float](repeating: 0, count: n)
+        let before = residual
+        let compressed = try #require(g.withUnsafeBufferPointer { gp in residual.withUnsafeMutableBufferPointer { Codec.compress(gp, support: support, residual: $0) } })
+        #expect(compressed.count == 10 && compressed[9] == 0)
+        let frames = g.withUnsafeBufferPointer {
+            Codec.encodeGradient(runID: 7, step: 2, lossSum: 1, tokens: 3, gradient: $0, support: support, compressed: compressed,
+                                 state: [0.25], computeNanos: 5)
+        }
+        #expect(frames[1].count == 4 * (5 + 4 + 1), "9 bfloat16 values in 5 words, 4 row words, 1 carried value")
+        guard case .gradient(_, 2, 1, 3, let values, [0.25], 5, [[0, 2]]) = try Codec.decode(frames, runID: 7, parameterCount: n, sparseRows: tables) else {
+            Issue.record("not the gradient sent"); return
+        }
+        // Sent + kept = what was there to send, exactly; the sent value is the nearest bfloat16.
+        for (k, i) in support.ranges.flatMap({ Array($0) }).enumerated() {
+            #expect(values[k] + residual[i] == g[i] + before[i], "value \(i)")
+            #expect(values[k].bitPattern & 0xFFFF == 0)
+            #expect(abs(residual[i]) <= abs(g[i]) * Float(1.0 / 256))
+        }
+        for i in 0..<n where !support.ranges.contains(where: { $0.contains(i) }) { #expect(residual[i] == 0) }
+        // The next step sends the kept error too.
+        let residualAfterFirst = residual
+        let second = try #require(g.withUnsafeBufferPointer { gp in residual.withUnsafeMutableBufferPointer { Codec.compress(gp, support: support, residual: $0) } })
+        for (k, i) in support.ranges.flatMap({ Array($0) }).enumerated() {
+            let sent = Float(bitPattern: UInt32(second[k]) << 16)
+            #expect(sent + residual[i] == g[i] + residualAfterFirst[i])
+        }
+        // Malformed: an unknown encoding, a value count the payload does not hold, an infinity.
+        var badEncoding = frames; badEncoding[0][64] = 7
+        #expect(throws: ProtocolError.badMeta("gradient encoding 7 is neither 0 (float32) nor 1 (bfloat16)")) {
+            try Codec.decode(badEncoding, runID: 7, parameterCount: n, sparseRows: tables)
+        }
+        var badCount = frames; badCount[0][68] = 11
+        #expect(throws: ProtocolError.badMeta("gradient declares 11 bfloat16 values and 4 row words, its payload holds 9 words before the carried state")) {
+            try Codec.decode(badCount, runID: 7, parameterCount: n, sparseRows: tables)
+        }
+        var infinite = frames; infinite[1][2] = 0x80; infinite[1][3] = 0x7F  // value 1 = +inf
+        #expect(throws: ProtocolError.nonFinite("gradient")) { try Codec.decode(infinite, runID: 7, parameterCount: n, sparseRows: tables) }
+        // A non-finite gradient is not compressed (the worker sends it as Float32, for the coordinator to refuse),
+        // and the residual starts over.
+        var bad = g; bad[0] = .infinity
+        #expect(bad.withUnsafeBufferPointer { gp in residual.withUnsafeMutableBufferPointer { Codec.compress(gp, support: support, residual: $0) } } == nil)
+        #expect(residual.allSatisfy { $0 == 0 })
     }
 
     /// `decodeWeights` (the worker's in-place path) against `decode`: the same fields for every well-formed weights

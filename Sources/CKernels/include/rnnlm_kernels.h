@@ -84,6 +84,12 @@ double rk_sum_squares(const float *x, int64_t n);
 int rk_all_finite(const float *x, int64_t n);
 /// Copies n values from src to dst (not overlapping); 1 when all of them are finite.
 int rk_copy_all_finite(float *dst, const float *src, int64_t n);
+// bfloat16 with error feedback: v = g[i] + residual[i]; out[i] = v rounded to the nearest bfloat16 (ties to even;
+// a finite v that would round to infinity is truncated instead); residual[i] = v - out[i], exactly. Returns 0 when
+// some v is not finite (out and residual are then unspecified).
+int rk_bf16_compress(uint16_t *out, const float *g, float *residual, int64_t n);
+// out[i] = the float of bfloat16 in[i] (exact); returns 0 when some value is not finite.
+int rk_bf16_expand_all_finite(float *out, const uint16_t *in, int64_t n);
 
 /// y += x over n elements.
 void rk_add(float *y, const float *x, int64_t n);
