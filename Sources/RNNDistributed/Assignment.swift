@@ -14,4 +14,6 @@ public struct WorkerAssignment: Codable, Equatable, Sendable {
     /// The shared-memory file every local worker reads a synchronous step's weights from (written once per step,
     /// whatever the number of local workers); its `.toWorker` slot holds the parameters.
     public var sharedWeights: String?
+    /// How the worker sends its gradients (nil: Float32).
+    public var gradientEncoding: GradientEncoding?
 }

@@ -57,6 +57,8 @@ public final class Coordinator: GradientSource {
     /// A folder private to this coordinator (`rnnlm train --workers N` makes one); workers whose hello names
     /// it are local, and get a sealed `SharedPayloadRegion`: their weights and gradients bypass the socket.
     public var sharedMemoryDirectory: String?
+    /// How workers are told to send their gradients (`--gradient-compression`).
+    public var gradientEncoding: GradientEncoding = .float32
     var regions: [PeerID: SharedPayloadRegion] = [:]
     /// One region all local workers read a synchronous step's parameters from: written once per step.
     var sharedWeights: SharedPayloadRegion?
@@ -182,11 +184,15 @@ public final class Coordinator: GradientSource {
         machine!.minWorkers = minWorkers ?? 1
         machine!.startMinimum = minWorkers.map { Swift.min($0, count) }
         let description = try task.workerDescription(), kind = trainer.record.task.kind
-        let runID = runID
+        let runID = runID, encoding = gradientEncoding
+        if encoding == .bfloat16 {
+            log("gradients travel as bfloat16 with error feedback (--gradient-compression bf16: half the bytes, lossy; the run no longer equals the single process)")
+        }
         let capacity = sharedPayloadCapacity(parameterCount: parameterCount, carriedValues: rows * task.carriedPerRow,
                                              rowIndices: GradientSupport.maxWireRows(task.sparseRows))
         welcomeFor = { [unowned self] w in
             var assignment = WorkerAssignment(task: kind, workerIndex: w.index, workers: count, rows: w.columns)
+            if encoding != .float32 { assignment.gradientEncoding = encoding }
             regions[w.peer] = nil
             if let dir = sharedMemoryDirectory, w.hello.sharedMemory == dir {
                 // Sealed files, not files in `dir`: a local process that truncated one would crash the coordinator

@@ -1,5 +1,6 @@
 import Foundation
 import RNNCore
+import RNNProtocol
 import RNNTransport
 
 /// How a training run serves its workers: where the coordinator listens, how many workers it waits for, and
@@ -26,6 +27,20 @@ public struct CoordinatorSettings {
     /// admission waits for all `expectWorkers`).
     public var minWorkers: Int?
     public var heartbeatTimeout: Double = 5
+    /// How workers send gradients: Float32 (exact), or bfloat16 with error feedback (`--gradient-compression bf16`:
+    /// half the bytes of every gradient, lossy).
+    public var gradientCompression: GradientCompression = .none
+
+    /// `--gradient-compression`.
+    public enum GradientCompression: String, CaseIterable, Sendable {
+        /// Float32 values: the run equals the single process.
+        case none
+        /// bfloat16 values (8 bits of mantissa) with error feedback: each worker keeps what rounding lost and adds
+        /// it to its next gradient. Half the upload; the run no longer equals the single process.
+        case bf16
+
+        public var encoding: GradientEncoding { self == .none ? .float32 : .bfloat16 }
+    }
     /// A folder private to this coordinator for shared-memory payload files (local workers only).
     public var sharedMemory: String?
     /// CURVE server keys and the authorised worker keys (public key → name), for non-loopback coordinators.

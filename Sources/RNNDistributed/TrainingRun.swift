@@ -113,6 +113,7 @@ public final class TrainingRun {
             c.quorum = d.quorum
             c.minWorkers = d.minWorkers
             c.sharedMemoryDirectory = d.sharedMemory
+            c.gradientEncoding = d.gradientCompression.encoding
             do { try c.admitWorkers(count: d.expectWorkers, trainer: trainer) } catch let e as DistributedError where e == .interrupted {
                 return summary(.interrupted(checkpoint: nil), trainer, seconds: 0)
             }

@@ -156,6 +156,8 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
     }
     let parallel = threads > 1 ? DataParallel(task: task, threads: threads) : nil
     var carried = [Float](repeating: 0, count: a.rows.count * perRow)
+    // --gradient-compression bf16: what rounding to bfloat16 lost, added to the next gradient (error feedback).
+    let residual = a.gradientEncoding == .bfloat16 ? FloatBuffer(count: task.parameterCount) : nil
     for line in task.summary { log("worker \(a.workerIndex) of \(a.workers): \(line)") }
     log("worker \(a.workerIndex) of \(a.workers): rows \(a.rows.first!)…\(a.rows.last!) of \(B), \(task.parameterCount) parameters")
     var lastStep: UInt64 = 0
@@ -207,22 +209,27 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
             let flat = carried
             // Only the gradient's support travels: a row-sparse table's touched rows, not the whole table.
             let support = task.gradientSupport
+            // (A gradient that is not finite is sent as Float32, for the coordinator to refuse.)
+            let compressed = residual.flatMap { Codec.compress(UnsafeBufferPointer(task.gradients.buffer), support: support, residual: $0.buffer) }
             if let r = region, beforeGradient == nil {
                 // The payload goes straight from the gradient buffer into shared memory; only the head is sent.
                 let words = support.wireRows
                 try flat.withUnsafeBytes { st in
                     try words.withUnsafeBytes { rows in
-                        try r.write(.toCoordinator, Codec.gradientPayloadParts(UnsafeBufferPointer(task.gradients.buffer),
-                                                                              support: support, rows: rows, state: st))
+                        try (compressed ?? []).withUnsafeBytes { c in
+                            try r.write(.toCoordinator, Codec.gradientPayloadParts(UnsafeBufferPointer(task.gradients.buffer), support: support,
+                                                                                  compressed: compressed == nil ? nil : c, rows: rows, state: st))
+                        }
                     }
                 }
                 try socket.send([Codec.flaggingSharedPayload(Codec.gradientHead(
                     runID: runID, step: step, lossSum: loss.sum, tokens: UInt32(loss.count), gradientCount: support.valueCount,
-                    rowWords: words.count, stateCount: flat.count, computeNanos: nanos))])
+                    encoding: compressed == nil ? .float32 : .bfloat16, rowWords: words.count, stateCount: flat.count,
+                    computeNanos: nanos))])
             } else {
                 let frames = Codec.encodeGradient(runID: runID, step: step, lossSum: loss.sum, tokens: UInt32(loss.count),
                                                   gradient: UnsafeBufferPointer(task.gradients.buffer), support: support,
-                                                  state: flat, computeNanos: nanos)
+                                                  compressed: compressed, state: flat, computeNanos: nanos)
                 try beforeGradient?({ try socket.send($0) }, frames, step, runID)
                 try socket.send(frames)
             }

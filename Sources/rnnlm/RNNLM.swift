@@ -100,6 +100,9 @@ struct Train: ParsableCommand {
 
     func validate() throws {
         guard workers >= 0 else { throw ConfigError("--workers must be 0 or more") }
+        if workers == 0, !distributedFlags.given.isEmpty {
+            throw ConfigError("\(distributedFlags.given.joined(separator: ", ")) set\(distributedFlags.given.count == 1 ? "s" : "") how a parameter server treats its workers; this run has none: add --workers N (local worker processes), or run `rnnlm coordinator`")
+        }
         try flags.validate(resume: resume, coordinator: coordinator(bind: "", sharedMemory: nil))
     }
 

@@ -269,8 +269,22 @@ struct DistributedFlags: ParsableArguments {
     var quorum: Int?
     @Option(help: "Pause (and say so) while fewer workers than this are alive; workers may join a running job. At the start, once --join-timeout has passed, begin with this many if not all of --expect-workers joined.")
     var minWorkers: Int?
-    @Option(help: "Seconds without heartbeats after which a worker is declared dead (a killed worker is noticed at once).")
-    var heartbeatTimeout: Double = 5
+    @Option(help: "Seconds without heartbeats after which a worker is declared dead (a killed worker is noticed at once). Default: 5.")
+    var heartbeatTimeout: Double?
+    @Option(help: "none: workers send Float32 gradients (the run equals the single process); bf16: bfloat16 with error feedback (half the upload, lossy).")
+    var gradientCompression: CoordinatorSettings.GradientCompression?
+
+    /// The flags given, by name: without workers they would do nothing, so `rnnlm train` refuses them then.
+    var given: [String] {
+        var out = [String]()
+        if mode != .sync { out.append("--mode \(mode.rawValue)") }
+        if maxStaleness != nil { out.append("--max-staleness") }
+        if quorum != nil { out.append("--quorum") }
+        if minWorkers != nil { out.append("--min-workers") }
+        if heartbeatTimeout != nil { out.append("--heartbeat-timeout") }
+        if let g = gradientCompression, g != .none { out.append("--gradient-compression \(g.rawValue)") }
+        return out
+    }
 
     /// Coordinator settings for `expectWorkers` workers at `bind`, with these flags applied.
     func coordinator(bind: String, expectWorkers: Int, joinTimeout: Double, stepTimeout: Double) -> CoordinatorSettings {
@@ -279,7 +293,8 @@ struct DistributedFlags: ParsableArguments {
         c.maxStaleness = maxStaleness
         c.quorum = quorum
         c.minWorkers = minWorkers
-        c.heartbeatTimeout = heartbeatTimeout
+        c.heartbeatTimeout = heartbeatTimeout ?? c.heartbeatTimeout
+        c.gradientCompression = gradientCompression ?? .none
         return c
     }
 }
@@ -300,3 +315,4 @@ extension TrainOptions.ScheduleName: ExpressibleByArgument {}
 extension TrainOptions.InitSchemeName: ExpressibleByArgument {}
 extension LogLevel: ExpressibleByArgument {}
 extension CoordinatorSettings.Mode: ExpressibleByArgument {}
+extension CoordinatorSettings.GradientCompression: ExpressibleByArgument {}
