@@ -263,14 +263,31 @@ public enum Codec {
     /// When it throws, `parameters` may hold part of the payload; the caller must not use them.
     public static func decodeWeights(head: [UInt8], payload: UnsafeRawBufferPointer, runID expectedRun: UInt64,
                                      into parameters: UnsafeMutableBufferPointer<Float>) throws(ProtocolError) -> WeightsFields {
+        try decodeWeights(head: head, payload: payload, runID: expectedRun, parameterCount: parameters.count) { n in
+            n == 0 || copyAllFinite(from: payload.baseAddress!, to: parameters.baseAddress!, count: n)
+        }
+    }
+
+    /// `decodeWeights` that leaves the parameters where they lie, the payload's first `parameterCount` values (a
+    /// local worker of a synchronous run computes straight from the run's shared weights region). Their
+    /// finiteness is not checked here: that region's writer, the coordinator, only writes finite weights.
+    public static func decodeWeightsInPlace(head: [UInt8], payload: UnsafeRawBufferPointer, runID expectedRun: UInt64,
+                                            parameterCount: Int) throws(ProtocolError) -> WeightsFields {
+        try decodeWeights(head: head, payload: payload, runID: expectedRun, parameterCount: parameterCount) { _ in true }
+    }
+
+    /// A weights message's checks and fields; `parameters(n)` takes the payload's `n` parameters (returns whether
+    /// they are all finite).
+    static func decodeWeights(head: [UInt8], payload: UnsafeRawBufferPointer, runID expectedRun: UInt64, parameterCount: Int,
+                              parameters: (Int) -> Bool) throws(ProtocolError) -> WeightsFields {
         let (h, meta) = try checkedHead(head, payloadCount: payload.count, runID: expectedRun)
         guard h.type == .weights else { throw .badMeta("expected a weights message, got \(h.type)") }
         try checkWeightsMeta(meta)
         let stateCount: UInt32 = read(meta, 1), count = payload.count / 4
         guard Int(stateCount) <= count else { throw .stateCount(declared: stateCount, payload: count) }
         let n = count - Int(stateCount)
-        guard n == parameters.count else { throw .parameterCount(expected: parameters.count, got: n) }
-        let finite = n == 0 || copyAllFinite(from: payload.baseAddress!, to: parameters.baseAddress!, count: n)
+        guard n == parameterCount else { throw .parameterCount(expected: parameterCount, got: n) }
+        let finite = parameters(n)
         let state = floats(UnsafeRawBufferPointer(rebasing: payload[(4 * n)...]))
         guard finite, state.finite else { throw .nonFinite("weights") }
         return WeightsFields(step: h.step, epoch: UInt32(h.aux >> 32), batch: UInt32(truncatingIfNeeded: h.aux),

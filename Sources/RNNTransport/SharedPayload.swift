@@ -101,6 +101,60 @@ public final class SharedPayloadRegion {
         return result
     }
 
+    /// A read of a slot's payload in place that outlasts one call (a worker computing straight from the shared
+    /// weights): the payload as it was when the read began, trustworthy only if `isUnchanged` says so afterwards.
+    public struct InPlaceRead {
+        public let slot: Slot
+        /// The payload's bytes in the mapping (read-only for a worker's shared weights).
+        public let payload: UnsafeRawBufferPointer
+        let counter: UInt64
+    }
+
+    /// Begins reading the slot's payload where it lies; nil when the slot was never written or is being written.
+    /// Whatever is computed from `payload` must be thrown away unless `isUnchanged` is true once it is done.
+    public func beginRead(_ s: Slot) -> InPlaceRead? {
+        let c = counter(s)
+        let before = rnnlm_seq_begin_read(c)
+        guard before != 0, before & 1 == 0 else { return nil }
+        let length = (c + 1).pointee  // written by the other side: checked before any use
+        guard length <= UInt64(capacity) else { return nil }
+        return InPlaceRead(slot: s, payload: UnsafeRawBufferPointer(start: UnsafeRawPointer(c) + Self.headerBytes,
+                                                                    count: Int(length)), counter: before)
+    }
+
+    /// Whether the slot has not been written since `read` began, so everything read from its payload meanwhile
+    /// was the payload whole (a seqlock read's second counter check, after a read that may have lasted long).
+    public func isUnchanged(_ read: InPlaceRead) -> Bool {
+        guard rnnlm_seq_end_read(counter(read.slot)) == read.counter else { return false }
+        meter?.didReceive(read.payload.count)
+        return true
+    }
+
+    /// Begins writing the slot's payload in place (a worker computing its gradient straight into its slot): from
+    /// now until `endWrite`, a reader of the slot gets nil. Returns the slot's payload area, `capacity` bytes,
+    /// 64-byte aligned.
+    public func beginWrite(_ s: Slot) -> UnsafeMutableRawBufferPointer {
+        precondition(writable, "\(path) is mapped read-only")
+        let c = counter(s)
+        rnnlm_seq_begin_write(c, rnnlm_seq_begin_read(c) | 1)
+        return UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(c) + Self.headerBytes, count: capacity)
+    }
+
+    /// Ends a `beginWrite`: the payload is the area's first `length` bytes, readable from now on.
+    public func endWrite(_ s: Slot, length: Int) throws {
+        let c = counter(s)
+        let odd = rnnlm_seq_begin_read(c)
+        precondition(odd & 1 == 1, "endWrite without beginWrite on \(path)")
+        guard length >= 0, length <= capacity else {
+            (c + 1).pointee = 0  // the area holds part of something: no payload a reader could take for whole
+            rnnlm_seq_end_write(c, odd &+ 1)
+            throw TransportError(message: "a \(length)-byte payload does not fit the \(capacity)-byte shared memory slot of \(path)")
+        }
+        (c + 1).pointee = UInt64(length)
+        rnnlm_seq_end_write(c, odd &+ 1)
+        meter?.didSend(length)
+    }
+
     /// Simulates a writer caught mid-copy (tests).
     public func markWriting(_ s: Slot) { rnnlm_seq_begin_write(counter(s), rnnlm_seq_begin_read(counter(s)) | 1) }
 }
