@@ -300,7 +300,15 @@ public final class Coordinator: GradientSource {
             var viaSocket: [PeerID] = []
             let local = to.filter { regions[$0.peer] != nil }
             if sharedBroadcast, let shared = sharedWeights, !local.isEmpty {
-                try shared.write(.toWorker, [UnsafeRawBufferPointer(params)])
+                // The workers compute straight from this region without checking it: only finite weights go there
+                // (an update can overflow even from a finite gradient), checked as they are copied.
+                let area = shared.beginWrite(.toWorker)
+                let finite = task.parameters.copyCheckingFinite(
+                    to: area.baseAddress!.bindMemory(to: Float.self, capacity: params.count), threads: 2)
+                try shared.endWrite(.toWorker, length: finite ? 4 * params.count : 0)
+                guard finite else {
+                    throw DistributedError("training diverged at step \(s): the update left non-finite parameters; lower --lr, set --clip, and resume from the last checkpoint")
+                }
                 let flagged = Codec.flaggingSharedWeights(head)
                 for w in local {
                     do { try socket.send([flagged], to: w.peer) } catch let e as TransportError where e.unreachable { gone.append(w.peer) }
