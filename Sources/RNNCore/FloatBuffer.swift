@@ -36,6 +36,21 @@ public final class FloatBuffer {
         return try body()
     }
 
+    /// Reads and writes the values at `storage`, which must already hold them (`copyCheckingFinite(to:)`) and stay
+    /// valid, until `reclaim()`: the coordinator's parameters live in the shared weights region, so its update
+    /// writes them where the workers read them.
+    public func relocate(to storage: UnsafeMutablePointer<Float>) {
+        precondition(pointer == own, "a FloatBuffer is relocated from its own memory")
+        pointer = storage
+    }
+
+    /// Ends a `relocate`: copies the values back into the buffer's own memory and uses that again.
+    public func reclaim() {
+        guard pointer != own else { return }
+        own.update(from: pointer, count: count)
+        pointer = own
+    }
+
     /// Whether the values are in the buffer's own memory (not borrowed).
     public var isOwnStorage: Bool { pointer == own }
 
@@ -101,19 +116,30 @@ public final class FloatBuffer {
     /// Copies the values to `destination` (`count` of them), in up to `threads` ranges at once (one core alone does
     /// not reach the memory's bandwidth here), and says whether all were finite: one pass for both.
     public func copyCheckingFinite(to destination: UnsafeMutablePointer<Float>, threads: Int = 1) -> Bool {
-        let n = count, src = SendablePointer(pointer), dst = SendablePointer(destination)
-        let parts = max(1, min(threads, n / (1 << 18)))
-        guard parts > 1 else { return copyAllFinite(from: pointer, to: destination, count: n) }
+        let src = SendablePointer(pointer), dst = SendablePointer(destination)
+        return allRanges(threads: threads) { lo, n in copyAllFinite(from: src.at(lo), to: dst.at(lo), count: n) }
+    }
+
+    /// True when every element is finite, checked in up to `threads` ranges at once.
+    public func allFinite(threads: Int) -> Bool {
+        let src = SendablePointer(pointer)
+        return allRanges(threads: threads) { lo, n in RNNCore.allFinite(UnsafeBufferPointer(start: src.at(lo), count: n)) }
+    }
+
+    /// Whether `body(start, count)` holds on every one of up to `threads` 64-value-aligned ranges, run at once.
+    private func allRanges(threads: Int, _ body: @Sendable (Int, Int) -> Bool) -> Bool {
+        let n = count, parts = max(1, min(threads, n / (1 << 18)))
+        guard parts > 1 else { return body(0, n) }
         let chunk = ((n + parts - 1) / parts + 63) / 64 * 64
-        var finite = [Bool](repeating: true, count: parts)
-        finite.withUnsafeMutableBufferPointer { out in
+        var ok = [Bool](repeating: true, count: parts)
+        ok.withUnsafeMutableBufferPointer { out in
             let out = SendablePointer(out.baseAddress!)
             DispatchQueue.concurrentPerform(iterations: parts) { k in
                 let lo = min(n, k * chunk), hi = min(n, lo + chunk)
-                out.at(k).pointee = lo >= hi || copyAllFinite(from: src.at(lo), to: dst.at(lo), count: hi - lo)
+                out.at(k).pointee = lo >= hi || body(lo, hi - lo)
             }
         }
-        return !finite.contains(false)
+        return !ok.contains(false)
     }
 
     /// True when every element is finite.

@@ -60,6 +60,11 @@ public final class Coordinator: GradientSource {
     var regions: [PeerID: SharedPayloadRegion] = [:]
     /// One region all local workers read a synchronous step's parameters from: written once per step.
     var sharedWeights: SharedPayloadRegion?
+    /// The task's parameters once they live in `sharedWeights` (from a synchronous run's first broadcast to local
+    /// workers on): the trainer's update writes them there, inside a seqlock write that begins when a step's
+    /// gradients are in and ends when the next step's weights go out, so a broadcast copies nothing. `release`
+    /// (or deinit) moves them back into their own memory.
+    private var parametersInSharedWeights: FloatBuffer?
     /// What crosses to and from the workers (socket frames and shared-memory payloads), and its count when
     /// admission ended (the welcomes are not part of a step's traffic).
     public let traffic = TrafficMeter()
@@ -74,6 +79,15 @@ public final class Coordinator: GradientSource {
         self.stepTimeout = stepTimeout
         self.log = log
         socket.meter = traffic
+    }
+
+    deinit { releaseSharedWeights() }
+
+    /// Moves the task's parameters back from the shared weights region into their own memory (before the region
+    /// goes away; the run's end).
+    public func releaseSharedWeights() {
+        parametersInSharedWeights?.reclaim()
+        parametersInSharedWeights = nil
     }
 
     static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
@@ -207,6 +221,10 @@ public final class Coordinator: GradientSource {
     public func gradient(task: any TrainingTask, epoch: Int, index: Int, reset: Bool, step: Int,
                          carried: inout [Float]) throws -> LossSum {
         let t0 = DispatchTime.now().uptimeNanoseconds
+        // Whatever changes the parameters until the next broadcast (the update, a rollback) writes them where they
+        // are when they live in the shared weights region: under a seqlock write, begun however this step ends, so a
+        // straggler still computing from them notices and discards its gradient.
+        defer { if parametersInSharedWeights != nil { _ = sharedWeights!.beginWrite(.toWorker) } }
         let perRow = task.carriedPerRow
         // The rows each worker computes this step, fixed when the weights go out (reassignments during the
         // step apply from the next one).
@@ -301,10 +319,21 @@ public final class Coordinator: GradientSource {
             let local = to.filter { regions[$0.peer] != nil }
             if sharedBroadcast, let shared = sharedWeights, !local.isEmpty {
                 // The workers compute straight from this region without checking it: only finite weights go there
-                // (an update can overflow even from a finite gradient), checked as they are copied.
-                let area = shared.beginWrite(.toWorker)
-                let finite = task.parameters.copyCheckingFinite(
-                    to: area.baseAddress!.bindMemory(to: Float.self, capacity: params.count), threads: 2)
+                // (an update can overflow even from a finite gradient). The first time they are copied (and checked)
+                // and stay there for the trainer to update in place; after that the update's write, begun when the
+                // last step's gradients were in, ends here.
+                let finite: Bool
+                if parametersInSharedWeights === task.parameters {
+                    finite = task.parameters.allFinite(threads: 2)
+                } else {
+                    releaseSharedWeights()
+                    let area = shared.beginWrite(.toWorker).baseAddress!.bindMemory(to: Float.self, capacity: params.count)
+                    finite = task.parameters.copyCheckingFinite(to: area, threads: 2)
+                    if finite {
+                        task.parameters.relocate(to: area)
+                        parametersInSharedWeights = task.parameters
+                    }
+                }
                 try shared.endWrite(.toWorker, length: finite ? 4 * params.count : 0)
                 guard finite else {
                     throw DistributedError("training diverged at step \(s): the update left non-finite parameters; lower --lr, set --clip, and resume from the last checkpoint")

@@ -80,6 +80,20 @@ struct FloatBufferStorageTests {
         #expect(b.isOwnStorage && b.array == [1, 2, 3], "own memory untouched and back")
     }
 
+    /// The coordinator's parameters move into the shared weights region for the run and come back at its end.
+    @Test func relocatedValuesAreUsedThereAndCopiedBackOnReclaim() {
+        let b = FloatBuffer([1, 2, 3])
+        let region = UnsafeMutablePointer<Float>.allocate(capacity: 3)
+        defer { region.deallocate() }
+        #expect(b.copyCheckingFinite(to: region))
+        b.relocate(to: region)
+        b[2] = 30  // the update, in place
+        #expect(region[2] == 30 && !b.isOwnStorage)
+        b.reclaim()
+        region[0] = -1
+        #expect(b.isOwnStorage && b.array == [1, 2, 30])
+    }
+
     /// The coordinator copies the weights into the shared region checking them as it goes (the workers no longer
     /// check): a non-finite value anywhere, in either thread's range, is found, and the copy is exact.
     @Test(arguments: [1, 2])
@@ -88,13 +102,14 @@ struct FloatBufferStorageTests {
         let b = FloatBuffer((0..<n).map { Float($0 % 1000) - 500 })
         let out = UnsafeMutablePointer<Float>.allocate(capacity: n)
         defer { out.deallocate() }
-        #expect(b.copyCheckingFinite(to: out, threads: threads))
+        #expect(b.copyCheckingFinite(to: out, threads: threads) && b.allFinite(threads: threads))
         #expect(Array(UnsafeBufferPointer(start: out, count: n)) == b.array)
         for at in [0, n / 2 - 1, n / 2 + 64, n - 1] {
             for bad in [Float.nan, .infinity, -.infinity] {
                 let saved = b[at]
                 b[at] = bad
                 #expect(!b.copyCheckingFinite(to: out, threads: threads), "\(bad) at \(at)")
+                #expect(!b.allFinite(threads: threads), "\(bad) at \(at)")
                 b[at] = saved
             }
         }
