@@ -62,8 +62,8 @@ public final class Coordinator: GradientSource {
     var sharedWeights: SharedPayloadRegion?
     /// The task's parameters once they live in `sharedWeights` (from a synchronous run's first broadcast to local
     /// workers on): the trainer's update writes them there, inside a seqlock write that begins when a step's
-    /// gradients are in and ends when the next step's weights go out, so a broadcast copies nothing. `release`
-    /// (or deinit) moves them back into their own memory.
+    /// gradients are in and ends when the next step's weights go out, so a broadcast copies nothing.
+    /// `releaseSharedWeights` (or deinit) moves them back into their own memory.
     private var parametersInSharedWeights: FloatBuffer?
     /// What crosses to and from the workers (socket frames and shared-memory payloads), and its count when
     /// admission ended (the welcomes are not part of a step's traffic).
@@ -303,9 +303,11 @@ public final class Coordinator: GradientSource {
     /// Carries out a weights action: the parameters (and, for `.sendWeightsWithState`, the worker's rows of
     /// `carried`) through shared memory to local workers and the socket to the others (one shared buffer for a
     /// broadcast). With `sharedBroadcast` (a synchronous step) the local workers of a broadcast all read one copy
-    /// in the shared weights region. Only a straggler the last step went on without can still be reading it as it
-    /// is rewritten: its seqlock read fails, or it computes on the newer weights under the older step's head, and
-    /// that gradient is discarded as stale (its next weights come with its rows' state, through its own slot).
+    /// in the shared weights region, where they compute from them in place (and where the parameters stay, for the
+    /// update to write). Only a straggler the last step went on without can still be reading it as it is rewritten:
+    /// its seqlock check after computing fails and it sends nothing, or it begins on the newer weights under the
+    /// older step's head and that gradient is discarded as stale (its next weights come with its rows' state,
+    /// through its own slot).
     /// Asynchronous workers take weights at different times and keep to their own slots. Returns the peers found
     /// gone.
     func sendWeights(_ action: CoordinatorMachine.Action, task: any TrainingTask, carried: [Float],

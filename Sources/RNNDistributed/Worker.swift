@@ -165,8 +165,9 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
         }
         deadline = Date().addingTimeInterval(timeout)  // the coordinator is there
         if let head = received.first, (try? Codec.header(Codec.clearingSharedPayloadFlag(head)))?.type == .weights {
-            // Weights, the step's largest message, go straight into the task's parameters: read in place from the
-            // shared-memory slot, or from the socket frame.
+            // Weights, the step's largest message, are used where they lie (the run's shared weights region, a
+            // synchronous step) or go straight into the task's parameters (from the worker's own shared-memory slot
+            // or the socket frame).
             let fields: Codec.WeightsFields, inPlace: SharedPayloadRegion.InPlaceRead?
             do {
                 guard let f = try decodeWeights(received, slot: region, shared: sharedWeights, runID: runID,

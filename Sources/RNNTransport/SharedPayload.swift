@@ -8,11 +8,14 @@ import Glibc
 /// large payloads (weights out, gradients back) that would otherwise cross ZeroMQ: no socket copies, no hand-off
 /// through ZeroMQ's I/O threads. The small message headers still travel over ZeroMQ, flagged "payload in shared
 /// memory", so ordering, liveness, heartbeats and errors work exactly as without it. The run's shared weights
-/// region is one more of these, of which only the `.toWorker` slot is used: the coordinator writes a synchronous
-/// step's parameters there once, and every local worker reads them through its own read-only mapping.
+/// region is one more of these, of which only the `.toWorker` slot is used: a synchronous run's parameters live
+/// there (the coordinator's update writes them in place), and every local worker computes from them through its own
+/// read-only mapping.
 ///
 /// Two slots, one per direction, each `[counter, length, payload…]` under a seqlock: a reader that catches the
-/// writer mid-copy gets nil instead of a torn payload.
+/// writer mid-copy gets nil instead of a torn payload. A payload can also be used in place for longer
+/// (`beginRead`/`isUnchanged`: a worker's compute from the weights) or written in place (`beginWrite`/`endWrite`:
+/// a worker's gradient computed straight into its slot), under the same seqlock.
 public final class SharedPayloadRegion {
     public enum Slot: Int { case toWorker = 0, toCoordinator = 1 }
     public let path: String
