@@ -1,27 +1,65 @@
 import CKernels
+import Dispatch
 
 /// A fixed-size, contiguous, zero-initialised Float32 buffer that owns its memory.
 /// Parameters, gradients, optimizer state and workspaces are all `FloatBuffer`s, so kernels get raw
 /// pointers with no copy-on-write checks inside their loops.
+///
+/// For the span of `borrowing(_:_:)` the buffer's values are somewhere else (a local worker computes straight
+/// from the run's shared weights and into its shared-memory slot): whoever reads `pointer` during that span,
+/// including a replica sharing the buffer, sees the borrowed memory.
 public final class FloatBuffer {
     public let count: Int
-    public let pointer: UnsafeMutablePointer<Float>
+    /// Where the values are: the buffer's own memory, or memory lent by `borrowing`. Read it at the point of use
+    /// (as kernels do, once per call), not once for the buffer's lifetime.
+    public private(set) var pointer: UnsafeMutablePointer<Float>
+    private let own: UnsafeMutablePointer<Float>
 
     public init(count: Int) {
         precondition(count >= 0, "FloatBuffer needs a non-negative count, got \(count)")
         self.count = count
         // 64-byte aligned (a cache line): threads splitting a buffer in 64-value ranges never share a line.
-        pointer = UnsafeMutableRawPointer.allocate(byteCount: 4 * max(count, 1), alignment: 64)
+        own = UnsafeMutableRawPointer.allocate(byteCount: 4 * max(count, 1), alignment: 64)
             .bindMemory(to: Float.self, capacity: max(count, 1))
-        pointer.initialize(repeating: 0, count: max(count, 1))
+        own.initialize(repeating: 0, count: max(count, 1))
+        pointer = own
     }
+
+    /// `body`'s result with the buffer's `count` values at `storage` instead of its own memory, which is left
+    /// untouched and back in place when `body` returns. `storage` must hold `count` values and stay valid during
+    /// `body`; when it is read-only (a mapping of the shared weights), nothing may write the buffer meanwhile.
+    /// Not nested: one borrow at a time.
+    public func borrowing<R>(_ storage: UnsafeMutablePointer<Float>, _ body: () throws -> R) rethrows -> R {
+        precondition(pointer == own, "a FloatBuffer lends one borrowed storage at a time")
+        pointer = storage
+        defer { pointer = own }
+        return try body()
+    }
+
+    /// Reads and writes the values at `storage`, which must already hold them (`copyCheckingFinite(to:)`) and stay
+    /// valid, until `reclaim()`: the coordinator's parameters live in the shared weights region, so its update
+    /// writes them where the workers read them.
+    public func relocate(to storage: UnsafeMutablePointer<Float>) {
+        precondition(pointer == own, "a FloatBuffer is relocated from its own memory")
+        pointer = storage
+    }
+
+    /// Ends a `relocate`: copies the values back into the buffer's own memory and uses that again.
+    public func reclaim() {
+        guard pointer != own else { return }
+        own.update(from: pointer, count: count)
+        pointer = own
+    }
+
+    /// Whether the values are in the buffer's own memory (not borrowed).
+    public var isOwnStorage: Bool { pointer == own }
 
     public convenience init(_ values: [Float]) {
         self.init(count: values.count)
         values.withUnsafeBufferPointer { pointer.update(from: $0.baseAddress!, count: values.count) }
     }
 
-    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+    deinit { UnsafeMutableRawPointer(own).deallocate() }
 
     public subscript(i: Int) -> Float {
         get { pointer[i] }
@@ -71,7 +109,37 @@ public final class FloatBuffer {
     }
 
     public func scale(by factor: Float) {
-        for i in 0..<count { pointer[i] *= factor }
+        let p = pointer
+        for i in 0..<count { p[i] *= factor }
+    }
+
+    /// Copies the values to `destination` (`count` of them), in up to `threads` ranges at once (one core alone does
+    /// not reach the memory's bandwidth here), and says whether all were finite: one pass for both.
+    public func copyCheckingFinite(to destination: UnsafeMutablePointer<Float>, threads: Int = 1) -> Bool {
+        let src = SendablePointer(pointer), dst = SendablePointer(destination)
+        return allRanges(threads: threads) { lo, n in copyAllFinite(from: src.at(lo), to: dst.at(lo), count: n) }
+    }
+
+    /// True when every element is finite, checked in up to `threads` ranges at once.
+    public func allFinite(threads: Int) -> Bool {
+        let src = SendablePointer(pointer)
+        return allRanges(threads: threads) { lo, n in RNNCore.allFinite(UnsafeBufferPointer(start: src.at(lo), count: n)) }
+    }
+
+    /// Whether `body(start, count)` holds on every one of up to `threads` 64-value-aligned ranges, run at once.
+    private func allRanges(threads: Int, _ body: @Sendable (Int, Int) -> Bool) -> Bool {
+        let n = count, parts = max(1, min(threads, n / (1 << 18)))
+        guard parts > 1 else { return body(0, n) }
+        let chunk = ((n + parts - 1) / parts + 63) / 64 * 64
+        var ok = [Bool](repeating: true, count: parts)
+        ok.withUnsafeMutableBufferPointer { out in
+            let out = SendablePointer(out.baseAddress!)
+            DispatchQueue.concurrentPerform(iterations: parts) { k in
+                let lo = min(n, k * chunk), hi = min(n, lo + chunk)
+                out.at(k).pointee = lo >= hi || body(lo, hi - lo)
+            }
+        }
+        return !ok.contains(false)
     }
 
     /// True when every element is finite.

@@ -62,6 +62,11 @@ public final class Coordinator: GradientSource {
     var regions: [PeerID: SharedPayloadRegion] = [:]
     /// One region all local workers read a synchronous step's parameters from: written once per step.
     var sharedWeights: SharedPayloadRegion?
+    /// The task's parameters once they live in `sharedWeights` (from a synchronous run's first broadcast to local
+    /// workers on): the trainer's update writes them there, inside a seqlock write that begins when a step's
+    /// gradients are in and ends when the next step's weights go out, so a broadcast copies nothing.
+    /// `releaseSharedWeights` (or deinit) moves them back into their own memory.
+    private var parametersInSharedWeights: FloatBuffer?
     /// What crosses to and from the workers (socket frames and shared-memory payloads), and its count when
     /// admission ended (the welcomes are not part of a step's traffic).
     public let traffic = TrafficMeter()
@@ -76,6 +81,15 @@ public final class Coordinator: GradientSource {
         self.stepTimeout = stepTimeout
         self.log = log
         socket.meter = traffic
+    }
+
+    deinit { releaseSharedWeights() }
+
+    /// Moves the task's parameters back from the shared weights region into their own memory (before the region
+    /// goes away; the run's end).
+    public func releaseSharedWeights() {
+        parametersInSharedWeights?.reclaim()
+        parametersInSharedWeights = nil
     }
 
     static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
@@ -94,8 +108,10 @@ public final class Coordinator: GradientSource {
                 // A gradient in the worker's slot is decoded where it lies: one copy, into the message's arrays.
                 let head = Codec.clearingSharedPayloadFlag(body[0]), runID = runID, count = parameterCount
                 let table = machine?.sparseRows ?? []
-                guard let decoded = region.withPayload(.toCoordinator, { raw in
-                    Result { () throws(ProtocolError) in
+                var length = 0
+                guard let decoded = region.withPayload(.toCoordinator, metered: false, { raw in
+                    length = raw.count
+                    return Result { () throws(ProtocolError) in
                         try Codec.decodeGradient(head: head, payload: raw, runID: runID, parameterCount: count, sparseRows: table)
                     }
                 }) else {
@@ -103,6 +119,12 @@ public final class Coordinator: GradientSource {
                            from: machine!.member(frames[0])?.label ?? "an unknown peer")
                     return machine!.handle(.tick(now: Self.now()))
                 }
+                // Counted as read: a gradient accumulated in the slot holds the whole buffer, of which only the
+                // support (the values the message carries) is read.
+                if case .success(.gradient(_, _, _, _, let g, _, _, _)) = decoded, Codec.gradientValueCount(head) == count {
+                    length -= 4 * (count - g.count)
+                }
+                traffic.didReceive(length)
                 return machine!.handle(.receivedDecoded(peer: frames[0], head: head, message: decoded, now: Self.now()))
             }
             // Everything else crosses the socket whole (a flagged head from a peer without a slot is refused by
@@ -230,6 +252,10 @@ public final class Coordinator: GradientSource {
     public func gradient(task: any TrainingTask, epoch: Int, index: Int, reset: Bool, step: Int,
                          carried: inout [Float]) throws -> LossSum {
         let t0 = DispatchTime.now().uptimeNanoseconds
+        // Whatever changes the parameters until the next broadcast (the update, a rollback) writes them where they
+        // are when they live in the shared weights region: under a seqlock write, begun however this step ends, so a
+        // straggler still computing from them notices and discards its gradient.
+        defer { if parametersInSharedWeights != nil { _ = sharedWeights!.beginWrite(.toWorker) } }
         let perRow = task.carriedPerRow
         // The rows each worker computes this step: those its weights were computed for (reassignments during the
         // step apply from the next one).
@@ -315,9 +341,11 @@ public final class Coordinator: GradientSource {
     /// Carries out a weights action: the parameters (and, for `.sendWeightsWithState`, the worker's rows of
     /// `carried`) through shared memory to local workers and the socket to the others (one shared buffer for a
     /// broadcast). With `sharedBroadcast` (a synchronous step) the local workers of a broadcast all read one copy
-    /// in the shared weights region. Only a straggler the last step went on without can still be reading it as it
-    /// is rewritten: its seqlock read fails, or it computes on the newer weights under the older step's head, and
-    /// that gradient is discarded as stale (its next weights come with its rows' state, through its own slot).
+    /// in the shared weights region, where they compute from them in place (and where the parameters stay, for the
+    /// update to write). Only a straggler the last step went on without can still be reading it as it is rewritten:
+    /// its seqlock check after computing fails and it sends nothing, or it begins on the newer weights under the
+    /// older step's head and that gradient is discarded as stale (its next weights come with its rows' state,
+    /// through its own slot).
     /// Asynchronous workers take weights at different times and keep to their own slots. Returns the peers found
     /// gone.
     func sendWeights(_ action: CoordinatorMachine.Action, task: any TrainingTask, carried: [Float],
@@ -330,7 +358,26 @@ public final class Coordinator: GradientSource {
             var viaSocket: [PeerID] = []
             let local = to.filter { regions[$0.peer] != nil }
             if sharedBroadcast, let shared = sharedWeights, !local.isEmpty {
-                try shared.write(.toWorker, [UnsafeRawBufferPointer(params)])
+                // The workers compute straight from this region without checking it: only finite weights go there
+                // (an update can overflow even from a finite gradient). The first time they are copied (and checked)
+                // and stay there for the trainer to update in place; after that the update's write, begun when the
+                // last step's gradients were in, ends here.
+                let finite: Bool
+                if parametersInSharedWeights === task.parameters {
+                    finite = task.parameters.allFinite(threads: 2)
+                } else {
+                    releaseSharedWeights()
+                    let area = shared.beginWrite(.toWorker).baseAddress!.bindMemory(to: Float.self, capacity: params.count)
+                    finite = task.parameters.copyCheckingFinite(to: area, threads: 2)
+                    if finite {
+                        task.parameters.relocate(to: area)
+                        parametersInSharedWeights = task.parameters
+                    }
+                }
+                try shared.endWrite(.toWorker, length: finite ? 4 * params.count : 0)
+                guard finite else {
+                    throw DistributedError("training diverged at step \(s): the update left non-finite parameters; lower --lr, set --clip, and resume from the last checkpoint")
+                }
                 let flagged = Codec.flaggingSharedWeights(head)
                 for w in local {
                     do { try socket.send([flagged], to: w.peer) } catch let e as TransportError where e.unreachable { gone.append(w.peer) }

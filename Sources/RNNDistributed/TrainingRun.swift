@@ -123,7 +123,10 @@ public final class TrainingRun {
             trainer.updateThreads = d.mode == .sync ? max(threads, ProcessInfo.processInfo.activeProcessorCount) : threads
             coordinator = c
         }
-        defer { coordinator?.stopAll(reason: "training finished") }
+        defer {
+            coordinator?.stopAll(reason: "training finished")
+            coordinator?.releaseSharedWeights()
+        }
         // Live progress and the metrics file.
         let every = settings.logEvery
         let remainingEpochs = max(0, o.epochs - trainer.record.epoch)

@@ -103,23 +103,30 @@ enum ServeOutcome { case stopped(String), lost(String), takenOut(String) }
 /// before sending (tests use it to interleave hostile traffic from an admitted worker).
 public typealias GradientHook = (_ send: ([[UInt8]]) throws -> Void, _ gradient: [[UInt8]], _ step: UInt64, _ runID: UInt64) throws -> Void
 
-/// Decodes a weights message straight into `params`, its payload read in place from the worker's own shared-memory
-/// `slot` or the run's `shared` weights region when the head is flagged so, else from the socket frame. Nil when a
-/// shared-memory payload was rewritten while read (the coordinator moved on).
+/// Decodes a weights message. Parameters flagged as in the run's shared weights region (a synchronous step) stay
+/// where they lie: the returned read is what the caller computes from, and checks with `isUnchanged` once done.
+/// Any other payload is copied straight into `params`, read in place from the worker's own shared-memory `slot`
+/// when the head is flagged so, else from the socket frame. Nil when a shared-memory payload was being rewritten
+/// (the coordinator moved on).
 private func decodeWeights(_ frames: [[UInt8]], slot: SharedPayloadRegion?, shared: SharedPayloadRegion?, runID: UInt64,
-                           into params: UnsafeMutableBufferPointer<Float>) throws -> Codec.WeightsFields? {
+                           into params: UnsafeMutableBufferPointer<Float>) throws
+    -> (fields: Codec.WeightsFields, inPlace: SharedPayloadRegion.InPlaceRead?)? {
     let head = frames[0], h = Codec.clearingSharedPayloadFlag(head)
     let flag = head.count > Codec.sharedPayloadFlagOffset ? head[Codec.sharedPayloadFlagOffset] : 0
     if flag == 0 {
         guard frames.count == 2 else { throw ProtocolError.frameCount(frames.count) }
-        return try frames[1].withUnsafeBytes { try Codec.decodeWeights(head: h, payload: $0, runID: runID, into: params) }
+        return (try frames[1].withUnsafeBytes { try Codec.decodeWeights(head: h, payload: $0, runID: runID, into: params) }, nil)
     }
     // Only a lone head may carry a flag; anything else with the reserved byte set is malformed.
     guard Codec.isSharedPayloadHead(frames) || Codec.isSharedWeightsHead(frames) else { throw ProtocolError.reservedNonZero(flag) }
     guard let from = flag == Codec.sharedWeightsFlag ? shared : slot else {
         throw DistributedError("weights flagged as in shared memory, but this worker was offered none")
     }
-    return try from.withPayload(.toWorker) { try Codec.decodeWeights(head: h, payload: $0, runID: runID, into: params) }
+    if flag == Codec.sharedWeightsFlag {
+        guard let read = from.beginRead(.toWorker) else { return nil }
+        return (try Codec.decodeWeightsInPlace(head: h, payload: read.payload, runID: runID, parameterCount: params.count), read)
+    }
+    return try from.withPayload(.toWorker) { (try Codec.decodeWeights(head: h, payload: $0, runID: runID, into: params), nil) }
 }
 
 /// What to do when a shared-memory region cannot be opened.
@@ -172,16 +179,17 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
         }
         deadline = Date().addingTimeInterval(timeout)  // the coordinator is there
         if let head = received.first, (try? Codec.header(Codec.clearingSharedPayloadFlag(head)))?.type == .weights {
-            // Weights, the step's largest message, go straight into the task's parameters: read in place from the
-            // shared-memory slot, or from the socket frame.
-            let fields: Codec.WeightsFields
+            // Weights, the step's largest message, are used where they lie (the run's shared weights region, a
+            // synchronous step) or go straight into the task's parameters (from the worker's own shared-memory slot
+            // or the socket frame).
+            let fields: Codec.WeightsFields, inPlace: SharedPayloadRegion.InPlaceRead?
             do {
                 guard let f = try decodeWeights(received, slot: region, shared: sharedWeights, runID: runID,
                                                 into: task.parameters.buffer) else {
                     warn("ignored weights whose shared-memory payload was rewritten while read (the coordinator moved on)")
                     continue
                 }
-                fields = f
+                (fields, inPlace) = f
             } catch {
                 warn("ignored a bad message from the coordinator: \(error)")
                 continue
@@ -197,42 +205,38 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
                 warn("ignored weights for step \(step): minibatch \(index) of epoch \(epoch) does not exist here; do coordinator and worker disagree about the data?")
                 continue
             }
+            let carriedBefore = carried
             if fields.resetState { for i in carried.indices { carried[i] = 0 } }
             if !st.isEmpty { carried = st }
             if delayMilliseconds > 0 { usleep(UInt32(delayMilliseconds) * 1000) }  // testing stragglers
+            let outbox = GradientOutbox(slot: beforeGradient == nil ? region : nil, residual: residual)
             let t0 = DispatchTime.now().uptimeNanoseconds
-            task.zeroGradients()
-            let loss = parallel?.accumulateGradient(epoch: Int(epoch), index: Int(index), rows: a.rows, step: Int(step), carried: &carried)
-                ?? task.accumulateGradient(epoch: Int(epoch), index: Int(index), rows: a.rows, step: Int(step), carried: &carried)
-            lastStep = step
-            let nanos = DispatchTime.now().uptimeNanoseconds - t0
-            let flat = carried
-            // Only the gradient's support travels: a row-sparse table's touched rows, not the whole table.
-            let support = task.gradientSupport
-            // (A gradient that is not finite is sent as Float32, for the coordinator to refuse.)
-            let compressed = residual.flatMap { Codec.compress(UnsafeBufferPointer(task.gradients.buffer), support: support, residual: $0.buffer) }
-            if let r = region, beforeGradient == nil {
-                // The payload goes straight from the gradient buffer into shared memory; only the head is sent.
-                let words = support.wireRows
-                try flat.withUnsafeBytes { st in
-                    try words.withUnsafeBytes { rows in
-                        try (compressed ?? []).withUnsafeBytes { c in
-                            try r.write(.toCoordinator, Codec.gradientPayloadParts(UnsafeBufferPointer(task.gradients.buffer), support: support,
-                                                                                  compressed: compressed == nil ? nil : c, rows: rows, state: st))
-                        }
-                    }
+            let pending = outbox.accumulate(into: task.gradients) {
+                let compute = {
+                    task.zeroGradients()
+                    return parallel?.accumulateGradient(epoch: Int(epoch), index: Int(index), rows: a.rows, step: Int(step), carried: &carried)
+                        ?? task.accumulateGradient(epoch: Int(epoch), index: Int(index), rows: a.rows, step: Int(step), carried: &carried)
                 }
-                try socket.send([Codec.flaggingSharedPayload(Codec.gradientHead(
-                    runID: runID, step: step, lossSum: loss.sum, tokens: UInt32(loss.count), gradientCount: support.valueCount,
-                    encoding: compressed == nil ? .float32 : .bfloat16, rowWords: words.count, stateCount: flat.count,
-                    computeNanos: nanos))])
-            } else {
-                let frames = Codec.encodeGradient(runID: runID, step: step, lossSum: loss.sum, tokens: UInt32(loss.count),
-                                                  gradient: UnsafeBufferPointer(task.gradients.buffer), support: support,
-                                                  compressed: compressed, state: flat, computeNanos: nanos)
-                try beforeGradient?({ try socket.send($0) }, frames, step, runID)
-                try socket.send(frames)
+                // A synchronous step's parameters are read where the coordinator wrote them, by every thread.
+                guard let inPlace else { return compute() }
+                let p = UnsafeMutablePointer(mutating: inPlace.payload.baseAddress!.assumingMemoryBound(to: Float.self))
+                return task.parameters.borrowing(p) { compute() }
             }
+            let nanos = DispatchTime.now().uptimeNanoseconds - t0
+            if let inPlace, !sharedWeights!.isUnchanged(inPlace) {
+                // The coordinator rewrote the weights while this worker computed from them (it went on without
+                // this worker): the gradient may come from torn weights, and is never sent.
+                outbox.discard(pending)
+                carried = carriedBefore
+                warn("ignored weights for step \(step) whose shared-memory payload was rewritten while this worker computed (the coordinator moved on)")
+                continue
+            }
+            lastStep = step
+            // Only the gradient's support travels: a row-sparse table's touched rows, not the whole table.
+            let frames = try outbox.message(pending, gradients: task.gradients, support: task.gradientSupport, carried: carried,
+                                            runID: runID, step: step, computeNanos: nanos)
+            try beforeGradient?({ try socket.send($0) }, frames, step, runID)
+            try socket.send(frames)
             continue
         }
         guard let frames = restoringSharedPayload(received, from: region, .toWorker) else {

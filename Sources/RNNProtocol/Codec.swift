@@ -107,6 +107,13 @@ public enum Codec {
                     payloadCount: 4 * (encoding.words(gradientCount) + rowWords + stateCount), aux: UInt64(tokens))
     }
 
+    /// The value count a gradient head declares (nil for anything else): P for a local worker's whole buffer,
+    /// the support's count for compact values.
+    public static func gradientValueCount(_ head: [UInt8]) -> Int? {
+        guard let h = try? header(clearingSharedPayloadFlag(head)), h.type == .gradient, head.count >= Header.size + 32 else { return nil }
+        return Int(read(head, Header.size + 28) as UInt32)
+    }
+
     /// Header byte 7, reserved (0) on the wire, is non-zero on a head frame sent alone because its payload waits in
     /// shared memory: 1 in the sender's own slot, 2 (`sharedWeightsFlag`) in the run's shared weights region. The
     /// receiver clears it and decodes the payload where it lies (`decodeWeights`, `decodeGradient`) or puts it back
@@ -381,14 +388,31 @@ public enum Codec {
     /// When it throws, `parameters` may hold part of the payload; the caller must not use them.
     public static func decodeWeights(head: [UInt8], payload: UnsafeRawBufferPointer, runID expectedRun: UInt64,
                                      into parameters: UnsafeMutableBufferPointer<Float>) throws(ProtocolError) -> WeightsFields {
+        try decodeWeights(head: head, payload: payload, runID: expectedRun, parameterCount: parameters.count) { n in
+            n == 0 || copyAllFinite(from: payload.baseAddress!, to: parameters.baseAddress!, count: n)
+        }
+    }
+
+    /// `decodeWeights` that leaves the parameters where they lie, the payload's first `parameterCount` values (a
+    /// local worker of a synchronous run computes straight from the run's shared weights region). Their
+    /// finiteness is not checked here: that region's writer, the coordinator, only writes finite weights.
+    public static func decodeWeightsInPlace(head: [UInt8], payload: UnsafeRawBufferPointer, runID expectedRun: UInt64,
+                                            parameterCount: Int) throws(ProtocolError) -> WeightsFields {
+        try decodeWeights(head: head, payload: payload, runID: expectedRun, parameterCount: parameterCount) { _ in true }
+    }
+
+    /// A weights message's checks and fields; `parameters(n)` takes the payload's `n` parameters (returns whether
+    /// they are all finite).
+    static func decodeWeights(head: [UInt8], payload: UnsafeRawBufferPointer, runID expectedRun: UInt64, parameterCount: Int,
+                              parameters: (Int) -> Bool) throws(ProtocolError) -> WeightsFields {
         let (h, meta) = try checkedHead(head, payloadCount: payload.count, runID: expectedRun)
         guard h.type == .weights else { throw .badMeta("expected a weights message, got \(h.type)") }
         try checkWeightsMeta(meta)
         let stateCount: UInt32 = read(meta, 1), count = payload.count / 4
         guard Int(stateCount) <= count else { throw .stateCount(declared: stateCount, payload: count) }
         let n = count - Int(stateCount)
-        guard n == parameters.count else { throw .parameterCount(expected: parameters.count, got: n) }
-        let finite = n == 0 || copyAllFinite(from: payload.baseAddress!, to: parameters.baseAddress!, count: n)
+        guard n == parameterCount else { throw .parameterCount(expected: parameterCount, got: n) }
+        let finite = parameters(n)
         let state = floats(UnsafeRawBufferPointer(rebasing: payload[(4 * n)...]))
         guard finite, state.finite else { throw .nonFinite("weights") }
         return WeightsFields(step: h.step, epoch: UInt32(h.aux >> 32), batch: UInt32(truncatingIfNeeded: h.aux),

@@ -8,11 +8,14 @@ import Glibc
 /// large payloads (weights out, gradients back) that would otherwise cross ZeroMQ: no socket copies, no hand-off
 /// through ZeroMQ's I/O threads. The small message headers still travel over ZeroMQ, flagged "payload in shared
 /// memory", so ordering, liveness, heartbeats and errors work exactly as without it. The run's shared weights
-/// region is one more of these, of which only the `.toWorker` slot is used: the coordinator writes a synchronous
-/// step's parameters there once, and every local worker reads them through its own read-only mapping.
+/// region is one more of these, of which only the `.toWorker` slot is used: a synchronous run's parameters live
+/// there (the coordinator's update writes them in place), and every local worker computes from them through its own
+/// read-only mapping.
 ///
 /// Two slots, one per direction, each `[counter, length, payload…]` under a seqlock: a reader that catches the
-/// writer mid-copy gets nil instead of a torn payload.
+/// writer mid-copy gets nil instead of a torn payload. A payload can also be used in place for longer
+/// (`beginRead`/`isUnchanged`: a worker's compute from the weights) or written in place (`beginWrite`/`endWrite`:
+/// a worker's gradient computed straight into its slot), under the same seqlock.
 public final class SharedPayloadRegion {
     public enum Slot: Int { case toWorker = 0, toCoordinator = 1 }
     public let path: String
@@ -118,7 +121,8 @@ public final class SharedPayloadRegion {
 
     /// `body`'s result on the slot's payload read in place (no copy), or nil when the slot was never written or
     /// was rewritten while `body` ran, in which case whatever `body` made of the bytes must be thrown away.
-    public func withPayload<R>(_ s: Slot, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R? {
+    /// `metered: false` leaves the traffic count to the caller (which reads only part of the payload).
+    public func withPayload<R>(_ s: Slot, metered: Bool = true, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R? {
         let c = counter(s)
         let before = rnnlm_seq_begin_read(c)
         guard before != 0, before & 1 == 0 else { return nil }
@@ -127,8 +131,62 @@ public final class SharedPayloadRegion {
         let n = Int(length)
         let result = try body(UnsafeRawBufferPointer(start: UnsafeRawPointer(c) + Self.headerBytes, count: n))
         guard rnnlm_seq_end_read(c) == before else { return nil }
-        meter?.didReceive(n)
+        if metered { meter?.didReceive(n) }
         return result
+    }
+
+    /// A read of a slot's payload in place that outlasts one call (a worker computing straight from the shared
+    /// weights): the payload as it was when the read began, trustworthy only if `isUnchanged` says so afterwards.
+    public struct InPlaceRead {
+        public let slot: Slot
+        /// The payload's bytes in the mapping (read-only for a worker's shared weights).
+        public let payload: UnsafeRawBufferPointer
+        let counter: UInt64
+    }
+
+    /// Begins reading the slot's payload where it lies; nil when the slot was never written or is being written.
+    /// Whatever is computed from `payload` must be thrown away unless `isUnchanged` is true once it is done.
+    public func beginRead(_ s: Slot) -> InPlaceRead? {
+        let c = counter(s)
+        let before = rnnlm_seq_begin_read(c)
+        guard before != 0, before & 1 == 0 else { return nil }
+        let length = (c + 1).pointee  // written by the other side: checked before any use
+        guard length <= UInt64(capacity) else { return nil }
+        return InPlaceRead(slot: s, payload: UnsafeRawBufferPointer(start: UnsafeRawPointer(c) + Self.headerBytes,
+                                                                    count: Int(length)), counter: before)
+    }
+
+    /// Whether the slot has not been written since `read` began, so everything read from its payload meanwhile
+    /// was the payload whole (a seqlock read's second counter check, after a read that may have lasted long).
+    public func isUnchanged(_ read: InPlaceRead) -> Bool {
+        guard rnnlm_seq_end_read(counter(read.slot)) == read.counter else { return false }
+        meter?.didReceive(read.payload.count)
+        return true
+    }
+
+    /// Begins writing the slot's payload in place (a worker computing its gradient straight into its slot): from
+    /// now until `endWrite`, a reader of the slot gets nil. Returns the slot's payload area, `capacity` bytes,
+    /// 64-byte aligned.
+    public func beginWrite(_ s: Slot) -> UnsafeMutableRawBufferPointer {
+        precondition(writable, "\(path) is mapped read-only")
+        let c = counter(s)
+        rnnlm_seq_begin_write(c, rnnlm_seq_begin_read(c) | 1)
+        return UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(c) + Self.headerBytes, count: capacity)
+    }
+
+    /// Ends a `beginWrite`: the payload is the area's first `length` bytes, readable from now on.
+    public func endWrite(_ s: Slot, length: Int) throws {
+        let c = counter(s)
+        let odd = rnnlm_seq_begin_read(c)
+        precondition(odd & 1 == 1, "endWrite without beginWrite on \(path)")
+        guard length >= 0, length <= capacity else {
+            (c + 1).pointee = 0  // the area holds part of something: no payload a reader could take for whole
+            rnnlm_seq_end_write(c, odd &+ 1)
+            throw TransportError(message: "a \(length)-byte payload does not fit the \(capacity)-byte shared memory slot of \(path)")
+        }
+        (c + 1).pointee = UInt64(length)
+        rnnlm_seq_end_write(c, odd &+ 1)
+        meter?.didSend(length)
     }
 
     /// Simulates a writer caught mid-copy (tests).

@@ -10,6 +10,6 @@ public final class TrafficMeter {
 
     public init() {}
 
-    func didSend(_ bytes: Int) { sent += bytes }
-    func didReceive(_ bytes: Int) { received += bytes }
+    public func didSend(_ bytes: Int) { sent += bytes }
+    public func didReceive(_ bytes: Int) { received += bytes }
 }

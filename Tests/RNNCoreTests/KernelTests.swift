@@ -60,3 +60,58 @@ struct ReductionTests {
         #expect(FloatBuffer(x).sumOfSquares() == got, "not deterministic")
     }
 }
+
+/// A buffer whose values live elsewhere for a while: a local worker's parameters in the shared weights mapping,
+/// its gradient in its shared-memory slot.
+@Suite("FloatBuffer storage")
+struct FloatBufferStorageTests {
+    @Test func borrowedStorageIsWhatEveryReaderSeesThenOwnMemoryIsBack() {
+        let b = FloatBuffer([1, 2, 3])
+        var lent: [Float] = [7, 8, 9]
+        let seen = lent.withUnsafeMutableBufferPointer { p in
+            b.borrowing(p.baseAddress!) { () -> [Float] in
+                #expect(!b.isOwnStorage)
+                b[0] += 1  // writes go to the lent memory
+                return b.array
+            }
+        }
+        #expect(seen == [8, 8, 9])
+        #expect(lent == [8, 8, 9])
+        #expect(b.isOwnStorage && b.array == [1, 2, 3], "own memory untouched and back")
+    }
+
+    /// The coordinator's parameters move into the shared weights region for the run and come back at its end.
+    @Test func relocatedValuesAreUsedThereAndCopiedBackOnReclaim() {
+        let b = FloatBuffer([1, 2, 3])
+        let region = UnsafeMutablePointer<Float>.allocate(capacity: 3)
+        defer { region.deallocate() }
+        #expect(b.copyCheckingFinite(to: region))
+        b.relocate(to: region)
+        b[2] = 30  // the update, in place
+        #expect(region[2] == 30 && !b.isOwnStorage)
+        b.reclaim()
+        region[0] = -1
+        #expect(b.isOwnStorage && b.array == [1, 2, 30])
+    }
+
+    /// The coordinator copies the weights into the shared region checking them as it goes (the workers no longer
+    /// check): a non-finite value anywhere, in either thread's range, is found, and the copy is exact.
+    @Test(arguments: [1, 2])
+    func copyCheckingFiniteFindsAnyNonFiniteValue(threads: Int) {
+        let n = 3 * (1 << 18) + 5
+        let b = FloatBuffer((0..<n).map { Float($0 % 1000) - 500 })
+        let out = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        defer { out.deallocate() }
+        #expect(b.copyCheckingFinite(to: out, threads: threads) && b.allFinite(threads: threads))
+        #expect(Array(UnsafeBufferPointer(start: out, count: n)) == b.array)
+        for at in [0, n / 2 - 1, n / 2 + 64, n - 1] {
+            for bad in [Float.nan, .infinity, -.infinity] {
+                let saved = b[at]
+                b[at] = bad
+                #expect(!b.copyCheckingFinite(to: out, threads: threads), "\(bad) at \(at)")
+                #expect(!b.allFinite(threads: threads), "\(bad) at \(at)")
+                b[at] = saved
+            }
+        }
+    }
+}

@@ -26,7 +26,8 @@ struct InProcessDistributedTests {
 
     /// Trains `options` with `workers` worker threads over `inproc://` (0: the single-process reference) and
     /// returns the final checkpoint; `threads` compute threads per worker (or for the single process).
-    static func train(workers: Int, options: TrainOptions, threads: Int = 1) throws -> Checkpoint<TrainingRecord> {
+    /// With `sharedMemory`, the workers exchange payloads through shared-memory files, as local worker processes do.
+    static func train(workers: Int, options: TrainOptions, threads: Int = 1, sharedMemory: Bool = false) throws -> Checkpoint<TrainingRecord> {
         var settings = TrainingRun.Settings(start: .new(options))
         settings.threads = threads
         settings.dataDir = sharedDataDirectory()
@@ -39,6 +40,8 @@ struct InProcessDistributedTests {
             let endpoint = "inproc://rnnlm-test-\(UUID().uuidString)"
             var c = CoordinatorSettings(bind: endpoint, expectWorkers: workers, joinTimeout: 30, stepTimeout: 60)
             c.context = context
+            let shm = sharedMemory ? temporaryDirectory() : nil
+            c.sharedMemory = shm
             c.afterBind = {
                 for i in 0..<workers {
                     var w = WorkerRun.Settings(endpoint: endpoint, name: "thread-\(i)")
@@ -48,6 +51,7 @@ struct InProcessDistributedTests {
                     w.rejoinGrace = 1
                     w.quiet = true
                     w.threads = threads
+                    w.sharedMemoryDirectory = shm
                     let worker = UncheckedBox(WorkerRun(settings: w, output: CollectedOutput().sink, stop: .never))
                     let t = Thread {
                         outcomes.record(Result { try worker.value.run().reason })
@@ -89,6 +93,22 @@ struct InProcessDistributedTests {
                 #expect(d <= 1e-5, "W=\(w): max relative parameter difference \(d)")
             }
         }
+    }
+
+    /// Local workers compute from the shared weights region and into their slots, with no copy of either: the
+    /// same results as the socket path's copies.
+    @Test("through shared memory: one worker bit-identical to the single process, two (with two threads each) within 1e-5")
+    func sharedMemoryWorkersMatchTheReference() throws {
+        let ref = try train(workers: 0)
+        let dir = temporaryDirectory() + "/ck"
+        let one = try Self.train(workers: 1, options: options(dir) { _ in }, sharedMemory: true)
+        #expect(one.extra.step == ref.extra.step && one.extra.step > 50)
+        #expect(one.parameters.map(\.bitPattern) == ref.parameters.map(\.bitPattern),
+                "W=1 differs by \(Self.maxRelativeDifference(one.parameters, ref.parameters))")
+        #expect(one.carried == ref.carried)
+        let two = try Self.train(workers: 2, options: options(dir + "2") { _ in }, threads: 2, sharedMemory: true)
+        let d = Self.maxRelativeDifference(two.parameters, ref.parameters)
+        #expect(d <= 1e-5, "W=2, 2 threads each: max relative parameter difference \(d)")
     }
 
     @Test("with dropout 0.3, two worker threads end within 1e-5 of the single process, which differs from no dropout")

@@ -107,6 +107,47 @@ struct SharedPayloadTests {
         #expect(worker.read(.toWorker) == [UInt8](repeating: 9, count: 32))
     }
 
+    /// A read in place that lasts (a worker computing from the shared weights) is trusted only if the slot was not
+    /// written meanwhile: a rewrite, even of the same bytes, or a writer caught mid-copy, makes it untrustworthy.
+    @Test func aLongReadInPlaceNoticesARewrite() throws {
+        let p = path()
+        defer { try? FileManager.default.removeItem(atPath: p) }
+        let coordinator = try SharedPayloadRegion(path: p, capacity: 64, create: true)
+        let worker = try SharedPayloadRegion(path: p, capacity: 64, create: false, readOnly: true)
+        #expect(worker.beginRead(.toWorker) == nil, "a slot never written has no payload")
+        let bytes = [UInt8](repeating: 6, count: 48)
+        try bytes.withUnsafeBytes { try coordinator.write(.toWorker, [$0]) }
+        let whole = try #require(worker.beginRead(.toWorker))
+        #expect(Array(whole.payload) == bytes, "read where it lies")
+        #expect(worker.isUnchanged(whole) && worker.isUnchanged(whole))
+        let torn = try #require(worker.beginRead(.toWorker))
+        try bytes.withUnsafeBytes { try coordinator.write(.toWorker, [$0]) }  // the coordinator moved on
+        #expect(!worker.isUnchanged(torn), "a rewrite while the payload was in use")
+        coordinator.markWriting(.toWorker)
+        #expect(worker.beginRead(.toWorker) == nil, "a payload being written is not begun")
+    }
+
+    /// A payload written in place (a worker's gradient computed straight into its slot) is invisible from the
+    /// start of the write to its end, then readable whole; one too long for the slot leaves no payload at all.
+    @Test func aPayloadWrittenInPlaceIsReadOnlyOnceWhole() throws {
+        let p = path()
+        defer { try? FileManager.default.removeItem(atPath: p) }
+        let coordinator = try SharedPayloadRegion(path: p, capacity: 100, create: true)
+        let worker = try SharedPayloadRegion(path: p, capacity: 100, create: false)
+        try [UInt8](repeating: 1, count: 10).withUnsafeBytes { try worker.write(.toCoordinator, [$0]) }
+        let area = worker.beginWrite(.toCoordinator)
+        #expect(area.count == 100 && Int(bitPattern: area.baseAddress!) % 64 == 0)
+        #expect(coordinator.read(.toCoordinator) == nil, "being written")
+        for i in 0..<12 { area[i] = UInt8(i) }
+        #expect(coordinator.read(.toCoordinator) == nil, "still being written")
+        try worker.endWrite(.toCoordinator, length: 12)
+        #expect(coordinator.read(.toCoordinator) == (0..<12).map { UInt8($0) })
+        let again = worker.beginWrite(.toCoordinator)
+        again[0] = 99
+        #expect(throws: TransportError.self) { try worker.endWrite(.toCoordinator, length: 101) }
+        #expect(coordinator.read(.toCoordinator) == [], "an abandoned write leaves an empty payload, never a stale or partial one")
+    }
+
     @Test func errorsNameTheProblem() throws {
         let p = path()
         defer { try? FileManager.default.removeItem(atPath: p) }
