@@ -84,20 +84,8 @@ public final class FloatBuffer {
 
     /// Sum of squares accumulated in Double, in a fixed order whatever `threads` is: blocks of
     /// `sumOfSquaresBlock` values (each with 16 interleaved partial sums, see rk_sum_squares), the blocks' sums
-    /// added in buffer order. `threads` only shares the blocks out.
-    public func sumOfSquares(threads: Int = 1) -> Double {
-        let block = Self.sumOfSquaresBlock, blocks = (count + block - 1) / block
-        guard blocks > 1 else { return rk_sum_squares(pointer, Int64(count)) }
-        var sums = [Double](repeating: 0, count: blocks)
-        let x = SendablePointer(pointer), n = count
-        sums.withUnsafeMutableBufferPointer { out in
-            let out = SendablePointer(out.baseAddress!)
-            forEachRange(count: blocks, threads: threads, minimum: 2, alignment: 1) { r in
-                for b in r { out.at(b).pointee = rk_sum_squares(x.at(b * block), Int64(min(block, n - b * block))) }
-            }
-        }
-        return sums.reduce(0, +)
-    }
+    /// added in buffer order. `threads` only shares the blocks out. (`sumOfSquares(_:threads:)` on every value.)
+    public func sumOfSquares(threads: Int = 1) -> Double { sumOfSquares(.dense(count), threads: threads) }
 
     /// Values per block of `sumOfSquares` (fixed: the result must not depend on the thread count).
     public static let sumOfSquaresBlock = 1 << 15

@@ -38,7 +38,9 @@ public struct GradientSupport: Equatable, Sendable {
     /// Every value may be non-zero.
     public static func dense(_ count: Int) -> GradientSupport { GradientSupport(count: count, tables: [], rows: []) }
 
+    /// `rows` holds one list per table, or none at all for "no row of any table touched".
     public init(count: Int, tables: [SparseRowTensor], rows: [[Int32]]) {
+        let rows = rows.isEmpty ? tables.map { _ in [] } : rows
         precondition(rows.count == tables.count, "\(rows.count) row lists for \(tables.count) row-sparse tables")
         var end = 0
         for (t, r) in zip(tables, rows) {
@@ -204,11 +206,10 @@ extension FloatBuffer {
     }
 
     /// Sum of squares of the values of `support`, in Double, in a fixed order whatever `threads` is: each piece
-    /// (`GradientSupport.pieces`) summed by `rk_sum_squares`, the pieces' sums added in order. For a dense support
-    /// this is `sumOfSquares(threads:)` exactly.
+    /// (`GradientSupport.pieces`) summed by `rk_sum_squares`, the pieces' sums added in order (a dense support's
+    /// pieces are `sumOfSquares(threads:)`'s blocks).
     public func sumOfSquares(_ support: GradientSupport, threads: Int = 1) -> Double {
         precondition(support.count == count, "a support of \(support.count) values for a buffer of \(count)")
-        guard !support.isDense else { return sumOfSquares(threads: threads) }
         let pieces = support.pieces
         var sums = [Double](repeating: 0, count: pieces.count)
         let x = SendablePointer(pointer)

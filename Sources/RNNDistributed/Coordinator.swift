@@ -211,7 +211,7 @@ public final class Coordinator: GradientSource {
             log("gradients travel as bfloat16 with error feedback (--gradient-compression bf16: half the bytes, lossy; the run no longer equals the single process)")
         }
         let capacity = sharedPayloadCapacity(parameterCount: parameterCount, carriedValues: rows * task.carriedPerRow,
-                                             rowIndices: GradientSupport.maxWireRows(task.sparseRows))
+                                             rowWords: GradientSupport.maxWireRows(task.sparseRows))
         welcomeFor = { [unowned self] w in
             var assignment = WorkerAssignment(task: kind, workerIndex: w.index, workers: count, rows: w.columns)
             if encoding != .float32 { assignment.gradientEncoding = encoding }
@@ -321,8 +321,8 @@ public final class Coordinator: GradientSource {
         sumArrived()
         if summed != gather.received.keys.sorted() {
             loss = gather.sum(into: task.gradients)  // (not expected: the running sum is redone from scratch)
+            task.touchedRows = gather.touchedRows
         }
-        task.touchedRows = gather.touchedRows
         // Rows of workers that answered move on; those of a dropped or lost contribution keep the coordinator's
         // copy (and go to their owner with the next weights).
         for (i, c) in gather.received {

@@ -6,10 +6,10 @@ import RNNTransport
 // (`SharedPayloadRegion`): what both must agree on, and putting a payload back before `Codec.decode`.
 
 /// Bytes a shared-memory slot must hold: the parameters plus the largest carried values a worker can own (all
-/// `carriedValues` of the B rows), plus the row words of row-sparse tables' gradients (`rowIndices`,
+/// `carriedValues` of the B rows), plus the row words of row-sparse tables' gradients (`rowWords`,
 /// `GradientSupport.maxWireRows`).
-public func sharedPayloadCapacity(parameterCount: Int, carriedValues: Int, rowIndices: Int = 0) -> Int {
-    MessageBounds.payloadBytes(parameters: parameterCount, stateValues: carriedValues, rowIndices: rowIndices)
+public func sharedPayloadCapacity(parameterCount: Int, carriedValues: Int, rowWords: Int = 0) -> Int {
+    MessageBounds.payloadBytes(parameters: parameterCount, stateValues: carriedValues, rowWords: rowWords)
 }
 
 /// `frames` ready for `Codec.decode`: unchanged unless they are a flagged head from a peer with a `region`, in

@@ -92,7 +92,7 @@ public final class TrainingRun {
         if let d = distributed {
             let bound = MessageBounds.maxMessageBytes(
                 parameters: task.parameterCount, stateValues: task.rowsPerMinibatch * task.carriedPerRow,
-                rowIndices: GradientSupport.maxWireRows(task.sparseRows))
+                rowWords: GradientSupport.maxWireRows(task.sparseRows))
             let socket = try ZMQSocket(context, kind: .router, maxMessageBytes: bound, heartbeatTimeout: d.heartbeatTimeout)
             if let c = d.curve {
                 // The authentication handler must be listening before the socket accepts anyone.

@@ -149,7 +149,7 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
     var region: SharedPayloadRegion?
     if let path = a.sharedMemory {
         let capacity = sharedPayloadCapacity(parameterCount: task.parameterCount, carriedValues: B * perRow,
-                                             rowIndices: GradientSupport.maxWireRows(task.sparseRows))
+                                             rowWords: GradientSupport.maxWireRows(task.sparseRows))
         do { region = try SharedPayloadRegion(path: path, capacity: capacity, create: false) } catch {
             throw DistributedError("the coordinator offered shared memory this worker cannot use: \(error)\(sharedMemoryHint)")
         }

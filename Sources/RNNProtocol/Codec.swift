@@ -18,7 +18,7 @@ public enum Codec {
             aux = UInt64(epoch) << 32 | UInt64(batch)
             meta = [reset ? 1 : 0]
             append(&meta, UInt32(state.count))
-            payload = params.withUnsafeBufferPointer { p in state.withUnsafeBufferPointer { bytes(of: p, then: $0) } }
+            payload = params.withUnsafeBytes { p in state.withUnsafeBytes { bytes(of: [p, $0]) } }
         case .gradient(let r, let s, let lossSum, let tokens, let g, let state, let nanos, let rows):
             let words = GradientSupport.wire(rows: rows)
             let payload = g.withUnsafeBytes { v in words.withUnsafeBytes { i in state.withUnsafeBytes { bytes(of: [v, i, $0]) } } }
@@ -306,13 +306,12 @@ public enum Codec {
             guard rows.isEmpty || rows.count == sparseRows.count else {
                 throw .badMeta("gradient lists rows of \(rows.count) tables, this model has \(sparseRows.count) row-sparse tables")
             }
-            let perTable = rows.isEmpty ? sparseRows.map { _ in [Int32]() } : rows
-            for (t, r) in zip(sparseRows, perTable) {
+            for (t, r) in zip(sparseRows, rows) {
                 guard isStrictlyAscending(r), r.allSatisfy({ $0 >= 0 && Int($0) < t.rows }) else {
                     throw .badMeta("gradient rows must be ascending, unique and inside the table's \(t.rows) rows")
                 }
             }
-            let support = GradientSupport(count: n, tables: sparseRows, rows: perTable)
+            let support = GradientSupport(count: n, tables: sparseRows, rows: rows)
             if encoding == .float32 && valueCount == n && support.valueCount < n && !rows.isEmpty {
                 ranges = support.ranges
             } else if valueCount != support.valueCount {
@@ -469,17 +468,6 @@ public enum Codec {
                 at += p.count
             }
             count = n
-        }
-    }
-
-    /// `a` then `b` as one byte array, copied once.
-    static func bytes(of a: UnsafeBufferPointer<Float>, then b: UnsafeBufferPointer<Float>) -> [UInt8] {
-        let na = a.count * 4, nb = b.count * 4
-        return [UInt8](unsafeUninitializedCapacity: na + nb) { buf, count in
-            let raw = UnsafeMutableRawBufferPointer(buf)
-            if na > 0 { raw.baseAddress!.copyMemory(from: a.baseAddress!, byteCount: na) }
-            if nb > 0 { (raw.baseAddress! + na).copyMemory(from: b.baseAddress!, byteCount: nb) }
-            count = na + nb
         }
     }
 

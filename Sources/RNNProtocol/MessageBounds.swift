@@ -3,11 +3,11 @@
 /// again for an LSTM's c): one worker can own every row. The coordinator's socket limit (ZMQ_MAXMSGSIZE, checked per frame
 /// by libzmq, which drops a peer that exceeds it) and the shared-memory payload slots are both sized from here.
 public enum MessageBounds {
-    /// Bytes of the largest payload frame: P + S Float32 values, and `rowIndices` Int32 values when the gradients
+    /// Bytes of the largest payload frame: P + S Float32 values, and `rowWords` Int32 values when the gradients
     /// of row-sparse tables travel as their touched rows (`GradientSupport.maxWireRows`; the rows' values are
     /// within P).
-    public static func payloadBytes(parameters: Int, stateValues: Int, rowIndices: Int = 0) -> Int {
-        4 * (parameters + stateValues + rowIndices)
+    public static func payloadBytes(parameters: Int, stateValues: Int, rowWords: Int = 0) -> Int {
+        4 * (parameters + stateValues + rowWords)
     }
 
     /// Room above the payload for the head frame (a `Header.size` header and its meta) and for the hello, whose
@@ -15,7 +15,7 @@ public enum MessageBounds {
     public static let headroomBytes = 1 << 20
 
     /// The per-message limit for a socket that receives these messages.
-    public static func maxMessageBytes(parameters: Int, stateValues: Int, rowIndices: Int = 0) -> Int64 {
-        Int64(payloadBytes(parameters: parameters, stateValues: stateValues, rowIndices: rowIndices) + headroomBytes)
+    public static func maxMessageBytes(parameters: Int, stateValues: Int, rowWords: Int = 0) -> Int64 {
+        Int64(payloadBytes(parameters: parameters, stateValues: stateValues, rowWords: rowWords) + headroomBytes)
     }
 }

@@ -85,7 +85,7 @@ public struct StepGather {
     public func add(_ workers: [Int], into out: FloatBuffer, total: inout LossSum) {
         for w in workers {
             let c = received[w]!
-            let support = GradientSupport(count: out.count, tables: tables, rows: c.rows.isEmpty ? tables.map { _ in [] } : c.rows)
+            let support = GradientSupport(count: out.count, tables: tables, rows: c.rows)
             precondition(c.gradient.count == support.valueCount, "worker \(w) gradient has \(c.gradient.count) values, expected \(support.valueCount)")
             c.gradient.withUnsafeBufferPointer { out.add(compact: $0, on: support) }
             total += LossSum(sum: c.lossSum, count: c.tokens)

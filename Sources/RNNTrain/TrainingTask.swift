@@ -71,8 +71,7 @@ extension TrainingTask {
     /// The support of a gradient over the given touched rows of each of `sparseRows` (ascending, unique; an empty
     /// list of lists: none touched).
     public func gradientSupport(rows: [[Int32]]) -> GradientSupport {
-        let tables = sparseRows
-        return GradientSupport(count: parameterCount, tables: tables, rows: rows.isEmpty ? tables.map { _ in [] } : rows)
+        GradientSupport(count: parameterCount, tables: sparseRows, rows: rows)
     }
     /// Zeroes `gradients` (only where they may be non-zero) and clears `touchedRows`.
     public func zeroGradients() {
@@ -87,8 +86,7 @@ extension TrainingTask {
     }
     /// `touchedRows` with `rows` (per table, any order) added.
     public func touch(_ rows: [[Int32]]) {
-        let current = touchedRows.isEmpty ? rows.map { _ in [Int32]() } : touchedRows
-        touchedRows = zip(current, rows).map { mergedRows($0, uniqueSorted($1)) }
+        touchedRows = zip(gradientSupport.rows, rows).map { mergedRows($0, uniqueSorted($1)) }
     }
     public func validationScores() -> [String: Double] { [:] }
     public var reportsLoss: Bool { false }
