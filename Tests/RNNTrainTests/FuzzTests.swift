@@ -1,5 +1,6 @@
 import Foundation
 import RNNCheckpoint
+import RNNCore
 import RNNDistributed
 import RNNProtocol
 import RNNTrain
@@ -16,7 +17,7 @@ struct FuzzTests {
                     "--epochs", "4", "--seed", "13", "--log-level", "info"]
 
     struct Mutator {
-        var rng: RandomGeneratorLite
+        var rng: RandomGenerator
         var previous: [[UInt8]]?
 
         mutating func frames(from legit: [[UInt8]], step: UInt64, runID: UInt64, parameterCount: Int) -> [[UInt8]] {
@@ -53,17 +54,6 @@ struct FuzzTests {
         }
     }
 
-    /// splitmix64: enough randomness for mutations, and reproducible from the seed.
-    struct RandomGeneratorLite {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
 
     func coordinator(_ bin: String, port: String, dir: String, log: String) throws -> Process {
         let p = Process()
@@ -106,7 +96,7 @@ struct FuzzTests {
         other.arguments = ["worker", "--connect", "tcp://127.0.0.1:" + p2, "--quiet"]
         try other.run()
         defer { if other.isRunning { kill(other.processIdentifier, SIGKILL) } }
-        var mutator = Mutator(rng: RandomGeneratorLite(state: 2026))
+        var mutator = Mutator(rng: RandomGenerator(seed: 2026))
         var sent = 0, skipped = 0
         let perStep = 380
         let reason = try runWorker(endpoint: "tcp://127.0.0.1:" + p2, name: "fuzzer", joinTimeout: 60, timeout: 120,

@@ -81,7 +81,7 @@ struct WorkerFuzzTests {
 
         // The flood. Frames the worker may legitimately act on (usable weights, a valid stop or row assignment, a
         // heartbeat) are not noise and are not sent; every other frame must be rejected with a warning.
-        var rng = SplitMix(state: 2026)
+        var rng = Mutator(rng: RandomGenerator(seed: 2026))
         let bases: [[[UInt8]]] = [weights,
                                   Codec.encode(.columns(runID: runID, step: 0, columns: rows.map { Int32($0) })),
                                   Codec.encode(.heartbeat(runID: runID)), Codec.encode(.stop(runID: runID, reason: "x"))]
@@ -115,16 +115,10 @@ struct WorkerFuzzTests {
         #expect(outcome.tally == ["returned: training finished": 1], "\(outcome.tally)")
     }
 
-    /// splitmix64, and the mutations.
-    struct SplitMix {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+    /// The mutations, drawn from the project's generator (reproducible from the seed).
+    struct Mutator {
+        var rng: RandomGenerator
+        mutating func next() -> UInt64 { rng.next() }
         mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(n, 1))) }
         mutating func byte() -> UInt8 { UInt8(truncatingIfNeeded: next()) }
 
