@@ -106,6 +106,12 @@ void rk_pack(const float *w, int64_t K, int64_t N, float *packed);
 /// C [M, N] = A [M, K] · op(B) (+ C when beta != 0), op(B) packed by one of the functions above.
 void rk_gemm_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *packed, float *C,
                     int64_t ldc, int beta);
+/// C [M, N] = A · B (+ C when beta != 0) for large products, blocked for the caches, with op(A)[i][k] = A[i·ars + k·acs]
+/// and op(B)[k][n] = B[k·brs + n·bcs] (one stride of each is 1: either layout, no transposed copy). Each entry of C is
+/// summed in the same order whatever M and N are. Returns 0, having done nothing, where this CPU lacks AVX-512 or the
+/// thread's packing buffer cannot be allocated: the caller uses BLAS then.
+int rk_sgemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t ars, int64_t acs, const float *B, int64_t brs,
+             int64_t bcs, float *C, int64_t ldc, int beta);
 /// Adam (PyTorch's form, bias corrections folded into step_size = lr / (1 − β1^t) and bc2_sqrt = √(1 − β2^t)) and SGD
 /// (plain when buf is null, else momentum with buf; first: the first step), in place over n parameters. The gradient
 /// used is gscale·g (the trainer folds the mean's 1/tokens and the clipping factor into gscale: one pass, not three).
