@@ -27,7 +27,7 @@ public enum GradientEncoding: UInt32, Sendable, Codable, CaseIterable {
 public struct Header: Equatable, Sendable {
     public static let size = 40
     public static let magic: UInt32 = 0x4D4C_4E52  // "RNLM" as little-endian bytes
-    public static let version: UInt16 = 3
+    public static let version: UInt16 = 4  // 4: payloads cross sockets in ≤ 1 MiB frames (ZMQSocket)
 
     public var type: MessageType
     public var runID: UInt64

@@ -30,7 +30,14 @@ public final class ZMQContext: @unchecked Sendable {
 
 /// One ZeroMQ socket: ROUTER on the coordinator (one identity frame per peer), DEALER on a worker.
 /// Not thread-safe: create and use it on one thread.
+///
+/// A message is a head frame and at most one payload frame. The payload crosses the wire as frames of at most
+/// `maxFrameBytes`, joined again on receipt: libzmq resets a connection's heartbeat timer only when a whole frame has
+/// arrived, so one 80 MB frame on a 100 Mbit/s link (6.4 s) outlasted a 5 s `--heartbeat-timeout` and dropped a
+/// healthy worker mid-upload; in 1 MiB frames the timer is reset every 84 ms at that rate.
 public final class ZMQSocket {
+    /// The largest frame a payload is sent in.
+    public static let maxFrameBytes = 1 << 20
     public enum Kind { case router, dealer }
     let handle: UnsafeMutableRawPointer
     public let kind: Kind
@@ -41,6 +48,12 @@ public final class ZMQSocket {
 
     /// `heartbeatTimeout`: seconds without ZMTP heartbeats after which libzmq drops the connection (a frozen
     /// peer); heartbeats go every second from libzmq's I/O thread, so a busy peer still answers.
+    /// The largest message (head and payload together) `receive` accepts, when set.
+    let maxMessageBytes: Int64?
+
+    /// `maxMessageBytes`: a message larger than this (all its frames together) is not delivered whole: `receive`
+    /// drains it and returns its head with an empty payload, for the decoder to refuse with a reason; each frame is
+    /// also bounded (ZMQ_MAXMSGSIZE, a payload frame and a head's room, past which libzmq drops the peer).
     public init(_ context: ZMQContext, kind: Kind, maxMessageBytes: Int64? = nil, heartbeatTimeout: Double = 10) throws {
         guard let s = zmq_socket(context.handle, kind == .router ? ZMQ_ROUTER : ZMQ_DEALER) else {
             throw TransportError("cannot create a ZeroMQ socket")
@@ -48,13 +61,14 @@ public final class ZMQSocket {
         handle = s
         self.kind = kind
         self.context = context
+        self.maxMessageBytes = maxMessageBytes
         try set(ZMQ_LINGER, Int32(0))
         // ZMTP heartbeats: a peer whose process is frozen (not just busy: libzmq's I/O thread answers while
         // the main thread computes) loses its connection after `heartbeatTimeout`, which the coordinator notices.
         try set(ZMQ_HEARTBEAT_IVL, Int32(1000))
         try set(ZMQ_HEARTBEAT_TIMEOUT, Int32(max(1000, heartbeatTimeout * 1000)))
         if kind == .router { try set(ZMQ_ROUTER_MANDATORY, Int32(1)) }
-        if let m = maxMessageBytes { try set(ZMQ_MAXMSGSIZE, m) }
+        if let m = maxMessageBytes { try set(ZMQ_MAXMSGSIZE, min(m, Int64(Self.maxFrameBytes + Self.headFrameBytes))) }
     }
 
     deinit { zmq_close(handle) }
@@ -82,10 +96,34 @@ public final class ZMQSocket {
         return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    /// Sends `frames` as one multipart message; on a ROUTER, to peer `identity`.
+    /// Bytes a head frame may take (a header, its meta, a hello's JSON): the per-frame bound above `maxFrameBytes`.
+    public static let headFrameBytes = 1 << 20
+
+    /// Sends `frames` (a head and at most one payload) as one multipart message, the payload in frames of at most
+    /// `maxFrameBytes`; on a ROUTER, to peer `identity`.
+    /// (Any frames before the last go as they are: tests send malformed messages through here.)
     public func send(_ frames: [[UInt8]], to identity: [UInt8]? = nil) throws {
-        try send(identity.map { [$0] + frames } ?? frames, more: false)
+        let leading = (identity.map { [$0] } ?? []) + frames.dropLast(frames.count >= 2 ? 1 : 0)
+        if frames.count >= 2 {
+            try send(leading, more: true)
+            try frames.last!.withUnsafeBytes { try sendChunked($0) }
+        } else {
+            try send(leading, more: false)
+        }
         meter?.didSend(frames.reduce(0) { $0 + $1.count })
+    }
+
+    /// Sends `payload` as the message's last frames, `maxFrameBytes` at a time (one empty frame for an empty one).
+    private func sendChunked(_ payload: UnsafeRawBufferPointer) throws {
+        var offset = 0
+        repeat {
+            let n = min(Self.maxFrameBytes, payload.count - offset)
+            let last = offset + n == payload.count
+            guard zmq_send(handle, payload.baseAddress.map { $0 + offset }, n, last ? 0 : ZMQ_SNDMORE) >= 0 else {
+                throw TransportError("send failed")
+            }
+            offset += n
+        } while offset < payload.count
     }
 
     /// Sends the same message to several ROUTER peers; the last (large) frame is copied into one ZeroMQ
@@ -94,10 +132,20 @@ public final class ZMQSocket {
     /// Returns the identities that are no longer connected (nothing was sent to them).
     @discardableResult
     public func broadcast(head: [UInt8], payload: UnsafeRawBufferPointer, to identities: [[UInt8]]) throws -> [[UInt8]] {
-        let shared = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
-        defer { zmq_msg_close(shared); shared.deallocate() }
-        guard zmq_msg_init_size(shared, payload.count) == 0 else { throw TransportError("cannot allocate a \(payload.count)-byte message") }
-        if payload.count > 0 { zmq_msg_data(shared).copyMemory(from: payload.baseAddress!, byteCount: payload.count) }
+        // The payload's frames, each copied into a ZeroMQ message once and shared by every peer's send.
+        let chunks = max(1, (payload.count + Self.maxFrameBytes - 1) / Self.maxFrameBytes)
+        let shared = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: chunks)
+        var made = 0
+        defer {
+            for c in 0..<made { zmq_msg_close(shared + c) }
+            shared.deallocate()
+        }
+        for c in 0..<chunks {
+            let offset = c * Self.maxFrameBytes, n = min(Self.maxFrameBytes, payload.count - offset)
+            guard zmq_msg_init_size(shared + c, n) == 0 else { throw TransportError("cannot allocate a \(n)-byte message") }
+            made += 1
+            if n > 0 { zmq_msg_data(shared + c).copyMemory(from: payload.baseAddress! + offset, byteCount: n) }
+        }
         let part = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
         defer { part.deallocate() }
         var unreachable: [[UInt8]] = []
@@ -106,11 +154,13 @@ public final class ZMQSocket {
                 unreachable.append(id)
                 continue
             }
-            zmq_msg_init(part)
-            zmq_msg_copy(part, shared)
-            guard zmq_msg_send(part, handle, 0) >= 0 else {
-                zmq_msg_close(part)
-                throw TransportError("broadcast send failed")
+            for c in 0..<chunks {
+                zmq_msg_init(part)
+                zmq_msg_copy(part, shared + c)
+                guard zmq_msg_send(part, handle, c + 1 < chunks ? ZMQ_SNDMORE : 0) >= 0 else {
+                    zmq_msg_close(part)
+                    throw TransportError("broadcast send failed")
+                }
             }
             meter?.didSend(head.count + payload.count)
         }
@@ -136,7 +186,9 @@ public final class ZMQSocket {
             throw TransportError("poll failed")
         }
         guard rc > 0 else { return nil }
+        let headIndex = kind == .router ? 1 : 0
         var frames: [[UInt8]] = []
+        var total = 0, oversize = false
         let msg = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
         defer { msg.deallocate() }
         repeat {
@@ -148,12 +200,30 @@ public final class ZMQSocket {
                 throw TransportError("receive failed")
             }
             let size = zmq_msg_size(msg)
-            frames.append(size == 0 ? [] : Array(UnsafeRawBufferPointer(start: zmq_msg_data(msg), count: size)))
+            if frames.count >= headIndex { total += size }
+            // Past the bound the rest is drained, not kept: the head stays, the payload goes.
+            if let m = maxMessageBytes, total > m, frames.count > headIndex {
+                if !oversize { frames.removeSubrange((headIndex + 1)...) }
+                oversize = true
+            } else {
+                frames.append(size == 0 ? [] : Array(UnsafeRawBufferPointer(start: zmq_msg_data(msg), count: size)))
+            }
             let more = zmq_msg_more(msg)
             zmq_msg_close(msg)
             if more == 0 { break }
         } while true
-        meter?.didReceive(frames.dropFirst(kind == .router ? 1 : 0).reduce(0) { $0 + $1.count })
+        if oversize {
+            frames.append([])  // refused by the decoder: the head announces a payload this is not
+        } else if frames.count > headIndex + 2, frames[(headIndex + 1)..<(frames.count - 1)].allSatisfy({ $0.count == Self.maxFrameBytes }) {
+            // A payload sent in frames (`sendChunked`): every frame but the last is full. Anything else with more
+            // than one payload frame is left as it came, for the decoder to refuse.
+            var payload: [UInt8] = []
+            payload.reserveCapacity(frames[(headIndex + 1)...].reduce(0) { $0 + $1.count })
+            for f in frames[(headIndex + 1)...] { payload.append(contentsOf: f) }
+            frames.removeSubrange((headIndex + 1)...)
+            frames.append(payload)
+        }
+        meter?.didReceive(total)
         return frames
     }
 }

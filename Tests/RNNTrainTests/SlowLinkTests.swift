@@ -1,17 +1,18 @@
 import Foundation
+import RNNCore
 import RNNDistributed
 import RNNTransport
 import Testing
 
 struct SlowLinkError: Error { let reason: String }
 
-/// A TCP relay on 127.0.0.1 for one connection to `targetPort`, the direction back to the client throttled to
-/// `bytesPerSecond`: a slow link between a worker and its coordinator.
+/// A TCP relay on 127.0.0.1 for one connection to `targetPort`, one direction throttled to `bytesPerSecond`
+/// (back to the client, or with `upload` toward the server): a slow link between a worker and its coordinator.
 final class SlowLink: @unchecked Sendable {
     let port: Int
     private let listener: Int32
 
-    init(targetPort: Int, bytesPerSecond: Int) throws {
+    init(targetPort: Int, bytesPerSecond: Int, upload: Bool = false) throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         listener = fd
         var addr = sockaddr_in()
@@ -37,8 +38,10 @@ final class SlowLink: @unchecked Sendable {
                 a.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(server, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
             }
             guard client >= 0, connected else { close(client); close(server); return }
-            Thread.detachNewThread { SlowLink.pump(from: client, to: server, chunk: 1 << 16, pause: 0) }
-            SlowLink.pump(from: server, to: client, chunk: max(1, bytesPerSecond / 20), pause: 50_000)
+            let slow = (chunk: max(1, bytesPerSecond / 20), pause: UInt32(50_000)), fast = (chunk: 1 << 16, pause: UInt32(0))
+            let up = upload ? slow : fast, down = upload ? fast : slow
+            Thread.detachNewThread { SlowLink.pump(from: client, to: server, chunk: up.chunk, pause: up.pause) }
+            SlowLink.pump(from: server, to: client, chunk: down.chunk, pause: down.pause)
         }
     }
 
@@ -99,5 +102,60 @@ struct SlowLinkTests {
         #expect(workerHeartbeatTimeout(900) == 900 && workerHeartbeatTimeout(1) == 10)
         let r = try transfer(workerHeartbeat: workerHeartbeatTimeout(60))
         #expect(r.received && !r.disconnected, "\(r)")
+    }
+
+    /// A worker uploads a 10 MB gradient over a 2 MB/s link (5 s) to a coordinator whose `--heartbeat-timeout` is 1 s.
+    /// Sent as one frame, libzmq on the coordinator saw no whole frame for 5 s and dropped the healthy worker
+    /// mid-upload (the default 5 s timeout does the same to an 80 MB gradient at 100 Mbit/s); in frames of
+    /// `ZMQSocket.maxFrameBytes` one arrives every half second, and the payload is joined whole on receipt.
+    @Test("the coordinator keeps a worker whose upload outlasts --heartbeat-timeout, and gets the payload whole")
+    func aLongUploadKeepsItsConnection() throws {
+        let context = Self.context
+        let router = try ZMQSocket(context, kind: .router, maxMessageBytes: 11_000_000, heartbeatTimeout: 1)
+        let routerMonitor = try router.monitorHandshakes()
+        try router.bind("tcp://127.0.0.1:*")
+        let port = Int(router.lastEndpoint.split(separator: ":").last!)!
+        let link = try SlowLink(targetPort: port, bytesPerSecond: 2_000_000, upload: true)
+        let dealer = try ZMQSocket(context, kind: .dealer, heartbeatTimeout: 60)
+        try dealer.connect("tcp://127.0.0.1:\(link.port)")
+        try dealer.send([[1]])
+        _ = try #require(try router.receive(timeoutMs: 5000), "the hello crosses the link")
+        var rng = RandomGenerator(seed: 4)
+        let big = (0..<10_000_000).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        try dealer.send([[3], big])
+        let deadline = Date().addingTimeInterval(40)
+        var received: [[UInt8]]?
+        while Date() < deadline, received == nil {
+            _ = routerMonitor.handshakeFailure()
+            received = try router.receive(timeoutMs: 100)
+        }
+        let m = try #require(received, "the upload did not arrive within 40 s (disconnected: \(routerMonitor.disconnected))")
+        #expect(m.count == 3 && m[1] == [3] && m[2] == big, "frames \(m.map(\.count))")
+        #expect(!routerMonitor.disconnected)
+    }
+
+    /// Frames that are not a chunked payload stay as they came (the decoder refuses a message of three frames),
+    /// and a message past `maxMessageBytes` keeps its head and loses its payload instead of being buffered whole.
+    @Test("extra frames are not joined; an oversized message arrives without its payload")
+    func malformedFramingIsNotRepaired() throws {
+        let context = Self.context
+        let router = try ZMQSocket(context, kind: .router, maxMessageBytes: 3_000_000)
+        try router.bind("tcp://127.0.0.1:*")
+        let dealer = try ZMQSocket(context, kind: .dealer)
+        try dealer.connect(router.lastEndpoint)
+        func next() throws -> [[UInt8]] {
+            let deadline = Date().addingTimeInterval(10)
+            while Date() < deadline { if let m = try router.receive(timeoutMs: 100) { return m } }
+            throw SlowLinkError(reason: "nothing arrived")
+        }
+        try dealer.send([[1], [2, 2], []])
+        #expect(try next().dropFirst() == [[1], [2, 2], []])
+        let full = [UInt8](repeating: 5, count: ZMQSocket.maxFrameBytes)
+        try dealer.send([[1], full + [6]])  // two frames on the wire, joined
+        #expect(try next().dropFirst() == [[1], full + [6]])
+        try dealer.send([[1], [UInt8](repeating: 7, count: 3_500_000)])
+        #expect(try next().dropFirst() == [[1], []])
+        try dealer.send([[9], [8]])  // the socket carries on
+        #expect(try next().dropFirst() == [[9], [8]])
     }
 }
