@@ -1,7 +1,7 @@
 /// The size of the largest message a run sends, from one place: weights or a gradient for P parameters, with
 /// up to S carried values. S is the carried values of all B rows (a language model's `[L, B, H]` h, and as much
-/// again for an LSTM's c): one worker can own every row. The coordinator's socket limit (ZMQ_MAXMSGSIZE, checked per frame
-/// by libzmq, which drops a peer that exceeds it) and the shared-memory payload slots are both sized from here.
+/// again for an LSTM's c): one worker can own every row. The coordinator's socket bound (on a whole message, which crosses in
+/// frames of at most 1 MiB: `ZMQSocket`) and the shared-memory payload slots are both sized from here.
 public enum MessageBounds {
     /// Bytes of the largest payload frame: P + S Float32 values, and `rowWords` Int32 values when the gradients
     /// of row-sparse tables travel as their touched rows (`GradientSupport.maxWireRows`; the rows' values are

@@ -66,7 +66,8 @@ if [ "$mode" = launch ]; then
     echo "slurm-train: launch exited $status in $(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }') s"
     exit "$status"
 fi
-submit() { sbatch --parsable "${shape[@]}" --chdir "$work" "$here/cluster/slurm/train.sbatch" "$@"; }
+# Submitted from $work, so the job's folder (rnnlm-job-N: its CURVE keys) lands there, not in the checkout.
+submit() { (cd "$work" && sbatch --parsable "${shape[@]}" --chdir "$work" "$here/cluster/slurm/train.sbatch" "$@"); }
 start=$(date +%s.%N)
 job=$(submit "$@")
 echo "slurm-train: submitted job $job (${shape[*]})"
