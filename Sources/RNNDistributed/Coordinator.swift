@@ -167,6 +167,17 @@ public final class Coordinator: GradientSource {
         return rest
     }
 
+    /// Unmaps the shared-memory regions of workers that are no longer in the run (dead, or taken out): a run whose
+    /// local workers die and are replaced would otherwise keep one region (4·P for gradients, and the carried
+    /// values) per replacement. A taken-out worker that is still alive keeps its own mapping; what it sends next
+    /// comes through the socket path, which tells it it was taken out, and if it rejoins it gets a new region.
+    func releaseRegionsOfLostWorkers() {
+        guard let machine else { return }
+        for peer in regions.keys where machine.member(peer).map({ machine.alive.contains($0.index) }) != true {
+            regions[peer] = nil
+        }
+    }
+
     /// Tells a worker the rows it now owns (`.reassign`). False when it is no longer connected.
     func sendColumns(_ w: AdmittedWorker) throws -> Bool {
         do {
@@ -352,6 +363,7 @@ public final class Coordinator: GradientSource {
                      sharedBroadcast: Bool = false) throws -> [PeerID] {
         let params = UnsafeBufferPointer(start: task.parameters.pointer, count: task.parameterCount)
         var gone: [PeerID] = []
+        releaseRegionsOfLostWorkers()
         switch action {
         case .broadcastWeights(let s, let e, let i, let r, let to):
             let head = Codec.weightsHead(runID: runID, step: s, epoch: e, batch: i, resetState: r, parameterCount: params.count)

@@ -99,6 +99,16 @@ struct FaultRecoveryTests {
         kill(victims[1], SIGKILL)
         let killedAt = Date()
         let rejoined = secondsUntil(log, contains: "joined the running job", since: killedAt, timeout: 30, while: { p.isRunning })
+        // The dead worker's shared-memory region is unmapped at the next step: the coordinator holds one per live
+        // worker (each a sealed memfd named rnnlm-worker-N), not one per worker it ever had.
+        var regions = -1
+        let settle = Date().addingTimeInterval(10)
+        while p.isRunning && Date() < settle {
+            let n = workerRegions(of: p.processIdentifier)
+            if n > 0 { regions = n }  // (none while the process exits)
+            if regions == 3 { break }
+            usleep(20_000)
+        }
         waitForExit(p, 180, "rnnlm train --workers 3")
         let text = try String(contentsOfFile: log, encoding: .utf8)
         print("local worker replaced: joined \(rejoined.map { String(format: "%.2f s", $0) } ?? "never") after SIGKILL; last progress: workers \(lastWorkerCount(text) ?? "?")")
@@ -107,5 +117,13 @@ struct FaultRecoveryTests {
         #expect(rejoined != nil, "\(text)")
         #expect(text.contains("done: 30 epochs") && lastWorkerCount(text) == "3/3", "\(text)")
         #expect(workerProcesses(parent: p.processIdentifier).isEmpty)
+        #expect(regions == 3, "the coordinator maps \(regions) worker regions with 3 live workers")
+    }
+
+    /// Shared-memory regions of local workers that process `pid` holds open.
+    func workerRegions(of pid: Int32) -> Int {
+        let dir = "/proc/\(pid)/fd"
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        return fds.filter { ((try? FileManager.default.destinationOfSymbolicLink(atPath: dir + "/" + $0)) ?? "").contains("memfd:rnnlm-worker-") }.count
     }
 }
