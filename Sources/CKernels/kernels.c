@@ -409,28 +409,47 @@ double rk_sum_squares(const float *x, int64_t n) {
     return s;
 }
 
-void rk_adam_update(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, int64_t n,
-                    float gscale, float b1, float b2, float eps, float wd, float step_size, float bc2_sqrt) {
+// 1 when x is ±inf or NaN (exponent bits all ones): an integer test, so the callers' OR over it vectorises.
+static inline int32_t k_nonfinite(float x) {
+    uint32_t b;
+    memcpy(&b, &x, 4);
+    return (int32_t)(((b >> 23) & 0xFF) == 0xFF);
+}
+
+int rk_adam_update(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, int64_t n,
+                   float gscale, float b1, float b2, float eps, float wd, float step_size, float bc2_sqrt) {
+    int32_t bad = 0;
     RK_SIMD
     for (int64_t i = 0; i < n; i++) {
         float d = gscale * g[i] + wd * p[i];
         m[i] = b1 * m[i] + (1 - b1) * d;
         v[i] = b2 * v[i] + (1 - b2) * d * d;
-        p[i] -= step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+        float q = p[i] - step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+        p[i] = q;
+        bad |= k_nonfinite(q);
     }
+    return !bad;
 }
 
-void rk_sgd_update(float *restrict p, const float *restrict g, float *restrict buf, int64_t n, float gscale, float lr,
-                   float momentum, float wd, int first) {
+int rk_sgd_update(float *restrict p, const float *restrict g, float *restrict buf, int64_t n, float gscale, float lr,
+                  float momentum, float wd, int first) {
+    int32_t bad = 0;
     if (buf == 0) {
         RK_SIMD
-        for (int64_t i = 0; i < n; i++) p[i] -= lr * (gscale * g[i] + wd * p[i]);
-        return;
+        for (int64_t i = 0; i < n; i++) {
+            float q = p[i] - lr * (gscale * g[i] + wd * p[i]);
+            p[i] = q;
+            bad |= k_nonfinite(q);
+        }
+        return !bad;
     }
     RK_SIMD
     for (int64_t i = 0; i < n; i++) {
         float d = gscale * g[i] + wd * p[i];
         buf[i] = first ? d : momentum * buf[i] + d;
-        p[i] -= lr * buf[i];
+        float q = p[i] - lr * buf[i];
+        p[i] = q;
+        bad |= k_nonfinite(q);
     }
+    return !bad;
 }

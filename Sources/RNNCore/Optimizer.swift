@@ -50,18 +50,24 @@ public final class Optimizer {
     /// With a row-sparse `support`, plain SGD (no momentum, no weight decay) visits only its values: elsewhere the
     /// gradient is zero and the step would leave the parameter as it is. Every other rule moves a parameter whose
     /// gradient is zero (momentum, Adam's moments, decay), so it runs over every value.
+    ///
+    /// Returns whether every parameter it wrote is finite (checked in the same pass): the others did not change, so
+    /// with finite parameters before, false is the only way they can stop being finite.
+    @discardableResult
     public func update(params: FloatBuffer, grads: FloatBuffer, lr: Float, gradScale: Float = 1, threads: Int = 1,
-                       support: GradientSupport? = nil) {
+                       support: GradientSupport? = nil) -> Bool {
         precondition(params.count == count && grads.count == count,
                      "optimizer built for \(count) parameters got \(params.count) parameters and \(grads.count) gradients")
         if let support, !support.isDense, case .sgd(0, 0) = kind {
             precondition(support.count == count, "a gradient support of \(support.count) values for \(count) parameters")
             step += 1
             let p = SendablePointer(params.pointer), g = SendablePointer(grads.pointer)
-            forEachPiece(support.pieces, threads: threads) { _, r in
-                rk_sgd_update(p.at(r.lowerBound), g.at(r.lowerBound), nil, Int64(r.count), gradScale, lr, 0, 0, 1)
+            return everyPart(support.pieces.count) { finite in
+                forEachPiece(support.pieces, threads: threads) { i, r in
+                    finite.at(i).pointee = rk_sgd_update(p.at(r.lowerBound), g.at(r.lowerBound), nil, Int64(r.count),
+                                                         gradScale, lr, 0, 0, 1)
+                }
             }
-            return
         }
         step += 1
         let kind = kind, first: Int32 = step == 1 ? 1 : 0
@@ -73,16 +79,27 @@ public final class Optimizer {
         let (stepSize, bc2Sqrt) = corrected
         let p = SendablePointer(params.pointer), g = SendablePointer(grads.pointer)
         let s0 = slots.first.map { SendablePointer($0.pointer) }, s1 = slots.count > 1 ? SendablePointer(slots[1].pointer) : nil
-        forEachRange(count: count, threads: threads) { r in
-            let n = Int64(r.count), o = r.lowerBound
-            switch kind {
-            case .sgd(let momentum, let wd):
-                rk_sgd_update(p.at(o), g.at(o), s0?.at(o), n, gradScale, lr, momentum, wd, first)
-            case .adam(let b1, let b2, let eps, let wd):
-                rk_adam_update(p.at(o), g.at(o), s0!.at(o), s1!.at(o), n, gradScale, b1, b2, eps, wd, stepSize, bc2Sqrt)
+        return everyPart(max(1, threads)) { finite in
+            forEachRange(count: count, threads: threads) { k, r in
+                let n = Int64(r.count), o = r.lowerBound
+                switch kind {
+                case .sgd(let momentum, let wd):
+                    finite.at(k).pointee = rk_sgd_update(p.at(o), g.at(o), s0?.at(o), n, gradScale, lr, momentum, wd, first)
+                case .adam(let b1, let b2, let eps, let wd):
+                    finite.at(k).pointee = rk_adam_update(p.at(o), g.at(o), s0!.at(o), s1!.at(o), n, gradScale, b1, b2, eps,
+                                                          wd, stepSize, bc2Sqrt)
+                }
             }
         }
     }
+}
+
+/// Runs `body` with one flag per part (1 = all finite; a part that does not run leaves its 1), and says whether all
+/// stayed 1.
+private func everyPart(_ parts: Int, _ body: (SendablePointer<Int32>) -> Void) -> Bool {
+    var flags = [Int32](repeating: 1, count: parts)
+    flags.withUnsafeMutableBufferPointer { body(SendablePointer($0.baseAddress!)) }
+    return !flags.contains(0)
 }
 
 @inline(__always) private func pow(_ x: Double, _ n: Double) -> Double {

@@ -15,12 +15,12 @@ let minimumElementsPerThread = 1 << 16
 /// 64-byte aligned, no two threads write one cache line),
 /// and none shorter than `minimum` (fewer ranges when `count` is too small to be worth splitting).
 func forEachRange(count: Int, threads: Int, minimum: Int = minimumElementsPerThread, alignment: Int = 64,
-                  _ body: @Sendable (Range<Int>) -> Void) {
+                  _ body: @Sendable (_ part: Int, Range<Int>) -> Void) {
     let parts = max(1, min(threads, count / max(1, minimum)))
-    guard parts > 1 else { if count > 0 { body(0..<count) }; return }
+    guard parts > 1 else { if count > 0 { body(0, 0..<count) }; return }
     let chunk = (count + parts - 1) / parts, aligned = (chunk + alignment - 1) / alignment * alignment
     DispatchQueue.concurrentPerform(iterations: parts) { k in
         let lo = min(count, k * aligned), hi = min(count, lo + aligned)
-        if lo < hi { body(lo..<hi) }
+        if lo < hi { body(k, lo..<hi) }
     }
 }

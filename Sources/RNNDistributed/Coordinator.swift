@@ -370,13 +370,13 @@ public final class Coordinator: GradientSource {
             var viaSocket: [PeerID] = []
             let local = to.filter { regions[$0.peer] != nil }
             if sharedBroadcast, let shared = sharedWeights, !local.isEmpty {
-                // The workers compute straight from this region without checking it: only finite weights go there
-                // (an update can overflow even from a finite gradient). The first time they are copied (and checked)
-                // and stay there for the trainer to update in place; after that the update's write, begun when the
-                // last step's gradients were in, ends here.
+                // The workers compute straight from this region without checking it: only finite weights go there.
+                // The first time they are copied (and checked) and stay there for the trainer to update in place;
+                // after that the update's write, begun when the last step's gradients were in, ends here, and the
+                // update has checked every value it wrote (`Trainer.applyGradient` throws on a non-finite one).
                 let finite: Bool
                 if parametersInSharedWeights === task.parameters {
-                    finite = task.parameters.allFinite(threads: 2)
+                    finite = true
                 } else {
                     releaseSharedWeights()
                     let area = shared.beginWrite(.toWorker).baseAddress!.bindMemory(to: Float.self, capacity: params.count)

@@ -270,9 +270,15 @@ public final class Trainer {
         guard loss.sum.isFinite, norm.isFinite else {
             throw TrainingError("training diverged at step \(record.step + 1) (loss \(loss.mean), gradient norm \(norm)); lower --lr, set --clip, and resume from the last checkpoint")
         }
-        optimizer.update(params: task.parameters, grads: task.gradients, lr: record.schedule.lr,
-                         gradScale: Float(mean * clipFactor(norm: norm, maxNorm: options.clip)), threads: updateThreads,
-                         support: support)
+        // The update checks what it writes: an update can overflow even from a finite gradient (a huge --lr), and
+        // then the parameters, finite before, are not any more. Nothing else writes them between updates, so after
+        // a step that returns they are finite (a synchronous coordinator's workers compute from them unchecked).
+        let finite = optimizer.update(params: task.parameters, grads: task.gradients, lr: record.schedule.lr,
+                                      gradScale: Float(mean * clipFactor(norm: norm, maxNorm: options.clip)),
+                                      threads: updateThreads, support: support)
+        guard finite else {
+            throw TrainingError("training diverged at step \(record.step + 1): the update left non-finite parameters (gradient norm \(norm)); lower --lr, set --clip, and resume from the last checkpoint")
+        }
         record.step += 1
         return norm
     }

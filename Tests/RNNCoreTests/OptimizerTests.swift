@@ -73,6 +73,28 @@ struct OptimizerTests {
         #expect(worst < 1e-5, "largest difference from the Float64 formula: \(worst)")
     }
 
+    /// An update that overflows a parameter (a finite gradient and a huge rate) says so, whichever rule, thread split
+    /// or support; a normal one does not. The one bad value sits in the last part, so a split that lost a part's
+    /// answer would miss it.
+    @Test(arguments: [OptimizerKind.sgd(momentum: 0, weightDecay: 0), .sgd(momentum: 0.9, weightDecay: 0),
+                      .adam(beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0)])
+    func anUpdateThatOverflowsSaysSo(_ kind: OptimizerKind) {
+        let n = 3 * (1 << 16) + 5, bad = n - 2
+        for threads in [1, 3] {
+            for sparse in [false, true] {
+                let p = FloatBuffer(count: n), g = FloatBuffer(count: n)
+                for i in 0..<n { p[i] = 0.5; g[i] = 1e-3 }
+                p[bad] = -3e38; g[bad] = 1
+                // Sparse: a table of 194 rows 1000 wide, two of them touched; the bad value is in the dense part after it.
+                let table = SparseRowTensor(offset: 1000, rows: 194, width: 1000)
+                let support = sparse ? GradientSupport(count: n, tables: [table], rows: [[3, 100]]) : nil
+                let o = Optimizer(kind, parameterCount: n)
+                #expect(o.update(params: p, grads: g, lr: 0.01, threads: threads, support: support), "\(kind) threads \(threads) sparse \(sparse): a normal step")
+                #expect(!o.update(params: p, grads: g, lr: 1e38, threads: threads, support: support), "\(kind) threads \(threads) sparse \(sparse): the overflow went unseen")
+            }
+        }
+    }
+
     @Test func clippingScalesToMaxNormAndReportsNormBefore() {
         let g = FloatBuffer([3, 4])
         let norm = clipGlobalNorm(g, maxNorm: 1)

@@ -72,6 +72,25 @@ struct TrainerTests {
         #expect(resumed.record.history.map(\.trainPerplexity) == straight.record.history.map(\.trainPerplexity))
     }
 
+    /// A finite gradient can still overflow a parameter (a huge rate): the update sees it in the pass that writes
+    /// it, and the step fails saying what to do, before any checkpoint or worker sees the weights.
+    @Test func anUpdateThatOverflowsStopsTheRun() throws {
+        let o = timeMachineOptions { $0.lr = 1e38; $0.clip = 0 }
+        let trainer = try Trainer(options: o, data: try TextData.load(o, dataDir: sharedDataDirectory()), log: { _ in })
+        let task = trainer.task
+        task.gradients.zero()
+        task.parameters[0] = -3e38
+        task.gradients[0] = 4  // a mean gradient of 1 over 4 tokens: -3e38 - 1e38 overflows
+        do {
+            _ = try trainer.applyGradient(LossSum(sum: 4, count: 4))
+            Issue.record("the overflowing update was applied without an error")
+        } catch {
+            #expect("\(error)".contains("the update left non-finite parameters"), "\(error)")
+        }
+        task.parameters[0] = 0.5
+        #expect(try trainer.applyGradient(LossSum(sum: 4, count: 4)) > 0, "a normal step goes on")
+    }
+
     @Test func keepsOnlyTheNewestCheckpoints() throws {
         let dir = temporaryDirectory() + "/ck"
         let o = timeMachineOptions { $0.epochs = 3; $0.checkpointDir = dir; $0.checkpointEvery = 10; $0.keepCheckpoints = 2 }

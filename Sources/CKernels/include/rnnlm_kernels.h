@@ -115,9 +115,10 @@ int rk_sgemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t ars, int64
 /// Adam (PyTorch's form, bias corrections folded into step_size = lr / (1 − β1^t) and bc2_sqrt = √(1 − β2^t)) and SGD
 /// (plain when buf is null, else momentum with buf; first: the first step), in place over n parameters. The gradient
 /// used is gscale·g (the trainer folds the mean's 1/tokens and the clipping factor into gscale: one pass, not three).
-void rk_adam_update(float *p, const float *g, float *m, float *v, int64_t n, float gscale, float b1, float b2, float eps,
-                    float wd, float step_size, float bc2_sqrt);
-void rk_sgd_update(float *p, const float *g, float *buf, int64_t n, float gscale, float lr, float momentum, float wd,
-                   int first);
+/// Both return 1 when every parameter they wrote is finite, 0 otherwise (checked in the same pass).
+int rk_adam_update(float *p, const float *g, float *m, float *v, int64_t n, float gscale, float b1, float b2, float eps,
+                   float wd, float step_size, float bc2_sqrt);
+int rk_sgd_update(float *p, const float *g, float *buf, int64_t n, float gscale, float lr, float momentum, float wd,
+                  int first);
 
 #endif
