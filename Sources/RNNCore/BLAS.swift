@@ -7,8 +7,8 @@ import Foundation
 ///
 /// Large products with `alpha` 1 and `beta` 0 or 1 run on rnnlm's own blocked AVX-512 kernel (`rk_sgemm`) when the
 /// CPU has it and OpenBLAS is single-threaded (training splits rows across threads, each with one BLAS thread): on
-/// this project's shapes it is 5–12% faster than OpenBLAS's sgemm (bench/README.md), and each entry's summation
-/// order is fixed, whatever the row count. Otherwise, and where it declines, OpenBLAS.
+/// this project's shapes it is 1–11% faster than OpenBLAS's sgemm (the word-level decoder's products, bench/README.md),
+/// and each entry's summation order is fixed, whatever the row count. Otherwise, and where it declines, OpenBLAS.
 @inline(__always)
 public func sgemm(
     transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
@@ -48,8 +48,7 @@ public enum BlockedGEMM {
     /// The kernel runs on this CPU, and `RNNLM_GEMM=openblas` (a diagnostic, and the benchmarks' A/B switch) is not set.
     public static let available = rk_packed_gemm_available() != 0
         && ProcessInfo.processInfo.environment["RNNLM_GEMM"] != "openblas"
-    /// Below this many multiply-adds the packing is not worth it (and the per-step recurrent products, which have
-    /// their own packed path, stay where they are).
+    /// Below this many multiply-adds (or 16 rows or columns) packing B costs more than it saves.
     static let minimumProduct = 1 << 20
 
     @inline(__always)

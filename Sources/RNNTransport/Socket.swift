@@ -46,11 +46,11 @@ public final class ZMQSocket {
     /// Counts the frames this socket sends and receives (peer-identity frames excluded), when set.
     public var meter: TrafficMeter?
 
-    /// `heartbeatTimeout`: seconds without ZMTP heartbeats after which libzmq drops the connection (a frozen
-    /// peer); heartbeats go every second from libzmq's I/O thread, so a busy peer still answers.
     /// The largest message (head and payload together) `receive` accepts, when set.
     let maxMessageBytes: Int64?
 
+    /// `heartbeatTimeout`: seconds without ZMTP heartbeats after which libzmq drops the connection (a frozen
+    /// peer); heartbeats go every second from libzmq's I/O thread, so a busy peer still answers.
     /// `maxMessageBytes`: a message larger than this (all its frames together) is not delivered whole: `receive`
     /// drains it and returns its head with an empty payload, for the decoder to refuse with a reason; each frame is
     /// also bounded (ZMQ_MAXMSGSIZE, a payload frame and a head's room, past which libzmq drops the peer).
