@@ -1,14 +1,16 @@
 import CBLAS
 import CKernels
+import Dispatch
 import Foundation
 
 /// Row-major single-precision GEMM: `C = alpha * op(A) * op(B) + beta * C`, with `op(A)` of shape `[m, k]`
 /// and `op(B)` of shape `[k, n]`. Leading dimensions are row strides of the stored (untransposed) matrices.
 ///
 /// Large products with `alpha` 1 and `beta` 0 or 1 run on rnnlm's own blocked AVX-512 kernel (`rk_sgemm`) when the
-/// CPU has it and OpenBLAS is single-threaded (training splits rows across threads, each with one BLAS thread): on
-/// this project's shapes it is 1–11% faster than OpenBLAS's sgemm (the word-level decoder's products, bench/README.md),
-/// and each entry's summation order is fixed, whatever the row count. Otherwise, and where it declines, OpenBLAS.
+/// CPU has it: on this project's shapes it is 1–11% faster than OpenBLAS's sgemm (the word-level decoder's products,
+/// bench/README.md), and each entry's summation order is fixed, whatever the row count or the column split. Where
+/// OpenBLAS is given several threads (a coordinator's evaluation) the columns are split across as many, so the
+/// results are the same as on one thread, bit for bit. Otherwise, and where it declines, OpenBLAS.
 @inline(__always)
 public func sgemm(
     transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
@@ -22,8 +24,8 @@ public func sgemm(
         return
     }
     if kernel == .automatic, alpha == 1, beta == 0 || beta == 1, BlockedGEMM.preferred(m: m, n: n, k: k),
-       rk_sgemm(Int64(m), Int64(n), Int64(k), a, Int64(transA ? 1 : lda), Int64(transA ? lda : 1),
-                b, Int64(transB ? 1 : ldb), Int64(transB ? ldb : 1), c, Int64(ldc), beta == 1 ? 1 : 0) != 0 {
+       BlockedGEMM.run(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb,
+                       accumulate: beta == 1, c: c, ldc: ldc, threads: Int(openblas_get_num_threads())) {
         return
     }
     cblas_sgemm(
@@ -53,6 +55,42 @@ public enum BlockedGEMM {
 
     @inline(__always)
     static func preferred(m: Int, n: Int, k: Int) -> Bool {
-        available && m >= 16 && n >= 16 && m * n * k >= minimumProduct && openblas_get_num_threads() == 1
+        available && m >= 16 && n >= 16 && m * n * k >= minimumProduct
     }
+
+    /// Runs the product on `rk_sgemm`, the columns split into up to `threads` slices of whole 32-column panels run at
+    /// once (each entry is summed the same way in any slice). False, having written nothing, when the kernel
+    /// declines (its packing buffer could not be allocated).
+    public static func run(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+                    b: UnsafePointer<Float>, ldb: Int, accumulate: Bool, c: UnsafeMutablePointer<Float>, ldc: Int,
+                    threads: Int) -> Bool {
+        let ars = Int64(transA ? 1 : lda), acs = Int64(transA ? lda : 1)
+        let brs = transB ? 1 : ldb, bcs = transB ? ldb : 1
+        let slices = max(1, min(threads, n / 64))
+        let width = ((n + slices - 1) / slices + 31) / 32 * 32
+        guard slices > 1 else {
+            return rk_sgemm(Int64(m), Int64(n), Int64(k), a, ars, acs, b, Int64(brs), Int64(bcs), c, Int64(ldc),
+                            accumulate ? 1 : 0) != 0
+        }
+        // A slice the kernel declines is left to OpenBLAS, on its own columns (one thread each).
+        let av = SendableConstPointer(a), bv = SendableConstPointer(b), cv = SendablePointer(c)
+        DispatchQueue.concurrentPerform(iterations: slices) { s in
+            let n0 = min(n, s * width), cols = min(n, n0 + width) - n0
+            guard cols > 0 else { return }
+            let bs = bv.base + n0 * bcs, cs = cv.at(n0)
+            if rk_sgemm(Int64(m), Int64(cols), Int64(k), av.base, ars, acs, bs, Int64(brs), Int64(bcs), cs, Int64(ldc),
+                        accumulate ? 1 : 0) == 0 {
+                cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                            Int32(m), Int32(cols), Int32(k), 1, av.base, Int32(lda), bs, Int32(ldb),
+                            accumulate ? 1 : 0, cs, Int32(ldc))
+            }
+        }
+        return true
+    }
+}
+
+/// A read-only pointer handed to `concurrentPerform` tasks.
+struct SendableConstPointer<T>: @unchecked Sendable {
+    let base: UnsafePointer<T>
+    init(_ base: UnsafePointer<T>) { self.base = base }
 }

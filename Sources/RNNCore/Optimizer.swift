@@ -97,7 +97,7 @@ public final class Optimizer {
 /// Runs `body` with one flag per part (1 = all finite; a part that does not run leaves its 1), and says whether all
 /// stayed 1.
 private func everyPart(_ parts: Int, _ body: (SendablePointer<Int32>) -> Void) -> Bool {
-    var flags = [Int32](repeating: 1, count: parts)
+    var flags = [Int32](repeating: 1, count: max(1, parts))
     flags.withUnsafeMutableBufferPointer { body(SendablePointer($0.baseAddress!)) }
     return !flags.contains(0)
 }

@@ -263,8 +263,8 @@ public final class Coordinator: GradientSource {
     public func gradient(task: any TrainingTask, epoch: Int, index: Int, reset: Bool, step: Int,
                          carried: inout [Float]) throws -> LossSum {
         let t0 = DispatchTime.now().uptimeNanoseconds
-        // Whatever changes the parameters until the next broadcast (the update, a rollback) writes them where they
-        // are when they live in the shared weights region: under a seqlock write, begun however this step ends, so a
+        // The update, the only writer of the parameters until the next broadcast, writes them where they are when
+        // they live in the shared weights region: under a seqlock write, begun however this step ends, so a
         // straggler still computing from them notices and discards its gradient.
         defer { if parametersInSharedWeights != nil { _ = sharedWeights!.beginWrite(.toWorker) } }
         let perRow = task.carriedPerRow

@@ -51,9 +51,11 @@ public final class ZMQSocket {
 
     /// `heartbeatTimeout`: seconds without ZMTP heartbeats after which libzmq drops the connection (a frozen
     /// peer); heartbeats go every second from libzmq's I/O thread, so a busy peer still answers.
-    /// `maxMessageBytes`: a message larger than this (all its frames together) is not delivered whole: `receive`
-    /// drains it and returns its head with an empty payload, for the decoder to refuse with a reason; each frame is
-    /// also bounded (ZMQ_MAXMSGSIZE, a payload frame and a head's room, past which libzmq drops the peer).
+    /// `maxMessageBytes`: a message larger than this (all its frames together) is not delivered: `receive` drains it
+    /// and returns its head followed by two empty frames, which the decoder refuses (a message is one or two frames).
+    /// Each frame is bounded too (ZMQ_MAXMSGSIZE, a payload frame and a head's room, past which libzmq drops the
+    /// peer); libzmq itself holds a multipart message whole before it can be read, whatever its frame count, as it
+    /// always did.
     public init(_ context: ZMQContext, kind: Kind, maxMessageBytes: Int64? = nil, heartbeatTimeout: Double = 10) throws {
         guard let s = zmq_socket(context.handle, kind == .router ? ZMQ_ROUTER : ZMQ_DEALER) else {
             throw TransportError("cannot create a ZeroMQ socket")
@@ -213,7 +215,7 @@ public final class ZMQSocket {
             if more == 0 { break }
         } while true
         if oversize {
-            frames.append([])  // refused by the decoder: the head announces a payload this is not
+            frames += [[], []]  // three frames: refused by the decoder, whatever the head says
         } else if frames.count > headIndex + 2, frames[(headIndex + 1)..<(frames.count - 1)].allSatisfy({ $0.count == Self.maxFrameBytes }) {
             // A payload sent in frames (`sendChunked`): every frame but the last is full. Anything else with more
             // than one payload frame is left as it came, for the decoder to refuse.

@@ -107,6 +107,21 @@ struct BlockedGEMMTests {
         #expect(worst <= 1e-5 * Float(K), "blocked vs OpenBLAS: \(worst)")
         if BlockedGEMM.available {
             #expect((0..<(M * N)).allSatisfy { whole[$0] == halves[$0] }, "rows split 37 + 59 differ from all 96 at once")
+            // Columns split across threads (a coordinator whose OpenBLAS has several), in every layout of B and with
+            // accumulation: the same bits as one call.
+            for transB in [false, true] {
+                let bt = FloatBuffer(count: N * K)  // B stored [K, N] for transB false
+                for kk in 0..<K { for j in 0..<N { bt[kk * N + j] = b[j * K + kk] } }
+                let (bp, ldb) = transB ? (b.pointer, K) : (bt.pointer, N)
+                let one = FloatBuffer(count: M * N), split = FloatBuffer(count: M * N)
+                for i in 0..<(M * N) { one[i] = Float(i % 7); split[i] = Float(i % 7) }
+                #expect(BlockedGEMM.run(transA: false, transB: transB, m: M, n: N, k: K, a: a.pointer, lda: K, b: bp,
+                                        ldb: ldb, accumulate: true, c: one.pointer, ldc: N, threads: 1))
+                #expect(BlockedGEMM.run(transA: false, transB: transB, m: M, n: N, k: K, a: a.pointer, lda: K, b: bp,
+                                        ldb: ldb, accumulate: true, c: split.pointer, ldc: N, threads: 3))
+                #expect((0..<(M * N)).allSatisfy { one[$0] == split[$0] }, "transB \(transB): 3 column slices differ from one call")
+                #expect((0..<(M * N)).allSatisfy { abs(one[$0] - whole[$0] - Float($0 % 7)) <= 1e-3 }, "transB \(transB): wrong product")
+            }
         }
     }
 }
