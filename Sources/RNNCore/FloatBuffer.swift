@@ -105,29 +105,17 @@ public final class FloatBuffer {
     /// not reach the memory's bandwidth here), and says whether all were finite: one pass for both.
     public func copyCheckingFinite(to destination: UnsafeMutablePointer<Float>, threads: Int = 1) -> Bool {
         let src = SendablePointer(pointer), dst = SendablePointer(destination)
-        return allRanges(threads: threads) { lo, n in copyAllFinite(from: src.at(lo), to: dst.at(lo), count: n) }
+        return allRanges(count: count, threads: threads, minimum: 1 << 18) { r in
+            copyAllFinite(from: src.at(r.lowerBound), to: dst.at(r.lowerBound), count: r.count)
+        }
     }
 
     /// True when every element is finite, checked in up to `threads` ranges at once.
     public func allFinite(threads: Int) -> Bool {
         let src = SendablePointer(pointer)
-        return allRanges(threads: threads) { lo, n in RNNCore.allFinite(UnsafeBufferPointer(start: src.at(lo), count: n)) }
-    }
-
-    /// Whether `body(start, count)` holds on every one of up to `threads` 64-value-aligned ranges, run at once.
-    private func allRanges(threads: Int, _ body: @Sendable (Int, Int) -> Bool) -> Bool {
-        let n = count, parts = max(1, min(threads, n / (1 << 18)))
-        guard parts > 1 else { return body(0, n) }
-        let chunk = ((n + parts - 1) / parts + 63) / 64 * 64
-        var ok = [Bool](repeating: true, count: parts)
-        ok.withUnsafeMutableBufferPointer { out in
-            let out = SendablePointer(out.baseAddress!)
-            DispatchQueue.concurrentPerform(iterations: parts) { k in
-                let lo = min(n, k * chunk), hi = min(n, lo + chunk)
-                out.at(k).pointee = lo >= hi || body(lo, hi - lo)
-            }
+        return allRanges(count: count, threads: threads, minimum: 1 << 18) { r in
+            RNNCore.allFinite(UnsafeBufferPointer(start: src.at(r.lowerBound), count: r.count))
         }
-        return !ok.contains(false)
     }
 
     /// True when every element is finite.

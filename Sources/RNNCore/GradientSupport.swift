@@ -178,6 +178,16 @@ func forEachPiece(_ pieces: [Range<Int>], threads: Int, _ body: @Sendable (Int, 
     }
 }
 
+/// Whether `body` holds on every piece, run as `forEachPiece` runs them (each answering in a flag of its own).
+func allPieces(_ pieces: [Range<Int>], threads: Int, _ body: @Sendable (Range<Int>) -> Bool) -> Bool {
+    var ok = [Bool](repeating: true, count: max(1, pieces.count))
+    ok.withUnsafeMutableBufferPointer { out in
+        let out = SendablePointer(out.baseAddress!)
+        forEachPiece(pieces, threads: threads) { i, r in out.at(i).pointee = body(r) }
+    }
+    return !ok.contains(false)
+}
+
 extension FloatBuffer {
     /// Zeroes the values of `support` (a gradient whose other values are already zero becomes all zero).
     public func zero(_ support: GradientSupport) {

@@ -62,11 +62,8 @@ public final class Optimizer {
             precondition(support.count == count, "a gradient support of \(support.count) values for \(count) parameters")
             step += 1
             let p = SendablePointer(params.pointer), g = SendablePointer(grads.pointer)
-            return everyPart(support.pieces.count) { finite in
-                forEachPiece(support.pieces, threads: threads) { i, r in
-                    finite.at(i).pointee = rk_sgd_update(p.at(r.lowerBound), g.at(r.lowerBound), nil, Int64(r.count),
-                                                         gradScale, lr, 0, 0, 1)
-                }
+            return allPieces(support.pieces, threads: threads) { r in
+                rk_sgd_update(p.at(r.lowerBound), g.at(r.lowerBound), nil, Int64(r.count), gradScale, lr, 0, 0, 1) != 0
             }
         }
         step += 1
@@ -79,27 +76,17 @@ public final class Optimizer {
         let (stepSize, bc2Sqrt) = corrected
         let p = SendablePointer(params.pointer), g = SendablePointer(grads.pointer)
         let s0 = slots.first.map { SendablePointer($0.pointer) }, s1 = slots.count > 1 ? SendablePointer(slots[1].pointer) : nil
-        return everyPart(max(1, threads)) { finite in
-            forEachRange(count: count, threads: threads) { k, r in
-                let n = Int64(r.count), o = r.lowerBound
-                switch kind {
-                case .sgd(let momentum, let wd):
-                    finite.at(k).pointee = rk_sgd_update(p.at(o), g.at(o), s0?.at(o), n, gradScale, lr, momentum, wd, first)
-                case .adam(let b1, let b2, let eps, let wd):
-                    finite.at(k).pointee = rk_adam_update(p.at(o), g.at(o), s0!.at(o), s1!.at(o), n, gradScale, b1, b2, eps,
-                                                          wd, stepSize, bc2Sqrt)
-                }
+        return allRanges(count: count, threads: threads) { r in
+            let n = Int64(r.count), o = r.lowerBound
+            switch kind {
+            case .sgd(let momentum, let wd):
+                return rk_sgd_update(p.at(o), g.at(o), s0?.at(o), n, gradScale, lr, momentum, wd, first) != 0
+            case .adam(let b1, let b2, let eps, let wd):
+                return rk_adam_update(p.at(o), g.at(o), s0!.at(o), s1!.at(o), n, gradScale, b1, b2, eps, wd, stepSize,
+                                      bc2Sqrt) != 0
             }
         }
     }
-}
-
-/// Runs `body` with one flag per part (1 = all finite; a part that does not run leaves its 1), and says whether all
-/// stayed 1.
-private func everyPart(_ parts: Int, _ body: (SendablePointer<Int32>) -> Void) -> Bool {
-    var flags = [Int32](repeating: 1, count: max(1, parts))
-    flags.withUnsafeMutableBufferPointer { body(SendablePointer($0.baseAddress!)) }
-    return !flags.contains(0)
 }
 
 @inline(__always) private func pow(_ x: Double, _ n: Double) -> Double {

@@ -24,3 +24,15 @@ func forEachRange(count: Int, threads: Int, minimum: Int = minimumElementsPerThr
         if lo < hi { body(k, lo..<hi) }
     }
 }
+
+/// Whether `body` holds on every range `forEachRange` cuts `0..<count` into: all of them run (at once when there are
+/// several), each answering in a flag of its own.
+func allRanges(count: Int, threads: Int, minimum: Int = minimumElementsPerThread,
+               _ body: @Sendable (Range<Int>) -> Bool) -> Bool {
+    var ok = [Bool](repeating: true, count: max(1, threads))
+    ok.withUnsafeMutableBufferPointer { out in
+        let out = SendablePointer(out.baseAddress!)
+        forEachRange(count: count, threads: threads, minimum: minimum) { k, r in out.at(k).pointee = body(r) }
+    }
+    return !ok.contains(false)
+}
