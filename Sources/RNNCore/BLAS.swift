@@ -28,6 +28,15 @@ public func sgemm(
                        accumulate: beta == 1, c: c, ldc: ldc, threads: Int(openblas_get_num_threads())) {
         return
     }
+    openBLASGemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                 beta: beta, c: c, ldc: ldc)
+}
+
+/// `sgemm`'s product on OpenBLAS.
+@inline(__always)
+private func openBLASGemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>,
+                          lda: Int, b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>,
+                          ldc: Int) {
     cblas_sgemm(
         CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
         Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
@@ -80,9 +89,8 @@ public enum BlockedGEMM {
             let bs = bv.base + n0 * bcs, cs = cv.at(n0)
             if rk_sgemm(Int64(m), Int64(cols), Int64(k), av.base, ars, acs, bs, Int64(brs), Int64(bcs), cs, Int64(ldc),
                         accumulate ? 1 : 0) == 0 {
-                cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                            Int32(m), Int32(cols), Int32(k), 1, av.base, Int32(lda), bs, Int32(ldb),
-                            accumulate ? 1 : 0, cs, Int32(ldc))
+                openBLASGemm(transA: transA, transB: transB, m: m, n: cols, k: k, alpha: 1, a: av.base, lda: lda, b: bs,
+                             ldb: ldb, beta: accumulate ? 1 : 0, c: cs, ldc: ldc)
             }
         }
         return true

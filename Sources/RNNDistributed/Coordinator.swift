@@ -374,22 +374,17 @@ public final class Coordinator: GradientSource {
                 // The first time they are copied (and checked) and stay there for the trainer to update in place;
                 // after that the update's write, begun when the last step's gradients were in, ends here, and the
                 // update has checked every value it wrote (`Trainer.applyGradient` throws on a non-finite one).
-                let finite: Bool
-                if parametersInSharedWeights === task.parameters {
-                    finite = true
-                } else {
+                if parametersInSharedWeights !== task.parameters {
                     releaseSharedWeights()
                     let area = shared.beginWrite(.toWorker).baseAddress!.bindMemory(to: Float.self, capacity: params.count)
-                    finite = task.parameters.copyCheckingFinite(to: area, threads: 2)
-                    if finite {
-                        task.parameters.relocate(to: area)
-                        parametersInSharedWeights = task.parameters
+                    guard task.parameters.copyCheckingFinite(to: area, threads: 2) else {
+                        try shared.endWrite(.toWorker, length: 0)
+                        throw DistributedError("training diverged at step \(s): the update left non-finite parameters; lower --lr, set --clip, and resume from the last checkpoint")
                     }
+                    task.parameters.relocate(to: area)
+                    parametersInSharedWeights = task.parameters
                 }
-                try shared.endWrite(.toWorker, length: finite ? 4 * params.count : 0)
-                guard finite else {
-                    throw DistributedError("training diverged at step \(s): the update left non-finite parameters; lower --lr, set --clip, and resume from the last checkpoint")
-                }
+                try shared.endWrite(.toWorker, length: 4 * params.count)
                 let flagged = Codec.flaggingSharedWeights(head)
                 for w in local {
                     do { try socket.send([flagged], to: w.peer) } catch let e as TransportError where e.unreachable { gone.append(w.peer) }
