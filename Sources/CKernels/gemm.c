@@ -28,7 +28,7 @@ static void pack_block(const float *b, int64_t brs, int64_t bcs, int64_t kc, int
                 for (int64_t j = w; j < RK_NR; j++) dst[k * RK_NR + j] = 0;
             }
         } else {  // columns of op(B) are contiguous (op(B) = Wᵀ): each fills one lane of the panel (column by
-                  // column: the decoder's forward product ran 3-4% faster so than with blocks of 16 k)
+                  // column: the decoder's forward product ran 3-4% faster than with blocks of 16 k)
             for (int64_t j = 0; j < RK_NR; j++) {
                 const float *col = b + (c0 + j) * bcs;
                 for (int64_t k = 0; k < kc; k++) dst[k * RK_NR + j] = j < w ? col[k * brs] : 0;
