@@ -60,6 +60,9 @@ public final class Coordinator: GradientSource {
     /// How workers are told to send their gradients (`--gradient-compression`).
     public var gradientEncoding: GradientEncoding = .float32
     var regions: [PeerID: SharedPayloadRegion] = [:]
+    /// For a task with row-sparse tables: what changed in them since the last step, for workers across a socket
+    /// that hold the last step's weights (a synchronous step).
+    var changedRows: ChangedWeightRows?
     /// One region all local workers read a synchronous step's parameters from: written once per step.
     var sharedWeights: SharedPayloadRegion?
     /// The task's parameters once they live in `sharedWeights` (from a synchronous run's first broadcast to local
@@ -173,9 +176,9 @@ public final class Coordinator: GradientSource {
     /// comes through the socket path, which tells it it was taken out, and if it rejoins it gets a new region.
     func releaseRegionsOfLostWorkers() {
         guard let machine else { return }
-        for peer in regions.keys where machine.member(peer).map({ machine.alive.contains($0.index) }) != true {
-            regions[peer] = nil
-        }
+        let inRun = { (peer: PeerID) in machine.member(peer).map { machine.alive.contains($0.index) } == true }
+        for peer in regions.keys where !inRun(peer) { regions[peer] = nil }
+        changedRows?.forgetAll(except: inRun)
     }
 
     /// Tells a worker the rows it now owns (`.reassign`). False when it is no longer connected.
@@ -223,10 +226,12 @@ public final class Coordinator: GradientSource {
         }
         let capacity = sharedPayloadCapacity(parameterCount: parameterCount, carriedValues: rows * task.carriedPerRow,
                                              rowWords: GradientSupport.maxWireRows(task.sparseRows))
+        changedRows = ChangedWeightRows(tables: task.sparseRows, parameterCount: parameterCount)
         welcomeFor = { [unowned self] w in
             var assignment = WorkerAssignment(task: kind, workerIndex: w.index, workers: count, rows: w.columns)
             if encoding != .float32 { assignment.gradientEncoding = encoding }
             regions[w.peer] = nil
+            changedRows?.forget(w.peer)
             if let dir = sharedMemoryDirectory, w.hello.sharedMemory == dir {
                 // Sealed files, not files in `dir`: a local process that truncated one would crash the coordinator
                 // with SIGBUS at its next read of the mapping.
@@ -337,6 +342,7 @@ public final class Coordinator: GradientSource {
         // Rows of workers that answered move on; those of a dropped or lost contribution keep the coordinator's
         // copy (and go to their owner with the next weights).
         for (i, c) in gather.received {
+            if let w = machine!.workers.last(where: { $0.index == i }) { changedRows?.confirm(w.peer, step: UInt64(step)) }
             let rows = stepRows[i] ?? []
             if c.state.count == rows.count * perRow { assignCarriedRows(&carried, perRow: perRow, rows: rows, from: c.state) }
         }
@@ -394,6 +400,16 @@ public final class Coordinator: GradientSource {
                 guard let region = regions[w.peer] else { viaSocket.append(w.peer); continue }
                 if sharedBroadcast && sharedWeights != nil { continue }
                 if !(try send(head, payload: UnsafeRawBufferPointer(params), through: region, to: w.peer)) { gone.append(w.peer) }
+            }
+            if sharedBroadcast, !viaSocket.isEmpty, let (support, base) = changedRows?.advance(to: s, parameters: params) {
+                // Workers that hold the last step's weights get what changed since (`ChangedWeightRows`).
+                let holders = viaSocket.filter { changedRows!.holds($0, step: base) }
+                if !holders.isEmpty {
+                    let rowsHead = Codec.weightRowsHead(runID: runID, step: s, epoch: e, batch: i, resetState: r, support: support, baseStep: base)
+                    let payload = Codec.weightRowsPayload(params, support: support)
+                    gone += try payload.withUnsafeBytes { try socket.broadcast(head: rowsHead, payload: $0, to: holders) }
+                    viaSocket.removeAll { changedRows!.holds($0, step: base) }
+                }
             }
             if !viaSocket.isEmpty { gone += try socket.broadcast(head: head, payload: UnsafeRawBufferPointer(params), to: viaSocket) }
         case .sendWeightsWithState(let s, let e, let i, let w):

@@ -106,16 +106,19 @@ public typealias GradientHook = (_ send: ([[UInt8]]) throws -> Void, _ gradient:
 /// Decodes a weights message. Parameters flagged as in the run's shared weights region (a synchronous step) stay
 /// where they lie: the returned read is what the caller computes from, and checks with `isUnchanged` once done.
 /// Any other payload is copied straight into `params`, read in place from the worker's own shared-memory `slot`
-/// when the head is flagged so, else from the socket frame. Nil when a shared-memory payload was being rewritten
-/// (the coordinator moved on).
+/// when the head is flagged so, else from the socket frame; weights that carry changed rows only are applied to
+/// `params`, which hold the weights of step `held` (nil: of no known step). Nil when a shared-memory payload was
+/// being rewritten (the coordinator moved on).
 private func decodeWeights(_ frames: [[UInt8]], slot: SharedPayloadRegion?, shared: SharedPayloadRegion?, runID: UInt64,
-                           into params: UnsafeMutableBufferPointer<Float>) throws
+                           into params: UnsafeMutableBufferPointer<Float>, sparseRows: [SparseRowTensor], holding held: UInt64?) throws
     -> (fields: Codec.WeightsFields, inPlace: SharedPayloadRegion.InPlaceRead?)? {
     let head = frames[0], h = Codec.clearingSharedPayloadFlag(head)
     let flag = head.count > Codec.sharedPayloadFlagOffset ? head[Codec.sharedPayloadFlagOffset] : 0
     if flag == 0 {
         guard frames.count == 2 else { throw ProtocolError.frameCount(frames.count) }
-        return (try frames[1].withUnsafeBytes { try Codec.decodeWeights(head: h, payload: $0, runID: runID, into: params) }, nil)
+        return (try frames[1].withUnsafeBytes {
+            try Codec.decodeWeights(head: h, payload: $0, runID: runID, into: params, sparseRows: sparseRows, holding: held)
+        }, nil)
     }
     // Only a lone head may carry a flag; anything else with the reserved byte set is malformed.
     guard Codec.isSharedPayloadHead(frames) || Codec.isSharedWeightsHead(frames) else { throw ProtocolError.reservedNonZero(flag) }
@@ -168,6 +171,9 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
     for line in task.summary { log("worker \(a.workerIndex) of \(a.workers): \(line)") }
     log("worker \(a.workerIndex) of \(a.workers): rows \(a.rows.first!)…\(a.rows.last!) of \(B), \(task.parameterCount) parameters")
     var lastStep: UInt64 = 0
+    // The step whose weights the task's own parameters hold (nil: none known, e.g. after computing from the shared
+    // weights region): weights that carry changed rows only apply to that step's.
+    var heldStep: UInt64?
     var deadline = Date().addingTimeInterval(timeout)
     while true {
         if shouldStop() { return .stopped("interrupted") }
@@ -184,12 +190,15 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
             // or the socket frame).
             let fields: Codec.WeightsFields, inPlace: SharedPayloadRegion.InPlaceRead?
             do {
+                let held = heldStep
+                heldStep = nil  // until the parameters are known to hold a step's weights again
                 guard let f = try decodeWeights(received, slot: region, shared: sharedWeights, runID: runID,
-                                                into: task.parameters.buffer) else {
+                                                into: task.parameters.buffer, sparseRows: task.sparseRows, holding: held) else {
                     warn("ignored weights whose shared-memory payload was rewritten while read (the coordinator moved on)")
                     continue
                 }
                 (fields, inPlace) = f
+                if inPlace == nil { heldStep = fields.step }
             } catch {
                 warn("ignored a bad message from the coordinator: \(error)")
                 continue

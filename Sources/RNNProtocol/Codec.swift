@@ -191,6 +191,33 @@ public enum Codec {
         return head
     }
 
+    /// The first frame of a weights message that carries only what changed since the weights of step `baseStep`
+    /// (`weightRowsPayload`): every value outside the row-sparse tables and the listed rows of each, then the row
+    /// words (`GradientSupport.wireRows`); no carried values. Metadata: the reset byte, a state count (0), the
+    /// row-word count and `baseStep`.
+    public static func weightRowsHead(runID: UInt64, step: UInt64, epoch: UInt32, batch: UInt32, resetState: Bool,
+                                      support: GradientSupport, baseStep: UInt64) -> [UInt8] {
+        var meta: [UInt8] = [resetState ? 1 : 0]
+        append(&meta, UInt32(0))
+        append(&meta, UInt32(support.wireRows.count))
+        append(&meta, baseStep)
+        return head(type: .weights, runID: runID, step: step, meta: meta,
+                    payloadCount: 4 * (support.valueCount + support.wireRows.count), aux: UInt64(epoch) << 32 | UInt64(batch))
+    }
+
+    /// The payload of `weightRowsHead`: the values of `support` in `parameters`, then its row words.
+    public static func weightRowsPayload(_ parameters: UnsafeBufferPointer<Float>, support: GradientSupport) -> [UInt8] {
+        precondition(support.count == parameters.count, "a support of \(support.count) values for \(parameters.count) parameters")
+        let words = support.wireRows
+        return words.withUnsafeBytes { rows in
+            bytes(of: gradientPayloadParts(parameters, support: support, rows: rows, state: UnsafeRawBufferPointer(start: nil, count: 0)))
+        }
+    }
+
+    /// Bytes of a weights message's metadata: the reset byte and the state count; the form that carries changed
+    /// rows only (`weightRowsHead`) adds the row-word count and the base step.
+    static let weightsMetaBytes = 5, weightRowsMetaBytes = 17
+
     /// A stop message in protocol `version`'s framing, which has not changed since version 1: how a peer that
     /// speaks another version is told why it is refused, in words it can decode.
     public static func refusal(version: UInt16, reason: String) -> [[UInt8]] {
@@ -232,6 +259,9 @@ public enum Codec {
             return .welcome(runID: h.runID, assignment: meta, task: payload!)
         case .weights:
             try checkWeightsMeta(meta)
+            guard meta.count == weightsMetaBytes else {
+                throw .badMeta("weights that carry changed rows only update a worker's parameters: decode them with decodeWeights")
+            }
             let (params, state) = try split(payload!, stateCount: read(meta, 1))
             if let n = parameterCount, params.values.count != n { throw .parameterCount(expected: n, got: params.values.count) }
             if !params.finite || !state.finite { throw .nonFinite("weights") }
@@ -366,7 +396,9 @@ public enum Codec {
     }
 
     static func checkWeightsMeta(_ meta: [UInt8]) throws(ProtocolError) {
-        guard meta.count == 5, meta[0] <= 1 else { throw .badMeta("weights metadata must be a reset byte (0 or 1) and a state count") }
+        guard meta.count == weightsMetaBytes || meta.count == weightRowsMetaBytes, meta[0] <= 1 else {
+            throw .badMeta("weights metadata must be a reset byte (0 or 1) and a state count, and for changed rows only a row-word count and a base step")
+        }
     }
 
     /// A weights message but its parameters, which `decodeWeights` puts straight where they are used.
@@ -376,8 +408,11 @@ public enum Codec {
         public var batch: UInt32
         public var resetState: Bool
         public var state: [Float]
-        public init(step: UInt64, epoch: UInt32, batch: UInt32, resetState: Bool, state: [Float]) {
+        /// For weights that carried changed rows only: the step whose weights they were applied to.
+        public var baseStep: UInt64?
+        public init(step: UInt64, epoch: UInt32, batch: UInt32, resetState: Bool, state: [Float], baseStep: UInt64? = nil) {
             self.step = step; self.epoch = epoch; self.batch = batch; self.resetState = resetState; self.state = state
+            self.baseStep = baseStep
         }
     }
 
@@ -385,11 +420,57 @@ public enum Codec {
     /// frame, a shared-memory slot read in place), with `decode`'s checks, copying the parameters straight into
     /// `parameters` (whose count is the expected parameter count): the largest message of a step crosses one copy.
     /// When it throws, `parameters` may hold part of the payload; the caller must not use them.
+    ///
+    /// Weights that carry changed rows only (`weightRowsHead`) are applied to `parameters` as they are, which must
+    /// hold the weights of their base step: `holding` is that step (nil: none known), `sparseRows` the task's
+    /// row-sparse tables. The rows are checked before anything is written.
     public static func decodeWeights(head: [UInt8], payload: UnsafeRawBufferPointer, runID expectedRun: UInt64,
-                                     into parameters: UnsafeMutableBufferPointer<Float>) throws(ProtocolError) -> WeightsFields {
-        try decodeWeights(head: head, payload: payload, runID: expectedRun, parameterCount: parameters.count) { n in
+                                     into parameters: UnsafeMutableBufferPointer<Float>, sparseRows: [SparseRowTensor] = [],
+                                     holding heldStep: UInt64? = nil) throws(ProtocolError) -> WeightsFields {
+        let (h, meta) = try checkedHead(head, payloadCount: payload.count, runID: expectedRun)
+        if h.type == .weights, meta.count == weightRowsMetaBytes {
+            return try decodeWeightRows(h, meta, payload, into: parameters, sparseRows: sparseRows, holding: heldStep)
+        }
+        return try decodeWeights(head: head, payload: payload, runID: expectedRun, parameterCount: parameters.count) { n in
             n == 0 || copyAllFinite(from: payload.baseAddress!, to: parameters.baseAddress!, count: n)
         }
+    }
+
+    /// The changed-rows form of `decodeWeights`: validates the rows and the value count, then writes the values
+    /// of their support into `parameters`.
+    static func decodeWeightRows(_ h: Header, _ meta: [UInt8], _ payload: UnsafeRawBufferPointer,
+                                 into parameters: UnsafeMutableBufferPointer<Float>, sparseRows: [SparseRowTensor],
+                                 holding heldStep: UInt64?) throws(ProtocolError) -> WeightsFields {
+        try checkWeightsMeta(meta)
+        guard read(meta, 1) as UInt32 == 0 else { throw .badMeta("weights that carry changed rows only carry no state") }
+        let rowWords = Int(read(meta, 5) as UInt32), base: UInt64 = read(meta, 9), count = payload.count / 4
+        guard base < h.step else { throw .badMeta("changed rows for step \(h.step) from step \(base), not an earlier one") }
+        guard heldStep == base else { throw .weightsBase(base: base, held: heldStep) }
+        guard rowWords <= count else { throw .badMeta("weights declare \(rowWords) row words, more than their \(count)-word payload") }
+        let words = [Int32](unsafeUninitializedCapacity: rowWords) { out, n in
+            if rowWords > 0 {
+                UnsafeMutableRawBufferPointer(out).copyMemory(from: UnsafeRawBufferPointer(rebasing: payload[(4 * (count - rowWords))..<(4 * count)]))
+            }
+            n = rowWords
+        }
+        guard !sparseRows.isEmpty, let rows = GradientSupport.rows(fromWire: words), rows.count == sparseRows.count else {
+            throw .badMeta("weight rows must list rows of each of this model's \(sparseRows.count) row-sparse tables")
+        }
+        for (t, r) in zip(sparseRows, rows) {
+            guard isStrictlyAscending(r), r.allSatisfy({ $0 >= 0 && Int($0) < t.rows }) else {
+                throw .badMeta("weight rows must be ascending, unique and inside the table's \(t.rows) rows")
+            }
+        }
+        let support = GradientSupport(count: parameters.count, tables: sparseRows, rows: rows)
+        guard support.valueCount == count - rowWords else { throw .parameterCount(expected: support.valueCount, got: count - rowWords) }
+        var finite = true, at = 0
+        for r in support.ranges {
+            finite = copyAllFinite(from: payload.baseAddress! + 4 * at, to: parameters.baseAddress! + r.lowerBound, count: r.count) && finite
+            at += r.count
+        }
+        guard finite else { throw .nonFinite("weights") }
+        return WeightsFields(step: h.step, epoch: UInt32(h.aux >> 32), batch: UInt32(truncatingIfNeeded: h.aux),
+                             resetState: meta[0] == 1, state: [], baseStep: base)
     }
 
     /// `decodeWeights` that leaves the parameters where they lie, the payload's first `parameterCount` values (a
@@ -407,6 +488,7 @@ public enum Codec {
         let (h, meta) = try checkedHead(head, payloadCount: payload.count, runID: expectedRun)
         guard h.type == .weights else { throw .badMeta("expected a weights message, got \(h.type)") }
         try checkWeightsMeta(meta)
+        guard meta.count == weightsMetaBytes else { throw .badMeta("weights that carry changed rows only cannot be read in place") }
         let stateCount: UInt32 = read(meta, 1), count = payload.count / 4
         guard Int(stateCount) <= count else { throw .stateCount(declared: stateCount, payload: count) }
         let n = count - Int(stateCount)

@@ -1,8 +1,11 @@
-// Wire format, version 3 (version 1 sent a language model's configuration and tokens in the welcome; version 2
+// Wire format, version 5 (version 1 sent a language model's configuration and tokens in the welcome; version 2
 // sends the task's description as one blob; version 3 sends row-sparse tables' gradients as their touched rows:
 // a gradient's metadata ends with the number of Int32 row words, its payload is the support's values, the row
 // words (`GradientSupport.wireRows`: table count, each table's row count, the rows), the carried values; a lone
-// head's reserved byte 7 may say where its payload waits in shared memory). Every message is a ZeroMQ multipart message of one or two frames:
+// head's reserved byte 7 may say where its payload waits in shared memory; version 4 sends payloads in frames of
+// at most 1 MiB, joined on receipt; version 5 lets weights carry only what changed since a base step's weights:
+// their metadata adds a row-word count and the base step, their payload is the values outside the row-sparse
+// tables, the changed rows and the row words). Every message is a ZeroMQ multipart message of one or two frames:
 //   frame 1: a 40-byte header, then `metaLength` bytes of metadata
 //   frame 2: `payloadLength` bytes of raw little-endian data (Float32 weights/gradients, Int32 tokens), optional
 // Header (little-endian): magic "RNLM" u32 | version u16 | type u8 | reserved u8 (0) | runID u64 | step u64 |
@@ -27,7 +30,7 @@ public enum GradientEncoding: UInt32, Sendable, Codable, CaseIterable {
 public struct Header: Equatable, Sendable {
     public static let size = 40
     public static let magic: UInt32 = 0x4D4C_4E52  // "RNLM" as little-endian bytes
-    public static let version: UInt16 = 4  // 4: payloads cross sockets in ≤ 1 MiB frames (ZMQSocket)
+    public static let version: UInt16 = 5  // 4: payloads cross sockets in ≤ 1 MiB frames (ZMQSocket); 5: weights may carry changed rows only
 
     public var type: MessageType
     public var runID: UInt64
@@ -114,6 +117,8 @@ public enum ProtocolError: Error, Equatable, CustomStringConvertible, Sendable {
     case stateCount(declared: UInt32, payload: Int)
     case nonFinite(String)
     case badColumns
+    /// Weights that carry changed rows only, for a worker that does not hold their base step's weights.
+    case weightsBase(base: UInt64, held: UInt64?)
     public var description: String {
         switch self {
         case .frameCount(let n): return "expected 1 or 2 frames, got \(n)"
@@ -133,6 +138,7 @@ public enum ProtocolError: Error, Equatable, CustomStringConvertible, Sendable {
         case .stateCount(let d, let p): return "declares \(d) state values, more than its \(p)-value payload"
         case .nonFinite(let what): return "\(what) contains NaN or Inf"
         case .badColumns: return "rows must be a non-empty list of distinct non-negative indices"
+        case .weightsBase(let b, let h): return "weights that update step \(b)'s, but this worker holds \(h.map { "step \($0)'s" } ?? "no step's") (a coordinator bug: it sends changed rows only to a worker whose gradient for the base step it received)"
         }
     }
 }

@@ -39,7 +39,8 @@ struct CodecTests {
         expectRejection(patched(w, at: 4, [1, 0]), .badVersion(1))
         expectRejection(patched(w, at: 4, [2, 0]), .badVersion(2))
         expectRejection(patched(w, at: 4, [3, 0]), .badVersion(3))
-        expectRejection(patched(w, at: 4, [5, 0]), .badVersion(5))
+        expectRejection(patched(w, at: 4, [4, 0]), .badVersion(4))
+        expectRejection(patched(w, at: 4, [6, 0]), .badVersion(6))
         expectRejection(patched(w, at: 6, [99]), .unknownType(99))
         expectRejection(patched(w, at: 7, [1]), .reservedNonZero(1))
         expectRejection(patched(w, at: 24, [9]), .metaLength(declared: 9, actual: 5))
@@ -219,6 +220,64 @@ struct CodecTests {
             #expect(throws: expected!) { _ = try inPlace(frames, runID: run, count: count) }
         }
         #expect(throws: ProtocolError.badMeta("expected a weights message, got gradient")) { _ = try inPlace(Codec.encode(samples[4])) }
+    }
+
+    /// Weights that carry changed rows only: applied to the parameters of their base step they give the new
+    /// weights exactly; anything that does not fit (another base, rows outside a table, a wrong value count, a
+    /// non-finite value, no tables) is refused with its reason, and rows are checked before anything is written.
+    @Test func weightRowsUpdateTheBaseStepsWeights() throws {
+        // Two tables of 4 rows × 2 inside 20 parameters: dense 0..<2, table 2..<10, dense 10..<12, table 12..<20.
+        let tables = [SparseRowTensor(offset: 2, rows: 4, width: 2), SparseRowTensor(offset: 12, rows: 4, width: 2)]
+        let old = (0..<20).map { Float($0) }
+        var new = old.map { $0 + 0.5 }
+        for r in [0, 2, 3] { new[2 + 2 * r] = old[2 + 2 * r]; new[3 + 2 * r] = old[3 + 2 * r] }  // table 0: row 1 changed
+        for r in [0, 1, 2, 3] { new[12 + 2 * r] = old[12 + 2 * r]; new[13 + 2 * r] = old[13 + 2 * r] }  // table 1: none
+        let support = GradientSupport(count: 20, tables: tables, rows: [[1], []])
+        let head = Codec.weightRowsHead(runID: 7, step: 9, epoch: 1, batch: 2, resetState: true, support: support, baseStep: 8)
+        let payload = new.withUnsafeBufferPointer { Codec.weightRowsPayload($0, support: support) }
+        #expect(payload.count == 4 * (support.valueCount + support.wireRows.count) && support.valueCount == 2 + 2 + 2 + 0)
+        func apply(_ head: [UInt8], _ payload: [UInt8], holding: UInt64? = 8, tables: [SparseRowTensor] = tables) throws -> ([Float], Codec.WeightsFields) {
+            var p = old
+            let f = try payload.withUnsafeBytes { raw in
+                try p.withUnsafeMutableBufferPointer { try Codec.decodeWeights(head: head, payload: raw, runID: 7, into: $0, sparseRows: tables, holding: holding) }
+            }
+            return (p, f)
+        }
+        let (p, f) = try apply(head, payload)
+        #expect(p.map(\.bitPattern) == new.map(\.bitPattern))
+        #expect(f == Codec.WeightsFields(step: 9, epoch: 1, batch: 2, resetState: true, state: [], baseStep: 8))
+        #expect(throws: ProtocolError.weightsBase(base: 8, held: 7)) { _ = try apply(head, payload, holding: 7) }
+        #expect(throws: ProtocolError.weightsBase(base: 8, held: nil)) { _ = try apply(head, payload, holding: nil) }
+        #expect((try? apply(head, payload, tables: [])) == nil, "a model without row-sparse tables takes no rows")
+        // The generic decoder and the in-place reader refuse the form: it only makes sense applied to a worker's copy.
+        #expect(throws: ProtocolError.self) { _ = try Codec.decode([head, payload], runID: 7, parameterCount: 20) }
+        #expect(throws: ProtocolError.self) { _ = try payload.withUnsafeBytes { try Codec.decodeWeightsInPlace(head: head, payload: $0, runID: 7, parameterCount: 20) } }
+        // A row outside its table, rows out of order, a value count that is not the rows', a non-finite value, a base
+        // that is not earlier: refused, and the parameters untouched by every refusal but the non-finite one.
+        func words(_ w: [Int32], values: Int) -> [UInt8] { new.prefix(values).withUnsafeBytes { Array($0) } + w.withUnsafeBytes { Array($0) } }
+        func headFor(_ w: [Int32], values: Int, base: UInt64 = 8) -> [UInt8] {
+            var h = head
+            let n = UInt32(4 * (values + w.count))
+            withUnsafeBytes(of: n.littleEndian) { for i in 0..<4 { h[28 + i] = $0[i] } }
+            withUnsafeBytes(of: UInt32(w.count).littleEndian) { for i in 0..<4 { h[Header.size + 5 + i] = $0[i] } }
+            withUnsafeBytes(of: base.littleEndian) { for i in 0..<8 { h[Header.size + 9 + i] = $0[i] } }
+            return h
+        }
+        for (w, values) in [([2, 1, 0, 4], 6), ([2, 2, 0, 2, 1], 8), ([2, 1, 0, 1], 7), ([1, 1, 1], 6)] as [([Int32], Int)] {
+            var p = old
+            #expect(throws: ProtocolError.self, "rows \(w) with \(values) values") {
+                _ = try words(w, values: values).withUnsafeBytes { raw in
+                    try p.withUnsafeMutableBufferPointer { try Codec.decodeWeights(head: headFor(w, values: values), payload: raw, runID: 7, into: $0, sparseRows: tables, holding: 8) }
+                }
+            }
+            #expect(p == old)
+        }
+        #expect(throws: ProtocolError.badMeta("changed rows for step 9 from step 9, not an earlier one")) {
+            _ = try apply(headFor([2, 1, 0, 1], values: 6, base: 9), payload, holding: 9)
+        }
+        var bad = new; bad[0] = .nan
+        let badPayload = bad.withUnsafeBufferPointer { Codec.weightRowsPayload($0, support: support) }
+        #expect(throws: ProtocolError.nonFinite("weights")) { _ = try apply(head, badPayload) }
     }
 
     /// `decodeGradient` (the coordinator's path for a gradient in shared memory) against `decode`: the same message,

@@ -77,4 +77,45 @@ struct TrafficTests {
                 "in per worker \(inPerWorker): more than the touched rows can explain")
         #expect(inPerWorker < 4 * (P - Double(V * E) / 2), "most of the table stays home; all of it would be \(4 * P) B")
     }
+
+    /// Workers across a socket that hold the last step's weights get what changed since: the values outside the
+    /// embedding and the rows that changed (`ChangedWeightRows`). Under plain SGD those are the rows the step's
+    /// minibatch read; under weight decay every row changes and the whole weights go. Either way the run is
+    /// bit-identical to the same run through shared memory (which shares one copy of the weights).
+    @Test(arguments: [[], ["--momentum", "0.9"], ["--optimizer", "adam", "--lr", "0.01"], ["--weight-decay", "0.01"]])
+    func socketWorkersGetTheChangedRows(optimizer: [String]) throws {
+        let (E, B, T, W) = (16, 8, 10, 2)
+        func train(socket: Bool) throws -> (Checkpoint<TrainingRecord>, [Double]) {
+            let dir = NSTemporaryDirectory() + "rnnlm-traffic-\(UUID().uuidString)"
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let r = try run(try rnnlmBinary(), ["train", "--workers", String(W), "--checkpoint-dir", dir, "--data-dir", sharedDataDirectory(),
+                                                "--dataset", "tinyshakespeare", "--tokenizer", "lines", "--min-freq", "2",
+                                                "--max-tokens", "4000", "--hidden", "16", "--embed", String(E), "--batch-size", String(B),
+                                                "--num-steps", String(T), "--epochs", "1", "--seed", "5", "--model", "gru"] + optimizer,
+                            environment: socket ? ["RNNLM_SHARED_MEMORY": "0"] : [:], timeout: 180)
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(!r.stderr.contains("ignored"), "\(r.stderr)")
+            return (try Checkpoint<TrainingRecord>.read(from: try #require(latestCheckpoint(in: dir))), try Self.traffic(r.stdout))
+        }
+        let (shared, _) = try train(socket: false)
+        let (socket, t) = try train(socket: true)
+        #expect(socket.parameters.map(\.bitPattern) == shared.parameters.map(\.bitPattern), "\(optimizer)")
+        #expect(socket.state == shared.state)
+        let P = Double(socket.parameters.count), steps = Double(socket.extra.step)
+        let V = try #require(socket.spec.layout.tensors.first { $0.name == "encoder.weight" }).shape[0]
+        let outPerWorker = t[1], outside = 4 * (P - Double(V * E))
+        print("weights per worker-step across the socket \(optimizer): \(Int(outPerWorker)) B; 4P = \(Int(4 * P)) B, outside the table \(Int(outside)) B")
+        if optimizer.contains("--weight-decay") {
+            #expect(outPerWorker >= 4 * P, "weight decay changes every row: the whole weights go")
+        } else {
+            // The first step sends everything; after that, the rows a step's W·B·T tokens read (momentum and Adam
+            // also move rows read earlier, SGD only those), their indices, and a head.
+            #expect(outPerWorker >= outside)
+            #expect(outPerWorker < outside + 4 * P / steps + Double(V * 4 * (E + 1)) / 2, "most of the table stays home")
+            if optimizer.isEmpty {
+                #expect(outPerWorker <= outside + 4 * P / steps + Double(W * B * T * 4 * (E + 1)) + 200,
+                        "plain SGD changes only the rows a step read")
+            }
+        }
+    }
 }
