@@ -21,10 +21,12 @@
 # The namespaces and every process it started are removed on any exit. Needs root.
 #
 #   bench/netns.sh [--rate 1gbit] [--burst BYTES] [--egress-only] [--model char|word|both] [--workers "1 2 4"] [--char-steps 60]
-#                  [--word-steps 12] [--timeout 900] [--keep DIR]
+#                  [--word-steps 12] [--broadcast "together in-turn"] [--timeout 900] [--keep DIR]
 #
 #   char: GRU H=256 T=35 on timemachine characters; word: 2-layer LSTM 200/200 on tinyshakespeare words
 #   (--tokenizer lines --min-freq 2, ≈ 10.7k vocabulary, ≈ 4.9M parameters), SGD lr 20, clip 0.25, T=20.
+#   --broadcast: the coordinator's --broadcast modes to run, each for every W (default: together; rows of another
+#   mode are labelled with it, e.g. word/in-turn).
 #   --timeout: seconds each run (coordinator, worker or reference) may take before the watchdog kills it and
 #   the script fails. --keep DIR: copy the logs there.
 #   The coordinator runs with the default --heartbeat-timeout: since wire protocol 4 payloads cross in frames of
@@ -34,7 +36,7 @@
 # $RNNLM_LAB_DIR (default ../shared/lab).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
-rate=1gbit burst="" ingress=1 model=both workers_list="1 2 4" char_steps=60 word_steps=12 timeout_s=900 keep=""
+rate=1gbit burst="" ingress=1 model=both workers_list="1 2 4" char_steps=60 word_steps=12 timeout_s=900 keep="" broadcasts="together"
 while [ $# -gt 0 ]; do
     case "$1" in
         --rate) rate="$2"; shift 2 ;;
@@ -44,6 +46,7 @@ while [ $# -gt 0 ]; do
         --workers) workers_list="$2"; shift 2 ;;
         --char-steps) char_steps="$2"; shift 2 ;;
         --word-steps) word_steps="$2"; shift 2 ;;
+        --broadcast) broadcasts="$2"; shift 2 ;;
         --timeout) timeout_s="$2"; shift 2 ;;
         --keep) keep="$2"; shift 2 ;;
         *) echo "netns.sh: unknown option $1 (see the header of $0)" >&2; exit 2 ;;
@@ -51,6 +54,7 @@ while [ $# -gt 0 ]; do
 done
 case "$model" in char|word|both) ;; *) echo "netns.sh: --model char|word|both, got '$model'" >&2; exit 2 ;; esac
 for w in $workers_list; do [[ "$w" =~ ^[1-9][0-9]?$ ]] || { echo "netns.sh: --workers takes counts 1..99, got '$w'" >&2; exit 2; }; done
+for m in $broadcasts; do case "$m" in together|in-turn) ;; *) echo "netns.sh: --broadcast takes together and/or in-turn, got '$m'" >&2; exit 2 ;; esac; done
 [ "$(id -u)" = 0 ] || { echo "netns.sh: needs root (network namespaces)" >&2; exit 1; }
 if [ -z "$burst" ]; then
     # 2 ms at the rate, at least 128 kB (tc's units: kbit, mbit, gbit; a bare number is bit/s).
@@ -129,18 +133,21 @@ watch() {
 
 # run_model NAME STEPS T FLAGS...: every W of the list, then the single process, for one model.
 run_model() {
-    local name="$1" steps="$2" t="$3"; shift 3
-    local w b tokens tag
+    local model_name="$1" steps="$2" t="$3"; shift 3
+    local w b tokens tag mode name
+    for mode in $broadcasts; do
+    name="$model_name"; [ "$mode" = together ] || name="$model_name/$mode"
     for w in $workers_list; do
         b=$((16 * w))
         # One epoch of STEPS minibatches (sequential partitioning may drop one to its random offset).
         tokens=$((steps * b * t + t + 1))
         local flags=("$@" --batch-size "$b" --max-tokens "$tokens" --epochs 1 --seed 1 --log-every 1000000)
-        tag="$name-w$w"
+        tag="$model_name-$mode-w$w"
         port=$((port + 1))
         timeout --kill-after=10 "$timeout_s" bash "$lab/netns-exec.sh" "$work" h1 "$rnnlm" coordinator \
             --bind "tcp://$LAB_NETNS_SUBNET.11:$port" --curve-secret "$keys/coordinator.secret" \
             --authorized-keys "$keys/authorized" --expect-workers "$w" --join-timeout 120 --step-timeout "$timeout_s" \
+            --broadcast "$mode" \
             --checkpoint-dir "$work/$tag" "${flags[@]}" > "$work/$tag-h1.log" 2>&1 &
         local coordinator=$!
         pids+=("$coordinator")
@@ -167,6 +174,7 @@ run_model() {
         done
         echo "$name|$w|$b|$t|$work/$tag-h1.log|$work/$tag|$work/$tag-ref1|$work/$tag-ref$w" >> "$results"
         echo "netns.sh: $name, $w worker host(s): done"
+    done
     done
 }
 if [ "$model" = char ] || [ "$model" = both ]; then run_model char "$char_steps" 35 "${char[@]}"; fi
@@ -229,14 +237,14 @@ for line in open(results_file):
 
 print(f"\nevery host's {links} at {rate}; same per-worker batch (16 streams each); tokens/s = global batch × T ÷ mean step time;"
       f" rel diff: from the single process with 1 thread / W threads")
-print(f"{'model':<6}{'W':>3}{'B':>5}{'steps':>7}{'tokens/s':>11}{'vs W=1':>8}{'step ms':>10}{'compute ms':>11}{'PS share':>10}"
+print(f"{'model':<14}{'W':>3}{'B':>5}{'steps':>7}{'tokens/s':>11}{'vs W=1':>8}{'step ms':>10}{'compute ms':>11}{'PS share':>10}"
       f"{'MB out/worker':>15}{'MB out':>9}{'MB in/worker':>14}{'MB in':>9}{'rel diff 1t':>13}{'W t':>9}")
 for name in dict.fromkeys(r[0] for r in rows):
     g = [r for r in rows if r[0] == name]
     one = next((r for r in g if r[1] == 1), None)
     for (_, w, b, steps, tps, ms, cms, share, ow, oa, iw, ia, rel1, relw) in g:
         ratio = f"{tps / one[4]:.2f}x" if one else "-"
-        print(f"{name:<6}{w:>3}{b:>5}{steps:>7}{tps:>11,.0f}{ratio:>8}{ms:>10.1f}{cms:>11.1f}{share:>9.1f}%"
+        print(f"{name:<14}{w:>3}{b:>5}{steps:>7}{tps:>11,.0f}{ratio:>8}{ms:>10.1f}{cms:>11.1f}{share:>9.1f}%"
               f"{ow / 1e6:>15.3f}{oa / 1e6:>9.3f}{iw / 1e6:>14.3f}{ia / 1e6:>9.3f}{rel1:>13.1e}{relw:>9.1e}")
 if failed:
     print("\n".join(["netns.sh: FAILED equivalence with the single process:"] + failed), file=sys.stderr)

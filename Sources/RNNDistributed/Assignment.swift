@@ -16,4 +16,7 @@ public struct WorkerAssignment: Codable, Equatable, Sendable {
     public var sharedWeights: String?
     /// How the worker sends its gradients (nil: Float32).
     public var gradientEncoding: GradientEncoding?
+    /// `--broadcast in-turn`: say when a synchronous step's weights arrived across the socket (`.weightsReceived`),
+    /// so that the coordinator sends the next worker's.
+    public var acknowledgeWeights: Bool?
 }

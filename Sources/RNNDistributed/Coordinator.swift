@@ -63,6 +63,14 @@ public final class Coordinator: GradientSource {
     /// For a task with row-sparse tables: what changed in them since the last step, for workers across a socket
     /// that hold the last step's weights (a synchronous step).
     var changedRows: ChangedWeightRows?
+    /// `--broadcast in-turn`: a synchronous step's weights go to the workers across sockets one at a time
+    /// (`WeightsInTurn`); the next when the last says they arrived, or after `inTurnPatience` seconds.
+    public var weightsInTurn = false
+    public var inTurnPatience: TimeInterval = 5
+    private var turn = WeightsInTurn()
+    /// The heads of the step's weights in turn, and the payload of its changed rows (the whole weights are the
+    /// task's parameters, unchanged until the step's update).
+    private var turnMessages: (whole: [UInt8], rows: [UInt8]?, rowsPayload: [UInt8]) = ([], nil, [])
     /// One region all local workers read a synchronous step's parameters from: written once per step.
     var sharedWeights: SharedPayloadRegion?
     /// The task's parameters once they live in `sharedWeights` (from a synchronous run's first broadcast to local
@@ -107,6 +115,17 @@ public final class Coordinator: GradientSource {
         if shouldStop() { throw DistributedError.interrupted }
         if let frames = try socket.receive(timeoutMs: timeoutMs), frames.count >= 2 {
             let body = Array(frames.dropFirst())
+            if (try? Codec.header(body[0]))?.type == .weightsReceived, let w = machine!.member(frames[0]), machine!.alive.contains(w.index) {
+                // A worker's weights arrived (`--broadcast in-turn`): the next worker's may go. (From anyone else it
+                // goes to the machine, which tells a peer no longer in the run so.)
+                do {
+                    guard case .weightsReceived(_, let s) = try Codec.decode(body, runID: runID) else { throw ProtocolError.frameCount(body.count) }
+                    turn.received(frames[0], step: s)
+                } catch {
+                    reject("a malformed weightsReceived: \(error)", from: w.label)
+                }
+                return machine!.handle(.tick(now: Self.now()))
+            }
             if Codec.isSharedPayloadHead(body), let region = regions[frames[0]] {
                 // A gradient in the worker's slot is decoded where it lies: one copy, into the message's arrays.
                 let head = Codec.clearingSharedPayloadFlag(body[0]), runID = runID, count = parameterCount
@@ -247,6 +266,7 @@ public final class Coordinator: GradientSource {
                 assignment.sharedWeights = sharedWeights!.path
                 log("\(w.label): weights and gradients through shared memory (\(path))")
             }
+            if weightsInTurn && regions[w.peer] == nil { assignment.acknowledgeWeights = true }
             return Codec.encode(.welcome(runID: runID, assignment: Array(try JSONEncoder().encode(assignment)), task: description))
         }
         log("waiting for \(count) worker(s) (up to \(Int(joinTimeout))s\(minWorkers.map { m in m < count ? "; then starting with at least \(m) (--min-workers)" : "" } ?? ""))")
@@ -322,6 +342,7 @@ public final class Coordinator: GradientSource {
             }
             if slowest != nil { break }
             sumArrived()
+            if !turn.isIdle { gone += try sendNextInTurn(task: task) }
             pending = []
             for peer in gone { pending += try performCommon(machine!.handle(.peerUnreachable(peer: peer, now: Self.now()))) }
             if !pending.isEmpty { continue }
@@ -332,6 +353,7 @@ public final class Coordinator: GradientSource {
             }
             pending = try performCommon(try pump(timeoutMs: Int(probeInterval * 1000)))
         }
+        turn.clear()
         let t2 = DispatchTime.now().uptimeNanoseconds
         let gather = machine!.gather!
         sumArrived()
@@ -401,17 +423,26 @@ public final class Coordinator: GradientSource {
                 if sharedBroadcast && sharedWeights != nil { continue }
                 if !(try send(head, payload: UnsafeRawBufferPointer(params), through: region, to: w.peer)) { gone.append(w.peer) }
             }
+            // Workers that hold the last step's weights get what changed since (`ChangedWeightRows`).
+            var holders: [PeerID] = [], rowsHead: [UInt8]?, rowsPayload: [UInt8] = []
             if sharedBroadcast, !viaSocket.isEmpty, let (support, base) = changedRows?.advance(to: s, parameters: params) {
-                // Workers that hold the last step's weights get what changed since (`ChangedWeightRows`).
-                let holders = viaSocket.filter { changedRows!.holds($0, step: base) }
+                holders = viaSocket.filter { changedRows!.holds($0, step: base) }
                 if !holders.isEmpty {
-                    let rowsHead = Codec.weightRowsHead(runID: runID, step: s, epoch: e, batch: i, resetState: r, support: support, baseStep: base)
-                    let payload = Codec.weightRowsPayload(params, support: support)
-                    gone += try payload.withUnsafeBytes { try socket.broadcast(head: rowsHead, payload: $0, to: holders) }
-                    viaSocket.removeAll { changedRows!.holds($0, step: base) }
+                    rowsHead = Codec.weightRowsHead(runID: runID, step: s, epoch: e, batch: i, resetState: r, support: support, baseStep: base)
+                    rowsPayload = Codec.weightRowsPayload(params, support: support)
                 }
             }
-            if !viaSocket.isEmpty { gone += try socket.broadcast(head: head, payload: UnsafeRawBufferPointer(params), to: viaSocket) }
+            if sharedBroadcast && weightsInTurn && !viaSocket.isEmpty {
+                turnMessages = (head, rowsHead, rowsPayload)
+                turn.start(step: s, viaSocket.map { WeightsInTurn.Send(peer: $0, changedRows: holders.contains($0)) })
+                gone += try sendNextInTurn(task: task)
+            } else {
+                if let rowsHead {
+                    gone += try rowsPayload.withUnsafeBytes { try socket.broadcast(head: rowsHead, payload: $0, to: holders) }
+                    viaSocket.removeAll { holders.contains($0) }
+                }
+                if !viaSocket.isEmpty { gone += try socket.broadcast(head: head, payload: UnsafeRawBufferPointer(params), to: viaSocket) }
+            }
         case .sendWeightsWithState(let s, let e, let i, let w):
             let part = carriedRows(carried, perRow: task.carriedPerRow, rows: w.columns)
             let frames = Codec.encode(.weights(runID: runID, step: s, epoch: e, batch: i, resetState: false,
@@ -423,6 +454,26 @@ public final class Coordinator: GradientSource {
             }
         default:
             break
+        }
+        return gone
+    }
+
+    /// Sends the next worker's weights of the step's turn once the last one's are done (`WeightsInTurn`); returns
+    /// the peers found gone.
+    func sendNextInTurn(task: any TrainingTask) throws -> [PeerID] {
+        var gone: [PeerID] = []
+        let machine = machine!
+        let isGone = { (peer: PeerID) in gone.contains(peer) || machine.member(peer).map { !machine.alive.contains($0.index) } ?? true }
+        while let next = turn.next(now: Self.now(), patience: inTurnPatience, isGone: isGone) {
+            let unreachable: [PeerID]
+            if next.changedRows, let rowsHead = turnMessages.rows {
+                unreachable = try turnMessages.rowsPayload.withUnsafeBytes { try socket.broadcast(head: rowsHead, payload: $0, to: [next.peer]) }
+            } else {
+                let params = UnsafeRawBufferPointer(UnsafeBufferPointer(start: task.parameters.pointer, count: task.parameterCount))
+                unreachable = try socket.broadcast(head: turnMessages.whole, payload: params, to: [next.peer])
+            }
+            if unreachable.isEmpty { break }
+            gone += unreachable
         }
         return gone
     }

@@ -41,6 +41,18 @@ public struct CoordinatorSettings {
 
         public var encoding: GradientEncoding { self == .none ? .float32 : .bfloat16 }
     }
+    /// How a synchronous step's weights go to the workers across sockets (`--broadcast`).
+    public var broadcast: Broadcast = .together
+
+    /// `--broadcast`.
+    public enum Broadcast: String, CaseIterable, Sendable {
+        /// To every worker at once: they share the coordinator's link and all arrive together.
+        case together
+        /// To one worker at a time, the next when the last says its weights arrived: early workers compute and
+        /// upload while later ones download, so a full-duplex link carries weights and gradients at once. Faster
+        /// when the coordinator's link is the bottleneck; exact either way.
+        case inTurn = "in-turn"
+    }
     /// A folder private to this coordinator for shared-memory payload files (local workers only).
     public var sharedMemory: String?
     /// CURVE server keys and the authorised worker keys (public key → name), for non-loopback coordinators.
@@ -66,6 +78,9 @@ public struct CoordinatorSettings {
         }
         if let m = minWorkers, m < 1 { throw ConfigError("--min-workers must be at least 1") }
         if mode == .async, let s = maxStaleness, s < 0 { throw ConfigError("--max-staleness must be 0 or more") }
+        if mode == .async, broadcast == .inTurn {
+            throw ConfigError("--broadcast in-turn paces a synchronous step's weights; an asynchronous run sends each worker its weights when its gradient arrives: drop one of --mode async and --broadcast in-turn")
+        }
     }
 
     /// Whether `endpoint` (tcp://HOST:PORT) only accepts connections from this machine.

@@ -114,6 +114,8 @@ public final class TrainingRun {
             c.minWorkers = d.minWorkers
             c.sharedMemoryDirectory = d.sharedMemory
             c.gradientEncoding = d.gradientCompression.encoding
+            c.weightsInTurn = d.broadcast == .inTurn
+            c.inTurnPatience = d.heartbeatTimeout
             do { try c.admitWorkers(count: d.expectWorkers, trainer: trainer) } catch let e as DistributedError where e == .interrupted {
                 return summary(.interrupted(checkpoint: nil), trainer, seconds: 0)
             }

@@ -214,6 +214,10 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
                 warn("ignored weights for step \(step): minibatch \(index) of epoch \(epoch) does not exist here; do coordinator and worker disagree about the data?")
                 continue
             }
+            if a.acknowledgeWeights == true, received[0][Codec.sharedPayloadFlagOffset] == 0 {
+                // `--broadcast in-turn`: the coordinator sends the next worker's weights when these have arrived.
+                try socket.send(Codec.encode(.weightsReceived(runID: runID, step: step)))
+            }
             let carriedBefore = carried
             if fields.resetState { for i in carried.indices { carried[i] = 0 } }
             if !st.isEmpty { carried = st }
@@ -274,7 +278,7 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
             return .stopped(reason)
         case .heartbeat:
             continue
-        case .hello, .welcome, .gradient:
+        case .hello, .welcome, .gradient, .weightsReceived:
             warn("ignored a \(m.type) message from the coordinator during the run")
         }
     }

@@ -30,6 +30,8 @@ public enum Codec {
             runID = r
         case .columns(let r, let s, let cols):
             runID = r; step = s; payload = bytes(of: cols)
+        case .weightsReceived(let r, let s):
+            runID = r; step = s
         }
         let head = head(type: message.type, runID: runID, step: step, meta: meta, payloadCount: payload?.count ?? 0, aux: aux)
         return payload.map { [head, $0] } ?? [head]
@@ -277,6 +279,9 @@ public enum Codec {
         case .heartbeat:
             guard meta.isEmpty else { throw .badMeta("heartbeat has no metadata") }
             return .heartbeat(runID: h.runID)
+        case .weightsReceived:
+            guard meta.isEmpty else { throw .badMeta("weightsReceived has no metadata") }
+            return .weightsReceived(runID: h.runID, step: h.step)
         case .columns:
             let cols: [Int32] = values(payload!)
             guard !cols.isEmpty, cols.allSatisfy({ $0 >= 0 }), Set(cols).count == cols.count else { throw .badColumns }

@@ -5,7 +5,7 @@
 // head's reserved byte 7 may say where its payload waits in shared memory; version 4 sends payloads in frames of
 // at most 1 MiB, joined on receipt; version 5 lets weights carry only what changed since a base step's weights:
 // their metadata adds a row-word count and the base step, their payload is the values outside the row-sparse
-// tables, the changed rows and the row words). Every message is a ZeroMQ multipart message of one or two frames:
+// tables, the changed rows and the row words; and a worker may say that a step's weights arrived). Every message is a ZeroMQ multipart message of one or two frames:
 //   frame 1: a 40-byte header, then `metaLength` bytes of metadata
 //   frame 2: `payloadLength` bytes of raw little-endian data (Float32 weights/gradients, Int32 tokens), optional
 // Header (little-endian): magic "RNLM" u32 | version u16 | type u8 | reserved u8 (0) | runID u64 | step u64 |
@@ -14,7 +14,7 @@
 // Receivers validate every field and reject the message with a specific `ProtocolError`.
 
 public enum MessageType: UInt8, Sendable, CaseIterable {
-    case hello = 1, welcome = 2, weights = 3, gradient = 4, stop = 5, heartbeat = 6, columns = 7
+    case hello = 1, welcome = 2, weights = 3, gradient = 4, stop = 5, heartbeat = 6, columns = 7, weightsReceived = 8
 }
 
 /// How a gradient's values travel: Float32 (exact), or bfloat16 (`--gradient-compression bf16`: half the bytes,
@@ -66,6 +66,8 @@ public enum Message: Equatable, Sendable {
     /// Coordinator → worker: from step `step` on, the worker owns these stream columns (a worker died, or one
     /// joined); their state arrives with the next weights.
     case columns(runID: UInt64, step: UInt64, columns: [Int32])
+    /// Worker → coordinator: the weights of step `step` arrived (`--broadcast in-turn`: the next worker's may go).
+    case weightsReceived(runID: UInt64, step: UInt64)
 
     /// The reason of the stop a worker gets when it speaks to a coordinator that took it out of the run (it was
     /// declared lost, e.g. frozen past the heartbeat timeout): it should say hello again to rejoin as a new member.
@@ -80,6 +82,7 @@ public enum Message: Equatable, Sendable {
         case .stop: return .stop
         case .heartbeat: return .heartbeat
         case .columns: return .columns
+        case .weightsReceived: return .weightsReceived
         }
     }
 }

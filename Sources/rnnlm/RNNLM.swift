@@ -103,6 +103,9 @@ struct Train: ParsableCommand {
         if workers == 0, !distributedFlags.given.isEmpty {
             throw ConfigError("\(distributedFlags.given.joined(separator: ", ")) set\(distributedFlags.given.count == 1 ? "s" : "") how a parameter server treats its workers; this run has none: add --workers N (local worker processes), or run `rnnlm coordinator`")
         }
+        if workers > 0, distributedFlags.broadcast == .inTurn, ProcessInfo.processInfo.environment["RNNLM_SHARED_MEMORY"] != "0" {
+            throw ConfigError("--broadcast in-turn paces the weights sent across sockets; the local workers of --workers N read them from shared memory, where there is no link to share: use it with `rnnlm coordinator` and workers on other hosts")
+        }
         try flags.validate(resume: resume, coordinator: coordinator(bind: "", sharedMemory: nil))
     }
 

@@ -273,6 +273,8 @@ struct DistributedFlags: ParsableArguments {
     var heartbeatTimeout: Double?
     @Option(help: "none: workers send Float32 gradients (the run equals the single process); bf16: bfloat16 with error feedback (half the upload, lossy).")
     var gradientCompression: CoordinatorSettings.GradientCompression?
+    @Option(help: "sync: how each step's weights go to workers across sockets. together: to all at once (they share the coordinator's link); in-turn: one worker at a time, the next when the last has its weights, so early workers compute and upload while later ones download (faster when the coordinator's link is the bottleneck; exact).")
+    var broadcast: CoordinatorSettings.Broadcast?
 
     /// The flags given, by name: without workers they would do nothing, so `rnnlm train` refuses them then.
     var given: [String] {
@@ -283,6 +285,7 @@ struct DistributedFlags: ParsableArguments {
         if minWorkers != nil { out.append("--min-workers") }
         if heartbeatTimeout != nil { out.append("--heartbeat-timeout") }
         if let g = gradientCompression, g != .none { out.append("--gradient-compression \(g.rawValue)") }
+        if let b = broadcast, b != .together { out.append("--broadcast \(b.rawValue)") }
         return out
     }
 
@@ -295,6 +298,7 @@ struct DistributedFlags: ParsableArguments {
         c.minWorkers = minWorkers
         c.heartbeatTimeout = heartbeatTimeout ?? c.heartbeatTimeout
         c.gradientCompression = gradientCompression ?? .none
+        c.broadcast = broadcast ?? .together
         return c
     }
 }
@@ -316,3 +320,4 @@ extension TrainOptions.InitSchemeName: ExpressibleByArgument {}
 extension LogLevel: ExpressibleByArgument {}
 extension CoordinatorSettings.Mode: ExpressibleByArgument {}
 extension CoordinatorSettings.GradientCompression: ExpressibleByArgument {}
+extension CoordinatorSettings.Broadcast: ExpressibleByArgument {}

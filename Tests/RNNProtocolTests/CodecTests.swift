@@ -11,6 +11,7 @@ let samples: [Message] = [
     .stop(runID: 7, reason: "training finished"),
     .heartbeat(runID: 7),
     .columns(runID: 7, step: 40, columns: [3, 0, 5]),
+    .weightsReceived(runID: 7, step: 41),
 ]
 
 @Suite("Wire protocol")

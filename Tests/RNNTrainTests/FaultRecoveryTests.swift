@@ -23,13 +23,17 @@ struct FaultRecoveryTests {
     let training = ["--dataset", "timemachine", "--max-tokens", "30000", "--hidden", "128", "--batch-size", "12", "--num-steps", "20",
                     "--epochs", "30", "--seed", "4", "--log-level", "info", "--log-every", "20"]
 
-    @Test("sync over TCP: one of 3 workers SIGSTOPped past --heartbeat-timeout, then SIGCONTed, rejoins as a new member; the run finishes with 3")
-    func frozenWorkerRejoins() throws {
+    /// Also with the weights sent in turn (and an embedding, so that workers that hold the last step's weights get
+    /// its changed rows): a worker frozen while its weights are on the wire holds the others up only until it is
+    /// declared lost, and when it comes back it gets the whole weights.
+    @Test("sync over TCP: one of 3 workers SIGSTOPped past --heartbeat-timeout, then SIGCONTed, rejoins as a new member; the run finishes with 3",
+          arguments: [[], ["--broadcast", "in-turn", "--embed", "16"]])
+    func frozenWorkerRejoins(extra: [String]) throws {
         let bin = try rnnlmBinary()
         let dir = temporaryDirectory()
         let port = String(42_000 + Int.random(in: 0..<8_000))
         let c = try startProcess(bin, ["coordinator", "--bind", "tcp://127.0.0.1:" + port, "--expect-workers", "3", "--heartbeat-timeout", "2",
-                                       "--checkpoint-dir", dir + "/run", "--data-dir", sharedDataDirectory()] + training, log: dir + "/c.log")
+                                       "--checkpoint-dir", dir + "/run", "--data-dir", sharedDataDirectory()] + training + extra, log: dir + "/c.log")
         let workers = try (0..<3).map { try startProcess(bin, ["worker", "--connect", "tcp://127.0.0.1:" + port, "--name", "w\($0)"], log: dir + "/w\($0).log") }
         defer { (workers + [c]).forEach { if $0.isRunning { kill($0.processIdentifier, SIGCONT); kill($0.processIdentifier, SIGKILL) } } }
         var deadline = Date().addingTimeInterval(60)
@@ -56,6 +60,11 @@ struct FaultRecoveryTests {
         #expect(lastWorkerCount(log) == "3/3", "\(log)")
         #expect(!victimLog.contains("none answered"), "\(victimLog)")
         #expect(victimLog.contains("rejoined the coordinator") && victimLog.contains("worker done: training finished"), "\(victimLog)")
+        #expect(!log.contains("malformed weightsReceived"), "\(log)")
+        for i in 0..<3 {
+            let w = try String(contentsOfFile: dir + "/w\(i).log", encoding: .utf8)
+            #expect(!w.contains("but this worker holds"), "changed rows went to a worker without their base step's weights:\n\(w)")
+        }
         for w in workers { #expect(w.terminationStatus == 0) }
     }
 

@@ -119,3 +119,44 @@ struct TrafficTests {
         }
     }
 }
+
+/// `--broadcast in-turn` over sockets: the same run, bit for bit, as the weights sent together; the workers' acks
+/// are the only extra bytes (a 40-byte head per worker-step); and it is refused where it would do nothing.
+@Suite("Weights in turn", .serialized)
+struct WeightsInTurnRunTests {
+    @Test func inTurnIsTheSameRunAsTogether() throws {
+        func train(_ extra: [String]) throws -> (Checkpoint<TrainingRecord>, [Double], String) {
+            let dir = NSTemporaryDirectory() + "rnnlm-turn-\(UUID().uuidString)"
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let r = try run(try rnnlmBinary(), ["train", "--workers", "3", "--checkpoint-dir", dir, "--data-dir", sharedDataDirectory(),
+                                                "--dataset", "tinyshakespeare", "--tokenizer", "lines", "--min-freq", "2",
+                                                "--max-tokens", "4000", "--hidden", "16", "--embed", "16", "--batch-size", "9",
+                                                "--num-steps", "10", "--epochs", "1", "--seed", "5", "--model", "lstm"] + extra,
+                            environment: ["RNNLM_SHARED_MEMORY": "0"], timeout: 180)
+            #expect(r.status == 0, "\(r.stderr)")
+            return (try Checkpoint<TrainingRecord>.read(from: try #require(latestCheckpoint(in: dir))), try TrafficTests.traffic(r.stdout), r.stdout + r.stderr)
+        }
+        let (together, t1, _) = try train([])
+        let (inTurn, t2, out) = try train(["--broadcast", "in-turn"])
+        #expect(inTurn.parameters.map(\.bitPattern) == together.parameters.map(\.bitPattern))
+        #expect(inTurn.state == together.state)
+        #expect(!out.contains("rejected") && !out.contains("ignored"), "\(out)")
+        #expect(t2[1] == t1[1], "the same weights go out: \(t2[1]) against \(t1[1]) B per worker-step")
+        #expect(t2[3] - t1[3] >= 39 && t2[3] - t1[3] <= 41, "one 40-byte acknowledgement per worker-step: \(t2[3]) against \(t1[3]) B in")
+    }
+
+    @Test func refusedWhereItWouldDoNothing() throws {
+        let bin = try rnnlmBinary()
+        let common = ["--data-dir", sharedDataDirectory(), "--dataset", "timemachine", "--max-tokens", "2000", "--epochs", "1"]
+        for (args, env, why) in [
+            (["train", "--workers", "2", "--broadcast", "in-turn"], [String: String](), "read them from shared memory"),
+            (["train", "--broadcast", "in-turn"], [:], "this run has none"),
+            (["train", "--workers", "2", "--mode", "async", "--broadcast", "in-turn"], ["RNNLM_SHARED_MEMORY": "0"], "drop one of --mode async"),
+            (["coordinator", "--expect-workers", "1", "--mode", "async", "--broadcast", "in-turn"], [:], "drop one of --mode async"),
+            (["train", "--workers", "2", "--broadcast", "sideways"], [:], "use one of together, in-turn"),
+        ] {
+            let r = try run(bin, args + common, environment: env, timeout: 60)
+            #expect(r.status != 0 && r.stderr.contains(why), "\(args): \(r.stderr)")
+        }
+    }
+}
