@@ -8,7 +8,7 @@
 # 95 Mbit/s at 100mbit; --burst 1mb gives netns-shape.sh's shaping), and, unless --egress-only, every host's ingress too (the same tbf on its port of the
 # lab's bridge): a full-duplex link of RATE each way, so W workers' gradients cannot reach the coordinator faster
 # than RATE in all, as on a real NIC. For each model and each W it
-# runs the same per-worker batch (16 streams each, so the global batch is 16·W) for a fixed number of steps, then
+# runs the same per-worker batch (--streams S each, default 16, so the global batch is S·W) for a fixed number of steps, then
 # the single process on the same settings (--threads 1, and --threads W, which sums the rows in the same W groups
 # as W workers do), and prints
 #   tokens/s (global batch × T ÷ the coordinator's mean step time), the ratio to 1 worker host, the step time, the
@@ -21,7 +21,7 @@
 # The namespaces and every process it started are removed on any exit. Needs root.
 #
 #   bench/netns.sh [--rate 1gbit] [--burst BYTES] [--egress-only] [--model char|word|both] [--workers "1 2 4"] [--char-steps 60]
-#                  [--word-steps 12] [--broadcast "together in-turn"] [--timeout 900] [--keep DIR]
+#                  [--word-steps 12] [--broadcast "together in-turn"] [--streams 16] [--timeout 900] [--keep DIR]
 #
 #   char: GRU H=256 T=35 on timemachine characters; word: 2-layer LSTM 200/200 on tinyshakespeare words
 #   (--tokenizer lines --min-freq 2, ≈ 10.7k vocabulary, ≈ 4.9M parameters), SGD lr 20, clip 0.25, T=20.
@@ -36,7 +36,7 @@
 # $RNNLM_LAB_DIR (default ../shared/lab).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
-rate=1gbit burst="" ingress=1 model=both workers_list="1 2 4" char_steps=60 word_steps=12 timeout_s=900 keep="" broadcasts="together"
+rate=1gbit burst="" ingress=1 model=both workers_list="1 2 4" char_steps=60 word_steps=12 timeout_s=900 keep="" broadcasts="together" streams=16
 while [ $# -gt 0 ]; do
     case "$1" in
         --rate) rate="$2"; shift 2 ;;
@@ -47,6 +47,7 @@ while [ $# -gt 0 ]; do
         --char-steps) char_steps="$2"; shift 2 ;;
         --word-steps) word_steps="$2"; shift 2 ;;
         --broadcast) broadcasts="$2"; shift 2 ;;
+        --streams) streams="$2"; shift 2 ;;
         --timeout) timeout_s="$2"; shift 2 ;;
         --keep) keep="$2"; shift 2 ;;
         *) echo "netns.sh: unknown option $1 (see the header of $0)" >&2; exit 2 ;;
@@ -54,6 +55,7 @@ while [ $# -gt 0 ]; do
 done
 case "$model" in char|word|both) ;; *) echo "netns.sh: --model char|word|both, got '$model'" >&2; exit 2 ;; esac
 for w in $workers_list; do [[ "$w" =~ ^[1-9][0-9]?$ ]] || { echo "netns.sh: --workers takes counts 1..99, got '$w'" >&2; exit 2; }; done
+[[ "$streams" =~ ^[1-9][0-9]*$ ]] || { echo "netns.sh: --streams takes a positive count, got '$streams'" >&2; exit 2; }
 for m in $broadcasts; do case "$m" in together|in-turn) ;; *) echo "netns.sh: --broadcast takes together and/or in-turn, got '$m'" >&2; exit 2 ;; esac; done
 [ "$(id -u)" = 0 ] || { echo "netns.sh: needs root (network namespaces)" >&2; exit 1; }
 if [ -z "$burst" ]; then
@@ -138,7 +140,7 @@ run_model() {
     for mode in $broadcasts; do
     name="$model_name"; [ "$mode" = together ] || name="$model_name/$mode"
     for w in $workers_list; do
-        b=$((16 * w))
+        b=$((streams * w))
         # One epoch of STEPS minibatches (sequential partitioning may drop one to its random offset).
         tokens=$((steps * b * t + t + 1))
         local flags=("$@" --batch-size "$b" --max-tokens "$tokens" --epochs 1 --seed 1 --log-every 1000000)
@@ -180,7 +182,7 @@ run_model() {
 if [ "$model" = char ] || [ "$model" = both ]; then run_model char "$char_steps" 35 "${char[@]}"; fi
 if [ "$model" = word ] || [ "$model" = both ]; then run_model word "$word_steps" 20 "${word[@]}"; fi
 
-python3 - "$results" "$rate, burst $burst" "$links" <<'PY'
+python3 - "$results" "$rate, burst $burst" "$links" "$streams" <<'PY'
 import glob, json, os, re, struct, sys
 from array import array
 
@@ -210,7 +212,7 @@ def relative_difference(a, b):
             diff = max(diff, abs(x - y)); scale = max(scale, abs(y))
     return diff / scale
 
-results_file, rate, links = sys.argv[1], sys.argv[2], sys.argv[3]
+results_file, rate, links, streams = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 rows, failed = [], []
 for line in open(results_file):
     name, w, b, t, log, ck, ref1, refw = line.rstrip("\n").split("|")
@@ -235,7 +237,7 @@ for line in open(results_file):
     steps = int(re.search(r"step-0*(\d+)", os.path.basename(c)).group(1))
     rows.append((name, w, b, steps, b * t / (step_ms / 1000), step_ms, compute_ms, share, out_w, out_all, in_w, in_all, rel1, relw))
 
-print(f"\nevery host's {links} at {rate}; same per-worker batch (16 streams each); tokens/s = global batch × T ÷ mean step time;"
+print(f"\nevery host's {links} at {rate}; same per-worker batch ({streams} streams each); tokens/s = global batch × T ÷ mean step time;"
       f" rel diff: from the single process with 1 thread / W threads")
 print(f"{'model':<14}{'W':>3}{'B':>5}{'steps':>7}{'tokens/s':>11}{'vs W=1':>8}{'step ms':>10}{'compute ms':>11}{'PS share':>10}"
       f"{'MB out/worker':>15}{'MB out':>9}{'MB in/worker':>14}{'MB in':>9}{'rel diff 1t':>13}{'W t':>9}")
