@@ -71,6 +71,11 @@ public final class Coordinator: GradientSource {
     /// The heads of the step's weights in turn, and the payload of its changed rows (the whole weights are the
     /// task's parameters, unchanged until the step's update).
     private var turnMessages: (whole: [UInt8], rows: [UInt8]?, rowsPayload: [UInt8]) = ([], nil, [])
+    /// The task whose parameters the step's turn sends (set with the turn).
+    private var turnTask: (any TrainingTask)?
+    /// The workers whose gradient the last step summed: ready for the next weights at once, unlike a straggler the
+    /// step went on without, which reads them only once its late computation is done (so it goes last in turn).
+    private var answeredLastStep: Set<PeerID> = []
     /// One region all local workers read a synchronous step's parameters from: written once per step.
     var sharedWeights: SharedPayloadRegion?
     /// The task's parameters once they live in `sharedWeights` (from a synchronous run's first broadcast to local
@@ -115,7 +120,7 @@ public final class Coordinator: GradientSource {
         if shouldStop() { throw DistributedError.interrupted }
         if let frames = try socket.receive(timeoutMs: timeoutMs), frames.count >= 2 {
             let body = Array(frames.dropFirst())
-            if (try? Codec.header(body[0]))?.type == .weightsReceived, let w = machine!.member(frames[0]), machine!.alive.contains(w.index) {
+            if (try? Codec.header(body[0]))?.type == .weightsReceived, isInRun(frames[0]), let w = machine!.member(frames[0]) {
                 // A worker's weights arrived (`--broadcast in-turn`): the next worker's may go. (From anyone else it
                 // goes to the machine, which tells a peer no longer in the run so.)
                 do {
@@ -189,19 +194,26 @@ public final class Coordinator: GradientSource {
         return rest
     }
 
+    /// Whether `peer` is a worker in the run now (admitted, not lost).
+    func isInRun(_ peer: PeerID) -> Bool {
+        guard let machine, let w = machine.member(peer) else { return false }
+        return machine.alive.contains(w.index)
+    }
+
     /// Unmaps the shared-memory regions of workers that are no longer in the run (dead, or taken out): a run whose
     /// local workers die and are replaced would otherwise keep one region (4·P for gradients, and the carried
     /// values) per replacement. A taken-out worker that is still alive keeps its own mapping; what it sends next
     /// comes through the socket path, which tells it it was taken out, and if it rejoins it gets a new region.
     func releaseRegionsOfLostWorkers() {
         guard let machine else { return }
-        let inRun = { (peer: PeerID) in machine.member(peer).map { machine.alive.contains($0.index) } == true }
-        for peer in regions.keys where !inRun(peer) { regions[peer] = nil }
-        changedRows?.forgetAll(except: inRun)
+        for peer in regions.keys where !isInRun(peer) { regions[peer] = nil }
+        changedRows?.forgetAll(except: isInRun)
     }
 
     /// Tells a worker the rows it now owns (`.reassign`). False when it is no longer connected.
     func sendColumns(_ w: AdmittedWorker) throws -> Bool {
+        // A worker still waiting its turn for this step's weights gets them first: it takes new rows on receipt.
+        if let queued = turn.takeOut(w.peer), try !sendTurnWeights(queued).isEmpty { return false }
         do {
             try socket.send(Codec.encode(.columns(runID: runID, step: 0, columns: w.columns.map { Int32($0) })), to: w.peer)
         } catch let e as TransportError where e.unreachable {
@@ -363,8 +375,12 @@ public final class Coordinator: GradientSource {
         }
         // Rows of workers that answered move on; those of a dropped or lost contribution keep the coordinator's
         // copy (and go to their owner with the next weights).
+        answeredLastStep = []
         for (i, c) in gather.received {
-            if let w = machine!.workers.last(where: { $0.index == i }) { changedRows?.confirm(w.peer, step: UInt64(step)) }
+            if let w = machine!.workers.last(where: { $0.index == i }) {
+                changedRows?.confirm(w.peer, step: UInt64(step))
+                answeredLastStep.insert(w.peer)
+            }
             let rows = stepRows[i] ?? []
             if c.state.count == rows.count * perRow { assignCarriedRows(&carried, perRow: perRow, rows: rows, from: c.state) }
         }
@@ -432,18 +448,23 @@ public final class Coordinator: GradientSource {
                     rowsPayload = Codec.weightRowsPayload(params, support: support)
                 }
             }
+            // Each of them holds the base step's weights no longer, whatever it gets now: only its gradient for this
+            // step will say it holds this step's (`ChangedWeightRows.confirm`).
+            for peer in viaSocket { changedRows?.forget(peer) }
             if sharedBroadcast && weightsInTurn && !viaSocket.isEmpty {
                 turnMessages = (head, rowsHead, rowsPayload)
-                turn.start(step: s, viaSocket.map { WeightsInTurn.Send(peer: $0, changedRows: holders.contains($0)) })
+                turnTask = task
+                let ready = viaSocket.filter { answeredLastStep.contains($0) }, late = viaSocket.filter { !answeredLastStep.contains($0) }
+                turn.start(step: s, (ready + late).map { WeightsInTurn.Send(peer: $0, changedRows: holders.contains($0)) })
                 gone += try sendNextInTurn(task: task)
             } else {
-                if let rowsHead {
-                    gone += try rowsPayload.withUnsafeBytes { try socket.broadcast(head: rowsHead, payload: $0, to: holders) }
-                    viaSocket.removeAll { holders.contains($0) }
-                }
-                if !viaSocket.isEmpty { gone += try socket.broadcast(head: head, payload: UnsafeRawBufferPointer(params), to: viaSocket) }
+                turnMessages = (head, rowsHead, rowsPayload)
+                let whole = viaSocket.filter { !holders.contains($0) }
+                if !holders.isEmpty { gone += try broadcastWeights(changedRows: true, to: holders, task: task) }
+                if !whole.isEmpty { gone += try broadcastWeights(changedRows: false, to: whole, task: task) }
             }
         case .sendWeightsWithState(let s, let e, let i, let w):
+            changedRows?.forget(w.peer)
             let part = carriedRows(carried, perRow: task.carriedPerRow, rows: w.columns)
             let frames = Codec.encode(.weights(runID: runID, step: s, epoch: e, batch: i, resetState: false,
                                                parameters: Array(params), state: part))
@@ -462,20 +483,27 @@ public final class Coordinator: GradientSource {
     /// the peers found gone.
     func sendNextInTurn(task: any TrainingTask) throws -> [PeerID] {
         var gone: [PeerID] = []
-        let machine = machine!
-        let isGone = { (peer: PeerID) in gone.contains(peer) || machine.member(peer).map { !machine.alive.contains($0.index) } ?? true }
-        while let next = turn.next(now: Self.now(), patience: inTurnPatience, isGone: isGone) {
-            let unreachable: [PeerID]
-            if next.changedRows, let rowsHead = turnMessages.rows {
-                unreachable = try turnMessages.rowsPayload.withUnsafeBytes { try socket.broadcast(head: rowsHead, payload: $0, to: [next.peer]) }
-            } else {
-                let params = UnsafeRawBufferPointer(UnsafeBufferPointer(start: task.parameters.pointer, count: task.parameterCount))
-                unreachable = try socket.broadcast(head: turnMessages.whole, payload: params, to: [next.peer])
-            }
+        while let next = turn.next(now: Self.now(), patience: inTurnPatience, isGone: { gone.contains($0) || !isInRun($0) }) {
+            let unreachable = try sendTurnWeights(next)
             if unreachable.isEmpty { break }
             gone += unreachable
         }
         return gone
+    }
+
+    /// Sends one worker's weights of the step's turn; returns it when it is gone.
+    private func sendTurnWeights(_ send: WeightsInTurn.Send) throws -> [PeerID] {
+        try broadcastWeights(changedRows: send.changedRows, to: [send.peer], task: turnTask!)
+    }
+
+    /// Sends the step's weights (`turnMessages`) across the socket: the changed rows, or the whole parameters (the
+    /// task's, unchanged until the step's update). Returns the peers found gone.
+    private func broadcastWeights(changedRows: Bool, to peers: [PeerID], task: any TrainingTask) throws -> [PeerID] {
+        if changedRows, let rowsHead = turnMessages.rows {
+            return try turnMessages.rowsPayload.withUnsafeBytes { try socket.broadcast(head: rowsHead, payload: $0, to: peers) }
+        }
+        let params = UnsafeRawBufferPointer(UnsafeBufferPointer(start: task.parameters.pointer, count: task.parameterCount))
+        return try socket.broadcast(head: turnMessages.whole, payload: params, to: peers)
     }
 
     /// One line: the parameter server's share of step time, i.e. the step time the slowest worker's compute

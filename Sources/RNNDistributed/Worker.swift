@@ -184,7 +184,12 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
             continue
         }
         deadline = Date().addingTimeInterval(timeout)  // the coordinator is there
-        if let head = received.first, (try? Codec.header(Codec.clearingSharedPayloadFlag(head)))?.type == .weights {
+        if let head = received.first, let h = try? Codec.header(Codec.clearingSharedPayloadFlag(head)), h.type == .weights {
+            if a.acknowledgeWeights == true, head[Codec.sharedPayloadFlagOffset] == 0 {
+                // `--broadcast in-turn`: the coordinator sends the next worker's weights once these have arrived,
+                // whether or not they can be used here (a worker that ignores them must not hold the others up).
+                try socket.send(Codec.encode(.weightsReceived(runID: runID, step: h.step)))
+            }
             // Weights, the step's largest message, are used where they lie (the run's shared weights region, a
             // synchronous step) or go straight into the task's parameters (from the worker's own shared-memory slot
             // or the socket frame).
@@ -213,10 +218,6 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
             guard step <= UInt64(Int.max), Int(index) < task.minibatchCount(epoch: Int(epoch)) else {
                 warn("ignored weights for step \(step): minibatch \(index) of epoch \(epoch) does not exist here; do coordinator and worker disagree about the data?")
                 continue
-            }
-            if a.acknowledgeWeights == true, received[0][Codec.sharedPayloadFlagOffset] == 0 {
-                // `--broadcast in-turn`: the coordinator sends the next worker's weights when these have arrived.
-                try socket.send(Codec.encode(.weightsReceived(runID: runID, step: step)))
             }
             let carriedBefore = carried
             if fields.resetState { for i in carried.indices { carried[i] = 0 } }

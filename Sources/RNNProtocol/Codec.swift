@@ -436,7 +436,7 @@ public enum Codec {
         if h.type == .weights, meta.count == weightRowsMetaBytes {
             return try decodeWeightRows(h, meta, payload, into: parameters, sparseRows: sparseRows, holding: heldStep)
         }
-        return try decodeWeights(head: head, payload: payload, runID: expectedRun, parameterCount: parameters.count) { n in
+        return try decodeWeights(h, meta, payload: payload, parameterCount: parameters.count) { n in
             n == 0 || copyAllFinite(from: payload.baseAddress!, to: parameters.baseAddress!, count: n)
         }
     }
@@ -483,14 +483,14 @@ public enum Codec {
     /// finiteness is not checked here: that region's writer, the coordinator, only writes finite weights.
     public static func decodeWeightsInPlace(head: [UInt8], payload: UnsafeRawBufferPointer, runID expectedRun: UInt64,
                                             parameterCount: Int) throws(ProtocolError) -> WeightsFields {
-        try decodeWeights(head: head, payload: payload, runID: expectedRun, parameterCount: parameterCount) { _ in true }
+        let (h, meta) = try checkedHead(head, payloadCount: payload.count, runID: expectedRun)
+        return try decodeWeights(h, meta, payload: payload, parameterCount: parameterCount) { _ in true }
     }
 
     /// A weights message's checks and fields; `parameters(n)` takes the payload's `n` parameters (returns whether
     /// they are all finite).
-    static func decodeWeights(head: [UInt8], payload: UnsafeRawBufferPointer, runID expectedRun: UInt64, parameterCount: Int,
+    static func decodeWeights(_ h: Header, _ meta: [UInt8], payload: UnsafeRawBufferPointer, parameterCount: Int,
                               parameters: (Int) -> Bool) throws(ProtocolError) -> WeightsFields {
-        let (h, meta) = try checkedHead(head, payloadCount: payload.count, runID: expectedRun)
         guard h.type == .weights else { throw .badMeta("expected a weights message, got \(h.type)") }
         try checkWeightsMeta(meta)
         guard meta.count == weightsMetaBytes else { throw .badMeta("weights that carry changed rows only cannot be read in place") }

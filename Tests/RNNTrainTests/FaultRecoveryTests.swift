@@ -68,6 +68,42 @@ struct FaultRecoveryTests {
         for w in workers { #expect(w.terminationStatus == 0) }
     }
 
+    /// `--broadcast in-turn`: worker 0 (behind a 40 kB/s link, so that its 257 kB of weights take 6 s) is killed
+    /// while its weights are on the wire; workers 1 and 2 are still waiting their turn when they are given its rows.
+    /// They must get the step's weights before their new rows (a worker takes new rows on receipt): otherwise they
+    /// compute the old rows' minibatch with the new rows' carried values, and the step never completes.
+    @Test("--broadcast in-turn: the worker on the wire dies; the queued workers that take its rows get the step's weights first")
+    func workerOnTheWireDiesInTurn() throws {
+        let bin = try rnnlmBinary()
+        let dir = temporaryDirectory()
+        let port = 42_000 + Int.random(in: 0..<8_000)
+        let c = try startProcess(bin, ["coordinator", "--bind", "tcp://127.0.0.1:\(port)", "--expect-workers", "3", "--broadcast", "in-turn",
+                                       "--step-timeout", "30", "--checkpoint-dir", dir + "/run", "--data-dir", sharedDataDirectory(),
+                                       "--dataset", "timemachine", "--max-tokens", "6000", "--hidden", "128", "--batch-size", "12",
+                                       "--num-steps", "20", "--epochs", "2", "--seed", "4", "--log-level", "info"], log: dir + "/c.log")
+        try #require(secondsUntil(dir + "/c.log", contains: "coordinator listening", since: Date(), timeout: 30) != nil)
+        let link = try SlowLink(targetPort: port, bytesPerSecond: 40_000)
+        let slow = try startProcess(bin, ["worker", "--connect", "tcp://127.0.0.1:\(link.port)", "--name", "slow"], log: dir + "/slow.log")
+        defer { ([slow, c]).forEach { if $0.isRunning { kill($0.processIdentifier, SIGKILL) } } }
+        usleep(1_500_000)  // its hello first: the workers are numbered in the order they said hello
+        let others = try (1...2).map { try startProcess(bin, ["worker", "--connect", "tcp://127.0.0.1:\(port)", "--name", "w\($0)"], log: dir + "/w\($0).log") }
+        defer { others.forEach { if $0.isRunning { kill($0.processIdentifier, SIGKILL) } } }
+        try #require(secondsUntil(dir + "/c.log", contains: "worker 2 joined", since: Date(), timeout: 30) != nil)
+        try #require(try String(contentsOfFile: dir + "/c.log", encoding: .utf8).contains("worker 0 joined: slow"))
+        usleep(1_000_000)  // the welcome and the first weights to the slow worker take longer than this
+        let log0 = try String(contentsOfFile: dir + "/c.log", encoding: .utf8)
+        try #require(!log0.contains("epoch 1 "), "the first step finished before the slow worker could be killed:\n\(log0)")
+        kill(slow.processIdentifier, SIGKILL)
+        waitForExit(c, 60, "coordinator")
+        others.forEach { waitForExit($0, 30, "worker") }
+        let log = try String(contentsOfFile: dir + "/c.log", encoding: .utf8)
+        print("worker on the wire died in turn: coordinator exit \(c.terminationStatus); last progress: workers \(lastWorkerCount(log) ?? "?")")
+        #expect(c.terminationStatus == 0, "\(log)")
+        #expect(log.contains("lost") && log.contains("done: 2 epochs"), "\(log)")
+        #expect(!log.contains("): gradient"), "a gradient was refused (the wrong rows' carried values?):\n\(log)")
+        for w in others { #expect(w.terminationStatus == 0) }
+    }
+
     @Test("a resumed coordinator with --expect-workers 3 --min-workers 2 starts with the 2 that came back at --join-timeout, and says so")
     func resumedCoordinatorStartsWithMinimum() throws {
         let bin = try rnnlmBinary()

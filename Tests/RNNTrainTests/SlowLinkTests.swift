@@ -55,7 +55,8 @@ final class SlowLink: @unchecked Sendable {
             guard n > 0 else { break }
             var sent = 0
             while sent < n {
-                let w = buffer.withUnsafeBytes { write(to, $0.baseAddress! + sent, n - sent) }
+                // (send, not write: a peer that went away must not SIGPIPE the test process)
+                let w = buffer.withUnsafeBytes { send(to, $0.baseAddress! + sent, n - sent, Int32(MSG_NOSIGNAL)) }
                 guard w > 0 else { shutdown(from, Int32(SHUT_RDWR)); return }
                 sent += w
             }
