@@ -39,7 +39,7 @@ public struct Checkpoint<Extra: Codable & Equatable>: Equatable {
     public init(model: ModelConfig, parameters: [Float], optimizer: OptimizerKind?, optimizerStep: Int,
                 optimizerSlots: [[Float]], state: RecurrentState?, extra: Extra) {
         self.init(spec: .languageModel(model), parameters: parameters, optimizer: optimizer, optimizerStep: optimizerStep,
-                  optimizerSlots: optimizerSlots, carried: state.map(Self.tensors(of:)) ?? [], extra: extra)
+                  optimizerSlots: optimizerSlots, carried: state.flatMap { s in Checkpoint.tensors(of: s) } ?? [], extra: extra)
     }
 
     public var layout: ParameterLayout { spec.layout }

@@ -205,7 +205,7 @@ public final class Coordinator: GradientSource {
     /// values) per replacement. A taken-out worker that is still alive keeps its own mapping; what it sends next
     /// comes through the socket path, which tells it it was taken out, and if it rejoins it gets a new region.
     func releaseRegionsOfLostWorkers() {
-        guard let machine else { return }
+        guard machine != nil else { return }
         for peer in regions.keys where !isInRun(peer) { regions[peer] = nil }
         changedRows?.forgetAll(except: isInRun)
     }

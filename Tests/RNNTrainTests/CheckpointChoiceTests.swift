@@ -13,11 +13,11 @@ struct CheckpointChoiceTests {
     func resolve() throws {
         let dir = temporaryDirectory()
         for name in ["step-00000010.safetensors", "step-00000030.safetensors", "step-00000020.safetensors"] {
-            FileManager.default.createFile(atPath: dir + "/" + name, contents: Data())
+            #expect(FileManager.default.createFile(atPath: dir + "/" + name, contents: Data()))
         }
         let log = Log()
         #expect(try TrainedModel.resolve(dir, log: { log.lines.append($0) }) == dir + "/step-00000030.safetensors")
-        FileManager.default.createFile(atPath: dir + "/best.safetensors", contents: Data())
+        #expect(FileManager.default.createFile(atPath: dir + "/best.safetensors", contents: Data()))
         #expect(try TrainedModel.resolve(dir, log: { log.lines.append($0) }) == dir + "/best.safetensors")
         #expect(log.lines == ["using \(dir)/step-00000030.safetensors", "using \(dir)/best.safetensors"])
         #expect(try TrainedModel.resolve(dir + "/step-00000010.safetensors", log: { log.lines.append($0) }) == dir + "/step-00000010.safetensors")

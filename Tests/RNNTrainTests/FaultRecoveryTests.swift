@@ -36,7 +36,7 @@ struct FaultRecoveryTests {
                                        "--checkpoint-dir", dir + "/run", "--data-dir", sharedDataDirectory()] + training + extra, log: dir + "/c.log")
         let workers = try (0..<3).map { try startProcess(bin, ["worker", "--connect", "tcp://127.0.0.1:" + port, "--name", "w\($0)"], log: dir + "/w\($0).log") }
         defer { (workers + [c]).forEach { if $0.isRunning { kill($0.processIdentifier, SIGCONT); kill($0.processIdentifier, SIGKILL) } } }
-        var deadline = Date().addingTimeInterval(60)
+        let deadline = Date().addingTimeInterval(60)
         while Date() < deadline && latestCheckpoint(in: dir + "/run") == nil { usleep(5_000) }
         try #require(c.isRunning, "the run ended before a worker could be frozen")
         let victim = workers[1]
