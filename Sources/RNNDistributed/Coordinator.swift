@@ -70,7 +70,9 @@ public final class Coordinator: GradientSource {
     private var turn = WeightsInTurn()
     /// The heads of the step's weights in turn, and the payload of its changed rows (the whole weights are the
     /// task's parameters, unchanged until the step's update).
-    private var turnMessages: (whole: [UInt8], rows: [UInt8]?, rowsPayload: [UInt8]) = ([], nil, [])
+    private var turnMessages: (whole: [UInt8], rows: [UInt8]?, rowsFrames: PayloadFrames?) = ([], nil, nil)
+    /// The whole parameters cut into frames once per step, when a worker across the socket needs them.
+    private var wholeFrames: PayloadFrames?
     /// The task whose parameters the step's turn sends (set with the turn).
     private var turnTask: (any TrainingTask)?
     /// The workers whose gradient the last step summed: ready for the next weights at once, unlike a straggler the
@@ -366,6 +368,8 @@ public final class Coordinator: GradientSource {
             pending = try performCommon(try pump(timeoutMs: Int(probeInterval * 1000)))
         }
         turn.clear()
+        turnMessages.rowsFrames = nil
+        wholeFrames = nil
         let t2 = DispatchTime.now().uptimeNanoseconds
         let gather = machine!.gather!
         sumArrived()
@@ -440,25 +444,28 @@ public final class Coordinator: GradientSource {
                 if !(try send(head, payload: UnsafeRawBufferPointer(params), through: region, to: w.peer)) { gone.append(w.peer) }
             }
             // Workers that hold the last step's weights get what changed since (`ChangedWeightRows`).
-            var holders: [PeerID] = [], rowsHead: [UInt8]?, rowsPayload: [UInt8] = []
+            var holders: [PeerID] = [], rowsHead: [UInt8]?, rowsFrames: PayloadFrames?
             if sharedBroadcast, !viaSocket.isEmpty, let (support, base) = changedRows?.advance(to: s, parameters: params) {
                 holders = viaSocket.filter { changedRows!.holds($0, step: base) }
                 if !holders.isEmpty {
                     rowsHead = Codec.weightRowsHead(runID: runID, step: s, epoch: e, batch: i, resetState: r, support: support, baseStep: base)
-                    rowsPayload = Codec.weightRowsPayload(params, support: support)
+                    let words = support.wireRows
+                    rowsFrames = try words.withUnsafeBytes { try PayloadFrames(Codec.weightRowsParts(params, support: support, rowWords: $0)) }
                 }
             }
             // Each of them holds the base step's weights no longer, whatever it gets now: only its gradient for this
             // step will say it holds this step's (`ChangedWeightRows.confirm`).
             for peer in viaSocket { changedRows?.forget(peer) }
             if sharedBroadcast && weightsInTurn && !viaSocket.isEmpty {
-                turnMessages = (head, rowsHead, rowsPayload)
+                turnMessages = (head, rowsHead, rowsFrames)
+                wholeFrames = nil
                 turnTask = task
                 let ready = viaSocket.filter { answeredLastStep.contains($0) }, late = viaSocket.filter { !answeredLastStep.contains($0) }
                 turn.start(step: s, (ready + late).map { WeightsInTurn.Send(peer: $0, changedRows: holders.contains($0)) })
                 gone += try sendNextInTurn(task: task)
             } else {
-                turnMessages = (head, rowsHead, rowsPayload)
+                turnMessages = (head, rowsHead, rowsFrames)
+                wholeFrames = nil
                 let whole = viaSocket.filter { !holders.contains($0) }
                 if !holders.isEmpty { gone += try broadcastWeights(changedRows: true, to: holders, task: task) }
                 if !whole.isEmpty { gone += try broadcastWeights(changedRows: false, to: whole, task: task) }
@@ -499,11 +506,13 @@ public final class Coordinator: GradientSource {
     /// Sends the step's weights (`turnMessages`) across the socket: the changed rows, or the whole parameters (the
     /// task's, unchanged until the step's update). Returns the peers found gone.
     private func broadcastWeights(changedRows: Bool, to peers: [PeerID], task: any TrainingTask) throws -> [PeerID] {
-        if changedRows, let rowsHead = turnMessages.rows {
-            return try turnMessages.rowsPayload.withUnsafeBytes { try socket.broadcast(head: rowsHead, payload: $0, to: peers) }
+        if changedRows, let rowsHead = turnMessages.rows, let frames = turnMessages.rowsFrames {
+            return try socket.broadcast(head: rowsHead, frames: frames, to: peers)
         }
-        let params = UnsafeRawBufferPointer(UnsafeBufferPointer(start: task.parameters.pointer, count: task.parameterCount))
-        return try socket.broadcast(head: turnMessages.whole, payload: params, to: peers)
+        if wholeFrames == nil {
+            wholeFrames = try PayloadFrames([UnsafeRawBufferPointer(UnsafeBufferPointer(start: task.parameters.pointer, count: task.parameterCount))])
+        }
+        return try socket.broadcast(head: turnMessages.whole, frames: wholeFrames!, to: peers)
     }
 
     /// One line: the parameter server's share of step time, i.e. the step time the slowest worker's compute

@@ -209,11 +209,17 @@ public enum Codec {
 
     /// The payload of `weightRowsHead`: the values of `support` in `parameters`, then its row words.
     public static func weightRowsPayload(_ parameters: UnsafeBufferPointer<Float>, support: GradientSupport) -> [UInt8] {
-        precondition(support.count == parameters.count, "a support of \(support.count) values for \(parameters.count) parameters")
         let words = support.wireRows
-        return words.withUnsafeBytes { rows in
-            bytes(of: gradientPayloadParts(parameters, support: support, rows: rows, state: UnsafeRawBufferPointer(start: nil, count: 0)))
-        }
+        return words.withUnsafeBytes { bytes(of: weightRowsParts(parameters, support: support, rowWords: $0)) }
+    }
+
+    /// `weightRowsPayload` as the pieces to copy in order (e.g. straight into a socket's frames); `rowWords` holds
+    /// the bytes of `support.wireRows`.
+    public static func weightRowsParts(_ parameters: UnsafeBufferPointer<Float>, support: GradientSupport,
+                                       rowWords: UnsafeRawBufferPointer) -> [UnsafeRawBufferPointer] {
+        precondition(support.count == parameters.count, "a support of \(support.count) values for \(parameters.count) parameters")
+        precondition(rowWords.count == 4 * support.wireRows.count, "row words of another support")
+        return gradientPayloadParts(parameters, support: support, rows: rowWords, state: UnsafeRawBufferPointer(start: nil, count: 0))
     }
 
     /// Bytes of a weights message's metadata: the reset byte and the state count; the form that carries changed

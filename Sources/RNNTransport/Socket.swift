@@ -128,26 +128,19 @@ public final class ZMQSocket {
         } while offset < payload.count
     }
 
-    /// Sends the same message to several ROUTER peers; the last (large) frame is copied into one ZeroMQ
-    /// message once and shared by reference with every peer (`zmq_msg_copy` shares the buffer), so a weight
-    /// broadcast costs one copy whatever the number of workers.
+    /// Sends the same message to several ROUTER peers; the payload is copied into ZeroMQ messages once
+    /// (`PayloadFrames`) and shared by reference with every peer, so a weight broadcast costs one copy whatever the
+    /// number of workers.
     /// Returns the identities that are no longer connected (nothing was sent to them).
     @discardableResult
     public func broadcast(head: [UInt8], payload: UnsafeRawBufferPointer, to identities: [[UInt8]]) throws -> [[UInt8]] {
-        // The payload's frames, each copied into a ZeroMQ message once and shared by every peer's send.
-        let chunks = max(1, (payload.count + Self.maxFrameBytes - 1) / Self.maxFrameBytes)
-        let shared = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: chunks)
-        var made = 0
-        defer {
-            for c in 0..<made { zmq_msg_close(shared + c) }
-            shared.deallocate()
-        }
-        for c in 0..<chunks {
-            let offset = c * Self.maxFrameBytes, n = min(Self.maxFrameBytes, payload.count - offset)
-            guard zmq_msg_init_size(shared + c, n) == 0 else { throw TransportError("cannot allocate a \(n)-byte message") }
-            made += 1
-            if n > 0 { zmq_msg_data(shared + c).copyMemory(from: payload.baseAddress! + offset, byteCount: n) }
-        }
+        try broadcast(head: head, frames: PayloadFrames([payload]), to: identities)
+    }
+
+    /// Sends `head` and a payload already cut into frames to each of `identities` (ROUTER peers); returns those
+    /// no longer connected (nothing was sent to them).
+    @discardableResult
+    public func broadcast(head: [UInt8], frames: PayloadFrames, to identities: [[UInt8]]) throws -> [[UInt8]] {
         let part = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
         defer { part.deallocate() }
         var unreachable: [[UInt8]] = []
@@ -156,15 +149,15 @@ public final class ZMQSocket {
                 unreachable.append(id)
                 continue
             }
-            for c in 0..<chunks {
+            for c in 0..<frames.count {
                 zmq_msg_init(part)
-                zmq_msg_copy(part, shared + c)
-                guard zmq_msg_send(part, handle, c + 1 < chunks ? ZMQ_SNDMORE : 0) >= 0 else {
+                zmq_msg_copy(part, frames.messages + c)
+                guard zmq_msg_send(part, handle, c + 1 < frames.count ? ZMQ_SNDMORE : 0) >= 0 else {
                     zmq_msg_close(part)
                     throw TransportError("broadcast send failed")
                 }
             }
-            meter?.didSend(head.count + payload.count)
+            meter?.didSend(head.count + frames.byteCount)
         }
         return unreachable
     }

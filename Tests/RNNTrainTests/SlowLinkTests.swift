@@ -159,4 +159,53 @@ struct SlowLinkTests {
         try dealer.send([[9], [8]])  // the socket carries on
         #expect(try next().dropFirst() == [[9], [8]])
     }
+
+    /// A payload cut into frames once from several parts (`PayloadFrames`: parts that straddle the 1 MiB frame
+    /// boundaries, an empty part, an empty payload) arrives whole at every peer it is sent to, as often as it is sent.
+    @Test("a payload cut into frames from parts arrives whole, at each peer and each send")
+    func payloadFramesArriveWhole() throws {
+        let context = Self.context
+        let router = try ZMQSocket(context, kind: .router, maxMessageBytes: 8_000_000)
+        try router.bind("tcp://127.0.0.1:*")
+        let dealers = try (0..<2).map { _ in try ZMQSocket(context, kind: .dealer) }
+        for d in dealers { try d.connect(router.lastEndpoint) }
+        var peers: [[UInt8]] = []
+        for (i, d) in dealers.enumerated() {
+            try d.send([[UInt8(i)]])
+            let deadline = Date().addingTimeInterval(10)
+            while peers.count == i, Date() < deadline { if let m = try router.receive(timeoutMs: 100) { peers.append(m[0]) } }
+        }
+        try #require(peers.count == 2)
+        let M = ZMQSocket.maxFrameBytes
+        let sizes = [3, M - 1, 0, 5, 2 * M + 7]
+        let parts = sizes.enumerated().map { i, n in (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ i) } }
+        let whole = parts.flatMap { $0 }
+        let frames = try withParts(parts) { try PayloadFrames($0) }
+        #expect(frames.count == 4 && frames.byteCount == whole.count)
+        let empty = try PayloadFrames([])
+        for _ in 0..<2 {
+            #expect(try router.broadcast(head: [7], frames: frames, to: peers).isEmpty)
+            #expect(try router.broadcast(head: [8], frames: empty, to: [peers[1]]).isEmpty)
+        }
+        func next(_ d: ZMQSocket) throws -> [[UInt8]] {
+            let deadline = Date().addingTimeInterval(10)
+            while Date() < deadline { if let m = try d.receive(timeoutMs: 100) { return m } }
+            throw SlowLinkError(reason: "nothing arrived")
+        }
+        for _ in 0..<2 {
+            #expect(try next(dealers[0]) == [[7], whole])
+            #expect(try next(dealers[1]) == [[7], whole])
+            #expect(try next(dealers[1]) == [[8], []])
+        }
+    }
+
+    /// `body` on the parts' bytes.
+    func withParts<T>(_ parts: [[UInt8]], _ body: ([UnsafeRawBufferPointer]) throws -> T) rethrows -> T {
+        var pointers: [UnsafeRawBufferPointer] = []
+        func step(_ i: Int) throws -> T {
+            guard i < parts.count else { return try body(pointers) }
+            return try parts[i].withUnsafeBytes { p in pointers.append(p); return try step(i + 1) }
+        }
+        return try step(0)
+    }
 }
