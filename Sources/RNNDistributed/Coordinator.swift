@@ -68,8 +68,8 @@ public final class Coordinator: GradientSource {
     public var weightsInTurn = false
     public var inTurnPatience: TimeInterval = 5
     private var turn = WeightsInTurn()
-    /// The heads of the step's weights in turn, and the payload of its changed rows (the whole weights are the
-    /// task's parameters, unchanged until the step's update).
+    /// The heads of the step's weights across the socket, and its changed rows cut into frames (the whole weights
+    /// are the task's parameters, unchanged until the step's update).
     private var turnMessages: (whole: [UInt8], rows: [UInt8]?, rowsFrames: PayloadFrames?) = ([], nil, nil)
     /// The whole parameters cut into frames once per step, when a worker across the socket needs them.
     private var wholeFrames: PayloadFrames?
@@ -456,16 +456,14 @@ public final class Coordinator: GradientSource {
             // Each of them holds the base step's weights no longer, whatever it gets now: only its gradient for this
             // step will say it holds this step's (`ChangedWeightRows.confirm`).
             for peer in viaSocket { changedRows?.forget(peer) }
+            turnMessages = (head, rowsHead, rowsFrames)
+            wholeFrames = nil
             if sharedBroadcast && weightsInTurn && !viaSocket.isEmpty {
-                turnMessages = (head, rowsHead, rowsFrames)
-                wholeFrames = nil
                 turnTask = task
                 let ready = viaSocket.filter { answeredLastStep.contains($0) }, late = viaSocket.filter { !answeredLastStep.contains($0) }
                 turn.start(step: s, (ready + late).map { WeightsInTurn.Send(peer: $0, changedRows: holders.contains($0)) })
                 gone += try sendNextInTurn(task: task)
             } else {
-                turnMessages = (head, rowsHead, rowsFrames)
-                wholeFrames = nil
                 let whole = viaSocket.filter { !holders.contains($0) }
                 if !holders.isEmpty { gone += try broadcastWeights(changedRows: true, to: holders, task: task) }
                 if !whole.isEmpty { gone += try broadcastWeights(changedRows: false, to: whole, task: task) }
