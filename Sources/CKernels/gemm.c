@@ -144,9 +144,17 @@ static RK_AVX512 int sgemm_avx512(int64_t M, int64_t N, int64_t K, const float *
             int64_t kc = K - pc < RK_KC ? K - pc : RK_KC;
             pack_block(B + pc * brs, brs, bcs, kc, jc, nc, packed);
             int accumulate = beta || pc > 0;
+            // A read transposed (a column of op(A) is a row in memory) and larger than L2 (the decoder's dW = dyᵀ·x,
+            // 17 MB of dy): its kc rows are strided streams that the hardware prefetcher does not follow, so the
+            // cache lines two tiles ahead will start on are fetched ahead (dW 19.4 -> 17.8-18.4 ms, alternating).
+            int prefetch_a = ars == 1 && M * kc * (int64_t)sizeof(float) > ((int64_t)2 << 20);
             for (int64_t ic = 0; ic < M; ic += RK_MR) {
                 int mr = M - ic < RK_MR ? (int)(M - ic) : RK_MR;
                 const float *a = A + ic * ars + pc * acs;
+                if (prefetch_a && ic + 2 * RK_MR < M && ((ic + 2 * RK_MR) & 15) == 0) {
+                    const float *ahead = A + (ic + 2 * RK_MR) + pc * acs;
+                    for (int64_t k = 0; k < kc; k++) _mm_prefetch((const char *)(ahead + k * acs), _MM_HINT_T1);
+                }
                 for (int64_t p = 0; p * RK_NR < nc; p++) {
                     int64_t w = nc - p * RK_NR < RK_NR ? nc - p * RK_NR : RK_NR;
                     tile(mr, w, kc, a, ars, acs, packed + p * kc * RK_NR, C + ic * ldc + jc + p * RK_NR, ldc,
