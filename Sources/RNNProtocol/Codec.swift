@@ -331,13 +331,7 @@ public enum Codec {
         guard valueWords + rowWords == before else {
             throw .badMeta("gradient declares \(valueCount) \(encoding) values and \(rowWords) row words, its payload holds \(before) words before the carried state")
         }
-        let words = [Int32](unsafeUninitializedCapacity: rowWords) { out, n in
-            if rowWords > 0 {
-                UnsafeMutableRawBufferPointer(out).copyMemory(from: UnsafeRawBufferPointer(rebasing: payload[(4 * valueWords)..<(4 * before)]))
-            }
-            n = rowWords
-        }
-        guard let rows = GradientSupport.rows(fromWire: words) else {
+        guard let rows = GradientSupport.rows(fromWire: int32Words(payload, valueWords..<before)) else {
             throw .badMeta("gradient row words are not a table count, per-table row counts and the rows")
         }
         // The values are the support's (compact), or, from a local worker that accumulated its gradient in its
@@ -347,11 +341,7 @@ public enum Codec {
             guard rows.isEmpty || rows.count == sparseRows.count else {
                 throw .badMeta("gradient lists rows of \(rows.count) tables, this model has \(sparseRows.count) row-sparse tables")
             }
-            for (t, r) in zip(sparseRows, rows) {
-                guard isStrictlyAscending(r), r.allSatisfy({ $0 >= 0 && Int($0) < t.rows }) else {
-                    throw .badMeta("gradient rows must be ascending, unique and inside the table's \(t.rows) rows")
-                }
-            }
+            try checkRows(rows, of: sparseRows, in: "gradient")
             let support = GradientSupport(count: n, tables: sparseRows, rows: rows)
             if encoding == .float32 && valueCount == n && support.valueCount < n && !rows.isEmpty {
                 ranges = support.ranges
@@ -396,6 +386,27 @@ public enum Codec {
         let (h, meta) = try checkedHead(head, payloadCount: payload.count, runID: runID)
         guard h.type == .gradient else { throw .badMeta("expected a gradient message, got \(h.type)") }
         return try gradient(h, meta, payload, parameterCount: parameterCount, sparseRows: sparseRows)
+    }
+
+    /// The Int32 values at 4-byte word positions `words` of `payload` (a message's row words).
+    static func int32Words(_ payload: UnsafeRawBufferPointer, _ words: Range<Int>) -> [Int32] {
+        [Int32](unsafeUninitializedCapacity: words.count) { out, n in
+            if !words.isEmpty {
+                UnsafeMutableRawBufferPointer(out).copyMemory(
+                    from: UnsafeRawBufferPointer(rebasing: payload[(4 * words.lowerBound)..<(4 * words.upperBound)]))
+            }
+            n = words.count
+        }
+    }
+
+    /// Refuses rows of a row-sparse table (`rows[i]` of `tables[i]`) that are not ascending, unique and inside the
+    /// table: a `what` message ("gradient", "weight") may only touch rows the model has.
+    static func checkRows(_ rows: [[Int32]], of tables: [SparseRowTensor], in what: String) throws(ProtocolError) {
+        for (t, r) in zip(tables, rows) {
+            guard isStrictlyAscending(r), r.allSatisfy({ $0 >= 0 && Int($0) < t.rows }) else {
+                throw .badMeta("\(what) rows must be ascending, unique and inside the table's \(t.rows) rows")
+            }
+        }
     }
 
     /// `body` on the bytes of `a`, keeping its error type.
@@ -458,20 +469,11 @@ public enum Codec {
         guard base < h.step else { throw .badMeta("changed rows for step \(h.step) from step \(base), not an earlier one") }
         guard heldStep == base else { throw .weightsBase(base: base, held: heldStep) }
         guard rowWords <= count else { throw .badMeta("weights declare \(rowWords) row words, more than their \(count)-word payload") }
-        let words = [Int32](unsafeUninitializedCapacity: rowWords) { out, n in
-            if rowWords > 0 {
-                UnsafeMutableRawBufferPointer(out).copyMemory(from: UnsafeRawBufferPointer(rebasing: payload[(4 * (count - rowWords))..<(4 * count)]))
-            }
-            n = rowWords
-        }
-        guard !sparseRows.isEmpty, let rows = GradientSupport.rows(fromWire: words), rows.count == sparseRows.count else {
+        guard !sparseRows.isEmpty, let rows = GradientSupport.rows(fromWire: int32Words(payload, (count - rowWords)..<count)),
+              rows.count == sparseRows.count else {
             throw .badMeta("weight rows must list rows of each of this model's \(sparseRows.count) row-sparse tables")
         }
-        for (t, r) in zip(sparseRows, rows) {
-            guard isStrictlyAscending(r), r.allSatisfy({ $0 >= 0 && Int($0) < t.rows }) else {
-                throw .badMeta("weight rows must be ascending, unique and inside the table's \(t.rows) rows")
-            }
-        }
+        try checkRows(rows, of: sparseRows, in: "weight")
         let support = GradientSupport(count: parameters.count, tables: sparseRows, rows: rows)
         guard support.valueCount == count - rowWords else { throw .parameterCount(expected: support.valueCount, got: count - rowWords) }
         var finite = true, at = 0

@@ -1,8 +1,9 @@
 /// `--broadcast in-turn`: a synchronous step's weights go to the workers across sockets one at a time, in the
-/// order the coordinator gives (worker order, a straggler still busy with a step that went on without it last). Sent side by side, W copies share the coordinator's link and all arrive after W transfers, and the
-/// gradients then all come back together while the outgoing direction idles; in turn, the first worker has its
-/// weights after one transfer and computes and uploads while the next ones download, so a full-duplex link
-/// carries weights out and gradients in at once. The last worker's weights arrive later than side by side only by
+/// order the coordinator gives (worker order, a straggler still busy with a step that went on without it last).
+/// Sent side by side, W copies share the coordinator's link and all arrive after W transfers, and the gradients then
+/// all come back together while the outgoing direction idles; in turn, the first worker has its weights after one
+/// transfer and computes and uploads while the next ones download, so a full-duplex link carries weights out and
+/// gradients in at once. The last worker's weights arrive later than side by side only by
 /// the acknowledgements' round trips (W − 1 of them).
 ///
 /// The next worker's weights go when the one on the wire says they arrived (`.weightsReceived`), leaves the run,
@@ -20,10 +21,10 @@ public struct WeightsInTurn {
     /// The step whose weights are being sent.
     public private(set) var step: UInt64 = 0
     private var queue: [Send] = []
-
-    public init() {}
     /// The worker whose weights are on the wire, and since when.
     public private(set) var onTheWire: (peer: PeerID, since: Double)?
+
+    public init() {}
 
     /// Nothing left to send and nothing on the wire.
     public var isIdle: Bool { onTheWire == nil && queue.isEmpty }

@@ -107,25 +107,13 @@ public final class ZMQSocket {
     public func send(_ frames: [[UInt8]], to identity: [UInt8]? = nil) throws {
         let leading = (identity.map { [$0] } ?? []) + frames.dropLast(frames.count >= 2 ? 1 : 0)
         if frames.count >= 2 {
+            let payload = try frames.last!.withUnsafeBytes { try PayloadFrames([$0]) }
             try send(leading, more: true)
-            try frames.last!.withUnsafeBytes { try sendChunked($0) }
+            try send(payload)
         } else {
             try send(leading, more: false)
         }
         meter?.didSend(frames.reduce(0) { $0 + $1.count })
-    }
-
-    /// Sends `payload` as the message's last frames, `maxFrameBytes` at a time (one empty frame for an empty one).
-    private func sendChunked(_ payload: UnsafeRawBufferPointer) throws {
-        var offset = 0
-        repeat {
-            let n = min(Self.maxFrameBytes, payload.count - offset)
-            let last = offset + n == payload.count
-            guard zmq_send(handle, payload.baseAddress.map { $0 + offset }, n, last ? 0 : ZMQ_SNDMORE) >= 0 else {
-                throw TransportError("send failed")
-            }
-            offset += n
-        } while offset < payload.count
     }
 
     /// Sends the same message to several ROUTER peers; the payload is copied into ZeroMQ messages once
@@ -141,25 +129,29 @@ public final class ZMQSocket {
     /// no longer connected (nothing was sent to them).
     @discardableResult
     public func broadcast(head: [UInt8], frames: PayloadFrames, to identities: [[UInt8]]) throws -> [[UInt8]] {
-        let part = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
-        defer { part.deallocate() }
         var unreachable: [[UInt8]] = []
         for id in identities {
             do { try send([id, head].map { $0 }, more: true) } catch let e as TransportError where e.unreachable {
                 unreachable.append(id)
                 continue
             }
-            for c in 0..<frames.count {
-                zmq_msg_init(part)
-                zmq_msg_copy(part, frames.messages + c)
-                guard zmq_msg_send(part, handle, c + 1 < frames.count ? ZMQ_SNDMORE : 0) >= 0 else {
-                    zmq_msg_close(part)
-                    throw TransportError("broadcast send failed")
-                }
-            }
+            try send(frames)
             meter?.didSend(head.count + frames.byteCount)
         }
         return unreachable
+    }
+
+    /// Sends `payload`'s frames as the message's last ones, sharing their buffers (`zmq_msg_copy`).
+    private func send(_ payload: PayloadFrames) throws {
+        var part = zmq_msg_t()
+        for c in 0..<payload.count {
+            zmq_msg_init(&part)
+            zmq_msg_copy(&part, payload.messages + c)
+            guard zmq_msg_send(&part, handle, c + 1 < payload.count ? ZMQ_SNDMORE : 0) >= 0 else {
+                zmq_msg_close(&part)
+                throw TransportError("send failed")
+            }
+        }
     }
 
     /// Sends the frames of one message; `more` leaves it open for a further frame.
