@@ -12,11 +12,18 @@ extension Coordinator {
     /// is reported when every live worker has passed it; a lost worker's streams go on with the others. Not
     /// bit-reproducible (arrival order). The decisions are `CoordinatorMachine`'s (AsyncRun.swift); this driver
     /// feeds it what arrives and the time, and carries out its actions with the trainer.
+    ///
+    /// Checkpoints (`--checkpoint-every`, `--checkpoint-seconds`, epoch ends, an interrupt) record as the epoch's
+    /// position the minibatches every live worker has completed, and the loss so far; a resumed run (async or
+    /// sync) starts every stream there, so at most the gap between the fastest and the slowest worker is trained
+    /// again.
     public func runAsync(trainer: Trainer, maxStaleness: Int) throws -> StalenessGate {
         let o = trainer.options, task = trainer.task
         let first = trainer.record.epoch
         // A task either resets every row's carried values at each epoch's start only, or before every minibatch.
         let plan = AsyncPlan(maxStaleness: maxStaleness, version: UInt64(trainer.record.step), firstEpoch: first,
+                             firstIndex: trainer.record.batchInEpoch,
+                             firstEpochLoss: LossSum(sum: trainer.record.epochLoss, count: trainer.record.epochTokens),
                              batchesPerEpoch: (0..<o.epochs).map { $0 < first ? 0 : task.minibatchCount(epoch: $0) },
                              resetEveryBatch: task.resetsCarried(epoch: first, index: 1))
         var queue = try performCommon(machine!.handle(.startAsync(plan, now: Self.now())))[...]
@@ -57,6 +64,10 @@ extension Coordinator {
                                          batchesPerEpoch: plan.batchesPerEpoch[u.epoch] * peers.count, loss: u.loss,
                                          gradientNorm: norm, clipped: o.clip > 0 && norm > o.clip, lr: lr))
                 queue += try performCommon(machine!.handle(.updateApplied(worker: u.worker, now: Self.now())))
+                if let at = machine!.asyncCompleted, at.epoch == trainer.record.epoch {
+                    trainer.setEpochPosition(batch: at.index, loss: at.loss)
+                }
+                try trainer.saveIfDue()
             case .discardStale:
                 staleDiscarded += 1
             case .epochComplete(let epoch, let loss):

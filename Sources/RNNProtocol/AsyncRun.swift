@@ -14,15 +14,22 @@ public struct AsyncPlan: Equatable, Sendable {
     public var maxStaleness: Int
     /// Updates applied before this run started: the weights' version (a resumed run continues from its step).
     public var version: UInt64
-    /// The epoch (0-based) every worker starts at, from minibatch 0 (async runs checkpoint at epoch ends).
+    /// The epoch (0-based) every worker starts at.
     public var firstEpoch: Int
+    /// The minibatch of `firstEpoch` every worker starts at: 0, or where a resumed checkpoint left the epoch (the
+    /// minibatches every stream had completed, `CoordinatorMachine.asyncCompleted`).
+    public var firstIndex: Int
+    /// The loss of `firstEpoch`'s gradients applied before the checkpoint (part of that epoch's report).
+    public var firstEpochLoss: LossSum
     /// Minibatches of each epoch, indexed by epoch; its count is the number of epochs.
     public var batchesPerEpoch: [Int]
     /// Random partitioning: every minibatch starts from a zero state (sequential: the first of each epoch).
     public var resetEveryBatch: Bool
 
-    public init(maxStaleness: Int, version: UInt64, firstEpoch: Int, batchesPerEpoch: [Int], resetEveryBatch: Bool) {
+    public init(maxStaleness: Int, version: UInt64, firstEpoch: Int, firstIndex: Int = 0, firstEpochLoss: LossSum = LossSum(),
+                batchesPerEpoch: [Int], resetEveryBatch: Bool) {
         self.maxStaleness = maxStaleness; self.version = version; self.firstEpoch = firstEpoch
+        self.firstIndex = firstIndex; self.firstEpochLoss = firstEpochLoss
         self.batchesPerEpoch = batchesPerEpoch; self.resetEveryBatch = resetEveryBatch
     }
 }
@@ -75,6 +82,7 @@ public struct AsyncRun: Sendable {
         self.plan = plan
         gate = StalenessGate(maxStaleness: plan.maxStaleness, version: plan.version)
         completedEpochs = plan.firstEpoch
+        if plan.firstEpochLoss.count > 0 { epochLoss[plan.firstEpoch] = plan.firstEpochLoss }
     }
 
     /// Whether worker `i` has walked every epoch (a worker without a cursor has nothing left to do).
@@ -103,6 +111,20 @@ extension CoordinatorMachine {
         return alive.reduce(0) { $0 + r.remaining($1) }
     }
 
+    /// Async: where a checkpoint taken now resumes. The epoch not yet reported, the minibatches of it that every
+    /// live worker has answered and whose updates are applied (a resumed run starts every stream there, so a
+    /// faster worker's few minibatches past it are trained again), and the loss of that epoch's gradients so far.
+    public var asyncCompleted: (epoch: Int, index: Int, loss: LossSum)? {
+        guard let r = asyncRun, r.completedEpochs < r.epochs else { return nil }
+        let e = r.completedEpochs
+        let done = alive.map { i -> Int in
+            guard let c = r.cursors[i] else { return r.plan.batchesPerEpoch[e] }
+            if c.epoch > e { return r.plan.batchesPerEpoch[e] }
+            return c.epoch < e ? 0 : c.index  // the minibatch at the cursor is in flight or being applied
+        }
+        return (e, done.min() ?? 0, r.epochLoss[e] ?? LossSum())
+    }
+
     mutating func startAsync(_ plan: AsyncPlan, now: Double) -> [Action] {
         precondition(plan.maxStaleness >= 0, "max staleness must be 0 or more")
         var run = AsyncRun(plan: plan)
@@ -110,18 +132,28 @@ extension CoordinatorMachine {
             phase = .failed
             return [.failed("epoch \(empty + 1) has no minibatch: too few tokens for the batch size and number of steps")]
         }
+        if plan.firstEpoch < run.epochs, !(0..<plan.batchesPerEpoch[plan.firstEpoch]).contains(plan.firstIndex) {
+            phase = .failed
+            return [.failed("the run resumes at minibatch \(plan.firstIndex + 1) of epoch \(plan.firstEpoch + 1), which has \(plan.batchesPerEpoch[plan.firstEpoch]): the data differs from the checkpoint's run")]
+        }
         let live = workers.filter { alive.contains($0.index) }
         for w in live {
-            run.cursors[w.index] = .init(epoch: plan.firstEpoch, index: 0, sentVersion: run.gate.version, sentColumns: w.columns,
-                                         deadline: now + stepTimeout)
+            run.cursors[w.index] = .init(epoch: plan.firstEpoch, index: plan.firstIndex, sentVersion: run.gate.version,
+                                         sentColumns: w.columns, deadline: now + stepTimeout)
         }
         asyncRun = run
-        pendingState.removeAll()  // minibatch 0 starts every stream from zero
         phase = .running
         let turnedAway = pendingJoins.flatMap { turnAwayAsyncJoin($0.0, $0.1) }
         pendingJoins.removeAll()
-        guard plan.firstEpoch < run.epochs else { return turnedAway + asyncProgress() }
-        return turnedAway + [.broadcastWeights(step: run.gate.version, epoch: UInt32(plan.firstEpoch), index: 0, reset: true, to: live)]
+        guard plan.firstEpoch < run.epochs else { pendingState.removeAll(); return turnedAway + asyncProgress() }
+        let step = run.gate.version, epoch = UInt32(plan.firstEpoch), index = UInt32(plan.firstIndex)
+        if plan.firstIndex > 0 && !plan.resetEveryBatch {
+            // Resumed mid-epoch: every stream goes on from the state the checkpoint carried.
+            pendingState.removeAll()
+            return turnedAway + live.map { .sendWeightsWithState(step: step, epoch: epoch, index: index, to: $0) }
+        }
+        pendingState.removeAll()  // the first minibatch of an epoch (or every one, randomly partitioned) starts from zero
+        return turnedAway + [.broadcastWeights(step: step, epoch: epoch, index: index, reset: true, to: live)]
     }
 
     /// A gradient from `w` computed on weights `version`.

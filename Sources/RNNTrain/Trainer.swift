@@ -283,6 +283,14 @@ public final class Trainer {
         return norm
     }
 
+    /// Records where the current epoch stands, for the next checkpoint: `batch` minibatches done, `loss` their loss
+    /// (an asynchronous run, whose workers are at different minibatches, records those all of them completed).
+    public func setEpochPosition(batch: Int, loss: LossSum) {
+        record.batchInEpoch = batch
+        record.epochLoss = loss.sum
+        record.epochTokens = loss.count
+    }
+
     /// Replaces the carried values of `rows` (an asynchronous run updates rows worker by worker).
     public func setCarried(rows: [Int], from part: [Float]) {
         assignCarriedRows(&carried, perRow: task.carriedPerRow, rows: rows, from: part)
@@ -371,10 +379,7 @@ public final class Trainer {
                 record.epochTokens += loss.count
                 tokensHere += loss.count
                 taken += 1
-                if (options.checkpointEvery > 0 && record.step % options.checkpointEvery == 0)
-                    || (options.checkpointSeconds > 0 && Date().timeIntervalSince(lastSave) >= options.checkpointSeconds) {
-                    try attemptSave()
-                }
+                try saveIfDue()
             }
             let seconds = Date().timeIntervalSince(start)
             reports.append(try endEpoch(trainLoss: LossSum(sum: record.epochLoss, count: record.epochTokens),
@@ -418,6 +423,15 @@ public final class Trainer {
 
     /// A scheduled save: a failure is reported and retried at the next scheduled save (training goes on, the files
     /// already written stay intact); the `maxFailedSaves`-th failure in a row stops the run with an error.
+    /// The scheduled save after a step: every `--checkpoint-every` steps, and when `--checkpoint-seconds` have passed
+    /// since the last save (a failure is handled as `attemptSave` does).
+    public func saveIfDue() throws {
+        if (options.checkpointEvery > 0 && record.step % options.checkpointEvery == 0)
+            || (options.checkpointSeconds > 0 && Date().timeIntervalSince(lastSave) >= options.checkpointSeconds) {
+            try attemptSave()
+        }
+    }
+
     private func attemptSave(best: Bool = false) throws {
         do {
             try saveCheckpoint(best: best)

@@ -51,6 +51,44 @@ struct AsyncRunTests {
         #expect(m.asyncRemaining == 12, "2 workers × 2 epochs × 3 minibatches")
     }
 
+    @Test("a checkpoint's position is the minibatches every live worker completed; a run resumed there starts every stream at it")
+    func completedPositionAndResumingThere() {
+        var (m, _) = started([a, b], batch: 8, batches: [4, 4])
+        #expect(m.asyncCompleted! == (0, 0, LossSum()))
+        _ = answer(&m, a); _ = answer(&m, a); _ = answer(&m, b)
+        // a has completed 2 minibatches, b 1: a checkpoint now resumes at minibatch 1, with the 3 gradients' loss.
+        #expect(m.asyncCompleted! == (0, 1, LossSum(sum: 6, count: 30)))
+        _ = answer(&m, a); _ = answer(&m, a); _ = answer(&m, b)
+        // a has passed epoch 1 (0-based 0); b is at minibatch 2 of it.
+        #expect(m.asyncCompleted!.epoch == 0 && m.asyncCompleted!.index == 2)
+
+        // Resumed at minibatch 2 of epoch 0, sequentially partitioned: each worker gets its streams' carried state.
+        var r = CoordinatorMachine(runID: run, expectedWorkers: 2, batchSize: 8, parameterCount: params,
+                                   stateValuesPerStream: perStream, joinTimeout: 30, stepTimeout: 5, now: 0)
+        for (i, p) in [a, b].enumerated() { _ = r.handle(.received(peer: p, frames: hello("w\(i)"), now: 0)) }
+        let plan = AsyncPlan(maxStaleness: 8, version: 9, firstEpoch: 0, firstIndex: 2, firstEpochLoss: LossSum(sum: 12, count: 60),
+                             batchesPerEpoch: [4, 4], resetEveryBatch: false)
+        let start = r.handle(.startAsync(plan, now: 1))
+        #expect(start == r.workers.map { .sendWeightsWithState(step: 9, epoch: 0, index: 2, to: $0) })
+        #expect(r.asyncRemaining == 2 * (2 + 4), "each worker answers minibatches 2 and 3, then the second epoch")
+        #expect(r.asyncCompleted! == (0, 2, LossSum(sum: 12, count: 60)), "the epoch's loss so far carries over")
+        // Randomly partitioned, every minibatch starts from zero: one broadcast at the resumed minibatch.
+        var q = CoordinatorMachine(runID: run, expectedWorkers: 2, batchSize: 8, parameterCount: params,
+                                   stateValuesPerStream: perStream, joinTimeout: 30, stepTimeout: 5, now: 0)
+        for (i, p) in [a, b].enumerated() { _ = q.handle(.received(peer: p, frames: hello("w\(i)"), now: 0)) }
+        var randomPlan = plan
+        randomPlan.resetEveryBatch = true
+        #expect(q.handle(.startAsync(randomPlan, now: 1)) == [.broadcastWeights(step: 9, epoch: 0, index: 2, reset: true, to: q.workers)])
+        // A position past the epoch's minibatches (other data) fails the run, saying why.
+        var bad = CoordinatorMachine(runID: run, expectedWorkers: 1, batchSize: 8, parameterCount: params,
+                                     stateValuesPerStream: perStream, joinTimeout: 30, stepTimeout: 5, now: 0)
+        _ = bad.handle(.received(peer: a, frames: hello("w0"), now: 0))
+        var past = plan
+        past.firstIndex = 4
+        let failed = bad.handle(.startAsync(past, now: 1))
+        #expect(bad.phase == .failed && "\(failed)".contains("resumes at minibatch 5 of epoch 1, which has 4"), "\(failed)")
+    }
+
     @Test("a fresh gradient is applied, then the worker gets the next version; a stale one is discarded with its staleness")
     func appliedOrDiscardedByStaleness() {
         var (m, _) = started([a, b], batch: 8, batches: [3, 3], maxStaleness: 0)

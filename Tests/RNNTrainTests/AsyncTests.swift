@@ -76,6 +76,42 @@ struct AsyncTrainingTests {
         #expect(workerProcesses(parent: p.processIdentifier).isEmpty)
     }
 
+    @Test("--checkpoint-every saves async runs mid-epoch, at the minibatches every worker completed; a resumed run starts there")
+    func checkpointsMidEpochAndResumesThere() throws {
+        let dir = temporaryDirectory()
+        let ckDir = dir + "/ck"
+        // No gradient is discarded (a bound above any staleness), so every answered minibatch is an update.
+        let args = ["train", "--workers", "2", "--mode", "async", "--max-staleness", "1000", "--epochs", "2", "--checkpoint-every", "3", "--keep-checkpoints", "100",
+                    "--checkpoint-dir", ckDir, "--data-dir", sharedDataDirectory()] + common
+        let r = try run(try rnnlmBinary(), args, timeout: 180)
+        #expect(r.status == 0, "\(r.stderr)")
+        let files = checkpointFiles(in: ckDir).map(\.path)
+        let records = try files.map { try Checkpoint<TrainingRecord>.read(from: $0).extra }
+        // Step checkpoints every 3 updates besides the two epoch ends (the run also saves its last).
+        #expect(records.filter { $0.step % 3 == 0 }.count >= 4, "\(records.map(\.step))")
+        let mid = try #require(records.last { $0.epoch == 0 && $0.batchInEpoch > 0 }, "no mid-epoch checkpoint among \(records.map { ($0.step, $0.epoch, $0.batchInEpoch) })")
+        // Both workers answered the minibatches before its position, so at least twice as many updates were applied.
+        #expect(mid.step >= 2 * mid.batchInEpoch && mid.epochTokens > 0, "step \(mid.step), minibatch \(mid.batchInEpoch), tokens \(mid.epochTokens)")
+        // Resume from it (the newer checkpoints removed): every stream starts at its position.
+        let midPath = files[records.firstIndex { $0.step == mid.step }!]
+        for f in files where f != midPath && (try? Checkpoint<TrainingRecord>.read(from: f).extra.step) ?? 0 > mid.step {
+            try FileManager.default.removeItem(atPath: f)
+        }
+        let resumed = try run(try rnnlmBinary(), args + ["--resume"], timeout: 180)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(resumed.stdout.contains("resuming \(midPath): epoch 0, step \(mid.step)"), "\(resumed.stdout)")
+        let s = try #require(summary(resumed.stdout), "\(resumed.stdout)")
+        let perEpoch = try #require(resumed.stdout.split(separator: "\n").first { $0.contains("minibatches/epoch") }
+            .flatMap { line in line.split(separator: " ").firstIndex { $0.hasPrefix("minibatches/epoch") }.map { Int(line.split(separator: " ")[$0 - 1])! } })
+        // Two workers answer the rest of epoch 1 from the checkpoint's minibatch, then all of epoch 2 (the random
+        // offset may take one minibatch off an epoch).
+        let answered = s.applied + s.discarded
+        #expect((2 * (2 * (perEpoch - 1) - mid.batchInEpoch)...(2 * (2 * perEpoch - mid.batchInEpoch))).contains(answered),
+                "\(answered) answered after resuming at minibatch \(mid.batchInEpoch) of \(perEpoch)")
+        let last = try Checkpoint<TrainingRecord>.read(from: try #require(latestCheckpoint(in: ckDir))).extra
+        #expect(last.history.count == 2 && last.step == mid.step + s.applied, "\(last.history.count) epochs, step \(last.step)")
+    }
+
     @Test("async training converges on the time machine")
     func converges() throws {
         let dir = NSTemporaryDirectory() + "rnnlm-async-\(UUID().uuidString)"
