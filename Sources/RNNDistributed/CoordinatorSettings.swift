@@ -72,20 +72,39 @@ public struct CoordinatorSettings {
 
     /// Rejects settings that cannot work, naming the flag; needs no data, so the command line checks before loading any.
     public func validate() throws(ConfigError) {
-        guard heartbeatTimeout >= 1 else { throw ConfigError("--heartbeat-timeout must be at least 1 second") }
+        guard heartbeatTimeout >= 1 && heartbeatTimeout.isFinite else { throw ConfigError("--heartbeat-timeout must be at least 1 second") }
         if let q = quorum, !(q >= 1 && q <= expectWorkers) {
             throw ConfigError("--quorum must be between 1 and --expect-workers (\(expectWorkers)), got \(q)")
         }
+        guard joinTimeout > 0 && joinTimeout.isFinite else { throw ConfigError("--join-timeout must be more than 0 seconds, got \(joinTimeout)") }
+        guard stepTimeout > 0 && stepTimeout.isFinite else { throw ConfigError("--step-timeout must be more than 0 seconds, got \(stepTimeout)") }
         if let m = minWorkers, m < 1 { throw ConfigError("--min-workers must be at least 1") }
-        if mode == .async, let s = maxStaleness, s < 0 { throw ConfigError("--max-staleness must be 0 or more") }
-        if mode == .async, broadcast == .inTurn {
-            throw ConfigError("--broadcast in-turn paces a synchronous step's weights; an asynchronous run sends each worker its weights when its gradient arrives: drop one of --mode async and --broadcast in-turn")
+        if let m = minWorkers, m > expectWorkers {
+            throw ConfigError("--min-workers \(m) is more than the \(expectWorkers) worker(s) the run starts with (--expect-workers, or --workers N): it would pause before its first step; lower --min-workers or raise the worker count")
+        }
+        switch mode {
+        case .async:
+            if let s = maxStaleness, s < 0 { throw ConfigError("--max-staleness must be 0 or more") }
+            if broadcast == .inTurn {
+                throw ConfigError("--broadcast in-turn paces a synchronous step's weights; an asynchronous run sends each worker its weights when its gradient arrives: drop one of --mode async and --broadcast in-turn")
+            }
+            if quorum != nil {
+                throw ConfigError("--quorum lets a synchronous step go on without its stragglers; an asynchronous run never waits for one: drop one of --mode async and --quorum")
+            }
+            if minWorkers != nil {
+                throw ConfigError("--min-workers pauses a synchronous run while fewer workers are alive; an asynchronous run admits workers only at its start and goes on with those alive: drop one of --mode async and --min-workers")
+            }
+        case .sync:
+            if maxStaleness != nil {
+                throw ConfigError("--max-staleness bounds how stale an asynchronous run's gradients may be; a synchronous step uses only gradients of its own weights: add --mode async or drop --max-staleness")
+            }
         }
     }
 
     /// Whether `endpoint` (tcp://HOST:PORT) only accepts connections from this machine.
     public static func isLoopback(_ endpoint: String) -> Bool {
-        let host = endpoint.dropFirst("tcp://".count).split(separator: ":").first.map(String.init) ?? ""
+        let address = endpoint.dropFirst("tcp://".count)
+        let host = address.lastIndex(of: ":").map { String(address[..<$0]) } ?? String(address)
         return host.hasPrefix("127.") || host == "localhost" || host == "[::1]"
     }
 }

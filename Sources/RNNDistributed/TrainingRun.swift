@@ -38,8 +38,24 @@ public final class TrainingRun {
         public var sample: String?
         /// Serve workers as the coordinator instead of computing gradients in this process.
         public var coordinator: CoordinatorSettings?
+        /// The command that runs it (`train`, `coordinator`, `launch`), named in run.toml's header.
+        public var command = "train"
+        /// The command's own settings that change what the run does (its workers, the parameter server's flags), as
+        /// `key = value` lines under their flag names: run.toml holds them after the options, so `rnnlm COMMAND
+        /// --config run.toml` runs the same way.
+        public var commandLines: [String] = []
 
         public init(start: Start) { self.start = start }
+
+        /// The run's settings outside `TrainOptions` as `key = value` lines: threads (they change how the rows are
+        /// summed), logging, the data folder, the sample, then `commandLines`.
+        public func tomlLines() -> [String] {
+            var lines = ["threads = \(threads)", "log-every = \(logEvery)"]
+            if let d = dataDir { lines.append("data-dir = \(tomlString(d))") }
+            if let m = metrics { lines.append("metrics = \(tomlString(m))") }
+            if let p = sample { lines.append("sample = \(tomlString(p))") }
+            return lines + commandLines
+        }
 
         /// Rejects settings that cannot work, naming the flag; needs no data.
         public func validate() throws(ConfigError) {
@@ -74,7 +90,7 @@ public final class TrainingRun {
         let task = trainer.task
         let perEpoch = task.minibatchCount(epoch: trainer.record.epoch)
         for line in task.summary { out.say(line) }
-        try writeRunConfig(o, out)
+        try writeRunConfig(o, settings.tomlLines(), out)
         if o.checkpointDir == nil { out.say("note: no --checkpoint-dir given; nothing will be saved") }
         if trainer.record.epoch >= o.epochs {
             out.say("training is already complete (epoch \(trainer.record.epoch) of \(o.epochs)); pass a larger --epochs to continue")
@@ -136,7 +152,8 @@ public final class TrainingRun {
         // total follows the live workers' remaining minibatches (a lost worker's share is not run).
         let asyncCoordinator = distributed?.mode == .async ? coordinator : nil
         let totalSteps = asyncCoordinator.map { c in
-            trainer.record.step + (trainer.record.epoch..<o.epochs).reduce(0) { $0 + task.minibatchCount(epoch: $1) } * c.peers.count
+            trainer.record.step + ((trainer.record.epoch..<o.epochs).reduce(0) { $0 + task.minibatchCount(epoch: $1) }
+                                   - trainer.record.batchInEpoch) * c.peers.count
         } ?? trainer.record.step - trainer.record.batchInEpoch + remainingEpochs * perEpoch
         let reporter = ProgressReporter(isTerminal: sink.isTerminal, level: out.level, every: every,
                                         totalSteps: totalSteps, epochs: o.epochs, write: sink.standardOutput)
@@ -261,16 +278,17 @@ public final class TrainingRun {
         }
     }
 
-    /// The resolved configuration: printed (what differs from the defaults) and saved beside the checkpoints.
-    private func writeRunConfig(_ o: TrainOptions, _ out: RunLog) throws {
+    /// The resolved configuration: printed (what differs from the defaults) and saved beside the checkpoints, with
+    /// the run's own settings (`runLines`) after the options.
+    private func writeRunConfig(_ o: TrainOptions, _ runLines: [String], _ out: RunLog) throws {
         let defaults = Set(TrainOptions().tomlLines())
         let changed = o.tomlLines().filter { !defaults.contains($0) }
         var configPath: String?
         if let dir = o.checkpointDir {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             configPath = dir + "/run.toml"
-            let text = "# rnnlm train settings, resolved (flags over --config over defaults). Reuse: rnnlm train --config \(configPath!)\n"
-                + o.tomlLines().joined(separator: "\n") + "\n"
+            let text = "# rnnlm \(settings.command) settings, resolved (flags over --config over defaults). Reuse: rnnlm \(settings.command) --config \(configPath!)\n"
+                + (o.tomlLines() + runLines).joined(separator: "\n") + "\n"
             try text.write(toFile: configPath!, atomically: true, encoding: .utf8)
         }
         out.say("config: \(changed.joined(separator: ", "))\(configPath.map { " (all settings: \($0))" } ?? "")")

@@ -6,11 +6,12 @@ public struct CorpusError: Error, CustomStringConvertible, Equatable {
     public init(_ message: String) { description = message }
 }
 
-/// Reads a UTF-8 text file, refusing what cannot be a corpus (missing, empty, binary, not UTF-8).
-public func readCorpus(_ path: String) throws(CorpusError) -> String {
+/// Reads a UTF-8 text file, refusing what cannot be a corpus (missing, empty, binary, not UTF-8); `flag` is the
+/// option that named it, for the message.
+public func readCorpus(_ path: String, flag: String = "--corpus") throws(CorpusError) -> String {
     var isDir: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-        throw CorpusError("corpus \(path): no such file (check the path given to --corpus)")
+        throw CorpusError("\(flag == "--pairs" ? "pairs file" : "corpus") \(path): no such file (check the path given to \(flag))")
     }
     guard !isDir.boolValue else { throw CorpusError("corpus \(path) is a directory; give the path of a text file") }
     guard let data = FileManager.default.contents(atPath: path) else {

@@ -63,6 +63,15 @@ public struct Tokenizer: Codable, Equatable, Sendable {
         return out
     }
 
+    /// The token strings of a prefix to continue: as `tokenize`, except that the `lines` tokenizer ends the last line
+    /// with `<eos>` only when the prefix ends with a newline (a prefix is usually an unfinished line, and an empty
+    /// prefix gives no token at all).
+    public func tokenizePrefix(_ text: String) -> [String] {
+        var out = tokenize(text)
+        if kind == .lines && !text.hasSuffix("\n") && out.last == Self.endOfSentence { out.removeLast() }
+        return out
+    }
+
     /// The token strings of `text`.
     public func tokenize(_ text: String) -> [String] {
         switch kind {

@@ -71,6 +71,11 @@ extension TrainedModel {
     /// timemachine; nil (a prefix is required) for any other text.
     public var defaultPrefix: String? { record.options.dataset == "timemachine" ? "time traveller" : nil }
 
+    /// The tokens of `prefix` the vocabulary does not hold (the model reads them as `<unk>`), in order.
+    public func unknownTokens(inPrefix prefix: String) -> [String] {
+        tokenizer.tokenizePrefix(prefix).filter { vocabulary.ids([$0]) == [0] && $0 != "<unk>" }
+    }
+
     /// The prefix followed by `count` generated tokens, as text. `emit` receives the text as it is produced: the
     /// prefix, then each token as greedy or sampling decoding chooses it; beam search emits everything at the end
     /// (its best candidate is known only then). The pieces concatenate to the returned text.
@@ -79,7 +84,7 @@ extension TrainedModel {
     /// output there, `softmax(decoder.bias)`, the model's prediction before it has read anything.
     public func generate(prefix: String, count: Int, decoding: Decoding,
                          emit: (String) -> Void = { _ in }) throws -> String {
-        let prefixTokens = tokenizer.tokenize(prefix)
+        let prefixTokens = tokenizer.tokenizePrefix(prefix)
         guard !prefixTokens.isEmpty || prefix.isEmpty else {
             throw GenerationError(description: "--prefix \"\(prefix)\" gives no tokens with the \(tokenizer.kind.rawValue) tokenizer; give some text to start from (or --prefix \"\" to start from the zero state)")
         }

@@ -35,8 +35,8 @@ public struct TextData: Sendable {
         if let (_, _, fp) = existing, fp != fingerprint {
             throw ConfigError("the training text \(path) differs from the one this checkpoint was trained on (SHA-1 \(fingerprint) vs \(fp)); resume with the original corpus or start a new --checkpoint-dir")
         }
-        let validText = try o.validCorpus.map { try readCorpus($0) }
-        let testText = try o.testCorpus.map { try readCorpus($0) }
+        let validText = try o.validCorpus.map { try readCorpus($0, flag: "--valid") }
+        let testText = try o.testCorpus.map { try readCorpus($0, flag: "--test") }
         let tokenizer: Tokenizer
         if let (t, _, _) = existing {
             tokenizer = t

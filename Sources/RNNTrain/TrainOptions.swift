@@ -166,12 +166,15 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     }
 }
 
+/// `s` as a TOML basic string (quoted, with backslashes and quotes escaped), as `--config` reads it back.
+public func tomlString(_ s: String) -> String {
+    "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+}
+
 extension TrainOptions {
     /// The settings as `key = value` lines under their command-line names: a file `--config` reads back.
     public func tomlLines() -> [String] {
-        func q(_ s: String) -> String {
-            "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
-        }
+        let q = tomlString
         var lines: [String] = []
         func add(_ k: String, _ v: String?) { if let v { lines.append("\(k) = \(v)") } }
         add("corpus", corpus.map(q)); add("dataset", dataset.map(q)); add("valid", validCorpus.map(q)); add("test", testCorpus.map(q))

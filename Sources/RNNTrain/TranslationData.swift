@@ -23,7 +23,7 @@ public struct TranslationData: Sendable {
     /// the training pairs (or reuses `vocabularies`, on resume).
     public static func load(path: String, numExamples: Int, validExamples: Int, steps: Int, minFreq: Int,
                             vocabularies: (Vocabulary, Vocabulary)? = nil, fingerprint expected: String? = nil) throws -> TranslationData {
-        let raw = try readCorpus(path)
+        let raw = try readCorpus(path, flag: "--pairs")
         let fingerprint = sha1Hex(Array(raw.utf8))
         if let e = expected, e != fingerprint {
             throw ConfigError("the pairs file \(path) differs from the one this checkpoint was trained on (SHA-1 \(fingerprint) vs \(e)); resume with the original file or start a new --checkpoint-dir")

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import RNNCore
 
-/// `--config FILE` for `train` and `coordinator`: every key of the file (TOML `key = value` lines, or a JSON
+/// `--config FILE` for `train`, `coordinator` and `launch`: every key of the file (TOML `key = value` lines, or a JSON
 /// object) becomes the flag of the same name, unless that flag is already on the command line (flags win).
 /// Unknown keys are errors that name the key and suggest the nearest flag.
 enum ConfigFile {
@@ -43,6 +43,7 @@ enum ConfigFile {
         switch command {
         case "train": return Train.helpMessage(columns: 400)
         case "coordinator": return Coordinator.helpMessage(columns: 400)
+        case "launch": return Launch.helpMessage(columns: 400)
         default: return nil
         }
     }

@@ -51,7 +51,9 @@ struct Launch: ParsableCommand {
         try flags.validate(resume: resume, coordinator: c)
         say("launch: \(env.launcher.rawValue) rank 0 of \(env.worldSize) (\(env.origin)): coordinator on \(bind) for \(env.workerCount) worker(s)")
         try coordinatorCurve.apply(to: &c)
-        try finish(try TrainingRun(settings: flags.runSettings(resume: resume, coordinator: c)).run())
+        let lines = ["join-timeout = \(joinTimeout)", "step-timeout = \(stepTimeout)"] + distributedFlags.tomlLines
+        try finish(try TrainingRun(settings: flags.runSettings(resume: resume, coordinator: c, command: "launch",
+                                                               commandLines: lines)).run())
     }
 
     func work(_ env: LaunchEnvironment) throws {

@@ -89,19 +89,25 @@ struct Train: ParsableCommand {
     @Option(help: "Train with this many local worker processes under a ZeroMQ parameter server in this process (0: the single-process reference trainer).")
     var workers: Int = 0
     @OptionGroup var distributedFlags: DistributedFlags
+    @Option(help: "With --workers: seconds to wait for the local workers to join. (default: 60)")
+    var joinTimeout: Double?
+    @Option(help: "With --workers: seconds to wait for every worker's gradient in one step; then the step goes on with --quorum workers, or the run stops naming the silent one. (default: 600)")
+    var stepTimeout: Double?
 
     /// The coordinator of `--workers N` local workers at `bind` (nil without workers).
     func coordinator(bind: String, sharedMemory: String?) -> CoordinatorSettings? {
         guard workers > 0 else { return nil }
-        var c = distributedFlags.coordinator(bind: bind, expectWorkers: workers, joinTimeout: 60, stepTimeout: 600)
+        var c = distributedFlags.coordinator(bind: bind, expectWorkers: workers, joinTimeout: joinTimeout ?? 60,
+                                             stepTimeout: stepTimeout ?? 600)
         c.sharedMemory = sharedMemory
         return c
     }
 
     func validate() throws {
         guard workers >= 0 else { throw ConfigError("--workers must be 0 or more") }
-        if workers == 0, !distributedFlags.given.isEmpty {
-            throw ConfigError("\(distributedFlags.given.joined(separator: ", ")) set\(distributedFlags.given.count == 1 ? "s" : "") how a parameter server treats its workers; this run has none: add --workers N (local worker processes), or run `rnnlm coordinator`")
+        let given = distributedFlags.given + (joinTimeout == nil ? [] : ["--join-timeout"]) + (stepTimeout == nil ? [] : ["--step-timeout"])
+        if workers == 0, !given.isEmpty {
+            throw ConfigError("\(given.joined(separator: ", ")) set\(given.count == 1 ? "s" : "") how a parameter server treats its workers; this run has none: add --workers N (local worker processes), or run `rnnlm coordinator`")
         }
         if workers > 0, distributedFlags.broadcast == .inTurn, ProcessInfo.processInfo.environment["RNNLM_SHARED_MEMORY"] != "0" {
             throw ConfigError("--broadcast in-turn paces the weights sent across sockets; the local workers of --workers N read them from shared memory, where there is no link to share: use it with `rnnlm coordinator` and workers on other hosts")
@@ -123,7 +129,10 @@ struct Train: ParsableCommand {
             let threads = flags.threads
             pool.restartsPerMinute = c.mode == .sync ? 3 : 0  // async runs admit workers only at their start
             c.afterBind = { try pool.start(count: workers, threads: threads) }
-            try finish(try TrainingRun(settings: flags.runSettings(resume: resume, coordinator: c)).run())
+            var lines = ["workers = \(workers)"] + distributedFlags.tomlLines
+            if let t = joinTimeout { lines.append("join-timeout = \(t)") }
+            if let t = stepTimeout { lines.append("step-timeout = \(t)") }
+            try finish(try TrainingRun(settings: flags.runSettings(resume: resume, coordinator: c, commandLines: lines)).run())
         }
     }
 }
@@ -165,7 +174,10 @@ struct Coordinator: ParsableCommand {
         try runReportingErrors {
             var c = coordinator
             try curve.apply(to: &c)
-            try finish(try TrainingRun(settings: flags.runSettings(resume: resume, coordinator: c)).run())
+            let lines = ["bind = \(tomlString(bind))", "expect-workers = \(expectWorkers)", "join-timeout = \(joinTimeout)",
+                         "step-timeout = \(stepTimeout)"] + distributedFlags.tomlLines
+            try finish(try TrainingRun(settings: flags.runSettings(resume: resume, coordinator: c, command: "coordinator",
+                                                                   commandLines: lines)).run())
         }
     }
 }
@@ -233,12 +245,18 @@ struct Eval: ParsableCommand {
     var dataset: String?
     @Option(help: "Folder searched first for named datasets (also $RNNLM_DATA_DIR).")
     var dataDir: String?
-    @Option(help: "Parallel streams (default: the training batch size).")
+    @Option(help: "Parallel streams, or sentence pairs per batch for a translation model (default: the training batch size).")
     var batchSize: Int?
-    @Option(help: "Steps per minibatch (default: the training num-steps).")
+    @Option(help: "Steps per minibatch; for a translation model, the longest translation decoded for BLEU (default: the training num-steps).")
     var numSteps: Int?
     @Option(help: "Translation: a file of `source<TAB>target` lines to score (default: the run's validation pairs).")
     var pairs: String?
+
+    func validate() throws {
+        if let b = batchSize, b < 1 { throw ConfigError("--batch-size must be at least 1, got \(b)") }
+        if let t = numSteps, t < 1 { throw ConfigError("--num-steps must be at least 1, got \(t)") }
+        if corpus != nil && dataset != nil { throw ConfigError("pass either --corpus or --dataset, not both") }
+    }
 
     func run() throws {
         try runReportingErrors {
@@ -270,12 +288,12 @@ struct Eval: ParsableCommand {
         let o = m.record.options, t = o.translation ?? TrainOptions.TranslationOptions()
         let set: SentencePairs
         if let p = pairs {
-            set = TranslationText.pairs(TranslationText.preprocess(try readCorpus(p)), count: Int.max - 1)
+            set = TranslationText.pairs(TranslationText.preprocess(try readCorpus(p, flag: "--pairs")), count: Int.max - 1)
             guard set.count > 0 else { throw CorpusError("\(p) has no `source<TAB>target` line (\(set.skipped) without exactly one TAB)") }
         } else {
             guard t.validExamples > 0 else { throw ValidationError("the run had no validation pairs (--valid-examples 0); pass --pairs FILE") }
             let file = try t.pairs ?? NamedDataset.named(o.dataset ?? "fra-eng").locate(dataDir: dataDir)
-            set = TranslationText.pairs(TranslationText.preprocess(try readCorpus(file)), first: t.numExamples + 1, count: t.validExamples - 1)
+            set = TranslationText.pairs(TranslationText.preprocess(try readCorpus(file, flag: t.pairs == nil ? "--dataset" : "--pairs")), first: t.numExamples + 1, count: t.validExamples - 1)
         }
         let scores = TranslationScores(m.translator, pairs: set, batch: batchSize ?? o.batchSize, maxLength: numSteps ?? m.translator.numSteps)
         print(scores.line)
@@ -297,15 +315,18 @@ struct Translate: ParsableCommand {
     var sentences: [String] = []
     @Option(help: "Beam search with this many candidates, decoded as one batch (1 is greedy).")
     var beam: Int?
-    @Option(help: "Beam search ranks finished candidates by log P / L^α (D2L's rule).")
-    var lengthPenalty: Double = 0.75
+    @Option(help: "Beam search ranks finished candidates by log P / L^α (D2L's rule). (default: 0.75)")
+    var lengthPenalty: Double?
     @Option(help: "Stop after this many tokens (default: the training --num-steps).")
     var maxLen: Int?
 
     func validate() throws {
-        if let b = beam, b < 1 { throw ValidationError("--beam must be at least 1, got \(b)") }
-        if let m = maxLen, m < 1 { throw ValidationError("--max-len must be at least 1, got \(m)") }
-        guard lengthPenalty.isFinite else { throw ValidationError("--length-penalty must be a number") }
+        if let b = beam, b < 1 { throw ConfigError("--beam must be at least 1, got \(b)") }
+        if let m = maxLen, m < 1 { throw ConfigError("--max-len must be at least 1, got \(m)") }
+        if let a = lengthPenalty {
+            guard a.isFinite else { throw ConfigError("--length-penalty must be a number") }
+            guard (beam ?? 1) > 1 else { throw ConfigError("--length-penalty ranks beam-search candidates: add --beam K (K ≥ 2), or drop it") }
+        }
     }
 
     func run() throws {
@@ -318,9 +339,13 @@ struct Translate: ParsableCommand {
             if input.isEmpty { while let line = readLine() { input.append(line) } }
             for sentence in input {
                 let tokens = Translator.tokens(sentence)
+                if tokens.count + 1 > t.numSteps {
+                    // The encoder reads --num-steps tokens, <eos> included, as in training: the rest is cut.
+                    FileHandle.standardError.write(Data("warning: \"\(sentence)\" has \(tokens.count) tokens; the model reads the first \(t.numSteps - 1) and <eos> (its training --num-steps \(t.numSteps)): the rest is not translated\n".utf8))
+                }
                 let output: [String]
                 if let k = beam, k > 1 {
-                    output = t.beam(tokens, width: k, lengthPenalty: lengthPenalty, maxLength: maxLength).tokens
+                    output = t.beam(tokens, width: k, lengthPenalty: lengthPenalty ?? 0.75, maxLength: maxLength).tokens
                 } else {
                     output = t.greedy([tokens], maxLength: maxLength)[0]
                 }
@@ -341,27 +366,43 @@ struct Generate: ParsableCommand {
     var prefix: String?
     @Option(help: "How many tokens to generate.")
     var tokens: Int = 100
-    @Option(help: "Sample with this temperature instead of taking the most likely token (0 = greedy).")
-    var temperature: Float = 0
-    @Option(help: "With --temperature: sample only among the k most likely tokens (0 = all).")
-    var topK: Int = 0
-    @Option(help: "With --temperature: nucleus sampling, only among the fewest most likely tokens whose probability (after --temperature and --top-k) sums to at least p (1 = all).")
-    var topP: Double = 1
-    @Option(help: "Beam search with this many beams (overrides sampling; prints when the search ends, greedy and sampling print each token as it is chosen).")
+    @Option(help: "Sample with this temperature instead of taking the most likely token (default: greedy).")
+    var temperature: Float?
+    @Option(help: "With --temperature: sample only among the k most likely tokens (default: all).")
+    var topK: Int?
+    @Option(help: "With --temperature: nucleus sampling, only among the fewest most likely tokens whose probability (after --temperature and --top-k) sums to at least p (default: 1, all).")
+    var topP: Double?
+    @Option(help: "Beam search with this many beams (not with sampling; prints when the search ends, greedy and sampling print each token as it is chosen).")
     var beam: Int?
-    @Option(help: "Beam search length penalty α: candidates are ranked by log P / L^α (D2L uses 0.75).")
-    var lengthPenalty: Double = 0.75
-    @Option(help: "Seed for sampling.")
-    var seed: UInt64 = 0
+    @Option(help: "With --beam: candidates are ranked by log P / L^α (default: 0.75, as D2L).")
+    var lengthPenalty: Double?
+    @Option(help: "With --temperature: seed for sampling (default: 0).")
+    var seed: UInt64?
+
+    func validate() throws {
+        guard tokens >= 0 else { throw ConfigError("--tokens must be 0 or more") }
+        if let t = temperature, !(t > 0 && t.isFinite) {
+            throw ConfigError("--temperature must be a positive number, got \(t) (leave it out for greedy decoding)")
+        }
+        if let k = topK, k < 0 { throw ConfigError("--top-k must be 0 or more") }
+        if let p = topP, !(p > 0 && p <= 1) { throw ConfigError("--top-p must be in (0, 1], got \(p)") }
+        if let b = beam {
+            guard b >= 1 else { throw ConfigError("--beam must be at least 1, got \(b)") }
+            let sampling = [("--temperature", temperature != nil), ("--top-k", topK != nil), ("--top-p", topP != nil), ("--seed", seed != nil)]
+            if let (flag, _) = sampling.first(where: \.1) {
+                throw ConfigError("\(flag) samples, and --beam searches: pass one of them")
+            }
+        } else if let a = lengthPenalty {
+            throw ConfigError("--length-penalty \(a) ranks beam-search candidates: add --beam K, or drop it")
+        }
+        if let a = lengthPenalty, !a.isFinite { throw ConfigError("--length-penalty must be a number") }
+        if temperature == nil, let (flag, _) = [("--top-k", topK != nil), ("--top-p", topP != nil), ("--seed", seed != nil)].first(where: \.1) {
+            throw ConfigError("\(flag) shapes sampling: give it a --temperature above 0 (e.g. --temperature 1 \(flag) …), or drop it for greedy decoding")
+        }
+    }
 
     func run() throws {
         try runReportingErrors {
-            guard tokens >= 0 else { throw ValidationError("--tokens must be 0 or more") }
-            guard topK >= 0 else { throw ValidationError("--top-k must be 0 or more") }
-            guard topP > 0 && topP <= 1 else { throw ValidationError("--top-p must be in (0, 1], got \(topP)") }
-            if topP < 1 && temperature <= 0 && beam == nil {
-                throw ValidationError("--top-p samples: give it a --temperature above 0 (e.g. --temperature 1 --top-p 0.9)")
-            }
             setBLASThreads(1)
             let path = try TrainedModel.resolve(checkpoint)
             let m = try TrainedModel(checkpointPath: path)
@@ -369,9 +410,14 @@ struct Generate: ParsableCommand {
                 let text = m.record.options.dataset ?? m.record.options.corpus ?? "its own text"
                 throw ValidationError("--prefix is required: \(path) was trained on \(text), not timemachine; pass --prefix TEXT (or --prefix \"\" to start from the zero state)")
             }
+            let unknown = m.unknownTokens(inPrefix: start)
+            if !unknown.isEmpty {
+                let shown = unknown.prefix(5).map { "\"\($0)\"" }.joined(separator: ", ") + (unknown.count > 5 ? ", …" : "")
+                FileHandle.standardError.write(Data("warning: \(unknown.count) token(s) of --prefix are not in the model's vocabulary and read as <unk>: \(shown)\n".utf8))
+            }
             let decoding: Decoding
-            if let b = beam { decoding = .beam(width: b, lengthPenalty: lengthPenalty) }
-            else if temperature > 0 { decoding = .sample(temperature: temperature, topK: topK, topP: topP, seed: seed) }
+            if let b = beam { decoding = .beam(width: b, lengthPenalty: lengthPenalty ?? 0.75) }
+            else if let t = temperature { decoding = .sample(temperature: t, topK: topK ?? 0, topP: topP ?? 1, seed: seed ?? 0) }
             else { decoding = .greedy }
             // Each piece is written as soon as it is chosen (FileHandle is unbuffered), so a pipe sees it too.
             _ = try m.generate(prefix: start, count: tokens, decoding: decoding) {
@@ -424,9 +470,8 @@ struct Keygen: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let secret = out + "/" + name + ".secret"
-            if FileManager.default.fileExists(atPath: secret) && !force {
-                throw ValidationError("\(secret) exists; pass --force to replace it (workers and coordinators using it must then be updated)")
+            for file in [out + "/" + name + ".secret", out + "/" + name + ".public"] where FileManager.default.fileExists(atPath: file) && !force {
+                throw ValidationError("\(file) exists; pass --force to replace the key pair (workers and coordinators using it must then be updated)")
             }
             let keys = try CurveKeyPair.generate()
             let paths = try keys.write(to: out, name: name)

@@ -17,8 +17,8 @@ private let defaults = TrainOptions()
 /// The training flags, all optional so that `--resume` can tell which ones the user actually gave. Their defaults
 /// are `TrainOptions`'; choice flags are enums, so help lists their values and parsing rejects others.
 struct TrainFlags: ParsableArguments {
-    @Option(help: "What to train: a language model over text, or an encoder-decoder over sentence pairs (translation).")
-    var task: TaskName = .languageModel
+    @Option(help: "What to train: a language model over text, or an encoder-decoder over sentence pairs (translation). (default: language-model; with --resume, the checkpoint's)")
+    var task: TaskName?
     @Option(help: "Training text file (UTF-8).") var corpus: String?
     @Option(help: "A folder in word_language_model's layout: DIR/train.txt, and DIR/valid.txt, DIR/test.txt when present (--valid/--test override them).") var data: String?
     @Option(help: "Named dataset: timemachine or tinyshakespeare; fra-eng (pairs) with --task translation (found in --data-dir, or downloaded and SHA-1 checked).") var dataset: String?
@@ -84,16 +84,27 @@ struct TrainFlags: ParsableArguments {
 
     /// The run's settings for `rnnlm train` / `rnnlm coordinator`: a new run from these flags, or, with `resume`,
     /// the newest checkpoint's settings reconciled with them.
-    func runSettings(resume: Bool, coordinator: CoordinatorSettings?) throws -> TrainingRun.Settings {
+    func runSettings(resume: Bool, coordinator: CoordinatorSettings?, command: String = "train",
+                     commandLines: [String] = []) throws -> TrainingRun.Settings {
         let start: TrainingRun.Start
         if resume {
             start = .resume(checkpointDir: checkpointDir, reconcile: { stored in
-                try checkCompatible(with: stored)
+                // The checkpoint says which task it trains; flags of the other task are refused, not ignored.
+                let storedTask: TaskName = stored.translation != nil ? .translation : .languageModel
+                if let t = task, t != storedTask {
+                    throw ConfigError("--resume: --task \(t.rawValue), but the checkpoint in \(checkpointDir ?? ".") holds a \(storedTask.rawValue) run; drop --task, or use a new --checkpoint-dir for a new run")
+                }
+                try checkTaskFlags(for: storedTask, resuming: true)
+                try checkCompatible(with: stored, task: storedTask)
                 var o = stored
                 if let e = epochs { o.epochs = e }
                 applyRunSettings(to: &o)
+                try o.validateValues()
                 return o
-            }, otherwise: { try newRunOptions() })
+            }, otherwise: {
+                try checkTaskFlags(for: task ?? .languageModel)
+                return try newRunOptions()
+            })
         } else {
             start = .new(try newRunOptions())
         }
@@ -105,11 +116,14 @@ struct TrainFlags: ParsableArguments {
         s.metrics = metrics
         s.sample = sample
         s.coordinator = coordinator
+        s.command = command
+        s.commandLines = commandLines
         return s
     }
 
-    /// Flags of one task given to the other: refused, naming the flag, rather than silently ignored.
-    func checkTaskFlags() throws {
+    /// Flags of one task given to the other: refused, naming the flag, rather than silently ignored. A resumed
+    /// translation run takes its embedding width from the checkpoint.
+    func checkTaskFlags(for task: TaskName, resuming: Bool = false) throws {
         let languageModelOnly: [(String, Bool)] = [
             ("--corpus", corpus != nil), ("--data", data != nil), ("--valid", valid != nil), ("--test", test != nil), ("--valid-fraction", validFraction != nil),
             ("--tokenizer", tokenizer != nil), ("--lowercase", lowercase), ("--bpe-merges", bpeMerges != nil),
@@ -124,7 +138,7 @@ struct TrainFlags: ParsableArguments {
                 throw ConfigError("\(flag) is a language-model setting and does not apply to --task translation (pairs come from --pairs FILE or --dataset fra-eng)")
             }
             if let e = embed, e < 1 { throw ConfigError("--task translation needs --embed of at least 1 (D2L uses 32), got \(e)") }
-            if embed == nil { throw ConfigError("--task translation needs an embedding width: pass --embed (D2L uses 32)") }
+            if embed == nil && !resuming { throw ConfigError("--task translation needs an embedding width: pass --embed (D2L uses 32)") }
         case .languageModel:
             if let (flag, _) = translationOnly.first(where: \.1) {
                 throw ConfigError("\(flag) is a translation setting: pass --task translation (or drop \(flag))")
@@ -132,18 +146,25 @@ struct TrainFlags: ParsableArguments {
         }
     }
 
-    /// Checks that need no data (each value's range), before any corpus loads. With `--resume`, the training text
-    /// may come from the checkpoint, so only the values are checked.
+    /// Checks that need no data (each value's range), before any corpus loads. With `--resume`, the task, the
+    /// training text and the model come from the checkpoint: the flags are checked against it once it is read
+    /// (before any data loads too), by the run's `reconcile`.
     func validate(resume: Bool, coordinator: CoordinatorSettings?) throws {
-        if !resume || task == .translation || pairs != nil { try checkTaskFlags() }
+        if !resume { try checkTaskFlags(for: task ?? .languageModel) }
         let s = try runSettings(resume: resume, coordinator: coordinator)
         try s.validate()
-        if resume { try newRunOptions().validateValues() }
+        if resume {
+            // The settings a resumed run may change, checked before the checkpoint is even read.
+            var o = TrainOptions()
+            if let e = epochs { o.epochs = e }
+            applyRunSettings(to: &o)
+            try o.validateValues()
+        }
     }
 
     func newRunOptions() throws -> TrainOptions {
         var o = TrainOptions()
-        try apply(to: &o)
+        try apply(to: &o, task: task ?? .languageModel)
         return o
     }
 
@@ -166,7 +187,7 @@ struct TrainFlags: ParsableArguments {
         return (file("train.txt"), present("valid.txt"), present("test.txt"))
     }
 
-    func apply(to o: inout TrainOptions) throws {
+    func apply(to o: inout TrainOptions, task: TaskName) throws {
         if task == .translation {
             var t = o.translation ?? TrainOptions.TranslationOptions()
             if let p = pairs { t.pairs = p }
@@ -231,18 +252,16 @@ struct TrainFlags: ParsableArguments {
         if let v = earlyStop { o.earlyStop = v }
     }
 
-    /// On `--resume`, a flag that contradicts the checkpoint is an error (rather than silently ignored).
-    func checkCompatible(with stored: TrainOptions) throws {
+    /// On `--resume`, a flag that contradicts the checkpoint (a run of `task`) is an error (rather than silently
+    /// ignored), naming the flags and both values.
+    func checkCompatible(with stored: TrainOptions, task: TaskName) throws {
         var wanted = stored
-        try apply(to: &wanted)
+        try apply(to: &wanted, task: task)
         wanted.epochs = stored.epochs
         let folderGiven = data != nil
         if corpus == nil && dataset == nil && !folderGiven { wanted.corpus = stored.corpus; wanted.dataset = stored.dataset }
         if tokenizer == nil { wanted.tokenizer = stored.tokenizer }
         if !lowercase { wanted.lowercase = stored.lowercase }
-        if task == .languageModel && pairs == nil && numExamples == nil && validExamples == nil && !bidirectional && batching == nil {
-            wanted.translation = stored.translation  // no task flag given: the checkpoint's task
-        }
         if maxTokens == nil { wanted.maxTokens = stored.maxTokens }
         if valid == nil && !folderGiven { wanted.validCorpus = stored.validCorpus }
         if test == nil && !folderGiven { wanted.testCorpus = stored.testCorpus }
@@ -250,12 +269,43 @@ struct TrainFlags: ParsableArguments {
         var storedRun = stored
         applyRunSettings(to: &storedRun)
         guard wanted == storedRun else {
-            let mirrorA = Mirror(reflecting: wanted), mirrorB = Mirror(reflecting: storedRun)
-            let diffs = zip(mirrorA.children, mirrorB.children).filter { "\($0.value)" != "\($1.value)" }.map { a, b in
-                "\(a.label ?? "?") (checkpoint: \(b.value), flag: \(a.value))"
-            }
+            let diffs = settingDifferences(wanted, storedRun).map { flag, checkpoint, given in "--\(flag) (checkpoint: \(checkpoint), given: \(given))" }
             throw ConfigError("--resume: these flags differ from the checkpoint's run: \(diffs.joined(separator: ", ")); drop them to continue, or use a new --checkpoint-dir for a new run")
         }
+    }
+
+    /// The settings that differ between `a` (the flags) and `b` (the checkpoint), by flag name, with both values
+    /// (the translation settings one by one).
+    private func settingDifferences(_ a: Any, _ b: Any) -> [(flag: String, checkpoint: String, given: String)] {
+        var out: [(String, String, String)] = []
+        for (x, y) in zip(Mirror(reflecting: a).children, Mirror(reflecting: b).children) where "\(x.value)" != "\(y.value)" {
+            let label = x.label ?? "?"
+            if label == "translation", let u = unwrapped(x.value), let v = unwrapped(y.value) {
+                out += settingDifferences(u, v)
+                continue
+            }
+            out.append((Self.flagNames[label] ?? kebab(label), shown(y.value), shown(x.value)))
+        }
+        return out
+    }
+
+    /// `TrainOptions` properties whose flag is not their name in kebab case.
+    private static let flagNames = ["validCorpus": "valid", "testCorpus": "test", "translation": "task"]
+
+    private func kebab(_ name: String) -> String {
+        name.reduce(into: "") { out, c in if c.isUppercase { out += "-" + c.lowercased() } else { out.append(c) } }
+    }
+
+    private func unwrapped(_ value: Any) -> Any? {
+        let m = Mirror(reflecting: value)
+        guard m.displayStyle == .optional else { return value }
+        return m.children.first?.value
+    }
+
+    private func shown(_ value: Any) -> String {
+        guard let v = unwrapped(value) else { return "none" }
+        if let r = v as? any RawRepresentable { return "\(r.rawValue)" }
+        return "\(v)"
     }
 }
 
@@ -287,6 +337,19 @@ struct DistributedFlags: ParsableArguments {
         if let g = gradientCompression, g != .none { out.append("--gradient-compression \(g.rawValue)") }
         if let b = broadcast, b != .together { out.append("--broadcast \(b.rawValue)") }
         return out
+    }
+
+    /// The flags given, as `key = value` lines for run.toml (those not given keep their defaults on reuse).
+    var tomlLines: [String] {
+        var lines: [String] = []
+        if mode != .sync { lines.append("mode = \(tomlString(mode.rawValue))") }
+        if let v = maxStaleness { lines.append("max-staleness = \(v)") }
+        if let v = quorum { lines.append("quorum = \(v)") }
+        if let v = minWorkers { lines.append("min-workers = \(v)") }
+        if let v = heartbeatTimeout { lines.append("heartbeat-timeout = \(v)") }
+        if let v = gradientCompression { lines.append("gradient-compression = \(tomlString(v.rawValue))") }
+        if let v = broadcast { lines.append("broadcast = \(tomlString(v.rawValue))") }
+        return lines
     }
 
     /// Coordinator settings for `expectWorkers` workers at `bind`, with these flags applied.

@@ -80,6 +80,11 @@ struct TokenizerTests {
     @Test func linesAddEndOfSentence() {
         let t = Tokenizer(kind: .lines)
         #expect(t.tokenize(" the cat \n\nsat\n") == ["the", "cat", "<eos>", "<eos>", "sat", "<eos>"])
+        // A prefix to continue is an unfinished line: <eos> only after a newline; an empty one is no token at all.
+        #expect(t.tokenizePrefix("the cat") == ["the", "cat"])
+        #expect(t.tokenizePrefix("the cat\n") == ["the", "cat", "<eos>"])
+        #expect(t.tokenizePrefix("") == [])
+        #expect(Tokenizer(kind: .word).tokenizePrefix("the cat") == ["the", "cat"])
     }
 
     @Test func charRawKeepsEverything() {

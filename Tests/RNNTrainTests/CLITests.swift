@@ -78,7 +78,7 @@ struct CLITests {
                                   "--num-steps", "10", "--epochs", "1", "--checkpoint-dir", dir + "/ck"] + data)
         #expect(first.status == 0, "\(first.stderr)")
         let other = try run(bin, ["train", "--resume", "--dataset", "tinyshakespeare", "--checkpoint-dir", dir + "/ck", "--epochs", "2"] + data)
-        #expect(other.status == 1 && other.stderr.contains("dataset (checkpoint: Optional(\"timemachine\")"), "\(other.stderr)")
+        #expect(other.status == 1 && other.stderr.contains("--dataset (checkpoint: timemachine, given: tinyshakespeare)"), "\(other.stderr)")
         // The same flags but a corpus file whose text differs from the checkpoint's.
         let copy = dir + "/tm.txt"
         try (String(contentsOfFile: sharedDataDirectory() + "/timemachine.txt", encoding: .utf8) + "one more line\n").write(toFile: copy, atomically: true, encoding: .utf8)
@@ -91,6 +91,65 @@ struct CLITests {
         try "completely different text ".write(toFile: copy, atomically: true, encoding: .utf8)
         let changed = try run(bin, ["train", "--resume", "--checkpoint-dir", dir + "/ck2", "--epochs", "2"] + data)
         #expect(changed.status == 1 && changed.stderr.contains("differs from the one this checkpoint was trained on"), "\(changed.stderr)")
+    }
+
+    @Test("--resume takes the task from the checkpoint: the other task's flags are refused, its own compared, named as flags")
+    func resumingChecksTheFlagsOfTheCheckpointsTask() throws {
+        let bin = try rnnlmBinary()
+        let dir = temporaryDirectory()
+        let tr = dir + "/tr"
+        let first = try run(bin, ["train", "--task", "translation", "--dataset", "fra-eng", "--num-examples", "200", "--valid-examples", "20",
+                                  "--embed", "8", "--hidden", "8", "--batch-size", "16", "--num-steps", "8", "--epochs", "1",
+                                  "--checkpoint-dir", tr] + data)
+        #expect(first.status == 0, "\(first.stderr)")
+        // A translation flag that contradicts the checkpoint is refused without --task (it was ignored before).
+        let bidirectional = try run(bin, ["train", "--resume", "--checkpoint-dir", tr, "--epochs", "2", "--bidirectional"] + data)
+        #expect(bidirectional.status == 1 && bidirectional.stderr.contains("--bidirectional (checkpoint: false, given: true)"), "\(bidirectional.stderr)")
+        let examples = try run(bin, ["train", "--resume", "--checkpoint-dir", tr, "--epochs", "2", "--num-examples", "300"] + data)
+        #expect(examples.status == 1 && examples.stderr.contains("--num-examples (checkpoint: 200, given: 300)"), "\(examples.stderr)")
+        let minFreq = try run(bin, ["train", "--resume", "--checkpoint-dir", tr, "--epochs", "2", "--min-freq", "1"] + data)
+        #expect(minFreq.status == 1 && minFreq.stderr.contains("--min-freq (checkpoint: 2, given: 1)"), "\(minFreq.stderr)")
+        // Language-model flags on a translation checkpoint are refused, even at their defaults.
+        let tokenizer = try run(bin, ["train", "--resume", "--checkpoint-dir", tr, "--epochs", "2", "--tokenizer", "char"] + data)
+        #expect(tokenizer.status == 1 && tokenizer.stderr.contains("--tokenizer is a language-model setting and does not apply to --task translation"), "\(tokenizer.stderr)")
+        let wrongTask = try run(bin, ["train", "--resume", "--checkpoint-dir", tr, "--epochs", "2", "--task", "language-model"] + data)
+        #expect(wrongTask.status == 1 && wrongTask.stderr.contains("--task language-model, but the checkpoint in \(tr) holds a translation run"), "\(wrongTask.stderr)")
+        // --task translation without --embed: the width is the checkpoint's.
+        let resumed = try run(bin, ["train", "--resume", "--checkpoint-dir", tr, "--epochs", "2", "--task", "translation", "--min-freq", "2"] + data)
+        #expect(resumed.status == 0 && resumed.stdout.contains("resuming"), "\(resumed.stderr)")
+
+        // A tied language model resumes with --tied alone (its widths come from the checkpoint).
+        let lm = dir + "/lm"
+        let tied = try run(bin, ["train", "--dataset", "timemachine", "--max-tokens", "3000", "--embed", "16", "--hidden", "16", "--tied",
+                                 "--batch-size", "4", "--num-steps", "10", "--epochs", "1", "--checkpoint-dir", lm] + data)
+        #expect(tied.status == 0, "\(tied.stderr)")
+        let again = try run(bin, ["train", "--resume", "--checkpoint-dir", lm, "--epochs", "2", "--tied"] + data)
+        #expect(again.status == 0 && again.stdout.contains("resuming"), "\(again.stderr)")
+        let translationFlag = try run(bin, ["train", "--resume", "--checkpoint-dir", lm, "--epochs", "3", "--bidirectional"] + data)
+        #expect(translationFlag.status == 1 && translationFlag.stderr.contains("--bidirectional is a translation setting"), "\(translationFlag.stderr)")
+    }
+
+    @Test("run.toml holds the command's own settings too: --config brings back the workers and the parameter server's flags")
+    func runConfigHoldsTheParameterServersSettings() throws {
+        let bin = try rnnlmBinary()
+        let dir = temporaryDirectory()
+        let r = try run(bin, ["train", "--dataset", "timemachine", "--max-tokens", "3000", "--hidden", "16", "--batch-size", "4",
+                              "--num-steps", "10", "--epochs", "1", "--workers", "2", "--mode", "async", "--max-staleness", "3",
+                              "--gradient-compression", "bf16", "--threads", "1", "--join-timeout", "30", "--checkpoint-dir", dir + "/a"] + data)
+        #expect(r.status == 0, "\(r.stderr)")
+        let toml = try String(contentsOfFile: dir + "/a/run.toml", encoding: .utf8)
+        for line in ["workers = 2", "mode = \"async\"", "max-staleness = 3", "gradient-compression = \"bf16\"", "threads = 1",
+                     "join-timeout = 30.0", "log-every = 50"] {
+            #expect(toml.contains("\n" + line + "\n"), "run.toml lacks \(line):\n\(toml)")
+        }
+        #expect(toml.hasPrefix("# rnnlm train settings"), "\(toml)")
+        // Reused, the file runs the same way: an asynchronous run with bfloat16 gradients.
+        let again = try run(bin, ["train", "--config", dir + "/a/run.toml", "--checkpoint-dir", dir + "/b"] + data)
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stdout.contains("async: applied") && again.stdout.contains("gradients travel as bfloat16"), "\(again.stdout)")
+        // Without workers its parameter-server settings are refused, naming them, rather than dropped.
+        let single = try run(bin, ["train", "--config", dir + "/a/run.toml", "--workers", "0", "--checkpoint-dir", dir + "/c"] + data)
+        #expect(single.status == 1 && single.stderr.contains("--mode async, --max-staleness, --gradient-compression bf16, --join-timeout set how a parameter server treats its workers"), "\(single.stderr)")
     }
 
     /// `--help`'s option entries by flag name, each entry's wrapped lines joined with single spaces.
@@ -147,6 +206,20 @@ struct CLITests {
             (["train", "--corpus", "/nonexistent.txt", "--optimizer", "adagrad"], "unknown --optimizer 'adagrad'; use one of sgd, adam"),
             (["train", "--corpus", "/nonexistent.txt", "--init-scheme", "xavier"], "unknown --init-scheme 'xavier'; use one of pytorch, normal"),
             (["train", "--resume", "--checkpoint-dir", "/nonexistent", "--keep-checkpoints", "0"], "--keep-checkpoints must be at least 1, got 0"),
+            // Parameter-server flags that one mode would ignore are refused in it.
+            (["train", "--corpus", "/nonexistent.txt", "--workers", "2", "--mode", "async", "--quorum", "1"],
+             "--quorum lets a synchronous step go on without its stragglers; an asynchronous run never waits for one: drop one of --mode async and --quorum"),
+            (["train", "--corpus", "/nonexistent.txt", "--workers", "2", "--mode", "async", "--min-workers", "1"],
+             "--min-workers pauses a synchronous run while fewer workers are alive; an asynchronous run admits workers only at its start and goes on with those alive: drop one of --mode async and --min-workers"),
+            (["coordinator", "--corpus", "/nonexistent.txt", "--expect-workers", "2", "--max-staleness", "1"],
+             "--max-staleness bounds how stale an asynchronous run's gradients may be; a synchronous step uses only gradients of its own weights: add --mode async or drop --max-staleness"),
+            // A minimum the run can never reach would pause it before its first step, forever.
+            (["train", "--corpus", "/nonexistent.txt", "--workers", "2", "--min-workers", "3"],
+             "--min-workers 3 is more than the 2 worker(s) the run starts with (--expect-workers, or --workers N): it would pause before its first step; lower --min-workers or raise the worker count"),
+            (["train", "--corpus", "/nonexistent.txt", "--workers", "2", "--step-timeout", "0"], "--step-timeout must be more than 0 seconds, got 0.0"),
+            (["coordinator", "--corpus", "/nonexistent.txt", "--expect-workers", "1", "--join-timeout", "0"], "--join-timeout must be more than 0 seconds, got 0.0"),
+            (["train", "--corpus", "/nonexistent.txt", "--step-timeout", "30"],
+             "--step-timeout sets how a parameter server treats its workers; this run has none: add --workers N (local worker processes), or run `rnnlm coordinator`"),
         ]
         for (args, message) in cases {
             let r = try run(bin, args)

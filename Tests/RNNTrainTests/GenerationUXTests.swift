@@ -109,6 +109,32 @@ struct GenerationUXTests {
         #expect(bad.status == 1 && bad.stderr.contains("--top-p"), "\(bad.stderr)")
     }
 
+    @Test("decoding flags that would be ignored, or would crash, are refused before the model loads, naming the flag")
+    func decodingFlagsThatDoNothingAreRefused() throws {
+        let bin = try rnnlmBinary()
+        let ck = Self.checkpoints.timemachine
+        let cases: [([String], String)] = [
+            (["generate", "--checkpoint", ck, "--top-k", "5"], "--top-k shapes sampling: give it a --temperature above 0"),
+            (["generate", "--checkpoint", ck, "--seed", "3"], "--seed shapes sampling: give it a --temperature above 0"),
+            (["generate", "--checkpoint", ck, "--top-p", "0.9"], "--top-p shapes sampling: give it a --temperature above 0"),
+            (["generate", "--checkpoint", ck, "--temperature", "0"], "--temperature must be a positive number, got 0.0"),
+            (["generate", "--checkpoint", ck, "--temperature", "nan"], "--temperature must be a positive number, got nan"),
+            (["generate", "--checkpoint", ck, "--beam", "3", "--temperature", "0.8"], "--temperature samples, and --beam searches: pass one of them"),
+            (["generate", "--checkpoint", ck, "--length-penalty", "1"], "--length-penalty 1.0 ranks beam-search candidates: add --beam K, or drop it"),
+            (["generate", "--checkpoint", ck, "--beam", "0"], "--beam must be at least 1, got 0"),
+            (["translate", "--checkpoint", ck, "--length-penalty", "1", "Go."], "--length-penalty ranks beam-search candidates: add --beam K (K ≥ 2), or drop it"),
+            (["eval", "--checkpoint", ck, "--dataset", "timemachine", "--num-steps", "0"], "--num-steps must be at least 1, got 0"),
+            (["eval", "--checkpoint", ck, "--dataset", "timemachine", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+            (["eval", "--checkpoint", ck, "--dataset", "timemachine", "--corpus", "x.txt"], "pass either --corpus or --dataset, not both"),
+        ]
+        for (args, message) in cases {
+            let r = try run(bin, args)
+            #expect(r.status == 1 && r.stderr.hasPrefix("error: \(message)") && r.stderr.filter { $0 == "\n" }.count == 1,
+                    "\(args): status \(r.status), stderr \(r.stderr)")
+            #expect(r.stdout.isEmpty, "\(args) printed \(r.stdout)")
+        }
+    }
+
     @Test("--prefix is required for a checkpoint not trained on timemachine; timemachine keeps \"time traveller\"")
     func prefixRequiredForOtherText() throws {
         let bin = try rnnlmBinary()
