@@ -37,7 +37,9 @@ public struct LaunchEnvironment: Equatable, Sendable {
     /// machine needs no keys), otherwise every interface (`MASTER_ADDR` may be a name, such as a Kubernetes
     /// Service's, that resolves to an address this process cannot bind).
     public var bindEndpoint: String {
-        CoordinatorSettings.isLoopback("tcp://\(hostForEndpoint):\(port)") ? "tcp://\(hostForEndpoint):\(port)" : "tcp://*:\(port)"
+        // libzmq binds addresses and interface names, not host names: localhost is 127.0.0.1 there.
+        let host = coordinatorHost == "localhost" ? "127.0.0.1" : hostForEndpoint
+        return CoordinatorSettings.isLoopback("tcp://\(host):\(port)") ? "tcp://\(host):\(port)" : "tcp://*:\(port)"
     }
 
     /// What the workers connect to.
@@ -89,9 +91,10 @@ public struct LaunchEnvironment: Equatable, Sendable {
                 coordinatorHost = master
                 origin = "SLURM_PROCID=\(rank) SLURM_NTASKS=\(worldSize) MASTER_ADDR=\(master)"
             } else {
-                let listName = value("SLURM_JOB_NODELIST") != nil ? "SLURM_JOB_NODELIST" : "SLURM_NODELIST"
+                // Task 0 runs on the first node of its step, which need not be the job's first (srun -w, -r).
+                let listName = ["SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST", "SLURM_NODELIST"].first { value($0) != nil } ?? "SLURM_JOB_NODELIST"
                 guard let list = value(listName) else {
-                    throw ConfigError("SLURM_PROCID is set but neither SLURM_JOB_NODELIST nor MASTER_ADDR is: cannot tell which host runs the coordinator (task 0)")
+                    throw ConfigError("SLURM_PROCID is set but neither SLURM_STEP_NODELIST, SLURM_JOB_NODELIST nor MASTER_ADDR is: cannot tell which host runs the coordinator (task 0)")
                 }
                 guard let first = hostnames(list)?.first ?? Self.firstHost(ofNodeList: list) else {
                     throw ConfigError("\(listName)=\(list) names no host")

@@ -39,6 +39,9 @@ public struct WorkerRun {
 
         public func validate() throws(ConfigError) {
             guard threads >= 1 else { throw ConfigError("--threads must be 1 or more") }
+            guard joinTimeout > 0 && joinTimeout.isFinite else { throw ConfigError("--join-timeout must be a number of seconds above 0, got \(joinTimeout)") }
+            guard timeout > 0 && timeout.isFinite else { throw ConfigError("--timeout must be a number of seconds above 0, got \(timeout)") }
+            guard rejoinGrace >= 0 && rejoinGrace.isFinite else { throw ConfigError("--rejoin-grace must be a number of seconds, 0 or more, got \(rejoinGrace)") }
         }
     }
 

@@ -8,14 +8,17 @@ public struct EpochPoint: Equatable, Sendable {
 }
 
 /// The epoch records of a metrics JSONL file, one per epoch (a later record of the same epoch, e.g. after a
-/// resume, replaces an earlier one), in epoch order. Malformed lines are errors naming the line.
+/// resume, replaces an earlier one), in epoch order. Malformed lines are errors naming the line, except an
+/// unfinished last one (no newline: a run killed while writing it, or one still writing), which is skipped.
 public func readEpochPoints(_ path: String) throws -> [EpochPoint] {
     guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
         throw TrainingError("cannot read the metrics file \(path)")
     }
     var byEpoch: [Int: EpochPoint] = [:]
-    for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: true).enumerated() {
+    let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+    for (n, line) in lines.enumerated() where !line.isEmpty {
         guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+            if n == lines.count - 1 { continue }  // unfinished: no newline after it yet
             throw TrainingError("\(path) line \(n + 1) is not a JSON object; is this an rnnlm metrics file?")
         }
         guard obj["kind"] as? String == "epoch" else { continue }

@@ -1,5 +1,8 @@
 import CZeroMQ
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A CURVE key pair (Z85 text, 40 characters each). The coordinator's public key is what workers need; each
 /// worker's public key is what the coordinator authorises.
@@ -30,9 +33,15 @@ public struct CurveKeyPair: Equatable, Sendable {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let secretPath = dir + "/" + name + ".secret", publicPath = dir + "/" + name + ".public"
         let secretText = "# rnnlm CURVE key pair \"\(name)\". Keep this file private.\npublic-key = \"\(publicKey)\"\nsecret-key = \"\(secretKey)\"\n"
-        guard FileManager.default.createFile(atPath: secretPath, contents: Data(secretText.utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw TransportError(message: "cannot write \(secretPath)")
-        }
+        // Created with mode 0600 by open(2) itself, so the secret is never readable by others, not even briefly.
+        _ = unlink(secretPath)
+        let fd = open(secretPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw TransportError(message: "cannot write \(secretPath): \(String(cString: strerror(errno)))") }
+        let bytes = Array(secretText.utf8)
+        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd) == 0
+        close(fd)
+        guard written == bytes.count && synced else { throw TransportError(message: "cannot write \(secretPath) (disk full?)") }
         try ("# rnnlm CURVE public key \"\(name)\"\npublic-key = \"\(publicKey)\"\n").write(toFile: publicPath, atomically: true, encoding: .utf8)
         return (secretPath, publicPath)
     }
@@ -226,6 +235,9 @@ extension ZMQSocket {
 /// Reads a socket monitor's events.
 public final class HandshakeMonitor {
     let socket: UnsafeMutableRawPointer
+    /// Kept until this socket is closed: terminating a context waits for its sockets, so a context released
+    /// first (an error thrown right after the monitor is made) would hang the process on exit.
+    let context: ZMQContext
 
     init(context: ZMQContext, endpoint: String) throws {
         guard let s = zmq_socket(context.handle, ZMQ_PAIR) else { throw TransportError("cannot create a monitor socket") }
@@ -233,6 +245,7 @@ public final class HandshakeMonitor {
         zmq_setsockopt(s, ZMQ_LINGER, &linger, 4)
         guard zmq_connect(s, endpoint) == 0 else { zmq_close(s); throw TransportError("cannot connect the monitor") }
         socket = s
+        self.context = context
     }
 
     deinit { zmq_close(socket) }

@@ -83,11 +83,22 @@ public final class ZMQSocket {
     }
 
     public func bind(_ endpoint: String) throws {
-        guard zmq_bind(handle, endpoint) == 0 else { throw TransportError("cannot bind \(endpoint)") }
+        guard zmq_bind(handle, endpoint) == 0 else {
+            throw TransportError(message: "cannot bind \(endpoint): \(String(cString: zmq_strerror(zmq_errno())))\(Self.endpointHint(endpoint))")
+        }
     }
 
     public func connect(_ endpoint: String) throws {
-        guard zmq_connect(handle, endpoint) == 0 else { throw TransportError("cannot connect to \(endpoint)") }
+        guard zmq_connect(handle, endpoint) == 0 else {
+            throw TransportError(message: "cannot connect to \(endpoint): \(String(cString: zmq_strerror(zmq_errno())))\(Self.endpointHint(endpoint))")
+        }
+    }
+
+    /// What an endpoint ZeroMQ refused may lack: a transport, or a port.
+    static func endpointHint(_ endpoint: String) -> String {
+        guard endpoint.contains("://") else { return " (an endpoint is TRANSPORT://ADDRESS, e.g. tcp://HOST:5555 or ipc:///tmp/rnnlm.sock)" }
+        if endpoint.hasPrefix("tcp://"), !endpoint.dropFirst(6).contains(":") { return " (a tcp endpoint needs a port: tcp://HOST:PORT)" }
+        return ""
     }
 
     /// The endpoint actually bound (resolves `tcp://127.0.0.1:*` to the chosen port).

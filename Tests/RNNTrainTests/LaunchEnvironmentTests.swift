@@ -50,6 +50,14 @@ struct LaunchEnvironmentTests {
         #expect(set.connectEndpoint == "tcp://10.0.0.5:6000")
         let old = try LaunchEnvironment(environment: ["SLURM_PROCID": "0", "SLURM_NTASKS": "2", "SLURM_NODELIST": "h1"], hostnames: noScontrol)
         #expect(old.coordinatorHost == "h1" && old.bindEndpoint == "tcp://*:5555")
+        // A step on other nodes than the job's first (srun -w node09): its task 0 runs on the step's first node.
+        let step = try LaunchEnvironment(environment: env.merging(["SLURM_STEP_NODELIST": "node[09,12]"]) { $1 }, hostnames: noScontrol)
+        #expect(step.coordinatorHost == "node09", "\(step.coordinatorHost)")
+        // localhost: libzmq binds addresses, not names.
+        let local = try LaunchEnvironment(environment: ["RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "localhost", "MASTER_PORT": "7000"])
+        #expect(local.bindEndpoint == "tcp://127.0.0.1:7000" && local.connectEndpoint == "tcp://localhost:7000")
+        #expect(CoordinatorSettings.isLoopback("tcp://[::1]:5555") && !CoordinatorSettings.isLoopback("tcp://[::2]:5555")
+                && CoordinatorSettings.isLoopback("tcp://127.0.0.1:5555") && !CoordinatorSettings.isLoopback("tcp://*:5555"))
         // torchrun inside a Slurm allocation: torchrun's variables describe this process.
         let both = try LaunchEnvironment(environment: env.merging(["RANK": "5", "WORLD_SIZE": "8", "MASTER_ADDR": "a", "MASTER_PORT": "9"]) { $1 })
         #expect(both.launcher == .torchrun && both.rank == 5 && both.worldSize == 8)
@@ -75,7 +83,7 @@ struct LaunchEnvironmentTests {
         #expect(error(t.merging(["RANK": "0", "MASTER_PORT": "http"]) { $1 }) == "MASTER_PORT=http is not a port number")
         #expect(error(t.merging(["RANK": "0", "MASTER_PORT": "70000"]) { $1 }).hasPrefix("the coordinator's port must be between 1 and 65535"))
         #expect(error(["SLURM_PROCID": "0"]).hasPrefix("SLURM_PROCID is set but SLURM_NTASKS is not"))
-        #expect(error(["SLURM_PROCID": "0", "SLURM_NTASKS": "3"]).hasPrefix("SLURM_PROCID is set but neither SLURM_JOB_NODELIST nor MASTER_ADDR"))
+        #expect(error(["SLURM_PROCID": "0", "SLURM_NTASKS": "3"]).hasPrefix("SLURM_PROCID is set but neither SLURM_STEP_NODELIST, SLURM_JOB_NODELIST nor MASTER_ADDR"))
         #expect(error(["SLURM_PROCID": "4", "SLURM_NTASKS": "3", "SLURM_JOB_NODELIST": "h1"]) == "SLURM_PROCID=4 is outside 0..<SLURM_NTASKS (3)")
         #expect(error(["SLURM_PROCID": "0", "SLURM_NTASKS": "3", "SLURM_JOB_NODELIST": "[]"]) == "SLURM_JOB_NODELIST=[] names no host")
     }

@@ -14,6 +14,23 @@ struct SecurityTests {
         #expect(!(try String(contentsOfFile: dir + "/w1.public", encoding: .utf8).contains("secret")))
         let again = try run(try rnnlmBinary(), ["keygen", "--name", "w1", "--out", dir])
         #expect(again.status != 0 && again.stderr.contains("--force"), "keygen must not overwrite silently")
+        // Nor a public file of that name alone; --force replaces both, the secret again created private.
+        try FileManager.default.removeItem(atPath: dir + "/w1.secret")
+        let publicOnly = try run(try rnnlmBinary(), ["keygen", "--name", "w1", "--out", dir])
+        #expect(publicOnly.status == 1 && publicOnly.stderr.contains("w1.public exists; pass --force"), "\(publicOnly.stderr)")
+        let forced = try run(try rnnlmBinary(), ["keygen", "--name", "w1", "--out", dir, "--force"])
+        #expect(forced.status == 0, "\(forced.stderr)")
+        #expect((try FileManager.default.attributesOfItem(atPath: dir + "/w1.secret")[.posixPermissions] as? Int) == 0o600)
+    }
+
+    @Test("an endpoint ZeroMQ refuses is named with libzmq's reason and what it lacks")
+    func badEndpointsSayWhy() throws {
+        let r = try run(try rnnlmBinary(), ["worker", "--connect", "host:5555", "--join-timeout", "2"])
+        #expect(r.status == 1 && r.stderr.contains("cannot connect to host:5555: ") && r.stderr.contains("an endpoint is TRANSPORT://ADDRESS"), "\(r.stderr)")
+        for bad in ["nan", "0", "inf"] {
+            let t = try run(try rnnlmBinary(), ["worker", "--connect", "tcp://127.0.0.1:1", "--join-timeout", bad])
+            #expect(t.status == 1 && t.stderr.contains("--join-timeout must be a number of seconds above 0"), "\(bad): \(t.stderr)")
+        }
     }
 
     @Test("unknown key, plaintext and wrong-server-key workers are refused; the run goes on with the authorised one")

@@ -51,6 +51,15 @@ struct UserExperienceTests {
             #expect(collector.polylines["train"]?.count == 4)
             #expect(collector.polylines["valid"]?.count == 4)
         }
+        // A run killed while writing a record leaves an unfinished last line: plot skips it; a bad line inside
+        // the file is still an error naming it.
+        let metrics = try String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8)
+        try (metrics + "{\"kind\": \"epoch\", \"epo").write(toFile: dir + "/cut.jsonl", atomically: true, encoding: .utf8)
+        let cut = try run(try rnnlmBinary(), ["plot", dir + "/cut.jsonl", "-o", dir + "/cut.svg"])
+        #expect(cut.status == 0 && cut.stdout.contains("4 epochs"), "\(cut.stdout) \(cut.stderr)")
+        try ("{not json\n" + metrics).write(toFile: dir + "/bad.jsonl", atomically: true, encoding: .utf8)
+        let bad = try run(try rnnlmBinary(), ["plot", dir + "/bad.jsonl", "-o", dir + "/bad.svg"])
+        #expect(bad.status == 1 && bad.stderr.contains("line 1 is not a JSON object"), "\(bad.stderr)")
     }
 
     @Test("on a pseudo-terminal the status line is redrawn in place; without one, plain lines")
