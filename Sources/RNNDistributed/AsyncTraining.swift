@@ -16,9 +16,15 @@ extension Coordinator {
     /// Checkpoints (`--checkpoint-every`, `--checkpoint-seconds`, epoch ends, an interrupt) record as the epoch's
     /// position the minibatches every live worker has completed, and the loss so far; a resumed run (async or
     /// sync) starts every stream there, so at most the gap between the fastest and the slowest worker is trained
-    /// again.
+    /// again, from each stream's latest carried state (as when a lost worker's streams move: async is approximate).
     public func runAsync(trainer: Trainer, maxStaleness: Int) throws -> StalenessGate {
         let o = trainer.options, task = trainer.task
+        if trainer.record.epoch < o.epochs, trainer.record.batchInEpoch > 0,
+           trainer.record.batchInEpoch >= task.minibatchCount(epoch: trainer.record.epoch) {
+            // A checkpoint taken after an epoch's last minibatch, before its end was recorded: close it, as sync does.
+            try trainer.endEpoch(trainLoss: LossSum(sum: trainer.record.epochLoss, count: trainer.record.epochTokens),
+                                 tokensTrained: 0, seconds: 0)
+        }
         let first = trainer.record.epoch
         // A task either resets every row's carried values at each epoch's start only, or before every minibatch.
         let plan = AsyncPlan(maxStaleness: maxStaleness, version: UInt64(trainer.record.step), firstEpoch: first,
@@ -72,7 +78,9 @@ extension Coordinator {
                 staleDiscarded += 1
             case .epochComplete(let epoch, let loss):
                 let seconds = Date().timeIntervalSince(epochStart.removeValue(forKey: epoch) ?? Date())
-                try trainer.endEpoch(trainLoss: loss, tokensTrained: loss.count, seconds: seconds)
+                // The tokens/s of a resumed epoch count only what this run trained of it.
+                let before = epoch == plan.firstEpoch ? plan.firstEpochLoss.count : 0
+                try trainer.endEpoch(trainLoss: loss, tokensTrained: max(0, loss.count - before), seconds: seconds)
                 if trainer.earlyStopReason != nil { finished = true }  // --early-stop; the workers are stopped after
             case .runFinished:
                 finished = true

@@ -24,7 +24,8 @@ public struct CoordinatorSettings {
     /// sync: after `stepTimeout`, go on with this many gradients (nil: all workers).
     public var quorum: Int?
     /// Pause while fewer workers are alive; admission starts with this many after `joinTimeout` (nil: 1, and
-    /// admission waits for all `expectWorkers`).
+    /// admission waits for all `expectWorkers`). An asynchronous run admits workers only at its start, so only the
+    /// start applies there: it goes on with the workers alive, never pausing for ones that cannot join.
     public var minWorkers: Int?
     public var heartbeatTimeout: Double = 5
     /// How workers send gradients: Float32 (exact), or bfloat16 with error feedback (`--gradient-compression bf16`:
@@ -90,9 +91,6 @@ public struct CoordinatorSettings {
             }
             if quorum != nil {
                 throw ConfigError("--quorum lets a synchronous step go on without its stragglers; an asynchronous run never waits for one: drop one of --mode async and --quorum")
-            }
-            if minWorkers != nil {
-                throw ConfigError("--min-workers pauses a synchronous run while fewer workers are alive; an asynchronous run admits workers only at its start and goes on with those alive: drop one of --mode async and --min-workers")
             }
         case .sync:
             if maxStaleness != nil {

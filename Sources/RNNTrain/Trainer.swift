@@ -421,8 +421,6 @@ public final class Trainer {
     /// After this many failed saves in a row the run stops (non-zero status) rather than train on unsaved.
     public static let maxFailedSaves = 3
 
-    /// A scheduled save: a failure is reported and retried at the next scheduled save (training goes on, the files
-    /// already written stay intact); the `maxFailedSaves`-th failure in a row stops the run with an error.
     /// The scheduled save after a step: every `--checkpoint-every` steps, and when `--checkpoint-seconds` have passed
     /// since the last save (a failure is handled as `attemptSave` does).
     public func saveIfDue() throws {
@@ -432,6 +430,8 @@ public final class Trainer {
         }
     }
 
+    /// A scheduled save: a failure is reported and retried at the next scheduled save (training goes on, the files
+    /// already written stay intact); the `maxFailedSaves`-th failure in a row stops the run with an error.
     private func attemptSave(best: Bool = false) throws {
         do {
             try saveCheckpoint(best: best)

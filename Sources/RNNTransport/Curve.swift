@@ -38,7 +38,11 @@ public struct CurveKeyPair: Equatable, Sendable {
         let fd = open(secretPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw TransportError(message: "cannot write \(secretPath): \(String(cString: strerror(errno)))") }
         let bytes = Array(secretText.utf8)
+        #if canImport(Glibc)
         let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        #else
+        let written = bytes.withUnsafeBytes { Darwin.write(fd, $0.baseAddress, $0.count) }
+        #endif
         let synced = fsync(fd) == 0
         close(fd)
         guard written == bytes.count && synced else { throw TransportError(message: "cannot write \(secretPath) (disk full?)") }

@@ -129,9 +129,12 @@ enum ConfigFile {
     }
 
     static func stripComment(_ s: String) -> String {
-        var inString: Character?
+        var inString: Character?, escaped = false
         for (i, c) in s.enumerated() {
-            if let q = inString { if c == q { inString = nil } } else if c == "\"" || c == "'" { inString = c } else if c == "#" {
+            if let q = inString {
+                // In a basic ("…") string a backslash escapes the next character, a quote included.
+                if escaped { escaped = false } else if c == "\\" && q == "\"" { escaped = true } else if c == q { inString = nil }
+            } else if c == "\"" || c == "'" { inString = c } else if c == "#" {
                 return String(s.prefix(i))
             }
         }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import RNNCore
 import RNNDistributed
+import RNNTrain
 import RNNTransport
 
 /// A coordinator's CURVE flags (`rnnlm coordinator`, rank 0 of `rnnlm launch`), and the rule that anything listening
@@ -20,6 +21,15 @@ struct CoordinatorCurveFlags: ParsableArguments {
         case (nil, _?): throw ConfigError("--authorized-keys needs --curve-secret (the coordinator's own key pair from `rnnlm keygen`)")
         default: break
         }
+    }
+
+    /// The flags given, as `key = value` lines for run.toml (paths to the key files, not the keys).
+    var tomlLines: [String] {
+        var lines: [String] = []
+        if let s = curveSecret { lines.append("curve-secret = \(tomlString(s))") }
+        if let a = authorizedKeys { lines.append("authorized-keys = \(tomlString(a))") }
+        if insecure { lines.append("insecure = true") }
+        return lines
     }
 
     /// Refuses a non-loopback `bind` without keys, unless `--insecure`.

@@ -9,7 +9,7 @@ struct Launch: ParsableCommand {
         discussion: """
             Every process runs the same command with the same flags. The rank, the number of processes and the \
             coordinator's address come from the launcher's environment: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT \
-            (torchrun, PyTorchJob), or SLURM_PROCID, SLURM_NTASKS and the first host of SLURM_JOB_NODELIST (srun; \
+            (torchrun, PyTorchJob), or SLURM_PROCID, SLURM_NTASKS and the first host of SLURM_STEP_NODELIST, else SLURM_JOB_NODELIST (srun; \
             MASTER_ADDR and MASTER_PORT win when the job sets them, the port is otherwise 5555). Rank 0 runs \
             `rnnlm coordinator --expect-workers WORLD_SIZE-1` with the training flags; the others run `rnnlm worker`.
             A coordinator on a non-loopback address needs CURVE keys (rank 0 uses --curve-secret and \
@@ -51,7 +51,8 @@ struct Launch: ParsableCommand {
         try flags.validate(resume: resume, coordinator: c)
         say("launch: \(env.launcher.rawValue) rank 0 of \(env.worldSize) (\(env.origin)): coordinator on \(bind) for \(env.workerCount) worker(s)")
         try coordinatorCurve.apply(to: &c)
-        let lines = ["join-timeout = \(joinTimeout)", "step-timeout = \(stepTimeout)"] + distributedFlags.tomlLines
+        let lines = ["join-timeout = \(joinTimeout)", "step-timeout = \(stepTimeout)"] + coordinatorCurve.tomlLines
+            + distributedFlags.tomlLines
         try finish(try TrainingRun(settings: flags.runSettings(resume: resume, coordinator: c, command: "launch",
                                                                commandLines: lines)).run())
     }

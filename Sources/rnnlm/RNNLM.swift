@@ -175,7 +175,7 @@ struct Coordinator: ParsableCommand {
             var c = coordinator
             try curve.apply(to: &c)
             let lines = ["bind = \(tomlString(bind))", "expect-workers = \(expectWorkers)", "join-timeout = \(joinTimeout)",
-                         "step-timeout = \(stepTimeout)"] + distributedFlags.tomlLines
+                         "step-timeout = \(stepTimeout)"] + curve.tomlLines + distributedFlags.tomlLines
             try finish(try TrainingRun(settings: flags.runSettings(resume: resume, coordinator: c, command: "coordinator",
                                                                    commandLines: lines)).run())
         }

@@ -209,8 +209,6 @@ struct CLITests {
             // Parameter-server flags that one mode would ignore are refused in it.
             (["train", "--corpus", "/nonexistent.txt", "--workers", "2", "--mode", "async", "--quorum", "1"],
              "--quorum lets a synchronous step go on without its stragglers; an asynchronous run never waits for one: drop one of --mode async and --quorum"),
-            (["train", "--corpus", "/nonexistent.txt", "--workers", "2", "--mode", "async", "--min-workers", "1"],
-             "--min-workers pauses a synchronous run while fewer workers are alive; an asynchronous run admits workers only at its start and goes on with those alive: drop one of --mode async and --min-workers"),
             (["coordinator", "--corpus", "/nonexistent.txt", "--expect-workers", "2", "--max-staleness", "1"],
              "--max-staleness bounds how stale an asynchronous run's gradients may be; a synchronous step uses only gradients of its own weights: add --mode async or drop --max-staleness"),
             // A minimum the run can never reach would pause it before its first step, forever.

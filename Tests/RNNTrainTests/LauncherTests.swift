@@ -92,7 +92,9 @@ struct LauncherTests {
         let work = NSTemporaryDirectory() + "rnnlm-slurm3-\(UUID().uuidString)"
         let r = try slurm("three", EquivalenceTests.common + ["--checkpoint-dir", work + "/ck"], work: work)
         #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
-        #expect(r.stdout.contains("coordinator on h1:5555") && r.stdout.contains("on h2, pid") && r.stdout.contains("on h3, pid"), "\(r.stdout)")
+        // The port is the job's own (20000 + job ID mod 20000), so jobs sharing a node do not collide.
+        let port = r.stdout.range(of: #"coordinator on h1:(\d+)"#, options: .regularExpression).map { r.stdout[$0].split(separator: ":").last.map { Int($0) ?? 0 } ?? 0 } ?? 0
+        #expect((20000..<40000).contains(port) && r.stdout.contains("on h2, pid") && r.stdout.contains("on h3, pid"), "\(r.stdout)")
         let ck = try Checkpoint<TrainingRecord>.read(from: try #require(latestCheckpoint(in: work + "/ck")))
         var diff = 0.0, scale = 0.0
         for i in ck.parameters.indices {
