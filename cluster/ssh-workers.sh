@@ -12,9 +12,12 @@
 #   --port PORT          coordinator port (default 5555)
 #   --keys DIR           where the CURVE keys are kept (default ./keys); missing ones are created with
 #                        `rnnlm keygen`: coordinator.secret/.public and one key pair per worker host
-#   --remote-dir DIR     where the keys and pid files go on the remote hosts (default /tmp/rnnlm-ssh-$USER)
+#   --remote-dir DIR     where the keys and pid files go on the remote hosts (default /tmp/rnnlm-ssh-$USER;
+#                        created mode 700, and refused unless owned by the remote user)
 #   --rnnlm PATH         the rnnlm binary on every host (default: this checkout's .build/release/rnnlm)
-#   --ssh "CMD"          the ssh command (default "ssh"), e.g. "ssh -p 2222 -i ~/.ssh/cluster"
+#   --ssh "CMD"          the ssh command (default "ssh -o BatchMode=yes -o ConnectTimeout=10": a host that
+#                        would prompt for a password or a new host key fails at once instead of hanging),
+#                        e.g. "ssh -o BatchMode=yes -p 2222 -i ~/.ssh/cluster"
 #   --parallel N         ssh connections opened at once (default 8; sshd's MaxStartups drops bursts)
 #   --retries N          attempts per ssh connection (default 3, with back-off)
 # Every line a host prints is prefixed with [host] or [host:slot]. On exit, Ctrl-C or SIGTERM the script
@@ -23,7 +26,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
 hosts_file="" coordinator_host="" address="" port=5555 keys="keys" remote_dir="/tmp/rnnlm-ssh-${USER:-root}"
-rnnlm="$here/.build/release/rnnlm" ssh_cmd="ssh" parallel=8 retries=3
+rnnlm="$here/.build/release/rnnlm" ssh_cmd="ssh -o BatchMode=yes -o ConnectTimeout=10" parallel=8 retries=3
 while [ $# -gt 0 ]; do
     case "$1" in
         --hosts) hosts_file="$2"; shift 2 ;;
@@ -37,7 +40,7 @@ while [ $# -gt 0 ]; do
         --parallel) parallel="$2"; shift 2 ;;
         --retries) retries="$2"; shift 2 ;;
         --) shift; break ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "ssh-workers: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -47,7 +50,7 @@ training=("$@")
 
 # Hosts and slots.
 hosts=() slots=()
-while read -r line; do
+while read -r line || [ -n "$line" ]; do  # a last line without a newline counts too
     line="${line%%#*}"; set -- $line
     [ $# -ge 1 ] || continue
     n=1
@@ -70,6 +73,13 @@ rssh() {
     done
 }
 quote() { printf '%q ' "$@"; }
+rdir="$(printf %q "$remote_dir")"
+# This run's pid files: another run (or a host listed twice) never reads or overwrites them.
+run_id="$(date +%s)-$$"
+# A remote folder only the remote user can use: created private, refused when someone else owns it.
+private_dir="umask 077 && mkdir -p $rdir && test -O $rdir && chmod 700 $rdir || { echo '$remote_dir is not a folder of this user (pass --remote-dir)' >&2; exit 3; }"
+# Stops the process whose PID a pid file holds (only a number is ever passed to kill).
+stop_pidfile() { printf 'p=$(cat %q 2>/dev/null); case "$p" in ""|*[!0-9]*) ;; *) kill "$p" 2>/dev/null ;; esac; rm -f %q' "$1" "$1"; }
 
 # Keys: the coordinator's and one per worker host; the allow-list holds the workers' public keys.
 mkdir -p "$keys/authorized"
@@ -82,21 +92,25 @@ done
 pids=() started=()
 cleanup() {
     trap - EXIT INT TERM
+    local stoppers=()
     for entry in "${started[@]}"; do
         host="${entry%% *}"; pidfile="${entry#* }"
-        $ssh_cmd "$host" "test -f $pidfile && kill \$(cat $pidfile) 2>/dev/null; rm -f $pidfile" >/dev/null 2>&1 || true
+        $ssh_cmd "$host" "$(stop_pidfile "$pidfile")" >/dev/null 2>&1 &  # in parallel: a dead host stalls none of the others
+        stoppers+=("$!")
     done
+    for p in "${stoppers[@]}"; do wait "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # Ship keys (throttled: at most --parallel at once).
 ship() {
     local host="$1"
-    rssh "$host" "umask 077 && mkdir -p $remote_dir && cat > $remote_dir/worker.secret" < "$keys/$host.secret"
-    rssh "$host" "cat > $remote_dir/coordinator.public" < "$keys/coordinator.public"
+    rssh "$host" "$private_dir && cat > $rdir/worker.secret" < "$keys/$host.secret"
+    rssh "$host" "cat > $rdir/coordinator.public" < "$keys/coordinator.public"
 }
 running=0
 for h in "${hosts[@]}"; do
@@ -109,16 +123,18 @@ while [ "$running" -gt 0 ]; do wait -n || { echo "ssh-workers: could not copy ke
 coordinator_args=(coordinator --bind "tcp://*:$port" --expect-workers "$total" --curve-secret)
 if [ -n "$coordinator_host" ]; then
     [ -n "$address" ] || address="$coordinator_host"
-    rssh "$coordinator_host" "umask 077 && mkdir -p $remote_dir/authorized && cat > $remote_dir/coordinator.secret" < "$keys/coordinator.secret"
-    for h in "${hosts[@]}"; do rssh "$coordinator_host" "cat > $remote_dir/authorized/$h.public" < "$keys/$h.public"; done
-    cmd="echo \$\$ > $remote_dir/coordinator.pid; exec $(quote "$rnnlm" "${coordinator_args[@]}" "$remote_dir/coordinator.secret" --authorized-keys "$remote_dir/authorized" "${training[@]}")"
+    rssh "$coordinator_host" "$private_dir && mkdir -p $rdir/authorized && cat > $rdir/coordinator.secret" < "$keys/coordinator.secret"
+    for h in "${hosts[@]}"; do rssh "$coordinator_host" "cat > $rdir/authorized/$(printf %q "$h").public" < "$keys/$h.public"; done
+    pidfile="$remote_dir/coordinator-$run_id.pid"
+    cmd="echo \$\$ > $(printf %q "$pidfile"); exec $(quote "$rnnlm" "${coordinator_args[@]}" "$remote_dir/coordinator.secret" --authorized-keys "$remote_dir/authorized" "${training[@]}")"
     ( rssh "$coordinator_host" "$cmd" 2>&1 | sed -u "s/^/[$coordinator_host] /" ) &
     coordinator=$!
-    started+=("$coordinator_host $remote_dir/coordinator.pid")
+    started+=("$coordinator_host $pidfile")
 else
     [ -n "$address" ] || address="$(hostname -I | awk '{print $1}')"
-    ( "$rnnlm" "${coordinator_args[@]}" "$keys/coordinator.secret" --authorized-keys "$keys/authorized" "${training[@]}" 2>&1 \
-        | sed -u "s/^/[coordinator] /" ) &
+    # rnnlm itself in the background (its output through sed), so $! is its PID and SIGTERM reaches it.
+    "$rnnlm" "${coordinator_args[@]}" "$keys/coordinator.secret" --authorized-keys "$keys/authorized" "${training[@]}" \
+        > >(sed -u "s/^/[coordinator] /") 2>&1 &
     coordinator=$!
 fi
 pids+=("$coordinator")
@@ -129,8 +145,8 @@ launched=0
 for i in "${!hosts[@]}"; do
     h="${hosts[$i]}"
     for s in $(seq 1 "${slots[$i]}"); do
-        pidfile="$remote_dir/worker-$s.pid"
-        cmd="echo \$\$ > $pidfile; exec $(quote "$rnnlm" worker --connect "tcp://$address:$port" --curve-server-key "$remote_dir/coordinator.public" --curve-key "$remote_dir/worker.secret" --name "$h:$s")"
+        pidfile="$remote_dir/worker-$run_id-$i-$s.pid"
+        cmd="echo \$\$ > $(printf %q "$pidfile"); exec $(quote "$rnnlm" worker --connect "tcp://$address:$port" --curve-server-key "$remote_dir/coordinator.public" --curve-key "$remote_dir/worker.secret" --name "$h:$s")"
         ( rssh "$h" "$cmd" 2>&1 | sed -u "s/^/[$h:$s] /" ) &
         pids+=("$!"); started+=("$h $pidfile")
         launched=$((launched + 1))
