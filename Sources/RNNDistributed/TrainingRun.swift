@@ -162,7 +162,7 @@ public final class TrainingRun {
         out.reporter = reporter
         let metricsPath = settings.metrics ?? o.checkpointDir.map { $0 + "/metrics.jsonl" }
         // A TensorBoard event file beside the metrics file, with the resolved settings as text.
-        let metrics = try metricsPath.map { try MetricsWriter(path: $0, every: every, tensorBoard: o.tomlLines(), step: trainer.record.step) }
+        let metrics = try metricsPath.map { try MetricsWriter(path: $0, every: every, tensorBoard: o.tomlLines() + settings.tomlLines(), step: trainer.record.step) }
         metrics?.workers = { coordinator?.peers.count }
         trainer.onStep = { info in
             if let c = asyncCoordinator { reporter.totalSteps = info.step + c.asyncRemaining }
@@ -274,6 +274,11 @@ public final class TrainingRun {
             return try Trainer(options: o, task: try TaskRegistry.task(for: o, dataDir: settings.dataDir), log: out.say)
         case .new(let o):
             try o.validate()
+            if let dir = o.checkpointDir, let newest = checkpointFiles(in: dir).last {
+                // A new run there would prune its own checkpoints below the earlier run's higher steps, and --resume
+                // would pick up the other run.
+                throw TrainingError("--checkpoint-dir \(dir) holds an earlier run's checkpoints (newest \((newest.path as NSString).lastPathComponent)): continue that run with --resume, or give a new --checkpoint-dir (or remove its step-*.safetensors to start over there)")
+            }
             return try Trainer(options: o, task: try TaskRegistry.task(for: o, dataDir: settings.dataDir), log: out.say)
         }
     }

@@ -24,7 +24,15 @@ public func readCorpus(_ path: String, flag: String = "--corpus") throws(CorpusE
     guard let text = String(data: data, encoding: .utf8) else {
         throw CorpusError("corpus \(path) is not valid UTF-8; convert it first (e.g. iconv -f latin1 -t utf-8)")
     }
-    return text
+    return universalNewlines(text)
+}
+
+/// `text` with Windows (`\r\n`) and old Mac (`\r`) line ends turned into `\n`, as Python's `open()` reads text (so
+/// D2L and word_language_model see the same lines): otherwise a CRLF file is one line to the `lines` tokenizer,
+/// since Swift counts `\r\n` as one Character.
+public func universalNewlines(_ text: String) -> String {
+    guard text.utf8.contains(13) else { return text }
+    return text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
 }
 
 /// A corpus rnnlm knows by name, with where to download it and its SHA-1 (as D2L's `DATA_HUB`).
@@ -126,8 +134,10 @@ public struct NamedDataset: Sendable {
         }
         defer { try? FileManager.default.removeItem(atPath: fetched) }
         try verify(fetched)
-        do { _ = try FileManager.default.replaceItemAt(URL(fileURLWithPath: cachePath), withItemAt: URL(fileURLWithPath: fetched)) } catch {
-            throw CorpusError("dataset \(name): cannot move the download into \(cachePath): \(error.localizedDescription)")
+        // rename(2) in the cache folder: atomic, and it works when there is no file yet (Foundation's replaceItemAt on
+        // Linux requires one).
+        guard rename(fetched, cachePath) == 0 else {
+            throw CorpusError("dataset \(name): cannot move the download into \(cachePath): \(String(cString: strerror(errno)))")
         }
         return cachePath
     }

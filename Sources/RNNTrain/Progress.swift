@@ -156,10 +156,15 @@ public final class MetricsWriter {
     /// - Parameters:
     ///   - tensorBoard: the run's resolved settings (`TrainOptions.tomlLines()`); nil writes no event file.
     ///   - step: the optimizer step the run starts at (the step of the settings summary).
+    ///
+    /// A file that exists already keeps only its complete records up to `step`: a resumed run rewrites the steps
+    /// after its checkpoint, which the run that stopped may have logged too (and a record cut by a crash goes).
     public init(path: String, every: Int, tensorBoard settings: [String]? = nil, step: Int = 0) throws {
         self.path = path
         self.every = max(1, every)
-        if !FileManager.default.fileExists(atPath: path) {
+        if FileManager.default.fileExists(atPath: path) {
+            try Self.keepRecords(upTo: step, in: path)
+        } else {
             guard FileManager.default.createFile(atPath: path, contents: nil) else {
                 throw TrainingError("cannot create the metrics file \(path)")
             }
@@ -179,6 +184,28 @@ public final class MetricsWriter {
 
     deinit { try? handle.close() }
 
+    /// Rewrites `path` (atomically) without the records after `step` and without lines that are not records.
+    static func keepRecords(upTo step: Int, in path: String) throws {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw TrainingError("cannot read the metrics file \(path)")
+        }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: true)
+        let kept = lines.filter { line in
+            guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let s = obj["step"] as? Int else { return false }
+            return s <= step
+        }
+        guard kept.count != lines.count || (!text.isEmpty && !text.hasSuffix("\n")) else { return }
+        do {
+            try (kept.map { $0 + "\n" }.joined()).write(toFile: path, atomically: true, encoding: .utf8)
+        } catch {
+            throw TrainingError("cannot rewrite the metrics file \(path): \(error.localizedDescription)")
+        }
+    }
+
+    /// Set once a write failed (a full disk): metrics stop, with one warning, and training goes on.
+    private var failed = false
+
     /// Writes one record: `kind`, `step`, `epoch`, `time` (seconds since this writer started), the measurements, then
     /// `wall_time`.
     func emit(_ fields: [(String, Any?)]) {
@@ -189,8 +216,12 @@ public final class MetricsWriter {
         all.append(("wall_time", now.timeIntervalSince1970))
         let record = MetricsRecord(all)
         // Every value is an Int, a Double or a String, which JSONEncoder always encodes.
-        guard let line = try? record.json() else { return }
-        handle.write(Data((line + "\n").utf8))
+        guard !failed, let line = try? record.json() else { return }
+        do { try handle.write(contentsOf: Data((line + "\n").utf8)) } catch {
+            failed = true
+            FileHandle.standardError.write(Data("warning: cannot write the metrics file \(path) (\(error.localizedDescription)); metrics stop here, training goes on\n".utf8))
+            return
+        }
         if let events, case .int(let step) = record["step"] {
             events.scalars(record.tensorBoardScalars, step: step, wallTime: now.timeIntervalSince1970)
         }

@@ -51,18 +51,29 @@ public struct TextData: Sendable {
         // As D2L: the vocabulary counts the whole text; --max-tokens then keeps the first N tokens.
         let vocab = existing?.1 ?? Vocabulary(counting: tokens + validTokens + testTokens, minFreq: o.minFreq,
                                                 reserved: tokenizer.kind == .lines ? [Tokenizer.endOfSentence] : [])
+        if existing == nil && vocab.count <= 1 + (tokenizer.kind == .lines ? 1 : 0) {
+            // Only <unk> (and <eos>): every token would read and predict as <unk>.
+            var counts: [String: Int] = [:]
+            for t in tokens + validTokens + testTokens { counts[t, default: 0] += 1 }
+            throw CorpusError("\(path): no token occurs --min-freq \(o.minFreq) times (the most frequent, \(counts.values.max() ?? 0) times), so the vocabulary would hold only <unk>; lower --min-freq")
+        }
         if let m = o.maxTokens, tokens.count > m { tokens = Array(tokens.prefix(m)) }
         var train = vocab.ids(tokens)
         var valid = vocab.ids(validTokens)
+        var held = ""
         if o.validFraction > 0 && o.validCorpus == nil {
             let n = Int((Double(train.count) * o.validFraction).rounded())
+            guard n >= 2 else {
+                throw CorpusError("--valid-fraction \(o.validFraction) of \(path)'s \(train.count) tokens is \(n), too few to validate on (at least 2); raise it, or pass --valid FILE")
+            }
             valid = Array(train.suffix(n))
             train.removeLast(n)
+            held = " after --valid-fraction \(o.validFraction) held out \(n)"
         }
         // Sequential partitioning with the largest offset (num-steps) still needs one full minibatch.
         let need = o.batchSize * o.numSteps + o.numSteps + 1
         if train.count < need {
-            throw CorpusError("\(path) gives \(train.count) training tokens with the \(tokenizer.kind.rawValue) tokenizer, fewer than one minibatch needs (batch-size × num-steps + num-steps + 1 = \(need)); use a longer text or lower --batch-size / --num-steps")
+            throw CorpusError("\(path) gives \(train.count) training tokens with the \(tokenizer.kind.rawValue) tokenizer\(held), fewer than one minibatch needs (batch-size × num-steps + num-steps + 1 = \(need)); use a longer text or lower --batch-size / --num-steps\(held.isEmpty ? "" : " / --valid-fraction")")
         }
         return TextData(tokenizer: tokenizer, vocabulary: vocab, train: train, valid: valid,
                         test: vocab.ids(testTokens), fingerprint: fingerprint)

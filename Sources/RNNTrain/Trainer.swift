@@ -313,7 +313,12 @@ public final class Trainer {
         record.epochTokens = 0
         log(report.line)
         onEpoch?(report)
-        if bestEpoch == report.epoch { try attemptSave(best: true) }
+        if bestEpoch == report.epoch {
+            // Its parameters are this epoch's only now: a failed write cannot be retried later, only reported.
+            let before = failedSaves
+            try attemptSave(best: true)
+            bestUnsaved = failedSaves > before ? report.epoch : nil
+        }
         try attemptSave()
         if let reason = earlyStopReason { log(reason) }
         return report
@@ -343,7 +348,10 @@ public final class Trainer {
               last.epoch - best >= n, let b = record.history.first(where: { $0.epoch == best }) else { return nil }
         let value = b.showsLoss == true ? String(format: "%.3f", Foundation.log(Self.score(b))) : String(format: "%.3f", Self.score(b))
         let what = (b.showsLoss == true ? "loss " : "perplexity ") + value
-        return "early stop: no improvement in \(bestCriterion) for \(last.epoch - best) epochs (--early-stop \(n)); best was epoch \(best) (\(b.validPerplexity != nil ? "val " : "")\(what))\(options.checkpointDir.map { ", kept in \($0)/best.safetensors" } ?? "")"
+        let kept = options.checkpointDir.map { dir in
+            bestUnsaved == best ? "; \(dir)/best.safetensors could not be written for it (see the warning)" : ", kept in \(dir)/best.safetensors"
+        } ?? ""
+        return "early stop: no improvement in \(bestCriterion) for \(last.epoch - best) epochs (--early-stop \(n)); best was epoch \(best) (\(b.validPerplexity != nil ? "val " : "")\(what))\(kept)"
     }
 
     /// Loss of a held-out split under the current parameters (no dropout); nil when it is empty.
@@ -408,6 +416,10 @@ public final class Trainer {
         if !best { lastSave = Date() }
         guard let dir = options.checkpointDir else { return nil }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        if !sweptTemporaries {
+            sweptTemporaries = true
+            removeAbandonedTemporaries(in: dir)
+        }
         let path = dir + "/" + (best ? bestCheckpointName : checkpointName(step: record.step))
         try checkpoint().write(to: path)
         if best { return path }
@@ -416,8 +428,12 @@ public final class Trainer {
         return path
     }
 
+    private var sweptTemporaries = false
+
     /// Saves that failed in a row (a full disk, a vanished folder); 0 after any successful save.
     public private(set) var failedSaves = 0
+    /// The best epoch whose `best.safetensors` could not be written (nil: written, or no best yet).
+    public private(set) var bestUnsaved: Int?
     /// After this many failed saves in a row the run stops (non-zero status) rather than train on unsaved.
     public static let maxFailedSaves = 3
 
@@ -497,6 +513,16 @@ public func evaluateLoss(model: LanguageModel, tokens: [Int32], batch: Int, step
 public func checkpointName(step: Int) -> String { "step-" + String(format: "%08d", step) + ".safetensors" }
 
 /// The checkpoint files of a folder, oldest step first.
+/// Removes the temporary files of checkpoint writes whose process is gone (`.NAME.safetensors.tmp.PID`, left by a
+/// process killed while writing): each is as large as a checkpoint, and a full disk is what they would cause next.
+func removeAbandonedTemporaries(in dir: String) {
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
+    for name in names where name.hasPrefix(".") && name.contains(".safetensors.tmp.") {
+        guard let pid = Int32(name.split(separator: ".").last ?? ""), pid > 0 else { continue }
+        if kill(pid, 0) != 0 && errno == ESRCH { try? FileManager.default.removeItem(atPath: dir + "/" + name) }
+    }
+}
+
 public func checkpointFiles(in dir: String) -> [(step: Int, path: String)] {
     let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
     return names.compactMap { name -> (Int, String)? in

@@ -293,7 +293,14 @@ struct Eval: ParsableCommand {
         } else {
             guard t.validExamples > 0 else { throw ValidationError("the run had no validation pairs (--valid-examples 0); pass --pairs FILE") }
             let file = try t.pairs ?? NamedDataset.named(o.dataset ?? "fra-eng").locate(dataDir: dataDir)
-            set = TranslationText.pairs(TranslationText.preprocess(try readCorpus(file, flag: t.pairs == nil ? "--dataset" : "--pairs")), first: t.numExamples + 1, count: t.validExamples - 1)
+            let raw = try readCorpus(file, flag: t.pairs == nil ? "--dataset" : "--pairs")
+            // The validation pairs are lines of the training file: of that file, not of one edited since.
+            let trained = try TranslationTask.dataRecord(m.record.task).fingerprint
+            let found = sha1Hex(Array(raw.utf8))
+            if !trained.isEmpty && found != trained {
+                throw ConfigError("\(file) differs from the pairs file this model was trained on (SHA-1 \(found) vs \(trained)), so its validation lines are not the run's; restore that file, or score pairs of your choice with --pairs FILE")
+            }
+            set = TranslationText.pairs(TranslationText.preprocess(raw), first: t.numExamples + 1, count: t.validExamples - 1)
         }
         let scores = TranslationScores(m.translator, pairs: set, batch: batchSize ?? o.batchSize, maxLength: numSteps ?? m.translator.numSteps)
         print(scores.line)

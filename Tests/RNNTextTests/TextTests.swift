@@ -129,6 +129,16 @@ struct CorpusErrorTests {
         #expect(throws: CorpusError.self) { try readCorpus(write(Data([0x41, 0xFF, 0xFE, 0x41]))) }
     }
 
+    @Test("Windows and old Mac line ends read as \\n, as Python's open() reads them: a CRLF file has its lines")
+    func universalNewlinesAsPython() throws {
+        let text = try readCorpus(write(Data("the cat\r\nsat on\rthe mat\n".utf8)))
+        #expect(text == "the cat\nsat on\nthe mat\n")
+        #expect(Tokenizer(kind: .lines).tokenize(text) == ["the", "cat", "<eos>", "sat", "on", "<eos>", "the", "mat", "<eos>"])
+        let crlf = TranslationText.pairs(TranslationText.preprocess(try readCorpus(write(Data("Go.\tVa !\r\nHi.\tSalut !\r\n".utf8)))), count: 10)
+        let lf = TranslationText.pairs(TranslationText.preprocess(try readCorpus(write(Data("Go.\tVa !\nHi.\tSalut !\n".utf8)))), count: 10)
+        #expect(crlf.count == 2 && crlf.source == lf.source && crlf.target == lf.target)
+    }
+
     @Test func checksumMismatchNamesTheFix() throws {
         let dir = NSTemporaryDirectory() + "rnnlm-data-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -1,4 +1,5 @@
 import Foundation
+import RNNTrain
 import Testing
 
 @Suite("rnnlm command line", .serialized)
@@ -127,6 +128,66 @@ struct CLITests {
         #expect(again.status == 0 && again.stdout.contains("resuming"), "\(again.stderr)")
         let translationFlag = try run(bin, ["train", "--resume", "--checkpoint-dir", lm, "--epochs", "3", "--bidirectional"] + data)
         #expect(translationFlag.status == 1 && translationFlag.stderr.contains("--bidirectional is a translation setting"), "\(translationFlag.stderr)")
+    }
+
+    @Test("data that would train on nothing, and a checkpoint folder holding another run, are refused naming the flag")
+    func degenerateDataAndAnOccupiedFolderAreRefused() throws {
+        let bin = try rnnlmBinary()
+        let dir = temporaryDirectory()
+        let small = ["--dataset", "timemachine", "--max-tokens", "3000", "--hidden", "16", "--batch-size", "4", "--num-steps", "10"] + data
+        let rare = try run(bin, ["train", "--tokenizer", "word", "--min-freq", "100000", "--epochs", "1"] + small)
+        #expect(rare.status == 1 && rare.stderr.contains("no token occurs --min-freq 100000 times") && rare.stderr.contains("lower --min-freq"), "\(rare.stderr)")
+        let tiny = try run(bin, ["train", "--valid-fraction", "0.0001", "--epochs", "1"] + small)
+        #expect(tiny.status == 1 && tiny.stderr.contains("--valid-fraction 0.0001 of") && tiny.stderr.contains("too few to validate on"), "\(tiny.stderr)")
+        let most = try run(bin, ["train", "--valid-fraction", "0.99", "--epochs", "1"] + small)
+        #expect(most.status == 1 && most.stderr.contains("after --valid-fraction 0.99 held out") && most.stderr.contains("--valid-fraction"), "\(most.stderr)")
+        let translation = try run(bin, ["train", "--task", "translation", "--dataset", "fra-eng", "--num-examples", "50", "--min-freq", "1000",
+                                        "--embed", "8", "--hidden", "8", "--epochs", "1"] + data)
+        #expect(translation.status == 1 && translation.stderr.contains("no source word occurs --min-freq 1000 times"), "\(translation.stderr)")
+
+        // A new run in a folder of another run's checkpoints would prune its own; --resume continues that run.
+        let ck = dir + "/ck"
+        let first = try run(bin, ["train", "--epochs", "1", "--log-every", "1", "--checkpoint-every", "5", "--keep-checkpoints", "100",
+                                  "--checkpoint-dir", ck] + small)
+        #expect(first.status == 0, "\(first.stderr)")
+        let again = try run(bin, ["train", "--epochs", "1", "--checkpoint-dir", ck] + small)
+        #expect(again.status == 1 && again.stderr.contains("holds an earlier run's checkpoints") && again.stderr.contains("--resume"), "\(again.stderr)")
+        // Resuming from an earlier checkpoint: metrics.jsonl keeps no record past it, so no step is logged twice, and a
+        // write a killed process abandoned is removed.
+        let files = checkpointFiles(in: ck)
+        let keep = try #require(files.first { $0.step == 10 }, "\(files.map(\.step))")
+        for f in files where f.step > keep.step { try FileManager.default.removeItem(atPath: f.path) }
+        let abandoned = ck + "/.step-00000099.safetensors.tmp.4000000"
+        #expect(FileManager.default.createFile(atPath: abandoned, contents: Data(count: 100)))
+        let resumed = try run(bin, ["train", "--resume", "--epochs", "2", "--log-every", "1", "--checkpoint-dir", ck] + data)
+        #expect(resumed.status == 0 && resumed.stdout.contains("resuming"), "\(resumed.stderr)")
+        let steps = try String(contentsOfFile: ck + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").compactMap { line -> Int? in
+            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], o["kind"] as? String == "step" else { return nil }
+            return o["step"] as? Int
+        }
+        #expect(steps == Array(1...(steps.last ?? 0)), "step records \(steps)")
+        #expect(!FileManager.default.fileExists(atPath: abandoned))
+    }
+
+    @Test("eval of a translation model scores the run's validation lines, and refuses a pairs file edited since")
+    func evalChecksThePairsFileItScores() throws {
+        let bin = try rnnlmBinary()
+        let dir = temporaryDirectory()
+        let lines = try String(contentsOfFile: sharedDataDirectory() + "/fra-eng/fra.txt", encoding: .utf8)
+            .split(separator: "\n", omittingEmptySubsequences: true).prefix(260)
+        let pairs = dir + "/pairs.txt"
+        try (lines.joined(separator: "\n") + "\n").write(toFile: pairs, atomically: true, encoding: .utf8)
+        let trained = try run(bin, ["train", "--task", "translation", "--pairs", pairs, "--num-examples", "200", "--valid-examples", "40",
+                                    "--embed", "8", "--hidden", "8", "--batch-size", "16", "--num-steps", "8", "--epochs", "1",
+                                    "--checkpoint-dir", dir + "/ck"])
+        #expect(trained.status == 0, "\(trained.stderr)")
+        let scored = try run(bin, ["eval", "--checkpoint", dir + "/ck"])
+        #expect(scored.status == 0 && scored.stdout.contains("BLEU"), "\(scored.stdout) \(scored.stderr)")
+        try ("Hi.\tSalut.\n" + lines.joined(separator: "\n") + "\n").write(toFile: pairs, atomically: true, encoding: .utf8)
+        let edited = try run(bin, ["eval", "--checkpoint", dir + "/ck"])
+        #expect(edited.status == 1 && edited.stderr.contains("differs from the pairs file this model was trained on"), "\(edited.stderr)")
+        let chosen = try run(bin, ["eval", "--checkpoint", dir + "/ck", "--pairs", pairs])
+        #expect(chosen.status == 0, "\(chosen.stderr)")
     }
 
     @Test("run.toml holds the command's own settings too: --config brings back the workers and the parameter server's flags")

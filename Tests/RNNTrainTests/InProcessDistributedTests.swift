@@ -28,6 +28,9 @@ struct InProcessDistributedTests {
     /// returns the final checkpoint; `threads` compute threads per worker (or for the single process).
     /// With `sharedMemory`, the workers exchange payloads through shared-memory files, as local worker processes do.
     static func train(workers: Int, options: TrainOptions, threads: Int = 1, sharedMemory: Bool = false) throws -> Checkpoint<TrainingRecord> {
+        // A folder that holds another run's checkpoints is refused to a new run: such a run gets a folder of its own.
+        var options = options
+        if let dir = options.checkpointDir, !checkpointFiles(in: dir).isEmpty { options.checkpointDir = temporaryDirectory() + "/ck" }
         var settings = TrainingRun.Settings(start: .new(options))
         settings.threads = threads
         settings.dataDir = sharedDataDirectory()

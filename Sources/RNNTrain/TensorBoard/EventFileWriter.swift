@@ -22,9 +22,16 @@ public final class EventFileWriter {
 
     deinit { try? handle.close() }
 
+    /// Set once a write failed (a full disk): later events are dropped, with one warning, and training goes on.
+    private var failed = false
+
     /// Appends one encoded `Event` message.
     public func write(_ event: [UInt8]) {
-        handle.write(Data(TFRecord.frame(event)))
+        guard !failed else { return }
+        do { try handle.write(contentsOf: Data(TFRecord.frame(event))) } catch {
+            failed = true
+            FileHandle.standardError.write(Data("warning: cannot write the TensorBoard event file \(path) (\(error.localizedDescription)); events stop here, training goes on\n".utf8))
+        }
     }
 
     /// Appends one event with a scalar per tag.
