@@ -175,6 +175,8 @@ public final class MetricsWriter {
         if let settings {
             let now = Date().timeIntervalSince1970
             let events = try EventFileWriter(directory: (path as NSString).deletingLastPathComponent, wallTime: now)
+            // What earlier files of this folder logged after `step` is dropped, as from metrics.jsonl.
+            events.write(TensorBoardEvent.sessionStart(step: step + 1, wallTime: now))
             events.text(tag: "run/settings", "```toml\n" + settings.joined(separator: "\n") + "\n```", step: step, wallTime: now)
             self.events = events
         } else {

@@ -120,13 +120,16 @@ struct TensorBoardTests {
         let name = try #require(files.first)
         #expect(name.split(separator: ".").count >= 5 && Int(name.split(separator: ".")[3]) != nil, "\(name)")
         let events = try TFRecord.records(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/" + name)))).map { try ProtobufReader($0) }
-        #expect(events.count == 2 + records.count)
+        #expect(events.count == 3 + records.count)
         #expect(events[0].string(3) == "brain.Event:2")
-        let settings = try #require(try events[1].message(5)?.messages(1).first?.message(8)?.string(8))
+        // SessionLog.START after the run's start step: TensorBoard drops what earlier files logged from there on.
+        let start = try events[1].message(7)
+        #expect(events[1].int(2) == 1 && start?.int(1) == 1)
+        let settings = try #require(try events[2].message(5)?.messages(1).first?.message(8)?.string(8))
         #expect(settings.contains("hidden = 32\nmodel = \"gru\""))
 
         let bookkeeping: Set<String> = ["kind", "step", "epoch", "time", "wall_time"]
-        for (record, event) in zip(records, events.dropFirst(2)) {
+        for (record, event) in zip(records, events.dropFirst(3)) {
             let group = record["kind"] as? String == "epoch" ? "epoch" : "train"
             #expect(event.int(2) == Int64(record["step"] as? Int ?? -1))
             // JSONSerialization may round the 17th digit; the encoder writes the shortest exact form.

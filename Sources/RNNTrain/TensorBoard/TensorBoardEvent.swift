@@ -9,6 +9,17 @@ public enum TensorBoardEvent {
         return e.bytes
     }
 
+    /// A (re)start of the run at optimizer step `step` (`Event.session_log`, `SessionLog.START`): TensorBoard drops
+    /// what the run's earlier event files logged at `step` and after, so a resumed run's curves do not double back
+    /// over the steps its stopped predecessor logged past the checkpoint.
+    public static func sessionStart(step: Int, wallTime: Double) -> [UInt8] {
+        var e = ProtobufWriter()
+        e.double(1, wallTime)                        // Event.wall_time
+        e.int64(2, Int64(step))                      // Event.step
+        e.message(7) { log in log.int64(1, 1) }      // Event.session_log: SessionLog.status = START
+        return e.bytes
+    }
+
     /// One event holding a scalar per tag (`Summary.Value.simple_value`, a float) at optimizer step `step`.
     public static func scalars(_ values: [(tag: String, value: Float)], step: Int, wallTime: Double) -> [UInt8] {
         event(step: step, wallTime: wallTime) { summary in
