@@ -169,6 +169,20 @@ struct CLITests {
         #expect(!FileManager.default.fileExists(atPath: abandoned))
     }
 
+    @Test("a config file's string may hold an escaped quote followed by #: it is not taken for a comment")
+    func configStringsWithEscapedQuotesAndHashes() throws {
+        let bin = try rnnlmBinary()
+        let dir = temporaryDirectory()
+        let metrics = dir + "/m \"q #1.jsonl"  // one escaped quote: a scanner that ignores escapes leaves the string there
+        let toml = "dataset = \"timemachine\"  # a comment\nmetrics = \"" + metrics.replacingOccurrences(of: "\"", with: "\\\"") + "\"  # another\n"
+        try toml.write(toFile: dir + "/c.toml", atomically: true, encoding: .utf8)
+        let r = try run(bin, ["train", "--config", dir + "/c.toml", "--max-tokens", "3000", "--hidden", "16", "--batch-size", "4",
+                              "--num-steps", "10", "--epochs", "1"] + data)
+        #expect(r.status == 0, "\(r.stderr)")
+        let listed = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        #expect(FileManager.default.fileExists(atPath: metrics), "\(listed)")
+    }
+
     @Test("eval of a translation model scores the run's validation lines, and refuses a pairs file edited since")
     func evalChecksThePairsFileItScores() throws {
         let bin = try rnnlmBinary()
