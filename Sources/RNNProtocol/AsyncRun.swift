@@ -142,17 +142,17 @@ extension CoordinatorMachine {
                                          sentColumns: w.columns, deadline: now + stepTimeout)
         }
         asyncRun = run
+        pendingState.removeAll()  // the first weights say where every stream's state comes from, below
         phase = .running
         let turnedAway = pendingJoins.flatMap { turnAwayAsyncJoin($0.0, $0.1) }
         pendingJoins.removeAll()
-        guard plan.firstEpoch < run.epochs else { pendingState.removeAll(); return turnedAway + asyncProgress() }
+        guard plan.firstEpoch < run.epochs else { return turnedAway + asyncProgress() }
         let step = run.gate.version, epoch = UInt32(plan.firstEpoch), index = UInt32(plan.firstIndex)
         if plan.firstIndex > 0 && !plan.resetEveryBatch {
             // Resumed mid-epoch: every stream goes on from the state the checkpoint carried.
-            pendingState.removeAll()
             return turnedAway + live.map { .sendWeightsWithState(step: step, epoch: epoch, index: index, to: $0) }
         }
-        pendingState.removeAll()  // the first minibatch of an epoch (or every one, randomly partitioned) starts from zero
+        // The first minibatch of an epoch (or every one, randomly partitioned) starts from zero.
         return turnedAway + [.broadcastWeights(step: step, epoch: epoch, index: index, reset: true, to: live)]
     }
 

@@ -73,7 +73,7 @@ extension TrainedModel {
 
     /// The tokens of `prefix` the vocabulary does not hold (the model reads them as `<unk>`), in order.
     public func unknownTokens(inPrefix prefix: String) -> [String] {
-        tokenizer.tokenizePrefix(prefix).filter { vocabulary.ids([$0]) == [0] && $0 != "<unk>" }
+        tokenizer.tokenizePrefix(prefix).filter { vocabulary.id($0) == 0 && $0 != Vocabulary.unknown }
     }
 
     /// The prefix followed by `count` generated tokens, as text. `emit` receives the text as it is produced: the

@@ -49,9 +49,9 @@ public struct TextData: Sendable {
         let validTokens = validText.map(tokenizer.tokenize) ?? []
         let testTokens = testText.map(tokenizer.tokenize) ?? []
         // As D2L: the vocabulary counts the whole text; --max-tokens then keeps the first N tokens.
-        let vocab = existing?.1 ?? Vocabulary(counting: tokens + validTokens + testTokens, minFreq: o.minFreq,
-                                                reserved: tokenizer.kind == .lines ? [Tokenizer.endOfSentence] : [])
-        if existing == nil && vocab.count <= 1 + (tokenizer.kind == .lines ? 1 : 0) {
+        let reserved = tokenizer.kind == .lines ? [Tokenizer.endOfSentence] : []
+        let vocab = existing?.1 ?? Vocabulary(counting: tokens + validTokens + testTokens, minFreq: o.minFreq, reserved: reserved)
+        if existing == nil && vocab.count <= 1 + reserved.count {
             // Only <unk> (and <eos>): every token would read and predict as <unk>.
             var counts: [String: Int] = [:]
             for t in tokens + validTokens + testTokens { counts[t, default: 0] += 1 }

@@ -315,9 +315,7 @@ public final class Trainer {
         onEpoch?(report)
         if bestEpoch == report.epoch {
             // Its parameters are this epoch's only now: a failed write cannot be retried later, only reported.
-            let before = failedSaves
-            try attemptSave(best: true)
-            bestUnsaved = failedSaves > before ? report.epoch : nil
+            bestUnsaved = try attemptSave(best: true) ? nil : report.epoch
         }
         try attemptSave()
         if let reason = earlyStopReason { log(reason) }
@@ -447,11 +445,14 @@ public final class Trainer {
     }
 
     /// A scheduled save: a failure is reported and retried at the next scheduled save (training goes on, the files
-    /// already written stay intact); the `maxFailedSaves`-th failure in a row stops the run with an error.
-    private func attemptSave(best: Bool = false) throws {
+    /// already written stay intact); the `maxFailedSaves`-th failure in a row stops the run with an error. Returns
+    /// whether the file was written.
+    @discardableResult
+    private func attemptSave(best: Bool = false) throws -> Bool {
         do {
             try saveCheckpoint(best: best)
             failedSaves = 0
+            return true
         } catch {
             failedSaves += 1
             let newest = options.checkpointDir.flatMap(latestCheckpoint(in:)) ?? "none"
@@ -459,6 +460,7 @@ public final class Trainer {
                 throw TrainingError("\(failedSaves) checkpoint saves failed in a row, stopping at step \(record.step): \(error); newest checkpoint on disk: \(newest); free space in \(options.checkpointDir ?? "?") and continue with --resume")
             }
             log("warning: \(best ? "best model" : "checkpoint") not saved at step \(record.step) (\(failedSaves) of \(Self.maxFailedSaves) failures in a row before the run stops): \(error); newest checkpoint on disk: \(newest); retrying at the next checkpoint")
+            return false
         }
     }
 
@@ -512,7 +514,6 @@ public func evaluateLoss(model: LanguageModel, tokens: [Int32], batch: Int, step
 
 public func checkpointName(step: Int) -> String { "step-" + String(format: "%08d", step) + ".safetensors" }
 
-/// The checkpoint files of a folder, oldest step first.
 /// Removes the temporary files of checkpoint writes whose process is gone (`.NAME.safetensors.tmp.PID`, left by a
 /// process killed while writing): each is as large as a checkpoint, and a full disk is what they would cause next.
 func removeAbandonedTemporaries(in dir: String) {
@@ -523,6 +524,7 @@ func removeAbandonedTemporaries(in dir: String) {
     }
 }
 
+/// The checkpoint files of a folder, oldest step first.
 public func checkpointFiles(in dir: String) -> [(step: Int, path: String)] {
     let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
     return names.compactMap { name -> (Int, String)? in

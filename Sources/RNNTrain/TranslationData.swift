@@ -40,8 +40,8 @@ public struct TranslationData: Sendable {
                                       : SentencePairs(source: [], target: [])
         let sv = vocabularies?.0 ?? TranslationText.vocabulary(pairs.source, minFreq: minFreq)
         let tv = vocabularies?.1 ?? TranslationText.vocabulary(pairs.target, minFreq: minFreq)
-        if vocabularies == nil, let (side, v) = [("source", sv), ("target", tv)].first(where: { $0.1.count <= 4 }) {
-            // Only <unk>, <pad>, <bos> and <eos>: every word would read as <unk>.
+        if vocabularies == nil, let (side, v) = [("source", sv), ("target", tv)].first(where: { $0.1.count <= 1 + TranslationText.reserved.count }) {
+            // Only <unk> and the reserved tokens: every word would read as <unk>.
             throw CorpusError("\(path): no \(side) word occurs --min-freq \(minFreq) times in the \(pairs.count) training pairs, so the \(side) vocabulary would hold only its \(v.count) reserved tokens; lower --min-freq or raise --num-examples")
         }
         return TranslationData(

@@ -9,9 +9,10 @@ public struct TransportError: Error, CustomStringConvertible {
     public let description: String
     /// The peer is not connected any more (a ROUTER send to a vanished identity).
     public let unreachable: Bool
-    init(_ what: String) {
+    /// `what`, libzmq's reason for the last failure, then `hint`.
+    init(_ what: String, hint: String = "") {
         let e = zmq_errno()
-        description = "\(what): \(String(cString: zmq_strerror(e)))"
+        description = "\(what): \(String(cString: zmq_strerror(e)))\(hint)"
         unreachable = e == EHOSTUNREACH
     }
     init(message: String) { description = message; unreachable = false }
@@ -84,13 +85,13 @@ public final class ZMQSocket {
 
     public func bind(_ endpoint: String) throws {
         guard zmq_bind(handle, endpoint) == 0 else {
-            throw TransportError(message: "cannot bind \(endpoint): \(String(cString: zmq_strerror(zmq_errno())))\(Self.endpointHint(endpoint))")
+            throw TransportError("cannot bind \(endpoint)", hint: Self.endpointHint(endpoint))
         }
     }
 
     public func connect(_ endpoint: String) throws {
         guard zmq_connect(handle, endpoint) == 0 else {
-            throw TransportError(message: "cannot connect to \(endpoint): \(String(cString: zmq_strerror(zmq_errno())))\(Self.endpointHint(endpoint))")
+            throw TransportError("cannot connect to \(endpoint)", hint: Self.endpointHint(endpoint))
         }
     }
 
