@@ -45,6 +45,14 @@ public struct NamedDataset: Sendable {
     /// Whether a copy ships inside the package (`embeddedPath`), used when no folder or cache holds the file.
     public var isEmbedded: Bool { name == "timemachine" }
 
+    public init(name: String, fileName: String, url: String, sha1: String, defaultTokenizer: TokenizerKind) {
+        self.name = name
+        self.fileName = fileName
+        self.url = url
+        self.sha1 = sha1
+        self.defaultTokenizer = defaultTokenizer
+    }
+
     public static let all: [NamedDataset] = [
         NamedDataset(name: "timemachine", fileName: "timemachine.txt",
                      url: "http://d2l-data.s3-accelerate.amazonaws.com/timemachine.txt",
@@ -95,12 +103,12 @@ public struct NamedDataset: Sendable {
         return nil
     }
 
-    /// Finds the file (in `dataDir`, then `$RNNLM_DATA_DIR`, then the cache, then the copy shipped in the package),
-    /// downloading it into the cache when it is nowhere; verifies its SHA-1 either way. Returns the path of the
+    /// Finds the file (in `dataDir`, then `$RNNLM_DATA_DIR`, then `cache`, then the copy shipped in the package),
+    /// downloading it into `cache` when it is nowhere; verifies its SHA-1 either way. Returns the path of the
     /// verified file.
-    public func locate(dataDir: String?, download: Bool = true) throws(CorpusError) -> String {
+    public func locate(dataDir: String?, download: Bool = true, cache: String = cacheDirectory) throws(CorpusError) -> String {
         let env = ProcessInfo.processInfo.environment[Self.dataDirVariable]
-        let folders = [dataDir, env, Self.cacheDirectory].compactMap { $0 }.filter { !$0.isEmpty }
+        let folders = [dataDir, env, cache].compactMap { $0 }.filter { !$0.isEmpty }
         for folder in folders {
             let path = folder + "/" + fileName
             if FileManager.default.fileExists(atPath: path) {
@@ -112,7 +120,7 @@ public struct NamedDataset: Sendable {
             try verify(path)
             return path
         }
-        let cachePath = Self.cacheDirectory + "/" + fileName
+        let cachePath = cache + "/" + fileName
         let hint = "put \(fileName) in a folder and pass --data-dir FOLDER (or set \(Self.dataDirVariable)), or download it from \(url) to \(cachePath)"
         guard download else { throw CorpusError("dataset \(name): \(fileName) not found in \(folders.joined(separator: ", ")); \(hint)") }
         let folder = (cachePath as NSString).deletingLastPathComponent
@@ -123,7 +131,7 @@ public struct NamedDataset: Sendable {
         }
         // A zipped dataset (fra-eng) is downloaded whole and the file taken out of it with `unzip`.
         let zipped = url.hasSuffix(".zip")
-        let tmp = zipped ? Self.cacheDirectory + "/\(name).zip.part" : cachePath + ".part"
+        let tmp = zipped ? cache + "/\(name).zip.part" : cachePath + ".part"
         defer { try? FileManager.default.removeItem(atPath: tmp) }
         try run(["curl", "-fsSL", "--max-time", "300", "-o", tmp, url], failure: "downloading \(url) failed (offline?)",
                 folders: folders, hint: hint)

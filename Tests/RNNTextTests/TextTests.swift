@@ -139,6 +139,46 @@ struct CorpusErrorTests {
         #expect(crlf.count == 2 && crlf.source == lf.source && crlf.target == lf.target)
     }
 
+    @Test("A dataset nowhere on disk is downloaded into the cache (a plain file, and one taken out of a zip), checked, and kept; a download with the wrong SHA-1 leaves nothing behind")
+    func downloadsIntoTheCache() throws {
+        let dir = NSTemporaryDirectory() + "rnnlm-download-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir + "/hub", withIntermediateDirectories: true)
+        let text = "the time traveller\n"
+        try text.write(toFile: dir + "/hub/tiny.txt", atomically: true, encoding: .utf8)
+        let sha1 = sha1Hex(Array(text.utf8))
+        let plain = NamedDataset(name: "tiny", fileName: "tiny.txt", url: "file://\(dir)/hub/tiny.txt", sha1: sha1,
+                                 defaultTokenizer: .char)
+        let got = try plain.locate(dataDir: nil, cache: dir + "/cache")
+        #expect(got == dir + "/cache/tiny.txt")
+        #expect(try String(contentsOfFile: got, encoding: .utf8) == text)
+        // Found in the cache the second time, with no download.
+        #expect(try plain.locate(dataDir: nil, download: false, cache: dir + "/cache") == got)
+
+        let zip = Process()
+        zip.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        zip.arguments = ["python3", "-c", "import sys, zipfile; zipfile.ZipFile(sys.argv[1], 'w').write(sys.argv[2], 'pairs/tiny.txt')",
+                         dir + "/hub/pairs.zip", dir + "/hub/tiny.txt"]
+        try zip.run()
+        zip.waitUntilExit()
+        try #require(zip.terminationStatus == 0)
+        let zipped = NamedDataset(name: "pairs", fileName: "pairs/tiny.txt", url: "file://\(dir)/hub/pairs.zip", sha1: sha1,
+                                  defaultTokenizer: .word)
+        let unzipped = try zipped.locate(dataDir: nil, cache: dir + "/cache")
+        #expect(unzipped == dir + "/cache/pairs/tiny.txt")
+        #expect(try String(contentsOfFile: unzipped, encoding: .utf8) == text)
+
+        let wrong = NamedDataset(name: "wrong", fileName: "wrong.txt", url: "file://\(dir)/hub/tiny.txt",
+                                 sha1: String(repeating: "0", count: 40), defaultTokenizer: .char)
+        let e = #expect(throws: CorpusError.self) { try wrong.locate(dataDir: nil, cache: dir + "/cache") }
+        #expect(e?.description.contains("SHA-1") == true)
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir + "/cache")
+        #expect(Set(left) == ["tiny.txt", "pairs"], "the failed download left \(left)")
+        let missing = NamedDataset(name: "gone", fileName: "gone.txt", url: "file://\(dir)/hub/gone.txt", sha1: sha1,
+                                   defaultTokenizer: .char)
+        let offline = #expect(throws: CorpusError.self) { try missing.locate(dataDir: nil, cache: dir + "/cache") }
+        #expect(offline?.description.contains("--data-dir") == true)
+    }
+
     @Test func checksumMismatchNamesTheFix() throws {
         let dir = NSTemporaryDirectory() + "rnnlm-data-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
