@@ -105,7 +105,8 @@ struct Train: ParsableCommand {
 
     func validate() throws {
         guard workers >= 0 else { throw ConfigError("--workers must be 0 or more") }
-        let given = distributedFlags.given + (joinTimeout == nil ? [] : ["--join-timeout"]) + (stepTimeout == nil ? [] : ["--step-timeout"])
+        let given = distributedFlags.given + [("--join-timeout", joinTimeout), ("--step-timeout", stepTimeout)]
+            .compactMap { flag, value in value.map { "\(flag) \($0)" } }
         if workers == 0, !given.isEmpty {
             throw ConfigError("\(given.joined(separator: ", ")) set\(given.count == 1 ? "s" : "") how a parameter server treats its workers; this run has none: add --workers N (local worker processes), or run `rnnlm coordinator`")
         }

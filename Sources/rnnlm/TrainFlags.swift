@@ -326,31 +326,30 @@ struct DistributedFlags: ParsableArguments {
     @Option(help: "sync: how each step's weights go to workers across sockets. together: to all at once (they share the coordinator's link); in-turn: one worker at a time, the next when the last has its weights, so early workers compute and upload while later ones download (faster when the coordinator's link is the bottleneck; exact).")
     var broadcast: CoordinatorSettings.Broadcast?
 
-    /// The flags given, by name: without workers they would do nothing, so `rnnlm train` refuses them then.
-    var given: [String] {
-        var out = [String]()
-        if mode != .sync { out.append("--mode \(mode.rawValue)") }
-        if maxStaleness != nil { out.append("--max-staleness") }
-        if quorum != nil { out.append("--quorum") }
-        if minWorkers != nil { out.append("--min-workers") }
-        if heartbeatTimeout != nil { out.append("--heartbeat-timeout") }
-        if let g = gradientCompression, g != .none { out.append("--gradient-compression \(g.rawValue)") }
-        if let b = broadcast, b != .together { out.append("--broadcast \(b.rawValue)") }
+    /// The flags given: each flag's name, its value as written on the command line, its TOML literal, and whether
+    /// that value is the default.
+    private var givenSettings: [(flag: String, value: String, toml: String, isDefault: Bool)] {
+        var out: [(String, String, String, Bool)] = []
+        func choice<C: RawRepresentable<String>>(_ flag: String, _ v: C?, default d: C) where C: Equatable {
+            if let v { out.append((flag, v.rawValue, tomlString(v.rawValue), v == d)) }
+        }
+        func number<N>(_ flag: String, _ v: N?) { if let v { out.append((flag, "\(v)", "\(v)", false)) } }
+        choice("mode", mode == .sync ? nil : mode, default: .sync)
+        number("max-staleness", maxStaleness)
+        number("quorum", quorum)
+        number("min-workers", minWorkers)
+        number("heartbeat-timeout", heartbeatTimeout)
+        choice("gradient-compression", gradientCompression, default: .none)
+        choice("broadcast", broadcast, default: .together)
         return out
     }
 
+    /// The flags given with other than their defaults, with their values: without workers they would do nothing,
+    /// so `rnnlm train` refuses them then.
+    var given: [String] { givenSettings.filter { !$0.isDefault }.map { "--\($0.flag) \($0.value)" } }
+
     /// The flags given, as `key = value` lines for run.toml (those not given keep their defaults on reuse).
-    var tomlLines: [String] {
-        var lines: [String] = []
-        if mode != .sync { lines.append("mode = \(tomlString(mode.rawValue))") }
-        if let v = maxStaleness { lines.append("max-staleness = \(v)") }
-        if let v = quorum { lines.append("quorum = \(v)") }
-        if let v = minWorkers { lines.append("min-workers = \(v)") }
-        if let v = heartbeatTimeout { lines.append("heartbeat-timeout = \(v)") }
-        if let v = gradientCompression { lines.append("gradient-compression = \(tomlString(v.rawValue))") }
-        if let v = broadcast { lines.append("broadcast = \(tomlString(v.rawValue))") }
-        return lines
-    }
+    var tomlLines: [String] { givenSettings.map { "\($0.flag) = \($0.toml)" } }
 
     /// Coordinator settings for `expectWorkers` workers at `bind`, with these flags applied.
     func coordinator(bind: String, expectWorkers: Int, joinTimeout: Double, stepTimeout: Double) -> CoordinatorSettings {
