@@ -8,7 +8,10 @@ import Testing
 struct GradCheckCase: CustomTestStringConvertible, Sendable {
     let cell: CellKind, layers: Int, embed: Int, dropout: Float
     var tied = false
-    var testDescription: String { "\(cell.rawValue) L=\(layers) E=\(embed) p=\(dropout)\(tied ? " tied" : "")" }
+    var hidden = 6, steps = 5
+    var testDescription: String {
+        "\(cell.rawValue) L=\(layers) E=\(embed) H=\(hidden) T=\(steps) p=\(dropout)\(tied ? " tied" : "")"
+    }
 }
 
 let gradCheckCases: [GradCheckCase] = CellKind.allCases.flatMap { cell in
@@ -17,7 +20,14 @@ let gradCheckCases: [GradCheckCase] = CellKind.allCases.flatMap { cell in
      GradCheckCase(cell: cell, layers: 2, embed: 4, dropout: 0.3),
      // Tied (E = H = 6): encoder.weight's gradient is the embedding's and the decoder's, summed.
      GradCheckCase(cell: cell, layers: 2, embed: 6, dropout: 0.3, tied: true)]
-}
+} + [
+    // Past the kernels' 8-float vectors and the 64-column bias sums; fewer than 4 steps take the recurrent products'
+    // plain-BLAS path; 3 layers without dropout alternate the stack's two gradient buffers.
+    GradCheckCase(cell: .gru, layers: 2, embed: 4, dropout: 0, hidden: 37, steps: 3),
+    GradCheckCase(cell: .lstm, layers: 2, embed: 4, dropout: 0.3, hidden: 37, steps: 6),
+    GradCheckCase(cell: .lstm, layers: 3, embed: 0, dropout: 0, hidden: 10, steps: 1),
+    GradCheckCase(cell: .rnnTanh, layers: 3, embed: 5, dropout: 0, hidden: 17, steps: 4),
+]
 
 @Suite("Finite-difference gradient check")
 struct GradientCheckTests {
@@ -25,9 +35,9 @@ struct GradientCheckTests {
 
     @Test(arguments: gradCheckCases)
     func gradientsMatchFiniteDifferences(_ c: GradCheckCase) throws {
-        let config = ModelConfig(vocabSize: 7, embedSize: c.embed, hiddenSize: 6, layers: c.layers, cell: c.cell,
+        let config = ModelConfig(vocabSize: 7, embedSize: c.embed, hiddenSize: c.hidden, layers: c.layers, cell: c.cell,
                                  dropout: c.dropout, tied: c.tied)
-        let (T, B) = (5, 3)
+        let (T, B) = (c.steps, 3)
         let model = try LanguageModel(config: config)
         var rng = RandomGenerator(seed: 42)
         model.initialize(.pytorch, rng: &rng)
