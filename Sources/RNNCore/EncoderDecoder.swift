@@ -299,7 +299,10 @@ public final class EncoderDecoder {
 
     /// Encodes B source rows (`[S*B]` time-major, padded) into the decoder's starting state.
     public func encode(source: [Int32], lengths: [Int], steps S: Int, batch B: Int) -> DecoderState {
+        precondition(S > 0 && B > 0, "source shape [S=\(S), B=\(B)] must be positive")
         precondition(source.count == S * B && lengths.count == B, "source of \(source.count) ids for [S=\(S), B=\(B)]")
+        precondition(lengths.allSatisfy { $0 >= 0 && $0 <= S }, "a row's length is outside 0...\(S)")
+        precondition(source.allSatisfy { $0 >= 0 && Int($0) < config.sourceVocabSize }, "a source id is outside 0..<\(config.sourceVocabSize)")
         let c = config, H = c.hiddenSize
         let ws = workspace(Batch(source: [], sourceLengths: [], decoderInput: [], target: [], targetLengths: [],
                                  sourceSteps: S, targetSteps: 1, batch: B))
@@ -319,7 +322,12 @@ public final class EncoderDecoder {
     /// logits `[B, Vt]`.
     public func decodeStep(tokens: [Int32], state: inout DecoderState) -> [Float] {
         let c = config, B = state.batch, E = c.embedSize, H = c.hiddenSize
-        precondition(tokens.count == B, "\(tokens.count) tokens for \(B) rows")
+        precondition(B > 0 && tokens.count == B, "\(tokens.count) tokens for \(B) rows")
+        precondition(tokens.allSatisfy { $0 >= 0 && Int($0) < c.targetVocabSize }, "a target id is outside 0..<\(c.targetVocabSize)")
+        let stateCount = c.layers * B * H
+        precondition(state.h.count == stateCount && state.c.count == (c.cell.hasCell ? stateCount : 0)
+                     && state.context.count == B * H,
+                     "decoder state holds h \(state.h.count), c \(state.c.count), context \(state.context.count) floats; the model needs h [L=\(c.layers), B=\(B), H=\(H)], c the same for LSTM (else none), context [B, H]")
         let ws = workspace(Batch(source: [], sourceLengths: [], decoderInput: [], target: [], targetLengths: [],
                                  sourceSteps: 1, targetSteps: 1, batch: B))
         let p = UnsafePointer(parameters.pointer)

@@ -164,6 +164,9 @@ public final class LanguageModel {
         precondition(state.batch == batch && state.layers == config.layers && state.hidden == config.hiddenSize
                      && state.hasCell == config.cell.hasCell,
                      "state is [L=\(state.layers), B=\(state.batch), H=\(state.hidden)], model needs [\(config.layers), \(batch), \(config.hiddenSize)]")
+        let stateCount = state.layers * state.batch * state.hidden
+        precondition(state.h.count == stateCount && state.c.count == (state.hasCell ? stateCount : 0),
+                     "state holds h \(state.h.count) and c \(state.c.count) floats, expected L*B*H = \(stateCount)")
     }
 
     // MARK: Workspaces
