@@ -78,6 +78,15 @@ public struct AsyncRun: Sendable {
     /// The worker whose gradient the driver is applying (between `.applyGradient` and `.updateApplied`).
     var applying: Int?
 
+    /// The step a worker is sent with weights of `version`: the update its gradient makes if applied fresh, as in a
+    /// synchronous run (step k + 1 after k updates), so that the dropout masks it draws for that step are the
+    /// single process's. Its gradient comes back under the same step; `version(wireStep:)` undoes this.
+    public static func wireStep(version: UInt64) -> UInt64 { version + 1 }
+
+    /// The version of the weights a gradient sent under `step` was computed on; nil for step 0, which no
+    /// asynchronous run sends.
+    public static func version(wireStep step: UInt64) -> UInt64? { step == 0 ? nil : step - 1 }
+
     init(plan: AsyncPlan) {
         self.plan = plan
         gate = StalenessGate(maxStaleness: plan.maxStaleness, version: plan.version)
@@ -147,7 +156,7 @@ extension CoordinatorMachine {
         let turnedAway = pendingJoins.flatMap { turnAwayAsyncJoin($0.0, $0.1) }
         pendingJoins.removeAll()
         guard plan.firstEpoch < run.epochs else { return turnedAway + asyncProgress() }
-        let step = run.gate.version, epoch = UInt32(plan.firstEpoch), index = UInt32(plan.firstIndex)
+        let step = AsyncRun.wireStep(version: run.gate.version), epoch = UInt32(plan.firstEpoch), index = UInt32(plan.firstIndex)
         if plan.firstIndex > 0 && !plan.resetEveryBatch {
             // Resumed mid-epoch: every stream goes on from the state the checkpoint carried.
             return turnedAway + live.map { .sendWeightsWithState(step: step, epoch: epoch, index: index, to: $0) }
@@ -242,16 +251,16 @@ extension CoordinatorMachine {
             asyncRun!.cursors[i] = c
             actions.append(.send(w.peer, .stop(runID: runID, reason: "training finished")))
         } else {
-            let version = asyncRun!.gate.version
+            let version = asyncRun!.gate.version, step = AsyncRun.wireStep(version: version)
             c.sentVersion = version
             c.sentColumns = w.columns
             c.deadline = now + stepTimeout
             asyncRun!.cursors[i] = c
             let reset = c.index == 0 || asyncRun!.plan.resetEveryBatch
             if pendingState.remove(i) != nil && !reset {
-                actions.append(.sendWeightsWithState(step: version, epoch: UInt32(c.epoch), index: UInt32(c.index), to: w))
+                actions.append(.sendWeightsWithState(step: step, epoch: UInt32(c.epoch), index: UInt32(c.index), to: w))
             } else {
-                actions.append(.broadcastWeights(step: version, epoch: UInt32(c.epoch), index: UInt32(c.index), reset: reset, to: [w]))
+                actions.append(.broadcastWeights(step: step, epoch: UInt32(c.epoch), index: UInt32(c.index), reset: reset, to: [w]))
             }
         }
         return actions + asyncProgress()

@@ -400,7 +400,7 @@ public struct CoordinatorMachine {
         let message: Message
         do { message = try decoded?.get() ?? Codec.decode(frames, runID: runID, parameterCount: parameterCount, sparseRows: sparseRows) } catch let error as ProtocolError {
             if case .nonFinite(let what) = error, phase == .running, let h = try? Codec.header(frames[0]), h.type == .gradient,
-               h.step == asyncRun!.cursors[w.index]?.sentVersion {
+               AsyncRun.version(wireStep: h.step) == asyncRun!.cursors[w.index]?.sentVersion {
                 return asyncNonFinite(w, what: what, now: now)
             }
             if case .nonFinite(let what) = error, phase == .gathering, var g = gather,
@@ -430,8 +430,11 @@ public struct CoordinatorMachine {
         switch message {
         case .gradient(_, let s, let loss, let tokens, let g, let st, let nanos, let rows):
             if phase == .running {
-                return asyncGradient(w, version: s, loss: LossSum(sum: loss, count: Int(tokens)), gradient: g, rows: rows,
-                                     state: st, now: now)
+                guard let version = AsyncRun.version(wireStep: s) else {
+                    return [reject("gradient for step 0, which no asynchronous run sends", from: w.label)]
+                }
+                return asyncGradient(w, version: version, loss: LossSum(sum: loss, count: Int(tokens)), gradient: g,
+                                     rows: rows, state: st, now: now)
             }
             guard phase == .gathering, var gather else {
                 staleDiscarded += 1

@@ -14,7 +14,7 @@ struct AsyncRunTests {
     func hello(_ name: String) -> [[UInt8]] { Codec.encode(.hello(WorkerHello(name: name, host: "host-\(name)", pid: 7))) }
 
     func gradient(version: UInt64, _ g: [Float] = [1, 1, 1], streams: Int) -> [[UInt8]] {
-        Codec.encode(.gradient(runID: run, step: version, lossSum: 2, tokens: 10, gradient: g,
+        Codec.encode(.gradient(runID: run, step: AsyncRun.wireStep(version: version), lossSum: 2, tokens: 10, gradient: g,
                                state: [Float](repeating: 0.5, count: streams * perStream), computeNanos: 1000))
     }
 
@@ -46,7 +46,7 @@ struct AsyncRunTests {
     func startBroadcasts() {
         let (m, actions) = started([a, b], batch: 8, batches: [3, 3])
         #expect(m.phase == .running)
-        #expect(actions == [.broadcastWeights(step: 0, epoch: 0, index: 0, reset: true, to: m.workers)])
+        #expect(actions == [.broadcastWeights(step: 1, epoch: 0, index: 0, reset: true, to: m.workers)])
         #expect(m.awaited == [0, 1])
         #expect(m.asyncRemaining == 12, "2 workers × 2 epochs × 3 minibatches")
     }
@@ -69,7 +69,7 @@ struct AsyncRunTests {
         let plan = AsyncPlan(maxStaleness: 8, version: 9, firstEpoch: 0, firstIndex: 2, firstEpochLoss: LossSum(sum: 12, count: 60),
                              batchesPerEpoch: [4, 4], resetEveryBatch: false)
         let start = r.handle(.startAsync(plan, now: 1))
-        #expect(start == r.workers.map { .sendWeightsWithState(step: 9, epoch: 0, index: 2, to: $0) })
+        #expect(start == r.workers.map { .sendWeightsWithState(step: 10, epoch: 0, index: 2, to: $0) })
         #expect(r.asyncRemaining == 2 * (2 + 4), "each worker answers minibatches 2 and 3, then the second epoch")
         #expect(r.asyncCompleted! == (0, 2, LossSum(sum: 12, count: 60)), "the epoch's loss so far carries over")
         // Randomly partitioned, every minibatch starts from zero: one broadcast at the resumed minibatch.
@@ -78,7 +78,7 @@ struct AsyncRunTests {
         for (i, p) in [a, b].enumerated() { _ = q.handle(.received(peer: p, frames: hello("w\(i)"), now: 0)) }
         var randomPlan = plan
         randomPlan.resetEveryBatch = true
-        #expect(q.handle(.startAsync(randomPlan, now: 1)) == [.broadcastWeights(step: 9, epoch: 0, index: 2, reset: true, to: q.workers)])
+        #expect(q.handle(.startAsync(randomPlan, now: 1)) == [.broadcastWeights(step: 10, epoch: 0, index: 2, reset: true, to: q.workers)])
         // A position past the epoch's minibatches (other data) fails the run, saying why.
         var bad = CoordinatorMachine(runID: run, expectedWorkers: 1, batchSize: 8, parameterCount: params,
                                      stateValuesPerStream: perStream, joinTimeout: 30, stepTimeout: 5, now: 0)
@@ -98,13 +98,13 @@ struct AsyncRunTests {
                                                        gradient: [4, 5, 6]))])
         #expect(m.asyncRemaining == 11, "the minibatch being applied no longer counts")
         // The weights go out only once the driver has applied the update (version 1).
-        #expect(m.handle(.updateApplied(worker: 0, now: 2)) == [.broadcastWeights(step: 1, epoch: 0, index: 1, reset: false, to: [m.workers[0]])])
+        #expect(m.handle(.updateApplied(worker: 0, now: 2)) == [.broadcastWeights(step: 2, epoch: 0, index: 1, reset: false, to: [m.workers[0]])])
         // Worker 1 computed on version 0: one update old, over the bound 0.
         let late = m.handle(.received(peer: b, frames: gradient(version: 0, streams: 4), now: 3))
         #expect(late.first == .carryState(columns: [4, 5, 6, 7], state: [Float](repeating: 0.5, count: 8)), "its streams moved on anyway")
         #expect(late.contains(.discardStale(worker: 1, staleness: 1)))
         #expect(logs(late).contains { $0.contains("discarded a gradient from worker 1") && $0.contains("1 updates old (--max-staleness 0)") })
-        #expect(late.last == .broadcastWeights(step: 1, epoch: 0, index: 1, reset: false, to: [m.workers[1]]))
+        #expect(late.last == .broadcastWeights(step: 2, epoch: 0, index: 1, reset: false, to: [m.workers[1]]))
         #expect(m.asyncRun!.gate.applied == 1 && m.asyncRun!.gate.discarded == 1 && m.staleDiscarded == 1)
         // A gradient for a version it was not sent, or a second one for the same minibatch, is rejected.
         _ = m.handle(.received(peer: a, frames: gradient(version: 0, streams: 4), now: 4))
@@ -120,7 +120,7 @@ struct AsyncRunTests {
         all += answer(&m, a)
         #expect(m.asyncRun!.cursors[0]!.epoch == 1 && m.asyncRun!.cursors[0]!.index == 0)
         #expect(!all.contains { if case .epochComplete = $0 { return true }; return false }, "worker 1 is still in epoch 1")
-        #expect(all.last == .broadcastWeights(step: 2, epoch: 1, index: 0, reset: true, to: [m.workers[0]]), "a new epoch starts from zero")
+        #expect(all.last == .broadcastWeights(step: 3, epoch: 1, index: 0, reset: true, to: [m.workers[0]]), "a new epoch starts from zero")
         _ = answer(&m, b)
         let passed = answer(&m, b)
         #expect(passed.contains(.epochComplete(epoch: 0, loss: LossSum(sum: 8, count: 40))), "4 gradients of 10 tokens, loss 2 each")
@@ -154,7 +154,7 @@ struct AsyncRunTests {
         // Worker 0's minibatch in flight was computed on its old 3 streams; its next one carries the 5 streams' state.
         let next = answer(&m, a, now: 4)
         #expect(next.first == .carryState(columns: [0, 1, 2], state: [Float](repeating: 0.5, count: 6)))
-        #expect(next.last == .sendWeightsWithState(step: 4, epoch: 0, index: 2, to: m.workers[0]))
+        #expect(next.last == .sendWeightsWithState(step: 5, epoch: 0, index: 2, to: m.workers[0]))
         let after = answer(&m, a, now: 5)
         #expect(after.first == .carryState(columns: [0, 1, 2, 3, 5], state: [Float](repeating: 0.5, count: 10)))
         #expect(!after.contains { if case .epochComplete = $0 { return true }; return false }, "worker 2 has not passed epoch 1")
@@ -200,7 +200,7 @@ struct AsyncRunTests {
             let actions = m.handle(.received(peer: b, frames: gradient(version: v, [1, .nan, 1], streams: m.workers[1].columns.count), now: 2))
             #expect(logs(actions).contains { $0.contains("skipped worker 1 (w1 on host-w1, pid 7)'s minibatch \(n) of epoch 1") })
             if n < 3 {
-                #expect(actions.last == .sendWeightsWithState(step: 0, epoch: 0, index: UInt32(n), to: m.workers[1]))
+                #expect(actions.last == .sendWeightsWithState(step: 1, epoch: 0, index: UInt32(n), to: m.workers[1]))
             } else {
                 #expect(actions.contains(.send(b, .stop(runID: run, reason: "disconnected after 3 non-finite gradients; check this host's hardware or numerics"))))
                 #expect(m.alive == [0])

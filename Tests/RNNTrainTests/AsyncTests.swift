@@ -112,6 +112,27 @@ struct AsyncTrainingTests {
         #expect(last.history.count == 2 && last.step == mid.step + s.applied, "\(last.history.count) epochs, step \(last.step)")
     }
 
+    @Test("one async worker with dropout is the single process: its masks are the ones of the step its gradient makes",
+          arguments: [["--dataset", "timemachine", "--max-tokens", "4000", "--layers", "2", "--embed", "8", "--dropout", "0.3"],
+                      ["--task", "translation", "--dataset", "fra-eng", "--num-examples", "120", "--valid-examples", "20",
+                       "--embed", "8", "--bidirectional", "--dropout", "0.2"]])
+    func oneWorkerWithDropoutIsTheSingleProcess(_ model: [String]) throws {
+        func train(_ extra: [String]) throws -> Checkpoint<TrainingRecord> {
+            let dir = NSTemporaryDirectory() + "rnnlm-async-dropout-\(UUID().uuidString)"
+            let r = try run(try rnnlmBinary(), ["train", "--hidden", "16", "--batch-size", "8", "--num-steps", "10", "--epochs", "2",
+                                                "--seed", "3", "--threads", "1", "--checkpoint-dir", dir,
+                                                "--data-dir", sharedDataDirectory()] + model + extra, timeout: 300)
+            #expect(r.status == 0, "\(extra): \(r.stderr)")
+            return try Checkpoint<TrainingRecord>.read(from: try #require(latestCheckpoint(in: dir)))
+        }
+        let single = try train([])
+        let async = try train(["--workers", "1", "--mode", "async"])
+        #expect(async.extra.step == single.extra.step && single.extra.step > 10)
+        // The same masks, the same order of updates: the same run, bit for bit.
+        #expect(async.parameters == single.parameters,
+                "max relative parameter difference \(InProcessDistributedTests.maxRelativeDifference(async.parameters, single.parameters))")
+    }
+
     @Test("async training converges on the time machine")
     func converges() throws {
         let dir = NSTemporaryDirectory() + "rnnlm-async-\(UUID().uuidString)"
