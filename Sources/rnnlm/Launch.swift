@@ -11,7 +11,8 @@ struct Launch: ParsableCommand {
             coordinator's address come from the launcher's environment: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT \
             (torchrun, PyTorchJob), or SLURM_PROCID, SLURM_NTASKS and the first host of SLURM_STEP_NODELIST, else SLURM_JOB_NODELIST (srun; \
             MASTER_ADDR and MASTER_PORT win when the job sets them, the port is otherwise 5555). Rank 0 runs \
-            `rnnlm coordinator --expect-workers WORLD_SIZE-1` with the training flags; the others run `rnnlm worker`.
+            `rnnlm coordinator --expect-workers WORLD_SIZE-1` with the training flags; the others run `rnnlm worker`, \
+            which takes the run's settings from rank 0 (their own training flags are checked, not compared).
             A coordinator on a non-loopback address needs CURVE keys (rank 0 uses --curve-secret and \
             --authorized-keys, the others --curve-server-key and --curve-key; pass all four to every rank) or --insecure.
               srun -n 3 rnnlm launch --dataset timemachine --checkpoint-dir /shared/runs/x --resume \\
@@ -64,6 +65,11 @@ struct Launch: ParsableCommand {
         if !CoordinatorSettings.isLoopback(endpoint) && workerCurve.curveKey == nil && !coordinatorCurve.insecure {
             throw ConfigError("the coordinator at \(endpoint) is not on loopback: pass --curve-server-key and --curve-key (rank 0: --curve-secret and --authorized-keys), or --insecure on a trusted network")
         }
+        // Every rank is given the same flags; a worker rank takes the run's settings from rank 0, but a bad flag
+        // stops it too, rather than leaving it to wait for a coordinator that refused to start.
+        try flags.validateWithoutFiles(resume: resume)
+        try distributedFlags.coordinator(bind: "", expectWorkers: env.workerCount, joinTimeout: joinTimeout,
+                                         stepTimeout: stepTimeout).validate()
         var s = WorkerRun.Settings(endpoint: endpoint, name: env.workerName(host: ProcessInfo.processInfo.hostName))
         s.joinTimeout = joinTimeout
         s.rejoinGrace = rejoinGrace

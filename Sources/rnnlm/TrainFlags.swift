@@ -162,6 +162,22 @@ struct TrainFlags: ParsableArguments {
         }
     }
 
+    /// What a worker rank of `rnnlm launch` can check of the flags every rank is given: their values and how they
+    /// combine, so that a bad flag stops every rank as it stops rank 0. The files are rank 0's to read (a worker's
+    /// host may not have them), and a resumed run's settings are the checkpoint's, which only rank 0 reads.
+    func validateWithoutFiles(resume: Bool) throws {
+        let task = self.task ?? .languageModel
+        if !resume { try checkTaskFlags(for: task) }
+        var flags = self
+        if let dir = data {
+            flags.data = nil
+            if corpus == nil && dataset == nil { flags.corpus = (dir as NSString).appendingPathComponent("train.txt") }
+        }
+        var o = TrainOptions()
+        try flags.apply(to: &o, task: task)
+        if resume { try o.validateValues() } else { try o.validate() }
+    }
+
     func newRunOptions() throws -> TrainOptions {
         var o = TrainOptions()
         try apply(to: &o, task: task ?? .languageModel)

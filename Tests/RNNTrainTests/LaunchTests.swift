@@ -68,6 +68,14 @@ struct LaunchTests {
         #expect(coordinator.status == 1 && coordinator.stderr.contains("refusing to listen on tcp://*:5555 without authentication"), "\(coordinator.stderr)")
         let worker = try run(bin, ["launch", "--dataset", "timemachine"], environment: remote.merging(["RANK": "1"]) { $1 }, timeout: 60)
         #expect(worker.status == 1 && worker.stderr.contains("pass --curve-server-key and --curve-key"), "\(worker.stderr)")
+        // A worker rank checks the flags every rank is given, before it waits for a coordinator (it exited 0 on any).
+        let local = clean.merging(["WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1", "RANK": "1"]) { $1 }
+        let badValue = try run(bin, ["launch", "--dataset", "timemachine", "--dropout", "7", "--join-timeout", "1"], environment: local, timeout: 60)
+        #expect(badValue.status == 1 && badValue.stderr.contains("--dropout"), "\(badValue.stderr)")
+        let otherTask = try run(bin, ["launch", "--dataset", "timemachine", "--bidirectional", "--join-timeout", "1"], environment: local, timeout: 60)
+        #expect(otherTask.status == 1 && otherTask.stderr.contains("--bidirectional"), "\(otherTask.stderr)")
+        let noData = try run(bin, ["launch", "--hidden", "8", "--join-timeout", "1"], environment: local, timeout: 60)
+        #expect(noData.status == 1 && noData.stderr.contains("no training text"), "\(noData.stderr)")
     }
 
     @Test("srun -n 3 rnnlm launch under a real single-node Slurm, with CURVE keys")
