@@ -132,6 +132,41 @@ public struct TrainOptions: Codable, Equatable, Sendable {
             if dataset == "fra-eng" { throw ConfigError("--dataset fra-eng holds sentence pairs: pass --task translation") }
         }
         try validateValues()
+        let ignored = ignoredSettings
+        if !ignored.isEmpty {
+            let named = ignored.map { "\($0.flag) (read only with \($0.readWith))" }.joined(separator: ", ")
+            throw ConfigError("\(named) would do nothing in this run; drop \(ignored.count == 1 ? "it" : "them"), or choose the setting that reads \(ignored.count == 1 ? "it" : "them")")
+        }
+    }
+
+    /// Settings given other than their defaults that the chosen optimizer, schedule, initialisation or tokenizer
+    /// never reads, each with the choice that reads it. A new run refuses them rather than dropping them.
+    public var ignoredSettings: [(flag: String, readWith: String)] {
+        let d = TrainOptions()
+        var out: [(String, String)] = []
+        if optimizer != .sgd && momentum != d.momentum { out.append(("--momentum", "--optimizer sgd")) }
+        if optimizer != .adam {
+            if beta1 != d.beta1 { out.append(("--beta1", "--optimizer adam")) }
+            if beta2 != d.beta2 { out.append(("--beta2", "--optimizer adam")) }
+            if adamEps != d.adamEps { out.append(("--adam-eps", "--optimizer adam")) }
+        }
+        if initScheme != .normal && initStd != d.initStd { out.append(("--init-std", "--init-scheme normal")) }
+        if lrSchedule == .constant && lrDecay != d.lrDecay { out.append(("--lr-decay", "--lr-schedule step or plateau")) }
+        if lrSchedule != .step {
+            if lrStepStart != d.lrStepStart { out.append(("--lr-step-start", "--lr-schedule step")) }
+            if lrStepEvery != d.lrStepEvery { out.append(("--lr-step-every", "--lr-schedule step")) }
+        }
+        if lrSchedule != .plateau {
+            if lrPatience != d.lrPatience { out.append(("--lr-patience", "--lr-schedule plateau")) }
+            if lrMin != d.lrMin { out.append(("--lr-min", "--lr-schedule plateau")) }
+        }
+        if translation == nil {
+            if tokenizer != .bpe && bpeMerges != d.bpeMerges { out.append(("--bpe-merges", "--tokenizer bpe")) }
+            if lowercase && (tokenizer == .char || tokenizer == .charRaw) {
+                out.append(("--lowercase", "--tokenizer word, lines or bpe; char lowercases already, char-raw keeps every character"))
+            }
+        }
+        return out
     }
 
     /// The checks of `validate()` that do not need a training text to be named (a resumed run takes it from

@@ -102,6 +102,7 @@ struct UserExperienceTests {
         num-steps = 10
         epochs = 2
         model = "lstm"
+        tokenizer = "word"
         lowercase = true
         """.write(toFile: cfg, atomically: true, encoding: .utf8)
         let r = try run(bin, ["train", "--config", cfg, "--model", "gru", "--checkpoint-dir", dir + "/a"] + data)
