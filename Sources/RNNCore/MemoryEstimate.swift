@@ -15,9 +15,20 @@ public struct MemoryEstimate: Equatable, Sendable {
         self.parameters = parameters; self.gradients = gradients; self.optimizer = optimizer; self.workspaces = workspaces
     }
 
-    /// Throws when more than `available` bytes are needed, naming the parts and what to lower. `who` says whose
-    /// memory it is ("this machine", "this worker").
-    public func check(available: Available = .current(), who: String = "this machine", lower: String) throws(ConfigError) {
+    /// Throws when more than `available` bytes are needed (by default what the machine reports, read again a few
+    /// times over half a second before refusing: one reading taken while a neighbour briefly held the memory, or
+    /// of a /proc file that came back short, is not a reason to refuse a run), naming the parts and what to lower.
+    /// `who` says whose memory it is ("this machine", "this worker").
+    public func check(available given: Available? = nil, who: String = "this machine", lower: String) throws(ConfigError) {
+        var available = given ?? .current()
+        if given == nil && available.source != Available.limitVariable {
+            for _ in 0..<5 {
+                guard let bytes = available.bytes, total > bytes else { break }
+                usleep(100_000)
+                let again = Available.current()
+                if (again.bytes ?? .infinity) > bytes { available = again }
+            }
+        }
         guard let bytes = available.bytes, total > bytes else { return }
         throw ConfigError("training needs about \(Self.format(total)) (parameters \(Self.format(parameters)), gradients \(Self.format(gradients)), optimizer state \(Self.format(optimizer)), workspaces \(Self.format(workspaces))), but \(who) has \(Self.format(bytes)) available (\(available.source)); \(lower)")
     }
@@ -36,11 +47,14 @@ public struct MemoryEstimate: Equatable, Sendable {
         public var source: String
         public init(bytes: Double?, source: String) { self.bytes = bytes; self.source = source }
 
+        /// The environment variable that caps the memory a process may plan for, in bytes.
+        public static let limitVariable = "RNNLM_MEMORY_LIMIT"
+
         /// `RNNLM_MEMORY_LIMIT` (bytes) if set, to cap a process below what the machine reports; else the smaller of
         /// `/proc/meminfo` MemAvailable (or sysconf's available pages) and the cgroup's memory.max less its usage.
         public static func current(environment: [String: String] = ProcessInfo.processInfo.environment) -> Available {
-            if let s = environment["RNNLM_MEMORY_LIMIT"], let b = Double(s), b >= 0 {
-                return Available(bytes: b, source: "RNNLM_MEMORY_LIMIT")
+            if let s = environment[limitVariable], let b = Double(s), b >= 0 {
+                return Available(bytes: b, source: limitVariable)
             }
             var best = Available(bytes: nil, source: "unknown")
             if let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),

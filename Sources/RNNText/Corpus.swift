@@ -9,20 +9,25 @@ public struct CorpusError: Error, CustomStringConvertible, Equatable {
 /// Reads a UTF-8 text file, refusing what cannot be a corpus (missing, empty, binary, not UTF-8); `flag` is the
 /// option that named it, for the message.
 public func readCorpus(_ path: String, flag: String = "--corpus") throws(CorpusError) -> String {
+    let pairs = flag == "--pairs"
+    let what = pairs ? "pairs file" : "corpus"
     var isDir: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-        throw CorpusError("\(flag == "--pairs" ? "pairs file" : "corpus") \(path): no such file (check the path given to \(flag))")
+        throw CorpusError("\(what) \(path): no such file (check the path given to \(flag))")
     }
-    guard !isDir.boolValue else { throw CorpusError("corpus \(path) is a directory; give the path of a text file") }
+    guard !isDir.boolValue else { throw CorpusError("\(what) \(path) is a directory; give the path of a text file") }
     guard let data = FileManager.default.contents(atPath: path) else {
-        throw CorpusError("corpus \(path) cannot be read (permissions?)")
+        throw CorpusError("\(what) \(path) cannot be read (permissions?)")
     }
-    guard !data.isEmpty else { throw CorpusError("corpus \(path) is empty; give a UTF-8 text file with at least a few thousand characters") }
+    guard !data.isEmpty else {
+        throw CorpusError(pairs ? "pairs file \(path) is empty; give UTF-8 lines of `source<TAB>target` sentence pairs"
+                                : "corpus \(path) is empty; give a UTF-8 text file with at least a few thousand characters")
+    }
     if data.prefix(65_536).contains(0) {
-        throw CorpusError("corpus \(path) looks binary (it contains NUL bytes); give a UTF-8 text file")
+        throw CorpusError("\(what) \(path) looks binary (it contains NUL bytes); give a UTF-8 text file")
     }
     guard let text = String(data: data, encoding: .utf8) else {
-        throw CorpusError("corpus \(path) is not valid UTF-8; convert it first (e.g. iconv -f latin1 -t utf-8)")
+        throw CorpusError("\(what) \(path) is not valid UTF-8; convert it first (e.g. iconv -f latin1 -t utf-8)")
     }
     return universalNewlines(text)
 }

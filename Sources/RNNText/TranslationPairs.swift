@@ -11,6 +11,14 @@ public struct SentencePairs: Equatable, Sendable {
     public init(source: [[String]], target: [[String]], skipped: Int = 0) {
         self.source = source; self.target = target; self.skipped = skipped
     }
+
+    /// Refuses pairs with no text on one side (a line `Go.<TAB>`), naming the first, in the file at `path`.
+    public func requireTextOnBothSides(path: String) throws(CorpusError) {
+        let empty = { (s: [String]) in s.allSatisfy(\.isEmpty) }
+        if let i = source.indices.first(where: { empty(source[$0]) || empty(target[$0]) }) {
+            throw CorpusError("\(path): pair \(i + 1) has an empty \(empty(source[i]) ? "source" : "target") side; every line must be `source<TAB>target` with text on both sides")
+        }
+    }
 }
 
 /// D2L's preprocessing and pair reading for `source<TAB>target` files such as `fra-eng/fra.txt`.

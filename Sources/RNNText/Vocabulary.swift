@@ -35,6 +35,9 @@ public struct Vocabulary: Equatable, Sendable, Codable {
 
     public var count: Int { tokens.count }
 
+    /// Whether `token` has an index of its own (otherwise it reads as `<unk>`).
+    public func contains(_ token: String) -> Bool { index[token] != nil }
+
     /// Index of `token`, or of `<unk>` when it is not in the vocabulary.
     public func id(_ token: String) -> Int32 { index[token] ?? 0 }
 

@@ -33,9 +33,7 @@ public struct TranslationData: Sendable {
         guard pairs.count > 0 else {
             throw CorpusError("\(path) has no `source<TAB>target` line among its first \(numExamples + 1) (\(pairs.skipped) without exactly one TAB); give a file of tab-separated sentence pairs")
         }
-        if let i = pairs.source.indices.first(where: { pairs.source[$0].allSatisfy(\.isEmpty) || pairs.target[$0].allSatisfy(\.isEmpty) }) {
-            throw CorpusError("\(path): pair \(i + 1) has an empty \(pairs.source[i].allSatisfy(\.isEmpty) ? "source" : "target") side; every line must be `source<TAB>target` with text on both sides")
-        }
+        try pairs.requireTextOnBothSides(path: path)
         let valid = validExamples > 0 ? TranslationText.pairs(text, first: numExamples + 1, count: validExamples - 1)
                                       : SentencePairs(source: [], target: [])
         let sv = vocabularies?.0 ?? TranslationText.vocabulary(pairs.source, minFreq: minFreq)

@@ -291,6 +291,7 @@ struct Eval: ParsableCommand {
         if let p = pairs {
             set = TranslationText.pairs(TranslationText.preprocess(try readCorpus(p, flag: "--pairs")), count: Int.max - 1)
             guard set.count > 0 else { throw CorpusError("\(p) has no `source<TAB>target` line (\(set.skipped) without exactly one TAB)") }
+            try set.requireTextOnBothSides(path: p)
         } else {
             guard t.validExamples > 0 else { throw ValidationError("the run had no validation pairs (--valid-examples 0); pass --pairs FILE") }
             let file = try t.pairs ?? NamedDataset.named(o.dataset ?? "fra-eng").locate(dataDir: dataDir)
@@ -345,11 +346,24 @@ struct Translate: ParsableCommand {
             let maxLength = maxLen ?? t.numSteps
             var input = sentences
             if input.isEmpty { while let line = readLine() { input.append(line) } }
-            for sentence in input {
+            func warn(_ line: String) { FileHandle.standardError.write(Data("warning: \(line)\n".utf8)) }
+            for (line, sentence) in input.enumerated() {
                 let tokens = Translator.tokens(sentence)
+                guard !tokens.isEmpty else {
+                    // One output line per input line: an empty one stays empty rather than becoming a translation of
+                    // nothing.
+                    warn("sentence \(line + 1) is empty: its output line is empty too")
+                    FileHandle.standardOutput.write(Data("\n".utf8))
+                    continue
+                }
+                let unknown = tokens.filter { !t.sourceVocabulary.contains($0) }
+                if !unknown.isEmpty {
+                    let shown = unknown.prefix(5).map { "\"\($0)\"" }.joined(separator: ", ") + (unknown.count > 5 ? ", …" : "")
+                    warn("\(unknown.count) word(s) of \"\(sentence)\" are not in the model's source vocabulary and read as <unk>: \(shown)")
+                }
                 if tokens.count + 1 > t.numSteps {
                     // The encoder reads --num-steps tokens, <eos> included, as in training: the rest is cut.
-                    FileHandle.standardError.write(Data("warning: \"\(sentence)\" has \(tokens.count) tokens; the model reads the first \(t.numSteps - 1) and <eos> (its training --num-steps \(t.numSteps)): the rest is not translated\n".utf8))
+                    warn("\"\(sentence)\" has \(tokens.count) tokens; the model reads the first \(t.numSteps - 1) and <eos> (its training --num-steps \(t.numSteps)): the rest is not translated")
                 }
                 let output: [String]
                 if let k = beam, k > 1 {

@@ -202,6 +202,13 @@ struct CLITests {
         #expect(edited.status == 1 && edited.stderr.contains("differs from the pairs file this model was trained on"), "\(edited.stderr)")
         let chosen = try run(bin, ["eval", "--checkpoint", dir + "/ck", "--pairs", pairs])
         #expect(chosen.status == 0, "\(chosen.stderr)")
+        // Pairs training would refuse are refused here too: an empty side was scored as one empty token.
+        try "Go.\t\nHi.\tSalut.\n".write(toFile: dir + "/half.txt", atomically: true, encoding: .utf8)
+        let half = try run(bin, ["eval", "--checkpoint", dir + "/ck", "--pairs", dir + "/half.txt"])
+        #expect(half.status == 1 && half.stderr.contains("pair 1 has an empty target side"), "\(half.stderr)")
+        try "".write(toFile: dir + "/none.txt", atomically: true, encoding: .utf8)
+        let none = try run(bin, ["eval", "--checkpoint", dir + "/ck", "--pairs", dir + "/none.txt"])
+        #expect(none.status == 1 && none.stderr.contains("pairs file \(dir)/none.txt is empty; give UTF-8 lines of `source<TAB>target`"), "\(none.stderr)")
     }
 
     @Test("run.toml holds the command's own settings too: --config brings back the workers and the parameter server's flags")

@@ -124,6 +124,12 @@ struct TranslationCLITests {
         #expect(r.stdout == "va !\nj'ai perdu .\nje suis chez moi .\n", "\(r.stdout)")
         let piped = try run("/bin/sh", ["-c", "printf 'Go.\\nI lost.\\n' | \"$0\" translate --checkpoint \"$1\" --beam 1", try rnnlmBinary(), dir], timeout: 60)
         #expect(piped.stdout == "va !\nj'ai perdu .\n", "\(piped.stdout) \(piped.stderr)")
+        // An empty line stays an empty line (it was translated as if it were a sentence); unknown words are named.
+        let gaps = try run("/bin/sh", ["-c", "printf 'Go.\\n\\nXylophone zebra.\\n' | \"$0\" translate --checkpoint \"$1\"", try rnnlmBinary(), dir], timeout: 60)
+        #expect(gaps.status == 0 && gaps.stdout.hasPrefix("va !\n\n") && gaps.stdout.split(separator: "\n", omittingEmptySubsequences: false).count == 4,
+                "\(gaps.stdout)")
+        #expect(gaps.stderr.contains("sentence 2 is empty"), "\(gaps.stderr)")
+        #expect(gaps.stderr.contains("2 word(s) of \"Xylophone zebra.\" are not in the model's source vocabulary and read as <unk>: \"xylophone\", \"zebra\""), "\(gaps.stderr)")
         let beam = try run(try rnnlmBinary(), ["translate", "--checkpoint", dir, "--beam", "4", "Go."], timeout: 60)
         #expect(beam.status == 0 && beam.stdout.split(separator: "\n").count == 1)
         let e = try run(try rnnlmBinary(), ["eval", "--checkpoint", folder, "--data-dir", sharedDataDirectory()], timeout: 120)
