@@ -29,7 +29,7 @@ public struct Translator {
     var eos: Int32 { targetVocabulary.id(TranslationText.eos) }
 
     /// The decoder's starting state for `sources` (each cut or padded to `numSteps`, with `<eos>`).
-    func encode(_ sources: [[String]]) -> DecoderState {
+    public func encode(_ sources: [[String]]) -> DecoderState {
         let padded = PaddedSentences(sources, vocabulary: sourceVocabulary, steps: numSteps)
         let B = sources.count, S = numSteps
         var x = [Int32](repeating: 0, count: S * B)
@@ -75,26 +75,48 @@ public struct Translator {
         public var logProbability: Double
         /// `log P / L^α`, L the number of tokens produced (with `<eos>` when it ended there).
         public var score: Double
+
+        public init(tokens: [String], logProbability: Double, score: Double) {
+            self.tokens = tokens; self.logProbability = logProbability; self.score = score
+        }
     }
 
     /// Beam search with `width` candidates decoded as one batch: each step keeps the `width` most likely of all
     /// one-token extensions; a candidate that produces `<eos>` is finished. The result is the finished candidate
     /// (or one still open after `maxLength` tokens) with the highest `log P / L^α` (D2L's rule). The greedy
     /// translation is one of the candidates, so the result never ranks below it; `width` 1 is greedy decoding.
+    ///
+    /// Candidates are kept as (parent, token) links per step and only the best finished one is held, so memory
+    /// grows with `maxLength · width`, not its square. The search stops early once no open candidate can still
+    /// rank above the best finished one: its log P only falls, so its score is at most log P / L^α at the length
+    /// L ≤ `maxLength` that divides it most. The result is the one the full search would return.
     public func beam(_ source: [String], width: Int, lengthPenalty alpha: Double, maxLength: Int) -> Hypothesis {
         precondition(width >= 1, "beam width must be at least 1")
         let V = model.config.targetVocabSize, L = model.config.layers, H = model.config.hiddenSize
-        func ranked(_ ids: [Int32], _ logP: Double, ended: Bool) -> Hypothesis {
-            let length = Double(max(1, ids.count + (ended ? 1 : 0)))
-            return Hypothesis(tokens: targetVocabulary.tokens(ids), logProbability: logP, score: logP / pow(length, alpha))
+        func score(_ logP: Double, length: Int) -> Double { logP / pow(Double(max(1, length)), alpha) }
+        // links[t][i]: the candidate of step t - 1 that candidate i of step t extends, and the token it adds.
+        var links: [[(parent: Int, token: Int32)]] = []
+        func ids(step: Int, index: Int) -> [Int32] {
+            var out: [Int32] = [], t = step, i = index
+            while t >= 0 { let link = links[t][i]; out.append(link.token); i = link.parent; t -= 1 }
+            return out.reversed()
         }
+        // The best finished candidate (ties go to fewer tokens, then to the first found): the greedy translation,
+        // or candidate `index` of step `step` (-1: the empty one) followed by `extra`.
+        enum Origin { case greedy([Int32]), link(step: Int, index: Int, extra: Int32?) }
         let greedy = greedyScored([source], maxLength: maxLength)[0]
         let greedyIDs = greedy.tokens.map { targetVocabulary.id($0) }
-        var finished = [ranked(greedyIDs, greedy.logProbability, ended: greedyIDs.count < maxLength)]
+        let greedyLength = greedyIDs.count + (greedyIDs.count < maxLength ? 1 : 0)
+        var best = (score: score(greedy.logProbability, length: greedyLength), logP: greedy.logProbability,
+                    count: greedyIDs.count, origin: Origin.greedy(greedyIDs))
+        func offer(_ logP: Double, length: Int, count: Int, _ origin: Origin) {
+            let s = score(logP, length: length)
+            if s > best.score || (s == best.score && count < best.count) { best = (s, logP, count, origin) }
+        }
         var state = encode([source])
-        var beams: [(ids: [Int32], logP: Double)] = [([], 0)]
+        var beams: [(last: Int32, logP: Double)] = [(bos, 0)]
         for step in 0..<maxLength {
-            let logits = model.decodeStep(tokens: beams.map { $0.ids.last ?? bos }, state: &state)
+            let logits = model.decodeStep(tokens: beams.map(\.last), state: &state)
             var candidates: [(beam: Int, token: Int32, logP: Double)] = []
             for (b, beam) in beams.enumerated() {
                 let row = Array(logits[(b * V)..<((b + 1) * V)])
@@ -102,22 +124,31 @@ public struct Translator {
                 for y in 0..<V { candidates.append((b, Int32(y), beam.logP + Double(row[y]) - lse)) }
             }
             candidates.sort { $0.logP != $1.logP ? $0.logP > $1.logP : ($0.beam, $0.token) < ($1.beam, $1.token) }
-            var next: [(ids: [Int32], logP: Double)] = [], keep: [Int] = []
+            var next: [(last: Int32, logP: Double)] = [], stepLinks: [(parent: Int, token: Int32)] = []
             for c in candidates.prefix(width) {
-                let ids = beams[c.beam].ids
                 if c.token == eos {
-                    finished.append(ranked(ids, c.logP, ended: true))
+                    offer(c.logP, length: step + 1, count: step, .link(step: step - 1, index: c.beam, extra: nil))
                 } else if step + 1 == maxLength {
-                    finished.append(ranked(ids + [c.token], c.logP, ended: false))
+                    offer(c.logP, length: step + 1, count: step + 1, .link(step: step - 1, index: c.beam, extra: c.token))
                 } else {
-                    next.append((ids + [c.token], c.logP)); keep.append(c.beam)
+                    next.append((c.token, c.logP)); stepLinks.append((c.beam, c.token))
                 }
             }
             guard !next.isEmpty else { break }
-            state = state.selecting(rows: keep, layers: L, hidden: H)
+            links.append(stepLinks)
+            // log P only falls, so an open candidate's score can reach at most its log P over the largest L^α
+            // among the lengths it can still end at.
+            let largest = max(pow(Double(step + 2), alpha), pow(Double(maxLength), alpha))
+            if next.allSatisfy({ $0.logP / largest < best.score }) { break }
+            state = state.selecting(rows: stepLinks.map(\.parent), layers: L, hidden: H)
             beams = next
         }
-        return finished.max { $0.score != $1.score ? $0.score < $1.score : $0.tokens.count > $1.tokens.count }!
+        let tokens: [Int32]
+        switch best.origin {
+        case .greedy(let g): tokens = g
+        case .link(let step, let index, let extra): tokens = (step >= 0 ? ids(step: step, index: index) : []) + (extra.map { [$0] } ?? [])
+        }
+        return Hypothesis(tokens: targetVocabulary.tokens(tokens), logProbability: best.logP, score: best.score)
     }
 
     static func logSumExp(_ row: [Float]) -> Double {

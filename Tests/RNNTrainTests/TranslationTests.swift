@@ -95,6 +95,54 @@ struct TranslationTests {
             let greedyScore = greedy.logProbability / pow(Double(max(1, greedy.tokens.count + (greedy.tokens.count < 8 ? 1 : 0))), 0.75)
             #expect(b.score >= greedyScore - 1e-9)
         }
+        // The search (links, only the best finished candidate held, the exact early stop) returns what the plain
+        // search to the last step returns, for lengths past the point every candidate has ended.
+        for source in task.data.validPairs.source.prefix(12) {
+            for (width, alpha, maxLength) in [(4, 0.0, 8), (4, 0.75, 8), (3, 2.0, 30), (5, -0.5, 12), (2, 0.75, 60)] {
+                let fast = m.beam(source, width: width, lengthPenalty: alpha, maxLength: maxLength)
+                let full = Self.plainBeam(m, source, width: width, alpha: alpha, maxLength: maxLength)
+                #expect(fast == full, "\(source) K=\(width) α=\(alpha) max \(maxLength): \(fast) vs \(full)")
+            }
+        }
+    }
+
+    /// D2L's beam search written plainly: every step to `maxLength`, every finished candidate kept, the best by
+    /// log P / L^α (fewer tokens, then the first found, on a tie), the greedy translation among the candidates.
+    static func plainBeam(_ m: Translator, _ source: [String], width: Int, alpha: Double, maxLength: Int) -> Translator.Hypothesis {
+        let V = m.model.config.targetVocabSize
+        let bos = m.targetVocabulary.id("<bos>"), eos = m.targetVocabulary.id("<eos>")
+        func ranked(_ ids: [Int32], _ logP: Double, ended: Bool) -> Translator.Hypothesis {
+            let length = Double(max(1, ids.count + (ended ? 1 : 0)))
+            return .init(tokens: m.targetVocabulary.tokens(ids), logProbability: logP, score: logP / pow(length, alpha))
+        }
+        func logSumExp(_ row: ArraySlice<Float>) -> Double {
+            let top = Double(row.max()!)
+            return top + log(row.reduce(0.0) { $0 + exp(Double($1) - top) })
+        }
+        let greedy = m.greedyScored([source], maxLength: maxLength)[0]
+        var finished = [ranked(greedy.tokens.map { m.targetVocabulary.id($0) }, greedy.logProbability, ended: greedy.tokens.count < maxLength)]
+        var state = m.encode([source])
+        var beams: [(ids: [Int32], logP: Double)] = [([], 0)]
+        for step in 0..<maxLength {
+            let logits = m.model.decodeStep(tokens: beams.map { $0.ids.last ?? bos }, state: &state)
+            var candidates: [(beam: Int, token: Int32, logP: Double)] = []
+            for (b, beam) in beams.enumerated() {
+                let row = logits[(b * V)..<((b + 1) * V)], lse = logSumExp(row)
+                for (y, x) in row.enumerated() { candidates.append((b, Int32(y), beam.logP + Double(x) - lse)) }
+            }
+            candidates.sort { $0.logP != $1.logP ? $0.logP > $1.logP : ($0.beam, $0.token) < ($1.beam, $1.token) }
+            var next: [(ids: [Int32], logP: Double)] = [], keep: [Int] = []
+            for c in candidates.prefix(width) {
+                let ids = beams[c.beam].ids
+                if c.token == eos { finished.append(ranked(ids, c.logP, ended: true)) }
+                else if step + 1 == maxLength { finished.append(ranked(ids + [c.token], c.logP, ended: false)) }
+                else { next.append((ids + [c.token], c.logP)); keep.append(c.beam) }
+            }
+            guard !next.isEmpty else { break }
+            state = state.selecting(rows: keep, layers: m.model.config.layers, hidden: m.model.config.hiddenSize)
+            beams = next
+        }
+        return finished.max { $0.score != $1.score ? $0.score < $1.score : $0.tokens.count > $1.tokens.count }!
     }
 }
 
