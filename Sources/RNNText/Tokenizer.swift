@@ -117,8 +117,19 @@ public struct Tokenizer: Codable, Equatable, Sendable {
         case .word:
             return tokens.joined(separator: " ")
         case .lines:
-            return tokens.map { $0 == Self.endOfSentence ? "\n" : $0 }.joined(separator: " ")
-                .replacingOccurrences(of: " \n ", with: "\n").replacingOccurrences(of: " \n", with: "\n")
+            // Words apart by one space, `<eos>` a line end with no space on either side (each token's piece depends
+            // on the one before it alone, so generated text can be written as it grows).
+            var out = "", previous: String?
+            for t in tokens {
+                if t == Self.endOfSentence {
+                    out += "\n"
+                } else {
+                    if let p = previous, p != Self.endOfSentence { out += " " }
+                    out += t
+                }
+                previous = t
+            }
+            return out
         case .bpe:
             return tokens.joined().replacingOccurrences(of: Self.endOfWord, with: " ")
         }

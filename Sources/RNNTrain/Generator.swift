@@ -171,11 +171,17 @@ extension TrainedModel {
 /// Text grown token by token, handing each new piece to `emit` as soon as it is settled: the detokenized text
 /// so far minus what was already emitted (a tokenizer whose text is not a prefix of the next one's, which none
 /// of ours is, would hold the rest back until the end).
+///
+/// Each piece is found from the last few tokens alone (what a token adds to our tokenizers' text depends on at
+/// most the one before it), so a long generation costs time in proportion to its length, not its square.
 struct TextStream {
     let tokenizer: Tokenizer
     var tokens: [String]
     let emit: (String) -> Void
-    private(set) var emitted = ""
+    /// UTF-8 bytes of the text emitted so far.
+    private var emittedBytes = 0
+    /// Tokens that decide what the newest one adds to the text.
+    static let window = 4
 
     init(tokenizer: Tokenizer, tokens: [String], emit: @escaping (String) -> Void) {
         self.tokenizer = tokenizer; self.tokens = tokens; self.emit = emit
@@ -185,15 +191,23 @@ struct TextStream {
 
     mutating func append(_ token: String) {
         tokens.append(token)
-        flush()
+        guard tokens.count > Self.window else { return flush() }
+        let recent = Array(tokens.suffix(Self.window))
+        let before = tokenizer.detokenize(Array(recent.dropLast())).utf8, after = tokenizer.detokenize(recent).utf8
+        guard after.count >= before.count, after.starts(with: before) else { return flush() }
+        let piece = after.dropFirst(before.count)
+        guard !piece.isEmpty else { return }
+        emit(String(decoding: piece, as: UTF8.self))
+        emittedBytes += piece.count
     }
 
-    /// Compared as UTF-8 bytes, not characters: "\r" then "\n" are one character together but two tokens.
+    /// What the whole text holds past the bytes emitted (bytes, not characters: "\r" then "\n" are one character
+    /// together but two tokens).
     mutating func flush() {
-        let t = text
-        guard t.utf8.count > emitted.utf8.count, t.utf8.starts(with: emitted.utf8) else { return }
-        emit(String(decoding: t.utf8.dropFirst(emitted.utf8.count), as: UTF8.self))
-        emitted = t
+        let t = text.utf8
+        guard t.count > emittedBytes else { return }
+        emit(String(decoding: t.dropFirst(emittedBytes), as: UTF8.self))
+        emittedBytes = t.count
     }
 }
 

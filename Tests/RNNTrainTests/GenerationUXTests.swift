@@ -39,6 +39,25 @@ struct GenerationUXTests {
         #expect(beamPieces == [beam])
     }
 
+    @Test("each tokenizer's streamed pieces (found from the last few tokens) join to its whole text, <eos> line ends included",
+          arguments: ["word", "lines", "bpe", "char-raw"])
+    func piecesJoinToTheText(_ tokenizer: String) throws {
+        let dir = temporaryDirectory()
+        let lines = (0..<80).map { i in "the cat \(i % 7) sat on the mat , said she .\nand then ?" }
+        try lines.joined(separator: "\n").write(toFile: dir + "/text.txt", atomically: true, encoding: .utf8)
+        let r = try run(try rnnlmBinary(), ["train", "--corpus", dir + "/text.txt", "--tokenizer", tokenizer, "--hidden", "8",
+                                            "--batch-size", "4", "--num-steps", "6", "--epochs", "1", "--checkpoint-dir", dir + "/ck"]
+                        + (tokenizer == "bpe" ? ["--bpe-merges", "20"] : []))
+        try #require(r.status == 0, "\(r.stderr)")
+        let m = try TrainedModel(checkpointPath: TrainedModel.resolve(dir + "/ck"))
+        var pieces: [String] = []
+        let text = try m.generate(prefix: "the cat", count: 300, decoding: .sample(temperature: 2, topK: 0, topP: 1, seed: 5)) {
+            pieces.append($0)
+        }
+        #expect(pieces.joined() == text)
+        #expect(pieces.count > 100, "\(pieces.count) pieces")
+    }
+
     @Test("the binary writes tokens while it is still generating (seen through a pipe before it exits)")
     func binaryStreams() throws {
         let p = Process()
