@@ -15,6 +15,18 @@ import RNNCore
 public struct Checkpoint<Extra: Codable & Equatable>: Equatable {
     public static var formatVersion: Int { 2 }
 
+    /// How the record writes (and reads back) infinite and NaN floats, which JSON has no literal for.
+    static var nonFinite: JSONEncoder.NonConformingFloatEncodingStrategy {
+        .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    }
+
+    /// Reads a record, non-finite floats included.
+    static var decoder: JSONDecoder {
+        let d = JSONDecoder()
+        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return d
+    }
+
     public var spec: ModelSpec
     public var parameters: [Float]
     public var optimizer: OptimizerKind?
@@ -115,6 +127,9 @@ public struct Checkpoint<Extra: Codable & Equatable>: Equatable {
                             carried: carried.map { TensorEntry(name: $0.name, shape: $0.shape) }, extra: extra)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        // A record may hold an infinite perplexity (a validation text the model finds impossible): JSON has no
+        // literal for it, so it is written as a string rather than failing the save.
+        encoder.nonConformingFloatEncodingStrategy = Self.nonFinite
         var json = String(decoding: try encoder.encode(record), as: UTF8.self)
         if !exports.isEmpty {
             // Appended as further top-level keys of the same object (the record's own keys stay byte-identical).
@@ -155,7 +170,7 @@ public struct Checkpoint<Extra: Codable & Equatable>: Equatable {
         let record: Record
         do {
             if probe.version == 1 {
-                let v1 = try JSONDecoder().decode(RecordV1.self, from: Data(json.utf8))
+                let v1 = try Self.decoder.decode(RecordV1.self, from: Data(json.utf8))
                 let m = v1.model
                 let carried = v1.stateBatch.map { b in
                     [TensorEntry(name: "state.h", shape: [m.layers, b, m.hiddenSize])]
@@ -167,7 +182,7 @@ public struct Checkpoint<Extra: Codable & Equatable>: Equatable {
                                 optimizer: v1.optimizer, optimizerStep: v1.optimizerStep, optimizerSlots: v1.optimizerSlots,
                                 carried: carried, extra: v1.extra)
             } else {
-                record = try JSONDecoder().decode(Record.self, from: Data(json.utf8))
+                record = try Self.decoder.decode(Record.self, from: Data(json.utf8))
             }
         } catch {
             throw CheckpointError(path: path, "its rnnlm record cannot be decoded (\(error)); written by an incompatible rnnlm version?")

@@ -267,8 +267,10 @@ public final class Trainer {
         // Only the gradient's support is visited (a language model's untouched embedding rows are zero).
         let support = task.gradientSupport
         let norm = task.gradients.sumOfSquares(support, threads: updateThreads).squareRoot() * mean
-        guard loss.sum.isFinite, norm.isFinite else {
-            throw TrainingError("training diverged at step \(record.step + 1) (loss \(loss.mean), gradient norm \(norm)); lower --lr, set --clip, and resume from the last checkpoint")
+        // A loss whose perplexity overflows (a mean above ~709 nats a token, where a uniform guess over a million
+        // tokens is 13.8) is divergence too, even while the sum is still finite.
+        guard loss.sum.isFinite, exp(loss.mean).isFinite, norm.isFinite else {
+            throw TrainingError("training diverged at step \(record.step + 1) (loss \(loss.mean) a token, gradient norm \(norm)); lower --lr, set --clip, and resume from the last checkpoint")
         }
         // The update checks what it writes: an update can overflow even from a finite gradient (a huge --lr), and
         // then the parameters, finite before, are not any more. Nothing else writes them between updates, so after
@@ -430,6 +432,8 @@ public final class Trainer {
 
     /// Saves that failed in a row (a full disk, a vanished folder); 0 after any successful save.
     public private(set) var failedSaves = 0
+    /// Why the last failed save failed.
+    private var lastSaveError: Error?
     /// The best epoch whose `best.safetensors` could not be written (nil: written, or no best yet).
     public private(set) var bestUnsaved: Int?
     /// After this many failed saves in a row the run stops (non-zero status) rather than train on unsaved.
@@ -455,9 +459,10 @@ public final class Trainer {
             return true
         } catch {
             failedSaves += 1
+            lastSaveError = error
             let newest = options.checkpointDir.flatMap(latestCheckpoint(in:)) ?? "none"
             guard failedSaves < Self.maxFailedSaves else {
-                throw TrainingError("\(failedSaves) checkpoint saves failed in a row, stopping at step \(record.step): \(error); newest checkpoint on disk: \(newest); free space in \(options.checkpointDir ?? "?") and continue with --resume")
+                throw TrainingError("\(failedSaves) checkpoint saves failed in a row, stopping at step \(record.step): \(error); newest checkpoint on disk: \(newest); fix the cause (free space in \(options.checkpointDir ?? "?")?) and continue with --resume")
             }
             log("warning: \(best ? "best model" : "checkpoint") not saved at step \(record.step) (\(failedSaves) of \(Self.maxFailedSaves) failures in a row before the run stops): \(error); newest checkpoint on disk: \(newest); retrying at the next checkpoint")
             return false
@@ -468,7 +473,7 @@ public final class Trainer {
     /// status 0.
     public func requireLastSaveSucceeded() throws {
         guard failedSaves > 0 else { return }
-        throw TrainingError("training ended at step \(record.step) but its last checkpoint could not be written; newest on disk: \(options.checkpointDir.flatMap(latestCheckpoint(in:)) ?? "none"); free space and continue with --resume")
+        throw TrainingError("training ended at step \(record.step) but its last checkpoint could not be written (\(lastSaveError.map { "\($0)" } ?? "unknown error")); newest on disk: \(options.checkpointDir.flatMap(latestCheckpoint(in:)) ?? "none"); fix the cause (free space?) and continue with --resume")
     }
 }
 

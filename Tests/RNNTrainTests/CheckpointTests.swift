@@ -40,6 +40,20 @@ struct CheckpointTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["a.safetensors"])
     }
 
+    @Test("a record holding an infinite or NaN value (a validation perplexity that overflowed) is written and read back")
+    func nonFiniteRecordValuesRoundTrip() throws {
+        struct Scores: Codable, Equatable { var perplexity: Double; var worst: Double; var unknown: Double }
+        let base = try sample()
+        let ck = Checkpoint(model: ModelConfig(vocabSize: 5, embedSize: 3, hiddenSize: 4, layers: 2, cell: .lstm),
+                            parameters: base.parameters, optimizer: base.optimizer, optimizerStep: base.optimizerStep,
+                            optimizerSlots: base.optimizerSlots, state: nil,
+                            extra: Scores(perplexity: .infinity, worst: -.infinity, unknown: .nan))
+        let path = temporaryDirectory() + "/inf.safetensors"
+        try ck.write(to: path)
+        let back = try Checkpoint<Scores>.read(from: path)
+        #expect(back.extra.perplexity == .infinity && back.extra.worst == -.infinity && back.extra.unknown.isNaN)
+    }
+
     @Test func headerIsStandardSafetensors() throws {
         let path = temporaryDirectory() + "/b.safetensors"
         try sample().write(to: path)
