@@ -15,6 +15,10 @@ public struct TranslationData: Sendable {
     public var valid: (source: PaddedSentences, target: PaddedSentences)
     /// SHA-1 of the pairs file, recorded in checkpoints so a resume on other text is caught.
     public var fingerprint: String
+    /// The validation pairs the run asked for (`--valid-examples`); fewer are found when the file ends first.
+    public var validExamplesAsked = 0
+    /// Training pairs the run asked for (`--num-examples`).
+    public var numExamplesAsked = 0
 
     public var steps: Int { train.source.steps }
 
@@ -47,7 +51,7 @@ public struct TranslationData: Sendable {
             train: (PaddedSentences(pairs.source, vocabulary: sv, steps: steps), PaddedSentences(pairs.target, vocabulary: tv, steps: steps)),
             validPairs: valid,
             valid: (PaddedSentences(valid.source, vocabulary: sv, steps: steps), PaddedSentences(valid.target, vocabulary: tv, steps: steps)),
-            fingerprint: fingerprint)
+            fingerprint: fingerprint, validExamplesAsked: validExamples, numExamplesAsked: numExamples)
     }
 }
 

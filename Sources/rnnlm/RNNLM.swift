@@ -303,6 +303,9 @@ struct Eval: ParsableCommand {
                 throw ConfigError("\(file) differs from the pairs file this model was trained on (SHA-1 \(found) vs \(trained)), so its validation lines are not the run's; restore that file, or score pairs of your choice with --pairs FILE")
             }
             set = TranslationText.pairs(TranslationText.preprocess(raw), first: t.numExamples + 1, count: t.validExamples - 1)
+            guard set.count > 0 else {
+                throw ConfigError("the run had no validation pairs: \(file) ends within its first \(t.numExamples + 1) lines, which --num-examples gave to training; score pairs of your choice with --pairs FILE")
+            }
         }
         let scores = TranslationScores(m.translator, pairs: set, batch: batchSize ?? o.batchSize, maxLength: numSteps ?? m.translator.numSteps)
         print(scores.line)

@@ -211,5 +211,13 @@ struct TranslationCLITests {
         #expect(wrong.status == 1 && wrong.stderr.contains("not a translation model"), "\(wrong.stderr)")
         let wrong2 = try run(bin, ["generate", "--checkpoint", try Self.checkpoint.get(), "--prefix", "go"], timeout: 60)
         #expect(wrong2.status == 1 && wrong2.stderr.contains("not a language model"), "\(wrong2.stderr)")
+        // A file shorter than --num-examples leaves no validation pairs: said at the start, and eval refuses to
+        // score none (it printed a NaN loss with status 0).
+        let short = (0..<40).map { "go \($0 % 5) .\tva \($0 % 5) !" }.joined(separator: "\n") + "\n"
+        try short.write(toFile: dir + "/short.txt", atomically: true, encoding: .utf8)
+        let noValid = try run(bin, common + ["--pairs", dir + "/short.txt", "--valid-examples", "20", "--checkpoint-dir", dir + "/short"], timeout: 60)
+        #expect(noValid.status == 0 && noValid.stdout.contains("warning: no validation pairs"), "\(noValid.stdout) \(noValid.stderr)")
+        let scored = try run(bin, ["eval", "--checkpoint", dir + "/short"], timeout: 60)
+        #expect(scored.status == 1 && scored.stderr.contains("the run had no validation pairs"), "\(scored.stdout) \(scored.stderr)")
     }
 }
