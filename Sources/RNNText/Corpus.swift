@@ -6,6 +6,14 @@ public struct CorpusError: Error, CustomStringConvertible, Equatable {
     public init(_ message: String) { description = message }
 }
 
+/// The bytes of the file at `path`, read to its end: a regular file, or a pipe such as `--corpus <(zcat x.gz)`,
+/// which has no size to read up front (Foundation's `contents(atPath:)` gives up on one).
+public func readWholeFile(_ path: String) throws -> Data {
+    let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+    defer { try? handle.close() }
+    return try handle.readToEnd() ?? Data()
+}
+
 /// Reads a UTF-8 text file, refusing what cannot be a corpus (missing, empty, binary, not UTF-8); `flag` is the
 /// option that named it, for the message.
 public func readCorpus(_ path: String, flag: String = "--corpus") throws(CorpusError) -> String {
@@ -16,8 +24,9 @@ public func readCorpus(_ path: String, flag: String = "--corpus") throws(CorpusE
         throw CorpusError("\(what) \(path): no such file (check the path given to \(flag))")
     }
     guard !isDir.boolValue else { throw CorpusError("\(what) \(path) is a directory; give the path of a text file") }
-    guard let data = FileManager.default.contents(atPath: path) else {
-        throw CorpusError("\(what) \(path) cannot be read (permissions?)")
+    let data: Data
+    do { data = try readWholeFile(path) } catch {
+        throw CorpusError("\(what) \(path) cannot be read: \(error.localizedDescription)")
     }
     guard !data.isEmpty else {
         throw CorpusError(pairs ? "pairs file \(path) is empty; give UTF-8 lines of `source<TAB>target` sentence pairs"

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RNNCore
+import RNNText
 
 /// `--config FILE` for `train`, `coordinator` and `launch`: every key of the file (TOML `key = value` lines, or a JSON
 /// object) becomes the flag of the same name, unless that flag is already on the command line (flags win).
@@ -17,10 +18,17 @@ enum ConfigFile {
         guard let path = value(of: "--config", in: args) else { return args }
         let known = options(inHelp: help)
         let entries = try load(path)
-        var out = args
+        var out = args, seen: [String: String] = [:]
         for (rawKey, value) in entries {
             let key = rawKey.replacingOccurrences(of: "_", with: "-")
-            guard let takesValue = known[key], !["config", "help", "version"].contains(key) else {
+            if let first = seen[key] {
+                throw Problem(description: "\(path): '\(rawKey)' is set twice (also as '\(first)'); keep one")
+            }
+            seen[key] = rawKey
+            if ["config", "help", "version"].contains(key) {
+                throw Problem(description: "\(path): '\(rawKey)' cannot be set in a settings file (give --\(key) on the command line)")
+            }
+            guard let takesValue = known[key] else {
                 let hint = nearest(key, among: Array(known.keys)).map { "; did you mean '\($0)'?" } ?? ""
                 throw Problem(description: "\(path): unknown key '\(rawKey)'\(hint) (keys are the names of `rnnlm \(command)` flags)")
             }
@@ -33,7 +41,8 @@ enum ConfigFile {
             case (.bool, true):
                 throw Problem(description: "\(path): '\(key)' takes a value, not true/false")
             case (.text(let v), true):
-                out += ["--" + key, v]
+                // One argument, so a value that starts with "-" (layers = -1) reaches the flag's own check.
+                out.append("--\(key)=\(v)")
             }
         }
         return out
@@ -75,8 +84,12 @@ enum ConfigFile {
 
     /// Key-value pairs in file order.
     static func load(_ path: String) throws -> [(String, Value)] {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw Problem(description: "--config \(path): cannot read the file")
+        let bytes: Data
+        do { bytes = try readWholeFile(path) } catch {
+            throw Problem(description: "--config \(path): cannot read the file: \(error.localizedDescription)")
+        }
+        guard let text = String(data: bytes, encoding: .utf8) else {
+            throw Problem(description: "--config \(path): not UTF-8 text")
         }
         if path.hasSuffix(".json") {
             guard let obj = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
@@ -112,6 +125,9 @@ enum ConfigFile {
             guard !key.isEmpty, !v.isEmpty else { throw Problem(description: "\(at): expected key = value") }
             let value: Value
             let digits = v.replacingOccurrences(of: "_", with: "")
+            if v.hasPrefix("\"\"\"") || v.hasPrefix("'''") {
+                throw Problem(description: "\(at): multi-line strings are not supported; write the value on one line in \"…\"")
+            }
             if v.hasPrefix("\""), v.hasSuffix("\""), v.count >= 2 {
                 value = .text(unescape(String(v.dropFirst().dropLast())))
             } else if v.hasPrefix("'"), v.hasSuffix("'"), v.count >= 2 {

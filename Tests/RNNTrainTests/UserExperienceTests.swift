@@ -123,5 +123,22 @@ struct UserExperienceTests {
         try "{\"epochs\": 1, \"lowercase\": 1}".write(toFile: dir + "/c.json", atomically: true, encoding: .utf8)
         let json = try run(bin, ["train", "--config", dir + "/c.json"] + data)
         #expect(json.status == 1 && json.stderr.contains("'lowercase' is a switch"), "\(json.stderr)")
+        // A key set twice (the last one won, silently), the config key itself, a multi-line string, a negative value.
+        let bad: [(String, String)] = [
+            ("hidden = 16\nepochs = 1\nhidden = 32\n", "'hidden' is set twice (also as 'hidden'); keep one"),
+            ("max_tokens = 100\nmax-tokens = 200\n", "'max-tokens' is set twice (also as 'max_tokens'); keep one"),
+            ("config = \"other.toml\"\n", "'config' cannot be set in a settings file"),
+            ("corpus = \"\"\"data.txt\"\"\"\n", "line 1: multi-line strings are not supported"),
+            ("dataset = \"timemachine\"\nlayers = -1\n", "--layers must be at least 1, got -1"),
+        ]
+        for (text, message) in bad {
+            try text.write(toFile: cfg, atomically: true, encoding: .utf8)
+            let r = try run(bin, ["train", "--config", cfg] + data)
+            #expect(r.status == 1 && r.stderr.contains(message), "\(text): \(r.stderr)")
+        }
+        // A settings file read from a pipe (process substitution), as a corpus can be.
+        let piped = try run("/bin/bash", ["-c", "\"$0\" train --config <(printf 'hidden = 8\\nepochs = 1\\nbatch-size = 4\\nnum-steps = 10\\n') --corpus <(head -c 3000 \"$1\") --checkpoint-dir \"$2\"",
+                                          bin, sharedDataDirectory() + "/timemachine.txt", dir + "/piped"])
+        #expect(piped.status == 0 && !piped.stderr.contains("cannot be read"), "\(piped.stderr)")
     }
 }
