@@ -211,7 +211,8 @@ public struct Checkpoint<Extra: Codable & Equatable>: Equatable {
             slots.append(values)
         }
         let carried = try record.carried.map { SafeTensor(name: $0.name, shape: $0.shape, values: try tensor($0.name, shape: $0.shape)) }
-        for (name, p) in [("parameters", params)] + slots.enumerated().map({ ("optimizer slot \($0.offset)", $0.element) }) {
+        for (name, p) in [("parameters", params)] + slots.enumerated().map({ ("optimizer slot \($0.offset)", $0.element) })
+            + carried.map({ ("carried \($0.name)", $0.values) }) {
             if !allFinite(p) {
                 throw CheckpointError(path: path, "\(name) contain NaN or Inf: the run diverged before this was saved; resume from an earlier checkpoint or lower --lr")
             }

@@ -115,5 +115,12 @@ struct CheckpointTests {
         try ck.write(to: path)
         let e = #expect(throws: CheckpointError.self) { try Checkpoint<Note>.read(from: path) }
         #expect(e?.problem.contains("NaN") == true)
+        // The carried state too: a resume from it failed a step later, as divergence, pointing back to the checkpoint.
+        var state = try sample()
+        let h = try #require(state.carried.firstIndex { $0.name == "state.h" })
+        state.carried[h].values[1] = .infinity
+        try state.write(to: path)
+        let carried = #expect(throws: CheckpointError.self) { try Checkpoint<Note>.read(from: path) }
+        #expect(carried?.problem.contains("carried state.h contain NaN or Inf") == true, "\(String(describing: carried))")
     }
 }
