@@ -86,6 +86,14 @@ public final class TrainingRun {
         let out = RunLog(level: settings.logLevel, sink: sink)
         let trainer = try makeTrainer(out)
         if distributed == nil { trainer.useThreads(threads) }
+        let exchange = distributed.map { TrainingRecord.Exchange(mode: $0.mode.rawValue, gradientCompression: $0.gradientCompression.rawValue) }
+        if trainer.record.step > 0, let before = trainer.record.exchange, before != (exchange ?? .exact) {
+            // Resuming changes how gradients are taken (allowed: a run may move between one process and workers),
+            // so the result differs from continuing as it was; said rather than done silently.
+            let now = exchange.map { "takes them with \($0.flags)" } ?? "trains in one process (exact)"
+            out.say("note: the checkpoint's run took its workers' gradients with \(before.flags); this run \(now), so it does not continue exactly as it was\(exchange == nil ? "" : ": pass \(before.flags) to keep that")")
+        }
+        trainer.setExchange(exchange)
         let o = trainer.options
         let task = trainer.task
         let perEpoch = task.minibatchCount(epoch: trainer.record.epoch)

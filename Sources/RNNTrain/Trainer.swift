@@ -85,6 +85,24 @@ public struct TrainingRecord: Codable, Equatable, Sendable {
     public var epochTokens: Int
     public var schedule: LearningRateSchedule
     public var history: [EpochReport]
+    /// How the run's parameter server took its workers' gradients; nil for a run in one process (and in checkpoints
+    /// written before it was recorded).
+    public var exchange: Exchange?
+
+    /// A parameter server's settings that change the maths, kept so a resume that changes them can say so.
+    public struct Exchange: Codable, Equatable, Sendable {
+        /// `sync` or `async` (`--mode`).
+        public var mode: String
+        /// `none` or `bf16` (`--gradient-compression`).
+        public var gradientCompression: String
+        public init(mode: String, gradientCompression: String) { self.mode = mode; self.gradientCompression = gradientCompression }
+
+        /// A run in one process, or a synchronous one with exact gradients: the same maths.
+        public static let exact = Exchange(mode: "sync", gradientCompression: "none")
+
+        /// As flags, for messages.
+        public var flags: String { "--mode \(mode) --gradient-compression \(gradientCompression)" }
+    }
 
     public init(options: TrainOptions, task: TaskRecord, epoch: Int = 0, batchInEpoch: Int = 0, step: Int = 0,
                 epochLoss: Double = 0, epochTokens: Int = 0, schedule: LearningRateSchedule, history: [EpochReport] = []) {
@@ -93,7 +111,7 @@ public struct TrainingRecord: Codable, Equatable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case options, task, epoch, batchInEpoch, step, epochLoss, epochTokens, schedule, history
+        case options, task, epoch, batchInEpoch, step, epochLoss, epochTokens, schedule, history, exchange
         // Checkpoint format 1 (language models only) kept the task's record inline.
         case tokenizer, vocabulary, fingerprint
     }
@@ -116,6 +134,7 @@ public struct TrainingRecord: Codable, Equatable, Sendable {
         epochTokens = try c.decode(Int.self, forKey: .epochTokens)
         schedule = try c.decode(LearningRateSchedule.self, forKey: .schedule)
         history = try c.decode([EpochReport].self, forKey: .history)
+        exchange = try c.decodeIfPresent(Exchange.self, forKey: .exchange)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -129,6 +148,7 @@ public struct TrainingRecord: Codable, Equatable, Sendable {
         try c.encode(epochTokens, forKey: .epochTokens)
         try c.encode(schedule, forKey: .schedule)
         try c.encode(history, forKey: .history)
+        try c.encodeIfPresent(exchange, forKey: .exchange)
     }
 }
 
@@ -292,6 +312,9 @@ public final class Trainer {
         record.epochLoss = loss.sum
         record.epochTokens = loss.count
     }
+
+    /// Records how this run's gradients are taken (nil: in this process), for its checkpoints.
+    public func setExchange(_ exchange: TrainingRecord.Exchange?) { record.exchange = exchange }
 
     /// Replaces the carried values of `rows` (an asynchronous run updates rows worker by worker).
     public func setCarried(rows: [Int], from part: [Float]) {

@@ -50,6 +50,23 @@ struct GradientCompressionTests {
         #expect(abs(b - a) / a <= 0.01, "async bf16 \(b) vs exact \(a)")
     }
 
+    @Test("the checkpoint records how gradients were taken; a resume that changes it says so (it switched silently)")
+    func resumeThatChangesTheExchangeSaysSo() throws {
+        let dir = temporaryDirectory() + "/ck"
+        let small = ["--dataset", "timemachine", "--max-tokens", "4000", "--hidden", "16", "--batch-size", "8", "--num-steps", "10",
+                     "--data-dir", sharedDataDirectory(), "--checkpoint-dir", dir]
+        let first = try run(try rnnlmBinary(), ["train", "--epochs", "1", "--workers", "2", "--gradient-compression", "bf16"] + small, timeout: 120)
+        #expect(first.status == 0, "\(first.stderr)")
+        let recorded = try Checkpoint<TrainingRecord>.read(from: try #require(latestCheckpoint(in: dir))).extra.exchange
+        #expect(recorded == TrainingRecord.Exchange(mode: "sync", gradientCompression: "bf16"))
+        let exact = try run(try rnnlmBinary(), ["train", "--resume", "--epochs", "2", "--workers", "2"] + small, timeout: 120)
+        #expect(exact.status == 0, "\(exact.stderr)")
+        #expect(exact.stdout.contains("note: the checkpoint's run took its workers' gradients with --mode sync --gradient-compression bf16; this run takes them with --mode sync --gradient-compression none, so it does not continue exactly as it was: pass --mode sync --gradient-compression bf16 to keep that"), "\(exact.stdout)")
+        let single = try run(try rnnlmBinary(), ["train", "--resume", "--epochs", "3"] + small, timeout: 120)
+        #expect(single.status == 0 && !single.stdout.contains("note: the checkpoint's run"), "exact sync to one process is the same maths: \(single.stdout)")
+        #expect(try Checkpoint<TrainingRecord>.read(from: try #require(latestCheckpoint(in: dir))).extra.exchange == nil)
+    }
+
     @Test("without workers the parameter server's flags are refused, naming them and the fix")
     func refusedWithoutWorkers() throws {
         for flags in [["--gradient-compression", "bf16"], ["--quorum", "1"], ["--mode", "async"], ["--heartbeat-timeout", "30"]] {
