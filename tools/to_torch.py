@@ -105,8 +105,10 @@ else:
     text = "".join(" " + ch if i > 0 and ch in ",.!?" and text[i - 1] != " " else ch for i, ch in enumerate(text))
     si = {t: i for i, t in enumerate(sv)}
     ids = ([si.get(t, 0) for t in text.split(" ")] + [sv.index("<eos>")])[:steps]
-    ids += [sv.index("<pad>")] * (steps - len(ids))
-    if c.get("packedSource"): print("note: a bucketed (packed) model; this sketch runs its encoder over the padding")
+    # A bucketed model's encoder reads only the valid steps (a packed sequence); for one sentence that is simply
+    # the sentence unpadded. A fixed-padding model's encoder reads the padding too, as D2L's does.
+    if not c.get("packedSource"):
+        ids += [sv.index("<pad>")] * (steps - len(ids))
     with torch.no_grad():
         st = model.encoder(torch.tensor(ids)[:, None])
         ctx = (st[0] if isinstance(st, tuple) else st)[-1]

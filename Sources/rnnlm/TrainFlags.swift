@@ -68,7 +68,7 @@ struct TrainFlags: ParsableArguments {
     @Option(help: defaulted("Also checkpoint when this many seconds passed since the last one (0: off).", defaults.checkpointSeconds)) var checkpointSeconds: Double?
     @Option(help: defaulted("Keep the newest N checkpoints.", defaults.keepCheckpoints)) var keepCheckpoints: Int?
     @Option(help: "Stop after N epochs without a new best (validation loss, else training loss; see best.safetensors). Default: off.") var earlyStop: Int?
-    @Option(help: "Compute threads: each minibatch's streams are split across them (results are reproducible for a given count). With --workers N, per local worker.")
+    @Option(help: "Compute threads: each minibatch's streams are split across them (results are reproducible for a given count). With --workers N, per local worker; on a coordinator (rnnlm coordinator, launch rank 0), its BLAS and update threads (its workers set their own).")
     var threads: Int = 1
     @Option(help: "Read settings from a TOML (key = value) or JSON file whose keys are these flags' names; flags given on the command line win.") var config: String?
     @Flag(help: "Print only warnings and errors.") var quiet = false
