@@ -65,6 +65,21 @@ public struct MemoryEstimate: Equatable, Sendable {
                 let pages = sysconf(Int32(_SC_AVPHYS_PAGES)), size = sysconf(Int32(_SC_PAGESIZE))
                 if pages > 0 && size > 0 { best = Available(bytes: Double(pages) * Double(size), source: "sysconf available pages") }
             }
+            // `ulimit -v`: the address space left to this process (past it, an allocation fails and the process traps).
+            var limit = rlimit()
+            #if os(Linux)
+            let asResource = __rlimit_resource_t(RLIMIT_AS.rawValue)
+            #else
+            let asResource = RLIMIT_AS
+            #endif
+            if getrlimit(asResource, &limit) == 0, limit.rlim_cur != rlim_t.max,
+               let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
+               let pages = Double(statm.split(separator: " ").first ?? "") {
+                let left = Swift.max(0, Double(limit.rlim_cur) - pages * Double(sysconf(Int32(_SC_PAGESIZE))))
+                if best.bytes.map({ left < $0 }) ?? true {
+                    best = Available(bytes: left, source: "ulimit -v less this process's address space")
+                }
+            }
             let read = { (p: String) in (try? String(contentsOfFile: p, encoding: .utf8)).flatMap { Double($0.trimmingCharacters(in: .whitespacesAndNewlines)) } }
             if let max = read("/sys/fs/cgroup/memory.max"), let used = read("/sys/fs/cgroup/memory.current"),
                best.bytes.map({ max - used < $0 }) ?? true {

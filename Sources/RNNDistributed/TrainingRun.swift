@@ -255,7 +255,12 @@ public final class TrainingRun {
             }
         }
         guard files.isEmpty else {
-            throw TrainingError("--resume: none of the \(files.count) checkpoint(s) in \(dir) is valid (set aside: \(setAside.joined(separator: ", "))); restore a good one or start afresh in a new --checkpoint-dir")
+            // The best epoch's model is a whole checkpoint too: said, so the run need not start afresh.
+            let bestPath = dir + "/" + bestCheckpointName
+            let best = (try? Checkpoint<TrainingRecord>.read(from: bestPath)).map {
+                "; \(bestPath) is intact (epoch \($0.extra.epoch), step \($0.extra.step)): copy it to \(dir)/\(checkpointName(step: $0.extra.step)) to resume from there"
+            } ?? ""
+            throw TrainingError("--resume: none of the \(files.count) checkpoint(s) in \(dir) is valid (set aside: \(setAside.joined(separator: ", ")))\(best); or restore a good one, or start afresh in a new --checkpoint-dir")
         }
         return nil
     }

@@ -32,7 +32,7 @@ public func readCorpus(_ path: String, flag: String = "--corpus") throws(CorpusE
         throw CorpusError(pairs ? "pairs file \(path) is empty; give UTF-8 lines of `source<TAB>target` sentence pairs"
                                 : "corpus \(path) is empty; give a UTF-8 text file with at least a few thousand characters")
     }
-    if data.prefix(65_536).contains(0) {
+    if data.withUnsafeBytes({ memchr($0.baseAddress!, 0, $0.count) != nil }) {
         throw CorpusError("\(what) \(path) looks binary (it contains NUL bytes); give a UTF-8 text file")
     }
     guard let text = String(data: data, encoding: .utf8) else {

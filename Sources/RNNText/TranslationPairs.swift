@@ -7,16 +7,19 @@ public struct SentencePairs: Equatable, Sendable {
     public var target: [[String]]
     /// Lines in the range read that were not one `source<TAB>target` pair (skipped, as D2L does).
     public var skipped: Int
+    /// The file line (from 1) of each pair, for messages; empty when the pairs did not come from a file.
+    public var lines: [Int]
     public var count: Int { source.count }
-    public init(source: [[String]], target: [[String]], skipped: Int = 0) {
-        self.source = source; self.target = target; self.skipped = skipped
+    public init(source: [[String]], target: [[String]], skipped: Int = 0, lines: [Int] = []) {
+        self.source = source; self.target = target; self.skipped = skipped; self.lines = lines
     }
 
     /// Refuses pairs with no text on one side (a line `Go.<TAB>`), naming the first, in the file at `path`.
     public func requireTextOnBothSides(path: String) throws(CorpusError) {
         let empty = { (s: [String]) in s.allSatisfy(\.isEmpty) }
         if let i = source.indices.first(where: { empty(source[$0]) || empty(target[$0]) }) {
-            throw CorpusError("\(path): pair \(i + 1) has an empty \(empty(source[i]) ? "source" : "target") side; every line must be `source<TAB>target` with text on both sides")
+            let at = i < lines.count ? "line \(lines[i]) (pair \(i + 1))" : "pair \(i + 1)"
+            throw CorpusError("\(path): \(at) has an empty \(empty(source[i]) ? "source" : "target") side; every line must be `source<TAB>target` with text on both sides")
         }
     }
 }
@@ -46,14 +49,18 @@ public enum TranslationText {
     public static func pairs(_ text: String, first: Int = 0, count: Int) -> SentencePairs {
         var result = SentencePairs(source: [], target: [])
         var index = 0
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        let all = text.split(separator: "\n", omittingEmptySubsequences: false)
+        for line in all {
             defer { index += 1 }
             if index < first { continue }
             if index > first + count { break }
+            // The empty "line" after a final newline is no line of the file.
+            if line.isEmpty && index == all.count - 1 { break }
             let parts = line.split(separator: "\t", omittingEmptySubsequences: false)
             guard parts.count == 2 else { result.skipped += 1; continue }
             result.source.append(parts[0].split(separator: " ", omittingEmptySubsequences: false).map(String.init))
             result.target.append(parts[1].split(separator: " ", omittingEmptySubsequences: false).map(String.init))
+            result.lines.append(index + 1)
         }
         return result
     }

@@ -55,7 +55,14 @@ public struct TextData: Sendable {
             // Only <unk> (and <eos>): every token would read and predict as <unk>.
             var counts: [String: Int] = [:]
             for t in tokens + validTokens + testTokens { counts[t, default: 0] += 1 }
+            if counts.isEmpty {
+                throw CorpusError("\(path) holds no \(tokenizer.kind.rawValue) tokens (only whitespace?); give a text file with words in it")
+            }
             throw CorpusError("\(path): no token occurs --min-freq \(o.minFreq) times (the most frequent, \(counts.values.max() ?? 0) times), so the vocabulary would hold only <unk>; lower --min-freq")
+        }
+        // A held-out text of one token predicts nothing (a token predicts the next): no perplexity would be shown.
+        for (flag, file, t) in [("--valid", o.validCorpus, validTokens), ("--test", o.testCorpus, testTokens)] where file != nil && t.count < 2 {
+            throw CorpusError("\(flag) \(file!) gives \(t.count) token(s) with the \(tokenizer.kind.rawValue) tokenizer, too few to score (at least 2: each token predicts the next); give a longer file")
         }
         if let m = o.maxTokens, tokens.count > m { tokens = Array(tokens.prefix(m)) }
         var train = vocab.ids(tokens)

@@ -132,6 +132,7 @@ public struct TrainOptions: Codable, Equatable, Sendable {
             if dataset == "fra-eng" { throw ConfigError("--dataset fra-eng holds sentence pairs: pass --task translation") }
         }
         try validateValues()
+        if epochs < 1 { throw ConfigError("--epochs \(epochs) trains nothing: a new run needs 1 or more") }
         let ignored = ignoredSettings
         if !ignored.isEmpty {
             let named = ignored.map { "\($0.flag) (read only with \($0.readWith))" }.joined(separator: ", ")

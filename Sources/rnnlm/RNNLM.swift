@@ -393,7 +393,7 @@ struct Generate: ParsableCommand {
     var tokens: Int = 100
     @Option(help: "Sample with this temperature instead of taking the most likely token (default: greedy).")
     var temperature: Float?
-    @Option(help: "With --temperature: sample only among the k most likely tokens (default: all).")
+    @Option(help: "With --temperature: sample only among the k most likely tokens (default, or 0: all).")
     var topK: Int?
     @Option(help: "With --temperature: nucleus sampling, only among the fewest most likely tokens whose probability (after --temperature and --top-k) sums to at least p (default: 1, all).")
     var topP: Double?

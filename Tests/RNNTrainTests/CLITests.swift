@@ -144,6 +144,14 @@ struct CLITests {
         let translation = try run(bin, ["train", "--task", "translation", "--dataset", "fra-eng", "--num-examples", "50", "--min-freq", "1000",
                                         "--embed", "8", "--hidden", "8", "--epochs", "1"] + data)
         #expect(translation.status == 1 && translation.stderr.contains("no source word occurs --min-freq 1000 times"), "\(translation.stderr)")
+        // A --valid file of one token scores nothing (the run showed no validation perplexity, silently); a corpus of
+        // whitespace has no words (the message advised lowering --min-freq below 1).
+        try "x".write(toFile: dir + "/one.txt", atomically: true, encoding: .utf8)
+        let one = try run(bin, ["train", "--valid", dir + "/one.txt", "--epochs", "1"] + small)
+        #expect(one.status == 1 && one.stderr.contains("--valid \(dir)/one.txt gives 1 token(s)") && one.stderr.contains("too few to score"), "\(one.stderr)")
+        try "  \n\t \n   \n".write(toFile: dir + "/blank.txt", atomically: true, encoding: .utf8)
+        let blank = try run(bin, ["train", "--corpus", dir + "/blank.txt", "--tokenizer", "word", "--epochs", "1"])
+        #expect(blank.status == 1 && blank.stderr.contains("holds no word tokens (only whitespace?)"), "\(blank.stderr)")
 
         // A new run in a folder of another run's checkpoints would prune its own; --resume continues that run.
         let ck = dir + "/ck"
@@ -205,7 +213,7 @@ struct CLITests {
         // Pairs training would refuse are refused here too: an empty side was scored as one empty token.
         try "Go.\t\nHi.\tSalut.\n".write(toFile: dir + "/half.txt", atomically: true, encoding: .utf8)
         let half = try run(bin, ["eval", "--checkpoint", dir + "/ck", "--pairs", dir + "/half.txt"])
-        #expect(half.status == 1 && half.stderr.contains("pair 1 has an empty target side"), "\(half.stderr)")
+        #expect(half.status == 1 && half.stderr.contains("line 1 (pair 1) has an empty target side"), "\(half.stderr)")
         try "".write(toFile: dir + "/none.txt", atomically: true, encoding: .utf8)
         let none = try run(bin, ["eval", "--checkpoint", dir + "/ck", "--pairs", dir + "/none.txt"])
         #expect(none.status == 1 && none.stderr.contains("pairs file \(dir)/none.txt is empty; give UTF-8 lines of `source<TAB>target`"), "\(none.stderr)")

@@ -86,6 +86,17 @@ struct CheckpointFaultTests {
             #expect("\(error)".contains(files[0] + ".bad"))
         }
         #expect(checkpointFiles(in: dir).isEmpty)
+        // The best epoch's model, intact, is offered (the message said only to start afresh).
+        let best = dir + "/best.safetensors"
+        try #require(FileManager.default.fileExists(atPath: best))
+        try FileManager.default.removeItem(atPath: files[0] + ".bad")
+        for f in [files[1], files[2]] { try FileManager.default.moveItem(atPath: f + ".bad", toPath: f) }
+        do {
+            _ = try run(resume(dir, epochs: 4))
+            Issue.record("resumed from damaged checkpoints")
+        } catch {
+            #expect("\(error)".contains("\(best) is intact (epoch ") && "\(error)".contains("to resume from there"), "\(error)")
+        }
     }
 
     @Test("a checkpoint records the CRC-32 of its data, as zlib computes it")
