@@ -543,53 +543,60 @@ def masked_loss_case(seed, N=7, V=5):
             "count": int(mask.sum()), "grad": [float(v) for v in grad.reshape(-1)]}
 
 
+def language_model_record(case, layers, embed):
+    """A language-model case, checked against finite differences, with its loss, gradients and final state."""
+    fd = finite_difference_check(case)
+    loss, grads, dh0, dc0, hT, cT = backward(case, case["params"], case["h0"], case["c0"])
+    flat = lambda a: [float(v) for v in np.asarray(a).reshape(-1)]
+    return {
+        "cell": case["cell"], "layers": layers, "embed": embed, "vocab": case["V"], "hidden": case["H"],
+        "steps": case["T"], "batch": case["B"],
+        "inputs": [int(v) for v in case["inputs"].reshape(-1)],
+        "targets": [int(v) for v in case["targets"].reshape(-1)],
+        "params": {k: flat(v) for k, v in case["params"].items()},
+        "h0": flat(case["h0"]), "c0": flat(case["c0"]) if case["c0"] is not None else [],
+        "loss": loss,
+        "grads": {k: flat(v) for k, v in grads.items()},
+        "dh0": flat(dh0), "dc0": flat(dc0) if dc0 is not None else [],
+        "hT": flat(hT), "cT": flat(cT) if cT is not None else [],
+        "fd_check_max_rel": fd,
+    }
+
+
+def seq2seq_record(case, cell, bidirectional, packed):
+    """An encoder-decoder case, checked against finite differences, with its loss and gradients."""
+    flat = lambda a: [float(v) for v in np.asarray(a).reshape(-1)]
+    ints = lambda a: [int(v) for v in np.asarray(a).reshape(-1)]
+    fd = seq2seq_finite_difference_check(case)
+    loss, count, grads = seq2seq_forward_backward(case)
+    return {
+        "cell": cell, "bidirectional": bidirectional, "packed": packed, "sourceVocab": case["Vs"],
+        "targetVocab": case["Vt"], "embed": case["E"], "hidden": case["H"], "layers": case["L"],
+        "sourceSteps": case["S"], "targetSteps": case["T"], "batch": case["B"],
+        "source": ints(case["source"]), "sourceLengths": case["source_lengths"],
+        "decoderInput": ints(case["decoder_input"]), "target": ints(case["target"]),
+        "targetLengths": case["target_lengths"],
+        "params": {k: flat(v) for k, v in case["params"].items()},
+        "loss": loss, "count": count, "grads": {k: flat(v) for k, v in grads.items()},
+        "fd_check_max_rel": fd,
+    }
+
+
 def main():
     cases = []
     seed = 1
     for cell in ("rnn", "rnn-relu", "gru", "lstm"):
         for layers, embed in ((1, 0), (2, 3)):
-            case = make_case(cell, layers, embed, seed)
+            cases.append(language_model_record(make_case(cell, layers, embed, seed), layers, embed))
             seed += 1
-            fd = finite_difference_check(case)
-            loss, grads, dh0, dc0, hT, cT = backward(case, case["params"], case["h0"], case["c0"])
-            flat = lambda a: [float(v) for v in np.asarray(a).reshape(-1)]
-            cases.append({
-                "cell": case["cell"], "layers": layers, "embed": embed, "vocab": case["V"], "hidden": case["H"],
-                "steps": case["T"], "batch": case["B"],
-                "inputs": [int(v) for v in case["inputs"].reshape(-1)],
-                "targets": [int(v) for v in case["targets"].reshape(-1)],
-                "params": {k: flat(v) for k, v in case["params"].items()},
-                "h0": flat(case["h0"]), "c0": flat(case["c0"]) if case["c0"] is not None else [],
-                "loss": loss,
-                "grads": {k: flat(v) for k, v in grads.items()},
-                "dh0": flat(dh0), "dc0": flat(dc0) if dc0 is not None else [],
-                "hT": flat(hT), "cT": flat(cT) if cT is not None else [],
-                "fd_check_max_rel": fd,
-            })
     # Shapes the small cases above never reach (seeds apart, so the cases above stay as they were): hidden sizes
     # past the kernels' 8-float vectors and a bias-gradient sum over more than 64 columns, fewer than 4 steps (the
     # recurrent products' plain-BLAS path), a single step, and 3 layers without dropout.
     wide_seed = 300
     for cell, layers, embed, H, T, B in (("gru", 2, 5, 37, 3, 2), ("lstm", 2, 5, 37, 6, 2), ("lstm", 1, 0, 19, 1, 3),
                                          ("rnn", 3, 4, 9, 2, 3), ("rnn-relu", 2, 3, 16, 5, 2)):
-        case = make_case(cell, layers, embed, wide_seed, V=11, H=H, T=T, B=B)
+        cases.append(language_model_record(make_case(cell, layers, embed, wide_seed, V=11, H=H, T=T, B=B), layers, embed))
         wide_seed += 1
-        fd = finite_difference_check(case)
-        loss, grads, dh0, dc0, hT, cT = backward(case, case["params"], case["h0"], case["c0"])
-        flat = lambda a: [float(v) for v in np.asarray(a).reshape(-1)]
-        cases.append({
-            "cell": case["cell"], "layers": layers, "embed": embed, "vocab": case["V"], "hidden": case["H"],
-            "steps": case["T"], "batch": case["B"],
-            "inputs": [int(v) for v in case["inputs"].reshape(-1)],
-            "targets": [int(v) for v in case["targets"].reshape(-1)],
-            "params": {k: flat(v) for k, v in case["params"].items()},
-            "h0": flat(case["h0"]), "c0": flat(case["c0"]) if case["c0"] is not None else [],
-            "loss": loss,
-            "grads": {k: flat(v) for k, v in grads.items()},
-            "dh0": flat(dh0), "dc0": flat(dc0) if dc0 is not None else [],
-            "hT": flat(hT), "cT": flat(cT) if cT is not None else [],
-            "fd_check_max_rel": fd,
-        })
     flat = lambda a: [float(v) for v in np.asarray(a).reshape(-1)] if a is not None else []
     stack_cases = []
     for cell, layers, bidirectional, lengths, onehot, *extra in (
@@ -625,42 +632,16 @@ def main():
     for cell in ("gru", "lstm"):
         for bidirectional in (False, True):
             for packed in (False, True):
-                case = make_seq2seq_case(cell, bidirectional, packed, s2s_seed)
+                seq2seq_cases.append(seq2seq_record(make_seq2seq_case(cell, bidirectional, packed, s2s_seed),
+                                                    cell, bidirectional, packed))
                 s2s_seed += 1
-                fd = seq2seq_finite_difference_check(case)
-                loss, count, grads = seq2seq_forward_backward(case)
-                ints = lambda a: [int(v) for v in np.asarray(a).reshape(-1)]
-                seq2seq_cases.append({
-                    "cell": cell, "bidirectional": bidirectional, "packed": packed, "sourceVocab": case["Vs"],
-                    "targetVocab": case["Vt"], "embed": case["E"], "hidden": case["H"], "layers": case["L"],
-                    "sourceSteps": case["S"], "targetSteps": case["T"], "batch": case["B"],
-                    "source": ints(case["source"]), "sourceLengths": case["source_lengths"],
-                    "decoderInput": ints(case["decoder_input"]), "target": ints(case["target"]),
-                    "targetLengths": case["target_lengths"],
-                    "params": {k: flat(v) for k, v in case["params"].items()},
-                    "loss": loss, "count": count, "grads": {k: flat(v) for k, v in grads.items()},
-                    "fd_check_max_rel": fd,
-                })
     # One layer (the context slot beside layer 0's state), targets of at most 3 steps (the plain-BLAS recurrent
     # path) and a wider hidden size, on seeds past those above.
     for cell, bidirectional, L, H, T, target_lengths in (("gru", True, 1, 8, 3, (3, 1, 2)),
                                                           ("lstm", False, 1, 18, 2, (2, 2, 1))):
         case = make_seq2seq_case(cell, bidirectional, True, s2s_seed, L=L, H=H, T=T, target_lengths=target_lengths)
+        seq2seq_cases.append(seq2seq_record(case, cell, bidirectional, True))
         s2s_seed += 1
-        fd = seq2seq_finite_difference_check(case)
-        loss, count, grads = seq2seq_forward_backward(case)
-        ints = lambda a: [int(v) for v in np.asarray(a).reshape(-1)]
-        seq2seq_cases.append({
-            "cell": cell, "bidirectional": bidirectional, "packed": True, "sourceVocab": case["Vs"],
-            "targetVocab": case["Vt"], "embed": case["E"], "hidden": case["H"], "layers": case["L"],
-            "sourceSteps": case["S"], "targetSteps": case["T"], "batch": case["B"],
-            "source": ints(case["source"]), "sourceLengths": case["source_lengths"],
-            "decoderInput": ints(case["decoder_input"]), "target": ints(case["target"]),
-            "targetLengths": case["target_lengths"],
-            "params": {k: flat(v) for k, v in case["params"].items()},
-            "loss": loss, "count": count, "grads": {k: flat(v) for k, v in grads.items()},
-            "fd_check_max_rel": fd,
-        })
     json.dump({"generator": "tools/reference_grads.py", "numpy": np.__version__, "cases": cases,
                "stack_cases": stack_cases, "loss_cases": loss_cases, "seq2seq_cases": seq2seq_cases}, sys.stdout)
     sys.stdout.write("\n")
