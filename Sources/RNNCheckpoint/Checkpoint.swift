@@ -214,7 +214,7 @@ public struct Checkpoint<Extra: Codable & Equatable>: Equatable {
         for (name, p) in [("parameters", params)] + slots.enumerated().map({ ("optimizer slot \($0.offset)", $0.element) })
             + carried.map({ ("carried \($0.name)", $0.values) }) {
             if !allFinite(p) {
-                throw CheckpointError(path: path, "\(name) contain NaN or Inf: the run diverged before this was saved; resume from an earlier checkpoint or lower --lr")
+                throw CheckpointError(path: path, "\(name) \(name.hasPrefix("carried") ? "contains" : "contain") NaN or Inf: the run diverged before this was saved; resume from an earlier checkpoint or lower --lr")
             }
         }
         return Checkpoint(spec: record.spec, parameters: params, optimizer: record.optimizer,

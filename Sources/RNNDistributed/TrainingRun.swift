@@ -93,7 +93,7 @@ public final class TrainingRun {
             let now = exchange.map { "takes them with \($0.flags)" } ?? "trains in one process (exact)"
             out.say("note: the checkpoint's run took its workers' gradients with \(before.flags); this run \(now), so it does not continue exactly as it was\(exchange == nil ? "" : ": pass \(before.flags) to keep that")")
         }
-        trainer.setExchange(exchange)
+        trainer.setExchange(exchange ?? .exact)
         let o = trainer.options
         let task = trainer.task
         let perEpoch = task.minibatchCount(epoch: trainer.record.epoch)

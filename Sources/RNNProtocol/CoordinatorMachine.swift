@@ -400,7 +400,7 @@ public struct CoordinatorMachine {
         let message: Message
         do { message = try decoded?.get() ?? Codec.decode(frames, runID: runID, parameterCount: parameterCount, sparseRows: sparseRows) } catch let error as ProtocolError {
             if case .nonFinite(let what) = error, phase == .running, let h = try? Codec.header(frames[0]), h.type == .gradient,
-               AsyncRun.version(wireStep: h.step) == asyncRun!.cursors[w.index]?.sentVersion {
+               let version = AsyncRun.version(wireStep: h.step), let sent = asyncRun!.cursors[w.index]?.sentVersion, version == sent {
                 return asyncNonFinite(w, what: what, now: now)
             }
             if case .nonFinite(let what) = error, phase == .gathering, var g = gather,

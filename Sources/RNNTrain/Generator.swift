@@ -168,9 +168,9 @@ extension TrainedModel {
     }
 }
 
-/// Text grown token by token, handing each new piece to `emit` as soon as it is settled: the detokenized text
-/// so far minus what was already emitted (a tokenizer whose text is not a prefix of the next one's, which none
-/// of ours is, would hold the rest back until the end).
+/// Text grown token by token, handing each new piece to `emit` as soon as it is made: the detokenized text past
+/// the bytes already emitted. Every tokenizer here extends its text as tokens are added (the text of n tokens is a
+/// prefix of the text of n + 1), which the pieces rely on.
 ///
 /// Each piece is found from the last few tokens alone (what a token adds to our tokenizers' text depends on at
 /// most the one before it), so a long generation costs time in proportion to its length, not its square.

@@ -136,7 +136,8 @@ public struct TrainOptions: Codable, Equatable, Sendable {
         let ignored = ignoredSettings
         if !ignored.isEmpty {
             let named = ignored.map { "\($0.flag) (read only with \($0.readWith))" }.joined(separator: ", ")
-            throw ConfigError("\(named) would do nothing in this run; drop \(ignored.count == 1 ? "it" : "them"), or choose the setting that reads \(ignored.count == 1 ? "it" : "them")")
+            let it = ignored.count == 1 ? "it" : "them"
+            throw ConfigError("\(named) would do nothing in this run; drop \(it) (from the command line or the --config file), or choose the setting that reads \(it)")
         }
     }
 

@@ -85,8 +85,8 @@ public struct TrainingRecord: Codable, Equatable, Sendable {
     public var epochTokens: Int
     public var schedule: LearningRateSchedule
     public var history: [EpochReport]
-    /// How the run's parameter server took its workers' gradients; nil for a run in one process (and in checkpoints
-    /// written before it was recorded).
+    /// How the run took its gradients (`Exchange.exact` in one process); nil in checkpoints written before it was
+    /// recorded.
     public var exchange: Exchange?
 
     /// A parameter server's settings that change the maths, kept so a resume that changes them can say so.
@@ -290,7 +290,7 @@ public final class Trainer {
         // A loss whose perplexity overflows (a mean above ~709 nats a token, where a uniform guess over a million
         // tokens is 13.8) is divergence too, even while the sum is still finite.
         guard loss.sum.isFinite, exp(loss.mean).isFinite, norm.isFinite else {
-            throw TrainingError("training diverged at step \(record.step + 1) (loss \(loss.mean) a token, gradient norm \(norm)); lower --lr, set --clip, and resume from the last checkpoint")
+            throw TrainingError("training diverged at step \(record.step + 1) (loss \(loss.mean) per token, gradient norm \(norm)); lower --lr, set --clip, and resume from the last checkpoint")
         }
         // The update checks what it writes: an update can overflow even from a finite gradient (a huge --lr), and
         // then the parameters, finite before, are not any more. Nothing else writes them between updates, so after
@@ -313,7 +313,7 @@ public final class Trainer {
         record.epochTokens = loss.count
     }
 
-    /// Records how this run's gradients are taken (nil: in this process), for its checkpoints.
+    /// Records how this run's gradients are taken, for its checkpoints.
     public func setExchange(_ exchange: TrainingRecord.Exchange?) { record.exchange = exchange }
 
     /// Replaces the carried values of `rows` (an asynchronous run updates rows worker by worker).

@@ -177,7 +177,7 @@ public final class TranslationTask: TrainingTask {
                 String(format: "padding: %.1f%% of positions with %@ minibatches", 100 * e.paddingShare(source: data.train.source, target: data.train.target), settings.batching.rawValue)
                     + (settings.batching == .bucketed ? String(format: " (%.1f%% with fixed padding)", 100 * fixed.paddingShare(source: data.train.source, target: data.train.target)) : "")]
             + (data.validExamplesAsked > 0 && data.validPairs.count == 0
-                ? ["warning: no validation pairs: the file ends within the \(grouped(data.numExamplesAsked)) lines --num-examples gives training, so the \(grouped(data.validExamplesAsked)) asked for by --valid-examples are not there (no validation loss, BLEU or best model); lower --num-examples below the file's \(grouped(data.train.source.count)) pairs to keep some back, or pass --valid-examples 0"]
+                ? ["warning: no validation pairs: the file ends within the first \(grouped(data.numExamplesAsked + 1)) lines (0…\(data.numExamplesAsked)), which --num-examples gives training, so the \(grouped(data.validExamplesAsked)) asked for by --valid-examples are not there (no validation loss, BLEU or best model); lower --num-examples below the file's \(grouped(data.train.source.count)) pairs to keep some back, or pass --valid-examples 0"]
                 : [])
     }
 

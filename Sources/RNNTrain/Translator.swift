@@ -20,6 +20,9 @@ public struct Translator {
         self.numSteps = numSteps
     }
 
+    /// The words of `tokens` outside the source vocabulary (they read as `<unk>`).
+    public func unknownTokens(_ tokens: [String]) -> [String] { tokens.filter { !sourceVocabulary.contains($0) } }
+
     /// A raw sentence as the model reads it: D2L's preprocessing, split on spaces.
     public static func tokens(_ sentence: String) -> [String] {
         TranslationText.preprocess(sentence).split(separator: " ").map(String.init)

@@ -359,7 +359,7 @@ struct Translate: ParsableCommand {
                     FileHandle.standardOutput.write(Data("\n".utf8))
                     continue
                 }
-                let unknown = tokens.filter { !t.sourceVocabulary.contains($0) }
+                let unknown = t.unknownTokens(tokens)
                 if !unknown.isEmpty {
                     let shown = unknown.prefix(5).map { "\"\($0)\"" }.joined(separator: ", ") + (unknown.count > 5 ? ", …" : "")
                     warn("\(unknown.count) word(s) of \"\(sentence)\" are not in the model's source vocabulary and read as <unk>: \(shown)")

@@ -153,29 +153,34 @@ struct TrainFlags: ParsableArguments {
         if !resume { try checkTaskFlags(for: task ?? .languageModel) }
         let s = try runSettings(resume: resume, coordinator: coordinator)
         try s.validate()
-        if resume {
-            // The settings a resumed run may change, checked before the checkpoint is even read.
-            var o = TrainOptions()
-            if let e = epochs { o.epochs = e }
-            applyRunSettings(to: &o)
-            try o.validateValues()
-        }
+        if resume { try validateResumeSettings() }
+    }
+
+    /// The settings a resumed run may change, checked before the checkpoint is even read.
+    func validateResumeSettings() throws {
+        var o = TrainOptions()
+        if let e = epochs { o.epochs = e }
+        applyRunSettings(to: &o)
+        try o.validateValues()
     }
 
     /// What a worker rank of `rnnlm launch` can check of the flags every rank is given: their values and how they
     /// combine, so that a bad flag stops every rank as it stops rank 0. The files are rank 0's to read (a worker's
     /// host may not have them), and a resumed run's settings are the checkpoint's, which only rank 0 reads.
     func validateWithoutFiles(resume: Bool) throws {
+        // Resuming, what rank 0 checks before it reads the checkpoint (the rest is the checkpoint's to decide).
+        if resume { return try validateResumeSettings() }
         let task = self.task ?? .languageModel
-        if !resume { try checkTaskFlags(for: task) }
+        try checkTaskFlags(for: task)
+        try checkDataFolderFlags()
         var flags = self
         if let dir = data {
             flags.data = nil
-            if corpus == nil && dataset == nil { flags.corpus = (dir as NSString).appendingPathComponent("train.txt") }
+            flags.corpus = Self.dataFolderFile(dir, "train.txt")
         }
         var o = TrainOptions()
         try flags.apply(to: &o, task: task)
-        if resume { try o.validateValues() } else { try o.validate() }
+        try o.validate()
     }
 
     func newRunOptions() throws -> TrainOptions {
@@ -188,20 +193,28 @@ struct TrainFlags: ParsableArguments {
     /// `--data`. `valid.txt` and `test.txt` count only when present.
     func dataFolderFiles() throws -> (train: String, valid: String?, test: String?)? {
         guard let dir = data else { return nil }
-        if corpus != nil || dataset != nil {
-            throw ConfigError("--data reads DIR/train.txt (and valid.txt, test.txt); pass it instead of --corpus or --dataset, not with them")
-        }
+        try checkDataFolderFlags()
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
             throw ConfigError("--data \(dir): no such folder (it should hold train.txt, and optionally valid.txt and test.txt)")
         }
-        let file = { (name: String) in (dir as NSString).appendingPathComponent(name) }
+        let file = { (name: String) in Self.dataFolderFile(dir, name) }
         guard FileManager.default.fileExists(atPath: file("train.txt")) else {
             throw ConfigError("--data \(dir): no train.txt in the folder (word_language_model's layout: train.txt, and optionally valid.txt and test.txt)")
         }
         let present = { (name: String) in FileManager.default.fileExists(atPath: file(name)) ? file(name) : nil }
         return (file("train.txt"), present("valid.txt"), present("test.txt"))
     }
+
+    /// `--data DIR` stands for `--corpus` (and `--dataset`): not with them.
+    func checkDataFolderFlags() throws {
+        if data != nil && (corpus != nil || dataset != nil) {
+            throw ConfigError("--data reads DIR/train.txt (and valid.txt, test.txt); pass it instead of --corpus or --dataset, not with them")
+        }
+    }
+
+    /// A file of the `--data` folder.
+    static func dataFolderFile(_ dir: String, _ name: String) -> String { (dir as NSString).appendingPathComponent(name) }
 
     func apply(to o: inout TrainOptions, task: TaskName) throws {
         if task == .translation {

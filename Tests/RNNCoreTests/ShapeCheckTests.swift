@@ -3,7 +3,8 @@ import Testing
 
 /// The public numeric entry points stop with a message on input that would otherwise read or write outside their
 /// buffers: token ids outside the vocabulary, states of the wrong size. Each case runs in a child process (an exit
-/// test), since a failed precondition ends the process.
+/// test), since a failed precondition ends the process. (An optimised build drops a precondition's message, so the
+/// children's stderr cannot say which check stopped them; the cases are the ones that ran on before the checks.)
 @Suite("Shape checks at the API boundary")
 struct ShapeCheckTests {
     static func languageModel() -> LanguageModel {

@@ -89,6 +89,23 @@ struct AsyncRunTests {
         #expect(bad.phase == .failed && "\(failed)".contains("resumes at minibatch 5 of epoch 1, which has 4"), "\(failed)")
     }
 
+    @Test("a gradient under step 0, which no asynchronous run sends, is rejected, finite or not, while the worker's update is applied")
+    func stepZeroIsRejected() {
+        var (m, _) = started([a, b], batch: 8, batches: [3, 3])
+        let applying = m.handle(.received(peer: a, frames: gradient(version: 0, streams: 4), now: 2))
+        #expect(applying.contains { if case .applyGradient = $0 { return true }; return false })
+        let cursor = m.asyncRun!.cursors[0]
+        for g: [Float] in [[1, .nan, 1], [1, 1, 1]] {
+            let frames = Codec.encode(.gradient(runID: run, step: 0, lossSum: 2, tokens: 10, gradient: g,
+                                                state: [Float](repeating: 0.5, count: 4 * perStream), computeNanos: 1000))
+            let actions = m.handle(.received(peer: a, frames: frames, now: 3))
+            #expect(!logs(actions).contains { $0.contains("skipped") }, "\(g): \(actions)")
+            #expect(m.asyncRun!.cursors[0] == cursor, "\(g): the worker's place moved")
+        }
+        #expect(m.rejections.count == 2, "\(m.rejections)")
+        #expect(m.handle(.updateApplied(worker: 0, now: 4)) == [.broadcastWeights(step: 2, epoch: 0, index: 1, reset: false, to: [m.workers[0]])])
+    }
+
     @Test("a fresh gradient is applied, then the worker gets the next version; a stale one is discarded with its staleness")
     func appliedOrDiscardedByStaleness() {
         var (m, _) = started([a, b], batch: 8, batches: [3, 3], maxStaleness: 0)

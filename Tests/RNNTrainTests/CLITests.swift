@@ -309,13 +309,13 @@ struct CLITests {
             // Settings the chosen optimizer, schedule, initialisation or tokenizer never reads are refused (they did
             // nothing); the same value as the default, as run.toml writes every setting, is not.
             (["train", "--corpus", "/nonexistent.txt", "--optimizer", "adam", "--momentum", "0.9", "--lr-patience", "2"],
-             "--momentum (read only with --optimizer sgd), --lr-patience (read only with --lr-schedule plateau) would do nothing in this run; drop them, or choose the setting that reads them"),
+             "--momentum (read only with --optimizer sgd), --lr-patience (read only with --lr-schedule plateau) would do nothing in this run; drop them (from the command line or the --config file), or choose the setting that reads them"),
             (["coordinator", "--corpus", "/nonexistent.txt", "--expect-workers", "1", "--beta1", "0.8", "--init-std", "0.1"],
-             "--beta1 (read only with --optimizer adam), --init-std (read only with --init-scheme normal) would do nothing in this run; drop them, or choose the setting that reads them"),
+             "--beta1 (read only with --optimizer adam), --init-std (read only with --init-scheme normal) would do nothing in this run; drop them (from the command line or the --config file), or choose the setting that reads them"),
             (["train", "--corpus", "/nonexistent.txt", "--lr-schedule", "plateau", "--lr-step-every", "2"],
-             "--lr-step-every (read only with --lr-schedule step) would do nothing in this run; drop it, or choose the setting that reads it"),
+             "--lr-step-every (read only with --lr-schedule step) would do nothing in this run; drop it (from the command line or the --config file), or choose the setting that reads it"),
             (["train", "--dataset", "timemachine", "--lowercase", "--bpe-merges", "100", "--momentum", "0", "--beta1", "0.9"],
-             "--bpe-merges (read only with --tokenizer bpe), --lowercase (read only with --tokenizer word, lines or bpe; char lowercases already, char-raw keeps every character) would do nothing in this run; drop them, or choose the setting that reads them"),
+             "--bpe-merges (read only with --tokenizer bpe), --lowercase (read only with --tokenizer word, lines or bpe; char lowercases already, char-raw keeps every character) would do nothing in this run; drop them (from the command line or the --config file), or choose the setting that reads them"),
             (["train", "--corpus", "/nonexistent.txt", "--step-timeout", "30"],
              "--step-timeout 30.0 sets how a parameter server treats its workers; this run has none: add --workers N (local worker processes), or run `rnnlm coordinator`"),
         ]

@@ -121,6 +121,6 @@ struct CheckpointTests {
         state.carried[h].values[1] = .infinity
         try state.write(to: path)
         let carried = #expect(throws: CheckpointError.self) { try Checkpoint<Note>.read(from: path) }
-        #expect(carried?.problem.contains("carried state.h contain NaN or Inf") == true, "\(String(describing: carried))")
+        #expect(carried?.problem.contains("carried state.h contains NaN or Inf") == true, "\(String(describing: carried))")
     }
 }

@@ -64,7 +64,10 @@ struct GradientCompressionTests {
         #expect(exact.stdout.contains("note: the checkpoint's run took its workers' gradients with --mode sync --gradient-compression bf16; this run takes them with --mode sync --gradient-compression none, so it does not continue exactly as it was: pass --mode sync --gradient-compression bf16 to keep that"), "\(exact.stdout)")
         let single = try run(try rnnlmBinary(), ["train", "--resume", "--epochs", "3"] + small, timeout: 120)
         #expect(single.status == 0 && !single.stdout.contains("note: the checkpoint's run"), "exact sync to one process is the same maths: \(single.stdout)")
-        #expect(try Checkpoint<TrainingRecord>.read(from: try #require(latestCheckpoint(in: dir))).extra.exchange == nil)
+        #expect(try Checkpoint<TrainingRecord>.read(from: try #require(latestCheckpoint(in: dir))).extra.exchange == .exact)
+        // From one process to an asynchronous run is a change too.
+        let async = try run(try rnnlmBinary(), ["train", "--resume", "--epochs", "4", "--workers", "1", "--mode", "async"] + small, timeout: 120)
+        #expect(async.status == 0 && async.stdout.contains("note: the checkpoint's run took its workers' gradients with --mode sync --gradient-compression none; this run takes them with --mode async --gradient-compression none"), "\(async.stdout) \(async.stderr)")
     }
 
     @Test("without workers the parameter server's flags are refused, naming them and the fix")
