@@ -104,9 +104,10 @@ public struct AsyncRun: Sendable {
         return applying == i ? rest - 1 : rest
     }
 
-    /// " at step V (epoch E, minibatch I)" for worker `i`'s log lines.
+    /// " at step S (epoch E, minibatch I)" for worker `i`'s log lines: S the step in progress (updates applied + 1),
+    /// as a synchronous run and the workers' own lines count it.
     func position(of i: Int) -> String {
-        let at = " at step \(gate.version)"
+        let at = " at step \(AsyncRun.wireStep(version: gate.version))"
         guard let c = cursors[i], c.epoch < epochs else { return at }
         return at + " (epoch \(c.epoch + 1), minibatch \(c.index + 1) of \(plan.batchesPerEpoch[c.epoch]))"
     }

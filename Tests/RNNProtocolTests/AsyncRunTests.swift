@@ -165,7 +165,7 @@ struct AsyncRunTests {
         #expect(m.alive == [0, 2])
         #expect(m.workers[0].columns == [0, 1, 2, 3, 5] && m.workers[2].columns == [4, 6, 7, 8], "\(m.workers.map(\.columns))")
         #expect(lost.contains(.reassign(m.workers[0])) && lost.contains(.reassign(m.workers[2])))
-        #expect(logs(lost).contains { $0.contains("worker 1 (w1 on host-w1, pid 7) lost at step 3 (epoch 1, minibatch 2 of 3)")
+        #expect(logs(lost).contains { $0.contains("worker 1 (w1 on host-w1, pid 7) lost at step 4 (epoch 1, minibatch 2 of 3)")
                 && $0.contains("unreachable") && $0.contains("[3, 4, 5] move to worker 0, worker 2 with their carried state") }, "\(lost)")
         #expect(m.awaited == [0, 2] && m.asyncRemaining == 10)
         // Worker 0's minibatch in flight was computed on its old 3 streams; its next one carries the 5 streams' state.
