@@ -96,6 +96,8 @@ public final class TrainingRun {
         trainer.setExchange(exchange ?? .exact)
         let o = trainer.options
         let task = trainer.task
+        let metricsPath = settings.metrics ?? o.checkpointDir.map { $0 + "/metrics.jsonl" }
+        if case .new = settings.start, let path = metricsPath { try MetricsWriter.checkFreeForNewRun(path: path) }
         let perEpoch = task.minibatchCount(epoch: trainer.record.epoch)
         for line in task.summary { out.say(line) }
         try writeRunConfig(o, settings.tomlLines(), out)
@@ -168,7 +170,6 @@ public final class TrainingRun {
         let expected = distributed?.expectWorkers
         reporter.workers = { coordinator.map { ($0.peers.count, expected ?? $0.peers.count) } }
         out.reporter = reporter
-        let metricsPath = settings.metrics ?? o.checkpointDir.map { $0 + "/metrics.jsonl" }
         // A TensorBoard event file beside the metrics file, with the resolved settings as text.
         let metrics = try metricsPath.map { try MetricsWriter(path: $0, every: every, tensorBoard: o.tomlLines() + settings.tomlLines(), step: trainer.record.step) }
         metrics?.workers = { coordinator?.peers.count }
@@ -177,7 +178,10 @@ public final class TrainingRun {
             reporter.step(info)
             metrics?.step(info)
         }
-        trainer.onEpoch = { [unowned trainer] report in metrics?.epoch(report, step: trainer.record.step) }
+        trainer.onEpoch = { [unowned trainer] report in
+            reporter.epochEnded()
+            metrics?.epoch(report, step: trainer.record.step)
+        }
         let started = Date()
         var gate: StalenessGate?
         do {
@@ -278,7 +282,8 @@ public final class TrainingRun {
             var resumed = ck
             resumed.extra.options = options
             let trainer = try Trainer(resuming: resumed, task: task, log: out.say)
-            out.say("resuming \(latest!): epoch \(ck.extra.epoch), step \(ck.extra.step)")
+            let r = ck.extra
+            out.say("resuming \(latest!): step \(r.step), " + (r.batchInEpoch == 0 ? "after epoch \(r.epoch)" : "in epoch \(r.epoch + 1) after minibatch \(r.batchInEpoch)"))
             return trainer
         case .resume(_, _, let otherwise):
             let o = try otherwise()
@@ -299,13 +304,15 @@ public final class TrainingRun {
     /// The resolved configuration: printed (what differs from the defaults) and saved beside the checkpoints, with
     /// the run's own settings (`runLines`) after the options.
     private func writeRunConfig(_ o: TrainOptions, _ runLines: [String], _ out: RunLog) throws {
-        let defaults = Set(TrainOptions().tomlLines())
+        var reference = TrainOptions()
+        if o.translation != nil { reference.translation = TrainOptions.TranslationOptions() }  // its own defaults
+        let defaults = Set(reference.tomlLines())
         let changed = o.tomlLines().filter { !defaults.contains($0) }
         var configPath: String?
         if let dir = o.checkpointDir {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             configPath = dir + "/run.toml"
-            let text = "# rnnlm \(settings.command) settings, resolved (flags over --config over defaults). Reuse: rnnlm \(settings.command) --config \(configPath!)\n"
+            let text = "# rnnlm \(settings.command) settings, resolved (flags over --config over defaults). Reuse: rnnlm \(settings.command) --config \(configPath!) --checkpoint-dir NEW_DIR\(settings.metrics == nil ? "" : " --metrics NEW_FILE") (a new run), or add --resume (this one)\n"
                 + (o.tomlLines() + runLines).joined(separator: "\n") + "\n"
             try text.write(toFile: configPath!, atomically: true, encoding: .utf8)
         }

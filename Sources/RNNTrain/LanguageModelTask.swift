@@ -107,7 +107,7 @@ public final class LanguageModelTask: TrainingTask {
 
     public var record: TaskRecord {
         let r = DataRecord(tokenizer: data.tokenizer, vocabulary: data.vocabulary, fingerprint: data.fingerprint)
-        return TaskRecord(kind: Self.kind, json: String(decoding: try! JSONEncoder().encode(r), as: UTF8.self))
+        return TaskRecord(kind: Self.kind, encoding: r)
     }
 
     /// The data record of a language model's checkpoint.

@@ -14,6 +14,9 @@ struct IntervalStats {
     var clipped = 0
     var normSum = 0.0
     var start = Date()
+    /// When the last step was added, and the seconds since `start` spent on other work (an epoch's validation).
+    var lastStep = Date()
+    var excluded = 0.0
 
     mutating func add(_ s: StepInfo) {
         loss.sum += s.loss.sum
@@ -21,7 +24,18 @@ struct IntervalStats {
         steps += 1
         if s.clipped { clipped += 1 }
         normSum += s.gradientNorm
+        lastStep = Date()
     }
+
+    /// Leaves the time since the last step (validation, BLEU decoding) out of the interval's tokens/s.
+    mutating func excludeSinceLastStep() {
+        let now = Date()
+        excluded += now.timeIntervalSince(lastStep)
+        lastStep = now
+    }
+
+    /// Seconds of training in the interval.
+    var seconds: Double { max(Date().timeIntervalSince(start) - excluded, 1e-9) }
 }
 
 /// The live view of a run. On a terminal: one status line redrawn in place (at most 5 times a second) with
@@ -102,13 +116,19 @@ public final class ProgressReporter {
         write(text + "\n")
     }
 
+    /// An epoch ended (validated, reported): its validation time stays out of the next tokens/s.
+    public func epochEnded() {
+        stats.excludeSinceLastStep()
+        redrawStats.excludeSinceLastStep()
+    }
+
     /// Removes the status line (end of run).
     public func finish() {
         if statusVisible { write("\r\u{1B}[K"); statusVisible = false }
     }
 
     func statusLine(_ s: StepInfo, _ i: IntervalStats) -> String {
-        let seconds = max(Date().timeIntervalSince(i.start), 1e-9)
+        let seconds = i.seconds
         let mean = i.loss.count > 0 ? i.loss.sum / Double(i.loss.count) : .nan
         var parts = [
             "epoch \(s.epoch + 1)/\(epochs)",
@@ -165,8 +185,11 @@ public final class MetricsWriter {
         if FileManager.default.fileExists(atPath: path) {
             try Self.keepRecords(upTo: step, in: path)
         } else {
+            // Its folder is made as TensorBoard's SummaryWriter makes its log folder.
+            let folder = (path as NSString).deletingLastPathComponent
+            if !folder.isEmpty { try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
             guard FileManager.default.createFile(atPath: path, contents: nil) else {
-                throw TrainingError("cannot create the metrics file \(path)")
+                throw TrainingError("cannot create the metrics file \(path) (is its folder writable?)")
             }
         }
         guard let h = FileHandle(forWritingAtPath: path) else { throw TrainingError("cannot open the metrics file \(path)") }
@@ -185,6 +208,20 @@ public final class MetricsWriter {
     }
 
     deinit { try? handle.close() }
+
+    /// Refuses to start a new run's metrics where another run's are: in a file that holds records, or in a folder
+    /// that holds TensorBoard events (one folder is one TensorBoard run, and the new run's start would hide the
+    /// other's later steps). A resumed run continues its own instead.
+    public static func checkFreeForNewRun(path: String) throws {
+        let folder = (path as NSString).deletingLastPathComponent
+        if let text = try? String(contentsOfFile: path, encoding: .utf8), text.contains("\"step\"") {
+            throw TrainingError("--metrics \(path) holds an earlier run's records: continue that run with --resume, or give this run its own --metrics file (or remove that one)")
+        }
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: folder.isEmpty ? "." : folder)) ?? []
+        if let events = entries.first(where: { $0.hasPrefix("events.out.tfevents.") }) {
+            throw TrainingError("the folder of --metrics \(path) holds another run's TensorBoard events (\(events)); give each run its own folder (TensorBoard shows one run per folder), or continue that run with --resume")
+        }
+    }
 
     /// Rewrites `path` (atomically) without the records after `step` and without lines that are not records.
     static func keepRecords(upTo step: Int, in path: String) throws {
@@ -232,7 +269,7 @@ public final class MetricsWriter {
     public func step(_ s: StepInfo) {
         stats.add(s)
         guard s.step % every == 0 else { return }
-        let seconds = max(Date().timeIntervalSince(stats.start), 1e-9)
+        let seconds = stats.seconds
         let mean = stats.loss.sum / Double(max(stats.loss.count, 1))
         emit([("kind", "step"), ("step", s.step), ("epoch", s.epoch + 1),
               ("loss", mean), ("perplexity", exp(mean)), ("val_perplexity", nil),
@@ -243,6 +280,7 @@ public final class MetricsWriter {
     }
 
     public func epoch(_ r: EpochReport, step: Int) {
+        stats.excludeSinceLastStep()  // the epoch's validation is not the next interval's training time
         emit([("kind", "epoch"), ("step", step), ("epoch", r.epoch),
               ("loss", log(r.trainPerplexity)), ("perplexity", r.trainPerplexity), ("val_perplexity", r.validPerplexity),
               ("val_loss", r.validPerplexity.map { log($0) })]

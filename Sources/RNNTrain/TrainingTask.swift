@@ -103,6 +103,13 @@ public struct TaskRecord: Codable, Equatable, Sendable {
     public var kind: String
     public var json: String
     public init(kind: String, json: String) { self.kind = kind; self.json = json }
+
+    /// `record` as JSON with its keys sorted, so the same run writes the same bytes.
+    public init<Record: Encodable>(kind: String, encoding record: Record) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        self.init(kind: kind, json: String(decoding: try! encoder.encode(record), as: UTF8.self))
+    }
 }
 
 /// The rows `rows` of row-major carried values (`perRow` values each), in that order.

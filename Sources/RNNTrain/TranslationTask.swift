@@ -149,7 +149,7 @@ public final class TranslationTask: TrainingTask {
     public var record: TaskRecord {
         let r = DataRecord(sourceVocabulary: data.sourceVocabulary, targetVocabulary: data.targetVocabulary,
                            fingerprint: data.fingerprint, numSteps: settings.numSteps)
-        return TaskRecord(kind: Self.kind, json: String(decoding: try! JSONEncoder().encode(r), as: UTF8.self))
+        return TaskRecord(kind: Self.kind, encoding: r)
     }
 
     public static func dataRecord(_ r: TaskRecord) throws -> DataRecord {

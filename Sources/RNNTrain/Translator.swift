@@ -214,7 +214,7 @@ public struct TranslationScores: Sendable {
     }
 
     public var line: String {
-        String(format: "loss %.4f  perplexity %.3f  corpus BLEU %.2f  mean sentence BLEU %.3f  (%d pairs, %d target tokens)",
+        String(format: "loss %.4f  perplexity %.3f  corpus BLEU %.2f (0-100, sacreBLEU)  mean sentence BLEU %.3f (0-1, D2L k=2)  (%d pairs, %d target tokens)",
                loss.mean, loss.perplexity, corpusBLEU, meanSentenceBLEU, pairs, loss.count)
     }
 }

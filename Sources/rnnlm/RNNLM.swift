@@ -236,11 +236,11 @@ struct Worker: ParsableCommand {
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Perplexity of a text under a language model; loss, perplexity and BLEU of sentence pairs under a translation model.",
-        discussion: "A translation checkpoint scores --pairs FILE (all its lines), or by default the validation pairs of its training run.")
+        discussion: "Without --corpus or --dataset a language model scores its training run's validation text (its --valid file, or what --valid-fraction held out), as the epoch lines did; a translation checkpoint scores --pairs FILE (all its lines), or by default the validation pairs of its training run.")
 
     @Option(help: "Checkpoint file, or a checkpoint folder (its best.safetensors if present, else its newest checkpoint).")
     var checkpoint: String
-    @Option(help: "Text file to evaluate.")
+    @Option(help: "Text file to evaluate (default: the run's validation text).")
     var corpus: String?
     @Option(help: "Named dataset to evaluate (timemachine, tinyshakespeare).")
     var dataset: String?
@@ -269,11 +269,28 @@ struct Eval: ParsableCommand {
             }
             if pairs != nil { throw ValidationError("--pairs scores a translation model; \(file) holds a language model (use --corpus)") }
             let m = try TrainedModel(checkpointPath: file)
-            let path: String
-            if let c = corpus { path = c } else if let d = dataset { path = try NamedDataset.named(d).locate(dataDir: dataDir) } else {
-                throw ValidationError("pass --corpus PATH or --dataset NAME")
+            let tokens: [Int32], path: String
+            if let c = corpus {
+                path = c
+                tokens = m.vocabulary.ids(m.tokenizer.tokenize(try readCorpus(path)))
+            } else if let d = dataset {
+                path = try NamedDataset.named(d).locate(dataDir: dataDir)
+                tokens = m.vocabulary.ids(m.tokenizer.tokenize(try readCorpus(path)))
+            } else {
+                // The run's own validation text, as its epoch lines scored it: its --valid file, or what
+                // --valid-fraction held out of its training text (read again, and checked to be the same text).
+                let o = m.record.options
+                let r = try LanguageModelTask.dataRecord(m.record.task)
+                let data = try TextData.load(o, dataDir: dataDir, existing: (r.tokenizer, r.vocabulary, r.fingerprint))
+                guard data.valid.count >= 2 else {
+                    throw ValidationError("the run had no validation text (no --valid, --valid-fraction 0): pass --corpus PATH or --dataset NAME")
+                }
+                let training = try TextData.corpusPath(o, dataDir: dataDir)
+                let of = o.maxTokens.map { "of the first \($0) tokens of" } ?? "tokens of"
+                path = o.validCorpus ?? "the last \(data.valid.count) \(of) \(training) (--valid-fraction \(o.validFraction))"
+                FileHandle.standardError.write(Data("scoring the run's validation text: \(path)\n".utf8))
+                tokens = data.valid
             }
-            let tokens = m.vocabulary.ids(m.tokenizer.tokenize(try readCorpus(path)))
             guard let loss = evaluateLoss(model: m.model, tokens: tokens, batch: batchSize ?? m.record.options.batchSize,
                                           steps: numSteps ?? m.record.options.numSteps) else {
                 throw CorpusError("\(path) has fewer than 2 tokens; nothing to evaluate")

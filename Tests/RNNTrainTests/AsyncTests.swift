@@ -99,7 +99,7 @@ struct AsyncTrainingTests {
         }
         let resumed = try run(try rnnlmBinary(), args + ["--resume"], timeout: 180)
         #expect(resumed.status == 0, "\(resumed.stderr)")
-        #expect(resumed.stdout.contains("resuming \(midPath): epoch 0, step \(mid.step)"), "\(resumed.stdout)")
+        #expect(resumed.stdout.contains("resuming \(midPath): step \(mid.step), in epoch 1 after minibatch \(mid.batchInEpoch)"), "\(resumed.stdout)")
         let s = try #require(summary(resumed.stdout), "\(resumed.stdout)")
         let perEpoch = try #require(resumed.stdout.split(separator: "\n").first { $0.contains("minibatches/epoch") }
             .flatMap { line in line.split(separator: " ").firstIndex { $0.hasPrefix("minibatches/epoch") }.map { Int(line.split(separator: " ")[$0 - 1])! } })

@@ -191,6 +191,45 @@ struct CLITests {
         #expect(FileManager.default.fileExists(atPath: metrics), "\(listed)")
     }
 
+    @Test("a new run does not write over another run's metrics or into its TensorBoard folder (reusing run.toml wiped them)")
+    func newRunKeepsOtherRunsMetrics() throws {
+        let bin = try rnnlmBinary()
+        let dir = temporaryDirectory()
+        let small = ["--dataset", "timemachine", "--max-tokens", "3000", "--hidden", "16", "--batch-size", "4", "--num-steps", "10",
+                     "--epochs", "1"] + data
+        let first = try run(bin, ["train", "--metrics", dir + "/logs/m.jsonl", "--checkpoint-dir", dir + "/a"] + small)
+        #expect(first.status == 0, "\(first.stderr)")
+        let before = try String(contentsOfFile: dir + "/logs/m.jsonl", encoding: .utf8)
+        let reused = try run(bin, ["train", "--config", dir + "/a/run.toml", "--checkpoint-dir", dir + "/b"] + data)
+        #expect(reused.status == 1 && reused.stderr.contains("--metrics \(dir)/logs/m.jsonl holds an earlier run's records"), "\(reused.stderr)")
+        #expect(try String(contentsOfFile: dir + "/logs/m.jsonl", encoding: .utf8) == before)
+        let beside = try run(bin, ["train", "--metrics", dir + "/logs/other.jsonl", "--checkpoint-dir", dir + "/c"] + small)
+        #expect(beside.status == 1 && beside.stderr.contains("holds another run's TensorBoard events"), "\(beside.stderr)")
+        let own = try run(bin, ["train", "--metrics", dir + "/logs2/m.jsonl", "--checkpoint-dir", dir + "/d"] + small)
+        #expect(own.status == 0, "\(own.stderr)")
+        let header = try String(contentsOfFile: dir + "/a/run.toml", encoding: .utf8).prefix { $0 != "\n" }
+        #expect(header.contains("--checkpoint-dir NEW_DIR --metrics NEW_FILE (a new run), or add --resume (this one)"), "\(header)")
+    }
+
+    @Test("eval of a language model without a text scores the run's validation split, as the epoch line did (it scored nothing, or the whole book)")
+    func evalScoresTheRunsValidationText() throws {
+        let bin = try rnnlmBinary()
+        let dir = temporaryDirectory()
+        let small = ["--dataset", "timemachine", "--max-tokens", "6000", "--hidden", "16", "--batch-size", "4", "--num-steps", "10"] + data
+        let held = try run(bin, ["train", "--epochs", "2", "--valid-fraction", "0.1", "--checkpoint-dir", dir + "/held"] + small)
+        #expect(held.status == 0, "\(held.stderr)")
+        let printed = try #require(held.stdout.split(separator: "\n").last { $0.hasPrefix("epoch 2") }.flatMap { line in
+            line.range(of: "val perplexity ").map { String(line[$0.upperBound...].prefix { $0 != " " }) } }, "\(held.stdout)")
+        let last = try #require(latestCheckpoint(in: dir + "/held"))
+        let scored = try run(bin, ["eval", "--checkpoint", last] + data)
+        #expect(scored.status == 0 && scored.stdout.hasPrefix("perplexity \(printed) "), "epoch line \(printed); eval: \(scored.stdout) \(scored.stderr)")
+        #expect(scored.stderr.contains("scoring the run's validation text: the last 600 of the first 6000 tokens of"), "\(scored.stderr)")
+        let none = try run(bin, ["train", "--epochs", "1", "--checkpoint-dir", dir + "/none"] + small)
+        #expect(none.status == 0, "\(none.stderr)")
+        let refused = try run(bin, ["eval", "--checkpoint", dir + "/none"] + data)
+        #expect(refused.status == 1 && refused.stderr.contains("the run had no validation text"), "\(refused.stderr)")
+    }
+
     @Test("eval of a translation model scores the run's validation lines, and refuses a pairs file edited since")
     func evalChecksThePairsFileItScores() throws {
         let bin = try rnnlmBinary()
