@@ -124,6 +124,11 @@ void rnnlm_reexec_without_blas_pool(char **argv) {
 #ifdef __linux__
     if (getenv("OPENBLAS_NUM_THREADS") != NULL) return;
     if (setenv("OPENBLAS_NUM_THREADS", "1", 1) != 0) return;
+    // By the file's own path, so the process keeps its name (exec of /proc/self/exe names it "exe", which pgrep,
+    // pkill and ps -C rnnlm then miss); /proc/self/exe when the file is gone (replaced while running).
+    char path[4096];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    if (n > 0) { path[n] = '\0'; execv(path, argv); }
     execv("/proc/self/exe", argv);
     // exec failed: carry on with the pool (correct, only a little slower).
 #else

@@ -32,13 +32,15 @@ public final class LocalWorkers: @unchecked Sendable {  // mutable state behind 
     /// /dev/shm (or the temporary folder) instead of the socket.
     public init(executable: String = LocalWorkers.currentExecutable, sharedMemory: Bool) throws {
         self.executable = executable
+        // Folders of runs killed before they could remove theirs (SIGKILL) are removed here.
+        Self.removeStaleFolders(in: NSTemporaryDirectory())
         socketFolder = NSTemporaryDirectory() + "rnnlm-\(getpid())"
         try FileManager.default.createDirectory(atPath: socketFolder, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
         endpoint = "ipc://\(socketFolder)/coordinator"
         if sharedMemory {
             let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm/" : NSTemporaryDirectory()
-            Self.removeStaleSharedMemory(in: base)
+            Self.removeStaleFolders(in: base)
             let folder = base + "rnnlm-\(getpid())"
             do {
                 try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true,
@@ -133,15 +135,18 @@ public final class LocalWorkers: @unchecked Sendable {  // mutable state behind 
 
     /// In a worker started by `start`: asks the kernel to kill this process when its parent exits. False when the
     /// parent is already gone (the worker should exit at once).
+    /// Whether this process is a local worker of `rnnlm train --workers N` (whose status is its parent's to give).
+    public static var isSpawnedWorker: Bool { ProcessInfo.processInfo.environment[dieWithParentVariable] == "1" }
+
     public static func bindToParentIfSpawned() -> Bool {
         guard ProcessInfo.processInfo.environment[dieWithParentVariable] == "1" else { return true }
         _ = rnnlm_die_with_parent()
         return getppid() != 1  // 1: the parent died before we could ask
     }
 
-    /// Removes the shared-memory folders (`rnnlm-PID`, this user's) of runs whose process is gone (killed with
-    /// SIGKILL, so its own cleanup never ran): tmpfs files hold memory until deleted.
-    static func removeStaleSharedMemory(in base: String) {
+    /// Removes the socket and shared-memory folders (`rnnlm-PID`, this user's) of runs whose process is gone (killed
+    /// with SIGKILL, so its own cleanup never ran): tmpfs files hold memory until deleted.
+    static func removeStaleFolders(in base: String) {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: base) else { return }
         for name in names where name.hasPrefix("rnnlm-") {
             guard let pid = Int32(name.dropFirst("rnnlm-".count)), kill(pid, 0) != 0, errno == ESRCH else { continue }

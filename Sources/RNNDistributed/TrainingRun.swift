@@ -142,8 +142,14 @@ public final class TrainingRun {
             c.gradientEncoding = d.gradientCompression.encoding
             c.weightsInTurn = d.broadcast == .inTurn
             c.inTurnPatience = d.heartbeatTimeout
-            do { try c.admitWorkers(count: d.expectWorkers, trainer: trainer) } catch let e as DistributedError where e == .interrupted {
-                return summary(.interrupted(checkpoint: nil), trainer, seconds: 0)
+            do { try c.admitWorkers(count: d.expectWorkers, trainer: trainer) } catch {
+                // The workers that joined are told, rather than left to wait out their own --join-timeout.
+                if let e = error as? DistributedError, e == .interrupted {
+                    c.stopAll(reason: "the coordinator was stopped before training began")
+                    return summary(.interrupted(checkpoint: nil), trainer, seconds: 0)
+                }
+                c.stopAll(reason: Message.runFailedPrefix + "the coordinator gave up before training began: \(error)")
+                throw error
             }
             trainer.source = c
             // A synchronous step's workers wait for the update, so it may use every core; an asynchronous one
@@ -151,8 +157,10 @@ public final class TrainingRun {
             trainer.updateThreads = d.mode == .sync ? max(threads, ProcessInfo.processInfo.activeProcessorCount) : threads
             coordinator = c
         }
+        // What the workers are told at the end: set below as the run ends (an error leaves it a failure).
+        var stopReason = Message.runFailedPrefix + "the coordinator stopped on an error (its log says which)"
         defer {
-            coordinator?.stopAll(reason: "training finished")
+            coordinator?.stopAll(reason: stopReason)
             coordinator?.releaseSharedWeights()
         }
         // Live progress and the metrics file.
@@ -197,6 +205,7 @@ public final class TrainingRun {
             out.say("async: applied \(g.applied) gradients (largest staleness \(g.maxAppliedStaleness), bound --max-staleness \(g.maxStaleness)), discarded \(g.discarded) stale")
         }
         if stop.isRequested() {
+            stopReason = "the coordinator was stopped (\(stop.cause() == .requeue ? "SIGUSR1, for a requeue" : "interrupted")); it continues with --resume"
             let saved = try trainer.saveCheckpoint()
             if let path = saved {
                 sink.standardError(stop.cause() == .requeue
@@ -206,6 +215,7 @@ public final class TrainingRun {
             return summary(.interrupted(checkpoint: saved), trainer, seconds: Date().timeIntervalSince(started))
         }
         try trainer.requireLastSaveSucceeded()
+        stopReason = "training finished"
         let wall = Date().timeIntervalSince(started)
         if let last = trainer.record.history.last {
             let final = last.showsLoss == true

@@ -168,8 +168,8 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
     var carried = [Float](repeating: 0, count: a.rows.count * perRow)
     // --gradient-compression bf16: what rounding to bfloat16 lost, added to the next gradient (error feedback).
     let residual = a.gradientEncoding == .bfloat16 ? FloatBuffer(count: task.parameterCount) : nil
-    for line in task.summary { log("worker \(a.workerIndex) of \(a.workers): \(line)") }
-    log("worker \(a.workerIndex) of \(a.workers): rows \(a.rows.first!)…\(a.rows.last!) of \(B), \(task.parameterCount) parameters")
+    for line in task.summary { log("worker \(a.workerIndex): \(line)") }
+    log("worker \(a.workerIndex): rows \(rowRanges(a.rows)) of \(B) (\(a.rows.count)), \(task.parameterCount) parameters")
     var lastStep: UInt64 = 0
     // The step whose weights the task's own parameters hold (nil: none known, e.g. after computing from the shared
     // weights region): weights that carry changed rows only apply to that step's.
@@ -283,4 +283,16 @@ func serve(socket: ZMQSocket, monitor: HandshakeMonitor, assignment: WorkerAssig
             warn("ignored a \(m.type) message from the coordinator during the run")
         }
     }
+}
+
+/// Sorted row indices as ranges: [0, 1, 2, 5, 7, 8] → "0…2, 5, 7…8".
+func rowRanges(_ rows: [Int]) -> String {
+    var parts: [String] = [], i = 0
+    while i < rows.count {
+        var j = i
+        while j + 1 < rows.count && rows[j + 1] == rows[j] + 1 { j += 1 }
+        parts.append(i == j ? "\(rows[i])" : "\(rows[i])…\(rows[j])")
+        i = j + 1
+    }
+    return parts.joined(separator: ", ")
 }

@@ -1,5 +1,6 @@
 import Foundation
 import RNNCore
+import RNNProtocol
 import RNNTransport
 
 /// One worker process's life as `rnnlm worker` runs it: join the coordinator, compute gradients until told to stop
@@ -54,8 +55,12 @@ public struct WorkerRun {
         /// Why, when `interrupted`.
         public var stopCause: StopCause?
 
-        /// The process exit status the command line uses: the stop cause's (130 for SIGINT, 143 for SIGTERM), else 0.
-        public var exitCode: Int32 { interrupted ? (stopCause ?? .interrupt).exitCode : 0 }
+        /// The process exit status the command line uses: the stop cause's (130 for SIGINT, 143 for SIGTERM), 1 when
+        /// the coordinator stopped it because the run failed, else 0.
+        public var exitCode: Int32 {
+            if interrupted { return (stopCause ?? .interrupt).exitCode }
+            return reason.hasPrefix(Message.runFailedPrefix) ? 1 : 0
+        }
     }
 
     public let settings: Settings

@@ -72,6 +72,8 @@ public enum Message: Equatable, Sendable {
     /// The reason of the stop a worker gets when it speaks to a coordinator that took it out of the run (it was
     /// declared lost, e.g. frozen past the heartbeat timeout): it should say hello again to rejoin as a new member.
     public static let takenOutReason = "this worker was taken out of the run; say hello to rejoin"
+    /// Begins the reason of a stop sent because the run failed (a worker then exits with status 1, not 0).
+    public static let runFailedPrefix = "the run failed: "
 
     public var type: MessageType {
         switch self {

@@ -228,7 +228,9 @@ struct Worker: ParsableCommand {
             s.curve = try curve.keys()
             guard LocalWorkers.bindToParentIfSpawned() else { throw ExitCode(1) }
             let outcome = try WorkerRun(settings: s).run()
-            if outcome.exitCode != 0 { throw ExitCode(outcome.exitCode) }
+            // A local worker told the run failed exits 0: its parent reports the failure (and does not take the exit
+            // for a crash to replace).
+            if outcome.exitCode != 0 && !(LocalWorkers.isSpawnedWorker && !outcome.interrupted) { throw ExitCode(outcome.exitCode) }
         }
     }
 }
