@@ -142,14 +142,9 @@ public final class TrainingRun {
             c.gradientEncoding = d.gradientCompression.encoding
             c.weightsInTurn = d.broadcast == .inTurn
             c.inTurnPatience = d.heartbeatTimeout
-            do { try c.admitWorkers(count: d.expectWorkers, trainer: trainer) } catch {
-                // The workers that joined are told, rather than left to wait out their own --join-timeout.
-                if let e = error as? DistributedError, e == .interrupted {
-                    c.stopAll(reason: "the coordinator was stopped before training began")
-                    return summary(.interrupted(checkpoint: nil), trainer, seconds: 0)
-                }
-                c.stopAll(reason: Message.runFailedPrefix + "the coordinator gave up before training began: \(error)")
-                throw error
+            // (Workers that joined an admission that fails are told by the state machine.)
+            do { try c.admitWorkers(count: d.expectWorkers, trainer: trainer) } catch let e as DistributedError where e == .interrupted {
+                return summary(.interrupted(checkpoint: nil), trainer, seconds: 0)
             }
             trainer.source = c
             // A synchronous step's workers wait for the update, so it may use every core; an asynchronous one

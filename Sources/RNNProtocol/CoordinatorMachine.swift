@@ -170,7 +170,10 @@ public struct CoordinatorMachine {
             }
             phase = .failed
             let floor = startMinimum.map { " (--min-workers \($0))" } ?? ""
-            return [.failed("only \(joining.count) of \(expectedWorkers) workers joined within \(Int(joinTimeout))s\(floor); start them with `rnnlm worker --connect ENDPOINT`, or lower --expect-workers / --min-workers, or raise --join-timeout")]
+            let why = "only \(joining.count) of \(expectedWorkers) workers joined within \(Int(joinTimeout))s\(floor)"
+            // The ones that joined are told, rather than left to wait out their own --join-timeout.
+            return joining.map { .send($0.0, .stop(runID: runID, reason: Message.runFailedPrefix + why + "; the coordinator gave up before training began")) }
+                + [.failed(why + "; start them with `rnnlm worker --connect` and the endpoint the coordinator listens on, or lower --expect-workers / --min-workers, or raise --join-timeout")]
         case (.idle, .startStep(let step, let epoch, let index, let reset, let sendState, let now)):
             var joined = admitPendingJoins()
             if alive.count < minWorkers {

@@ -44,9 +44,11 @@ struct CoordinatorMachineTests {
         _ = m.handle(.received(peer: a, frames: hello("a"), now: 1))
         #expect(m.handle(.tick(now: 29.9)).isEmpty)
         let actions = m.handle(.tick(now: 30))
-        guard case .failed(let why) = actions.first else { Issue.record("no failure: \(actions)"); return }
+        guard case .failed(let why) = actions.last else { Issue.record("no failure: \(actions)"); return }
         #expect(why.contains("only 1 of 2 workers joined within 30s") && why.contains("rnnlm worker --connect"))
         #expect(m.phase == .failed)
+        // The worker that joined is told first, as a failure, rather than left waiting.
+        #expect(actions.first == .send(a, .stop(runID: run, reason: Message.runFailedPrefix + "only 1 of 2 workers joined within 30s; the coordinator gave up before training began")))
     }
 
     @Test func stepBroadcastsGathersInWorkerOrderAndCompletes() {

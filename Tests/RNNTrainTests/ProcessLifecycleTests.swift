@@ -44,6 +44,27 @@ struct ProcessLifecycleTests {
         } + workerProcesses(parent: parent)
     }
 
+    @Test("a coordinator that gives up waiting for workers tells the ones that joined (they waited out their own --join-timeout), and they exit 1; the process is named rnnlm")
+    func joinedWorkersHearTheRunFailed() throws {
+        let port = String(freeTCPPort())
+        let script = """
+            "$0" coordinator --bind tcp://127.0.0.1:$1 --expect-workers 2 --join-timeout 3 --dataset timemachine --max-tokens 3000 \
+                --hidden 8 --batch-size 4 --num-steps 5 --data-dir "$2" > /dev/null 2>&1 & c=$!
+            sleep 0.3
+            grep -qx rnnlm /proc/$c/comm && echo named
+            start=$(date +%s)
+            "$0" worker --connect tcp://127.0.0.1:$1 --join-timeout 60; w=$?
+            echo "worker=$w after $(( $(date +%s) - start ))s"
+            wait $c; echo "coordinator=$?"
+            """
+        let r = try run("/bin/bash", ["-c", script, try rnnlmBinary(), port, sharedDataDirectory()], timeout: 60)
+        #expect(r.stdout.contains("named"), "the process is not named rnnlm: \(r.stdout)")
+        #expect(r.stdout.contains("worker=1 after ") && r.stdout.contains("coordinator=1"), "\(r.stdout) \(r.stderr)")
+        let seconds = Int(r.stdout.components(separatedBy: "worker=1 after ").last?.prefix { $0.isNumber } ?? "") ?? 99
+        #expect(seconds <= 10, "the worker waited \(seconds) s")
+        #expect((r.stdout + r.stderr).contains("the run failed: only 1 of 2 workers joined within 3s; the coordinator gave up before training began"), "\(r.stdout) \(r.stderr)")
+    }
+
     @Test("SIGTERM: checkpoint, stop the workers, exit 143, no orphans")
     func terminateIsClean() throws {
         let dir = NSTemporaryDirectory() + "rnnlm-sig-\(UUID().uuidString)"
