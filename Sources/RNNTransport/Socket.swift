@@ -85,7 +85,11 @@ public final class ZMQSocket {
 
     public func bind(_ endpoint: String) throws {
         guard zmq_bind(handle, endpoint) == 0 else {
-            throw TransportError("cannot bind \(endpoint)", hint: Self.endpointHint(endpoint))
+            // ZeroMQ's tcp bind resolves no host names: "localhost" fails with "No such device".
+            let named = zmq_errno() == ENODEV && endpoint.hasPrefix("tcp://")
+            throw TransportError("cannot bind \(endpoint)", hint: named
+                ? " (a tcp bind takes an IP address or an interface name, not a host name: e.g. tcp://127.0.0.1:5555, or tcp://*:5555 for every interface)"
+                : Self.endpointHint(endpoint))
         }
     }
 

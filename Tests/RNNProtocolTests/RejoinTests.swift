@@ -131,11 +131,11 @@ struct RejoinTests {
         var few = machine()
         few.startMinimum = 2
         _ = few.handle(.received(peer: a, frames: hello("a"), now: 1))
-        guard case .failed(let why) = few.handle(.tick(now: 30)).first else { Issue.record("no failure"); return }
+        guard case .failed(let why) = few.handle(.tick(now: 30)).last else { Issue.record("no failure"); return }
         #expect(why.contains("only 1 of 3 workers joined within 30s (--min-workers 2)"), "\(why)")
         var none = machine()  // without --min-workers every expected worker must join (as before)
         _ = none.handle(.received(peer: a, frames: hello("a"), now: 1))
         _ = none.handle(.received(peer: b, frames: hello("b"), now: 1))
-        guard case .failed = none.handle(.tick(now: 30)).first else { Issue.record("no failure"); return }
+        guard case .failed = none.handle(.tick(now: 30)).last else { Issue.record("no failure"); return }
     }
 }

@@ -48,8 +48,8 @@ struct ReassignmentRaceTests {
                 let result = Result {
                     try runWorker(endpoint: endpoint, name: name, joinTimeout: 30, timeout: 60, rejoinGrace: 1,
                                   context: box.value, log: { line in
-                                      if index.value == nil, let r = line.range(of: #"^worker (\d+) of"#, options: .regularExpression) {
-                                          index.value = Int(line[r].split(separator: " ")[1])
+                                      if index.value == nil, let r = line.range(of: #"^worker (\d+):"#, options: .regularExpression) {
+                                          index.value = Int(line[r].dropFirst("worker ".count).dropLast())
                                       }
                                   },
                                   warn: { warnings.sink.standardError("\(name): \($0)\n") }, beforeGradient: hook)
